@@ -1,0 +1,62 @@
+# The single source of bulkstream's commands. `make help` lists them.
+#
+# KAFKA_BOOTSTRAP_SERVERS and REDIS_URL point everything at the services; when
+# neither is set, `make test` and `make demo` start the local stack (`make up`).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SERVICES := deploy/local/services.sh
+
+ifeq ($(strip $(KAFKA_BOOTSTRAP_SERVERS)$(REDIS_URL)),)
+LOCAL_STACK := up
+export KAFKA_BOOTSTRAP_SERVERS := 127.0.0.1:9092
+export REDIS_URL := redis://127.0.0.1:6379/0
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down status test lint fmt schemas demo clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## create the virtualenv and install bulkstream with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+up: venv ## start local Kafka (KRaft) and Redis in the background; harmless if running
+	PYTHON=$(BIN)/python $(SERVICES) up
+
+down: ## stop the local Kafka and Redis that `make up` started
+	$(SERVICES) down
+
+status: ## say whether the local Kafka and Redis are running
+	$(SERVICES) status
+
+test: venv $(LOCAL_STACK) ## install, start the services and run the whole suite
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: venv ## ruff and mypy (strict on streams and schemas)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: venv ## format the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schemas: venv ## export the JSON Schemas of the wire contracts to schemas/json/
+	$(BIN)/python -m schemas.export
+
+demo: venv $(LOCAL_STACK) ## the main job: start the stack and show it running
+	PYTHON=$(BIN)/python $(SERVICES) status
+	$(BIN)/bulkstream settings
+
+clean: down ## stop services and remove all local state (.local/)
+	rm -rf .local

@@ -1,0 +1,57 @@
+"""The one reader of the environment: every setting of worker, API and CLI.
+
+`KAFKA_BOOTSTRAP_SERVERS` and `REDIS_URL` are read as they are; every other
+setting is read from `BULKSTREAM_<FIELD>` (for example `BULKSTREAM_PARTITIONS`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BULKSTREAM_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    redis_url: str = Field(
+        default="redis://localhost:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+    )
+
+    # Topics: declared once in streams/topics.py under these names.
+    topic_commands: str = "bulk.commands"
+    topic_commands_dlq: str = "bulk.commands.dlq"
+    topic_command_results: str = "bulk.command-results"
+    topic_job_events: str = "bulk.job-events"
+    topic_sends: str = "bulk.sends"
+    topic_fanout_pages: str = "bulk.fanout-pages"
+    topic_fanout_done: str = "bulk.fanout-done"
+    topic_progress: str = "bulk.progress"
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # Worker.
+    app_id: str = "bulkstream"
+    data_dir: Path = Path(".local/state")
+    fanout_page_size: int = Field(default=1000, ge=1)
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    retention_days: float = Field(default=30, gt=0)
+
+    # Redis views: every key starts with this prefix (see streams/keys.py).
+    redis_prefix: str = "bulkstream"
+
+    @property
+    def retention_seconds(self) -> int:
+        return int(self.retention_days * 86_400)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
