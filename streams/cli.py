@@ -1,13 +1,29 @@
-"""The `bulkstream` command line: one entry point for every process and tool."""
+"""The `bulkstream` command line: one entry point for every process and tool.
+
+bulkstream worker [--stage all|aggregate|fanout]
+bulkstream produce [FILE ...] [--tenant T] [--wait]
+bulkstream status JOB [--tenant T]
+bulkstream rebuild-views
+bulkstream settings
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from streams.settings import Settings
+from streams.views import Views
 
 
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
@@ -15,9 +31,122 @@ def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import Stage, run_worker
+
+    return run_worker(settings, Stage(args.stage))
+
+
+def _records(paths: list[str]) -> Iterator[dict[str, Any]]:
+    """Commands from JSON (an object or a list) or JSON Lines files, or stdin."""
+    sources = [Path(p).read_bytes() for p in paths] if paths else [sys.stdin.buffer.read()]
+    for text in sources:
+        stripped = text.strip()
+        if not stripped:
+            continue
+        try:
+            whole = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            for line in stripped.splitlines():
+                if line.strip():
+                    yield orjson.loads(line)
+            continue
+        yield from (whole if isinstance(whole, list) else [whole])
+
+
+def _views(settings: Settings) -> Views:
+    return Views(
+        aioredis.from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds
+    )
+
+
+def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.producer import CommandProducer, complete_command
+
+    try:
+        commands = [complete_command(r, args.tenant) for r in _records(args.files)]
+    except (ValidationError, orjson.JSONDecodeError) as exc:
+        print(f"invalid command: {exc}", file=sys.stderr)
+        return 2
+    producer = CommandProducer(settings)
+    for command in commands:
+        producer.send(command)
+    producer.flush()
+    for command in commands:
+        line: dict[str, Any] = {
+            "commandId": command.command_id,
+            "jobId": command.job_id,
+            "kind": command.kind,
+        }
+        if args.wait:
+            result = asyncio.run(_wait_result(settings, command.tenant, command.command_id))
+            line["result"] = result
+        print(json.dumps(line))
+    return 0
+
+
+async def _wait_result(settings: Settings, tenant: str, command_id: str) -> Any:
+    views = _views(settings)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            result = await views.read_result(tenant, command_id)
+            if result is not None:
+                return result.to_wire()
+            await asyncio.sleep(0.1)
+        return None
+    finally:
+        await views.redis.aclose()
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def read() -> Any:
+        views = _views(settings)
+        try:
+            return await views.read_job(args.tenant, args.job)
+        finally:
+            await views.redis.aclose()
+
+    job = asyncio.run(read())
+    if job is None:
+        print(f"job {args.job} not found for tenant {args.tenant}", file=sys.stderr)
+        return 1
+    print(json.dumps({"job": job.to_wire()}, indent=2))
+    return 0
+
+
+def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.producer import CommandProducer
+
+    producer = CommandProducer(settings)
+    producer.rebuild_views()
+    producer.flush()
+    print(f"asked all {settings.partitions} partitions to rebuild their views")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bulkstream", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bulkstream", description="bulkstream engine")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run a worker (every stage, or a chosen one)")
+    worker.add_argument("--stage", choices=["all", "aggregate", "fanout"], default="all")
+    worker.set_defaults(func=_cmd_worker)
+
+    produce = sub.add_parser("produce", help="send commands from JSON/JSONL files or stdin")
+    produce.add_argument("files", nargs="*")
+    produce.add_argument("--tenant", default="default", help="tenant of commands without one")
+    produce.add_argument("--wait", action="store_true", help="wait for and print each result")
+    produce.set_defaults(func=_cmd_produce)
+
+    status = sub.add_parser("status", help="print a job's status from the Redis view")
+    status.add_argument("job")
+    status.add_argument("--tenant", default="default")
+    status.set_defaults(func=_cmd_status)
+
+    sub.add_parser("rebuild-views", help="rebuild the Redis views from the job state").set_defaults(
+        func=_cmd_rebuild_views
+    )
     sub.add_parser("settings", help="print the effective settings as JSON").set_defaults(
         func=_cmd_settings
     )

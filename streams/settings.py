@@ -6,6 +6,7 @@ setting is read from `BULKSTREAM_<FIELD>` (for example `BULKSTREAM_PARTITIONS`).
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,15 +35,24 @@ class Settings(BaseSettings):
     topic_fanout_pages: str = "bulk.fanout-pages"
     topic_fanout_done: str = "bulk.fanout-done"
     topic_progress: str = "bulk.progress"
+    topic_control: str = "bulk.control"
     partitions: int = Field(default=8, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
     # Worker.
     app_id: str = "bulkstream"
+    worker_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Stable name of this worker; its fan-out transactional id derives from it.",
+    )
     data_dir: Path = Path(".local/state")
-    fanout_page_size: int = Field(default=1000, ge=1)
+    fanout_page_size: int = Field(default=500, ge=1)
+    fanout_pages_per_transaction: int = Field(default=8, ge=1)
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
     retention_days: float = Field(default=30, gt=0)
+    retention_sweep_seconds: float = Field(default=60, gt=0)
+    result_ttl_seconds: int = Field(default=2 * 86_400, ge=86_400)
+    log_level: str = "info"
 
     # Redis views: every key starts with this prefix (see streams/keys.py).
     redis_prefix: str = "bulkstream"

@@ -89,6 +89,7 @@ def settings(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) 
         topic_fanout_pages=f"t{unique}.fanout-pages",
         topic_fanout_done=f"t{unique}.fanout-done",
         topic_progress=f"t{unique}.progress",
+        topic_control=f"t{unique}.control",
         app_id=f"bulkstream-t{unique}",
         redis_prefix=f"t{unique}",
         data_dir=tmp_path / "state",

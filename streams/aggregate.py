@@ -1,0 +1,348 @@
+"""The job aggregate: the faust agent on `bulk.commands` (key = job id).
+
+It applies create / ingest / run to the job's state, records each command's
+result, writes the Redis views, and on run cuts the job into fan-out pages.
+
+faust delivers at least once, so every step is replay-safe:
+
+* a command's result is stored under its command id with the offset it was
+  applied at; the same command id at another offset (a duplicate delivery)
+  only re-emits that result, while the same offset (a replay after a crash)
+  redoes the command's writes, which are idempotent;
+* the job record is written whole (one atomic table write) and remembers
+  the offset of the last command folded into it (`applied_offset`), so a
+  replayed ingest never counts its users twice;
+* the dedupe index maps each identity to the offset of the command that
+  accepted it, so a replayed ingest recognises its own users;
+* pages are deterministic (`<job>:<n>` holds positions [n*P, (n+1)*P)), so a
+  replayed run re-emits identical pages, and the fan-out skips pages it
+  already committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.commands import (
+    CommandEnvelope,
+    CommandKind,
+    CommandResult,
+    CreateJob,
+    ErrorType,
+    IngestError,
+    IngestUsers,
+    RunJob,
+)
+from schemas.fanout import FanoutPage
+from schemas.views import JobStatus
+from streams.app import Pipeline
+from streams.errors import JobFailed, PoisonCommand
+from streams.jobs import Jobs
+from streams.state import (
+    Batch,
+    JobState,
+    batch_key,
+    command_key,
+    identity_key,
+    jobs_index_key,
+)
+from streams.topics import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+NO_IDENTITY = (
+    "User has no identity: needs one of to.user_id, recipient, profile.email, "
+    "to.email, profile.phone_number or to.phone_number"
+)
+DUPLICATE = "Duplicate user"
+
+Command = CreateJob | IngestUsers | RunJob
+
+
+def parse_command(key: bytes | None, value: bytes | None) -> Command:
+    """Decode and validate a command; raise PoisonCommand with the reason otherwise."""
+    if value is None:
+        raise PoisonCommand("empty", "the message has no value")
+    try:
+        command = CommandEnvelope.model_validate_json(value).root
+    except ValidationError as exc:
+        kind = "undecodable" if exc.errors()[0]["type"] == "json_invalid" else "invalid"
+        raise PoisonCommand(kind, str(exc)[:2000]) from exc
+    if key is None or key.decode(errors="replace") != command.job_id:
+        raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
+    return command
+
+
+class Aggregate:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.state = pipeline.state
+        self.views = pipeline.views
+        self.topics = pipeline.topics
+        self.settings = pipeline.settings
+        self.jobs = Jobs(pipeline)
+
+    # -- entry ---------------------------------------------------------------
+    async def handle(self, event: Any) -> None:
+        message = event.message
+        try:
+            command = parse_command(message.key, message.value)
+        except PoisonCommand as exc:
+            await self.dead_letter(message, exc)
+            return
+        if isinstance(command, CreateJob):
+            await self.create(command, message.offset)
+        elif isinstance(command, IngestUsers):
+            await self.ingest(command, message.offset)
+        else:
+            await self.run(command, message.offset)
+
+    async def dead_letter(self, message: Any, exc: PoisonCommand) -> None:
+        log.warning(
+            "command to DLQ: %s (%s/%d@%d)",
+            exc.reason,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        headers = {
+            "x-bulkstream-reason": exc.reason.encode(),
+            "x-bulkstream-error": exc.detail[:4000].encode(),
+            "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
+        await self.topics.commands_dlq.send(key=message.key, value=message.value, headers=headers)
+
+    # -- helpers -------------------------------------------------------------
+    def prior_result(self, command: Command, offset: int) -> CommandResult | None:
+        """The stored result of this command id if it was applied at another offset."""
+        raw = self.state.get(command_key(command.job_id, command.command_id))
+        if raw is None:
+            return None
+        record = orjson.loads(raw)
+        if record["offset"] == offset:
+            return None
+        result = CommandResult.model_validate(record["result"])
+        return result if result.tenant == command.tenant else None
+
+    async def finish(self, result: CommandResult, offset: int, *, store: bool = True) -> None:
+        if store:
+            record = {"offset": offset, "result": result.to_wire()}
+            self.state[command_key(result.job_id, result.command_id)] = orjson.dumps(record)
+        await self.publish_result(result)
+
+    async def publish_result(self, result: CommandResult) -> None:
+        await self.views.write_result(result, self.settings.result_ttl_seconds)
+        await self.topics.command_results.send(
+            key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
+        )
+
+    @staticmethod
+    def result(
+        command: Command,
+        ok: bool,
+        error_type: ErrorType | None = None,
+        message: str | None = None,
+        **extra: Any,
+    ) -> CommandResult:
+        return CommandResult(
+            command_id=command.command_id,
+            tenant=command.tenant,
+            job_id=command.job_id,
+            kind=CommandKind(command.kind),
+            ok=ok,
+            error_type=error_type,
+            message=message,
+            **extra,
+        )
+
+    def not_found(self, command: Command) -> CommandResult:
+        return self.result(command, False, ErrorType.NOT_FOUND, f"Job {command.job_id} not found")
+
+    # -- create --------------------------------------------------------------
+    async def create(self, command: CreateJob, offset: int) -> None:
+        job = self.jobs.load(command.job_id)
+        if job is not None:
+            if job.create_command == command.command_id and job.tenant == command.tenant:
+                self.jobs.save(command.job_id, job)  # a replay: rewrite, the same value
+                await self.views.write_job(command.job_id, job)
+                await self.finish(self.result(command, True), offset, store=False)
+            else:
+                message = f"Job {command.job_id} already exists"
+                await self.finish(
+                    self.result(command, False, ErrorType.CONFLICT, message), offset, store=False
+                )
+            return
+        job = JobState(
+            tenant=command.tenant,
+            definition=command.message.to_wire(),
+            send=command.message.send_definition(),
+            data=command.message.data or {},
+            created_at=command.created_at,
+            create_command=command.command_id,
+            applied_offset=offset,
+        )
+        self.state[jobs_index_key(command.job_id)] = b""
+        self.jobs.save(command.job_id, job)
+        await self.views.write_job(command.job_id, job)
+        await self.jobs.lifecycle(command.job_id, job, None)
+        await self.finish(self.result(command, True), offset, store=False)
+
+    # -- ingest --------------------------------------------------------------
+    async def ingest(self, command: IngestUsers, offset: int) -> None:
+        job_id = command.job_id
+        job = self.jobs.load(job_id)
+        if job is None or job.tenant != command.tenant:
+            await self.finish(self.not_found(command), offset, store=False)
+            return
+        prior = self.prior_result(command, offset)
+        if prior is not None:
+            await self.publish_result(prior)
+            return
+        applied = job.applied_offset >= offset
+        batch = job.batch_at(offset) if applied else None
+        if not applied and job.status is not JobStatus.CREATED:
+            message = f"Job {job_id} has already been run; create a new job to add users"
+            await self.finish(self.result(command, False, ErrorType.ALREADY_RUN, message), offset)
+            return
+        base = batch.base if batch is not None else job.received
+        own = str(offset).encode()
+
+        accepted: list[tuple[int, str, dict[str, Any]]] = []
+        errors: list[IngestError] = []
+        seen: set[str] = set()
+        for user in command.users:
+            identity = user.identity()
+            wire = user.to_wire()
+            if identity is None:
+                errors.append(IngestError(error=NO_IDENTITY, user=wire))
+                continue
+            if identity in seen:
+                errors.append(IngestError(error=DUPLICATE, user=wire))
+                continue
+            seen.add(identity)
+            holder = self.state.get(identity_key(job_id, identity))
+            if holder is not None and holder != own:
+                errors.append(IngestError(error=DUPLICATE, user=wire))
+                continue
+            accepted.append((base + len(accepted), identity, wire))
+
+        for _, identity, _ in accepted:
+            self.state[identity_key(job_id, identity)] = own
+        self.state[batch_key(job_id, offset)] = orjson.dumps(accepted)
+        if not applied:
+            job.batches.append(Batch(offset=offset, base=base, count=len(accepted)))
+            job.received += len(accepted)
+            job.applied_offset = offset
+        self.jobs.save(job_id, job)
+
+        await self.views.write_users(job.tenant, job_id, accepted)
+        await self.views.write_job(job_id, job)
+        await self.finish(self.result(command, True, errors=errors, total=len(accepted)), offset)
+
+    # -- run -----------------------------------------------------------------
+    async def run(self, command: RunJob, offset: int) -> None:
+        job_id = command.job_id
+        job = self.jobs.load(job_id)
+        if job is None or job.tenant != command.tenant:
+            await self.finish(self.not_found(command), offset, store=False)
+            return
+        prior = self.prior_result(command, offset)
+        if prior is not None:
+            await self.publish_result(prior)
+            return
+        if job.run_offset is not None and job.run_offset != offset:
+            message = f"Job {job_id} has already been run"
+            await self.finish(self.result(command, False, ErrorType.ALREADY_RUN, message), offset)
+            return
+        first_time = job.run_offset is None
+        if first_time:
+            previous = job.status
+            job.run_offset = offset
+            job.applied_offset = offset
+            job.page_size = self.settings.fanout_page_size
+            if job.received == 0:
+                self.jobs.finish(job_id, job, JobStatus.COMPLETED, None)
+            else:
+                job.status = JobStatus.PROCESSING
+        self.jobs.save(job_id, job)
+        await self.views.write_job(job_id, job)
+        if first_time:
+            await self.jobs.lifecycle(job_id, job, previous)
+        await self.finish(self.result(command, True), offset)
+        if job.status is JobStatus.PROCESSING:
+            try:
+                await self.emit_pages(job_id, job)
+            except JobFailed as exc:
+                await self.fail(job_id, str(exc))
+
+    async def fail(self, job_id: str, reason: str) -> None:
+        """End a job in ERROR: it could not be fanned out at all."""
+        job = self.jobs.load(job_id)
+        if job is None or job.status is not JobStatus.PROCESSING:
+            return
+        self.jobs.finish(job_id, job, JobStatus.ERROR, reason)
+        self.jobs.save(job_id, job)
+        await self.views.write_job(job_id, job)
+        await self.jobs.lifecycle(job_id, job, JobStatus.PROCESSING)
+
+    async def emit_pages(self, job_id: str, job: JobState) -> None:
+        """Cut the job into pages of positions [n*P, (n+1)*P) and send those not done yet."""
+        size = job.page_size or self.settings.fanout_page_size
+        pending: list[Any] = []
+        page_users: list[tuple[int, str, dict[str, Any]]] = []
+        page_no = 0
+
+        async def flush(users: list[tuple[int, str, dict[str, Any]]], number: int) -> None:
+            if not users or job.page_done(number):
+                return
+            page = FanoutPage(
+                job_id=job_id,
+                tenant=job.tenant,
+                page=number,
+                page_size=size,
+                created_at=job.created_at,
+                message=job.send,
+                data=job.data,
+                users=users,
+            )
+            value = orjson.dumps(page.to_wire())
+            if len(value) > MAX_MESSAGE_BYTES:
+                raise JobFailed(
+                    f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} byte "
+                    "limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
+                )
+            pending.append(
+                await self.topics.fanout_pages.send(key=f"{job_id}:{number}".encode(), value=value)
+            )
+
+        for batch in job.batches:
+            if batch.count == 0:
+                continue
+            raw = self.state.get(batch_key(job_id, batch.offset))
+            if raw is None:
+                raise JobFailed(f"the users ingested at offset {batch.offset} are missing")
+            for position, identity, user in orjson.loads(raw):
+                number = position // size
+                if number != page_no:
+                    await flush(page_users, page_no)
+                    page_users, page_no = [], number
+                page_users.append((position, identity, user))
+        await flush(page_users, page_no)
+        # Delivered before the run command's offset may be committed.
+        await asyncio.gather(*pending)
+        log.info("job %s: %d pages sent to the fan-out", job_id, len(pending))
+
+
+def register(pipeline: Pipeline) -> None:
+    aggregate = Aggregate(pipeline)
+
+    async def commands(stream: Any) -> None:
+        async for event in stream.events():
+            await aggregate.handle(event)
+
+    pipeline.app.agent(pipeline.topics.commands, name="bulkstream.commands")(commands)

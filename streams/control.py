@@ -1,0 +1,135 @@
+"""Housekeeping of the job state: rebuilding the Redis views and purging expired jobs.
+
+Both act on the state of one partition, so they run as a faust agent on
+`bulk.control`, co-partitioned with the commands: a message on partition p
+is handled by the worker that owns the state of partition p.
+
+Two timers feed it: one notices that Redis lost the views (its `views:alive`
+marker is gone) and asks every partition to rebuild; one sweeps the purge
+index and asks for each finished job past its retention to be purged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from schemas.control import ControlMessage, PurgeJob, RebuildViews
+from streams.app import Pipeline, partition_db
+from streams.jobs import Jobs
+from streams.state import (
+    EXPIRE_PREFIX,
+    JOBS_PREFIX,
+    SEP,
+    JobState,
+    batch_key,
+    expire_key_for,
+    expire_key_job,
+    job_key,
+    job_prefix,
+    jobs_index_key,
+    scan_prefix,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Control:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.state = pipeline.state
+        self.views = pipeline.views
+        self.jobs = Jobs(pipeline)
+
+    async def handle(self, event: Any) -> None:
+        message = ControlMessage.model_validate_json(event.message.value).root
+        partition = event.message.partition
+        if isinstance(message, RebuildViews):
+            await self.rebuild(partition)
+        elif isinstance(message, PurgeJob):
+            await self.purge(message.job_id, partition)
+
+    async def rebuild(self, partition: int) -> None:
+        db = partition_db(self.state, partition)
+        count = 0
+        for key, _ in scan_prefix(db, JOBS_PREFIX):
+            job_id = key[len(JOBS_PREFIX) :].decode()
+            raw = db.get(job_key(job_id))
+            if raw is None:
+                continue
+            await self.rebuild_job(db, job_id, JobState.from_bytes(raw))
+            count += 1
+        log.info("views rebuilt for %d job(s) of partition %d", count, partition)
+
+    async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
+        for batch in job.batches:
+            raw = db.get(batch_key(job_id, batch.offset))
+            if raw is not None:
+                await self.views.write_users(job.tenant, job_id, orjson.loads(raw))
+        if job.page_size:
+            failure_prefix = f"{job_id}{SEP}f{SEP}".encode()
+            failures = {
+                int(key[len(failure_prefix) :]): value.decode()
+                for key, value in scan_prefix(db, failure_prefix)
+            }
+            for page in range(job.pages_total()):
+                if job.page_done(page):
+                    start = page * job.page_size
+                    positions = range(start, min(start + job.page_size, job.received))
+                    await self.views.write_statuses(job.tenant, job_id, positions, failures)
+        await self.views.write_job(job_id, job)
+
+    async def purge(self, job_id: str, partition: int) -> None:
+        job = self.jobs.load(job_id)
+        if job is None or job.completed_at is None:
+            return
+        expire = expire_key_for(job_id, job, self.p.settings.retention_seconds)
+        if expire_key_job(expire)[0] > time.time():
+            return
+        db = partition_db(self.state, partition)
+        doomed = [key for key, _ in scan_prefix(db, job_prefix(job_id))]
+        for key in [*doomed, jobs_index_key(job_id), expire]:
+            if self.state.get(key) is not None:
+                del self.state[key]
+        await self.views.delete_job(job_id, job)
+        log.info("job %s tenant %s purged (%d state keys)", job_id, job.tenant, len(doomed))
+
+
+def register(pipeline: Pipeline) -> None:
+    control = Control(pipeline)
+    app, topics, settings = pipeline.app, pipeline.topics, pipeline.settings
+
+    async def housekeeping(stream: Any) -> None:
+        async for event in stream.events():
+            await control.handle(event)
+
+    app.agent(topics.control, name="bulkstream.control")(housekeeping)
+
+    async def watch_views() -> None:
+        if await pipeline.views.alive():
+            return
+        await pipeline.views.mark_alive()
+        log.info("views marker missing (Redis new or flushed): rebuilding every partition")
+        value = orjson.dumps(RebuildViews().to_wire())
+        for partition in range(settings.partitions):
+            await topics.control.send(key=b"rebuild", value=value, partition=partition)
+
+    app.timer(interval=5.0, name="bulkstream.watch_views")(watch_views)
+
+    async def sweep_expired() -> None:
+        now = time.time()
+        commands = topics.commands.get_topic_name()
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == commands}
+        for partition in assigned:
+            db = partition_db(pipeline.state, partition)
+            for key, _ in scan_prefix(db, EXPIRE_PREFIX):
+                due, job_id = expire_key_job(key)
+                if due > now:
+                    break
+                value = orjson.dumps(PurgeJob(job_id=job_id).to_wire())
+                await topics.control.send(key=job_id.encode(), value=value, partition=partition)
+
+    app.timer(interval=settings.retention_sweep_seconds, name="bulkstream.sweep")(sweep_expired)

@@ -1,0 +1,28 @@
+"""The one small exception tree of bulkstream."""
+
+from __future__ import annotations
+
+
+class BulkstreamError(Exception):
+    """Base of every error bulkstream raises on purpose."""
+
+
+class PoisonCommand(BulkstreamError):
+    """A command that cannot be decoded or validated; it goes to the DLQ."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ServiceUnavailable(BulkstreamError):
+    """Kafka or Redis did not answer in time."""
+
+
+class FanoutFenced(BulkstreamError):
+    """Another incarnation of this fan-out worker took over its transactional id."""
+
+
+class JobFailed(BulkstreamError):
+    """A job cannot be fanned out at all; it ends in status ERROR with this reason."""

@@ -1,0 +1,275 @@
+"""The fan-out stage: pages of users in, one send event per user out, exactly once.
+
+A confluent-kafka consume -> produce loop in Kafka transactions. For a batch
+of pages it produces, in one transaction: every page's sends, its progress
+report (to the job's aggregate) and its done-marker, and the consumer offsets
+of the pages. A worker killed at any moment leaves an open transaction that
+is aborted (by its next incarnation's `init_transactions`, or by timeout);
+read_committed consumers never see its sends, and the pages are redone.
+
+Pages are keyed `<job>:<n>`, so a large job's pages spread over every
+partition and every worker in the consumer group. The aggregate may emit a
+page twice (faust is at least once); the done-markers, kept in a compacted
+topic co-partitioned with the pages and mirrored in a local RocksDB, make the
+second copy a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
+from rocksdict import Options, Rdict
+
+from schemas.fanout import FanoutPage, PageProgress
+from streams.expand import build_send, unroutable_reason
+from streams.settings import Settings
+from streams.topics import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+_RESTORED_AT = b"\x00restored-at\x00"
+
+
+class DoneStore:
+    """Local mirror of the done-markers topic: which pages are already fanned out."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.db = Rdict(str(path), Options(raw_mode=True))
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.db.get(key) is not None
+
+    def add(self, key: bytes) -> None:
+        self.db[key] = b"1"
+
+    def discard(self, key: bytes) -> None:
+        self.db.delete(key)
+
+    def restored_at(self, partition: int) -> int | None:
+        raw = self.db.get(_RESTORED_AT + str(partition).encode())
+        return None if raw is None else int(raw)
+
+    def set_restored_at(self, partition: int, offset: int) -> None:
+        self.db[_RESTORED_AT + str(partition).encode()] = str(offset).encode()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The producer settings every bulkstream producer shares (and the benchmarks copy)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "message.max.bytes": MAX_MESSAGE_BYTES,
+        "queue.buffering.max.messages": 500_000,
+    }
+
+
+class FanoutLoop:
+    """One consumer-group member of the fan-out; `run` blocks until `stop` is called."""
+
+    def __init__(self, settings: Settings, on_commit: Callable[[int], None] | None = None) -> None:
+        self.s = settings
+        self.stopping = threading.Event()
+        self.on_commit = on_commit
+        self.transactional_id = f"{settings.app_id}-fanout-{settings.worker_id}"
+        # Done-markers name the worker that fanned the page out (for operators and tests).
+        self.worker_tag = settings.worker_id.encode()
+        self.done = DoneStore(settings.data_dir / settings.worker_id / "fanout-done")
+        self.sent = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._session()
+                except KafkaException as exc:
+                    log.warning("fan-out session ended (%s); starting a new one", exc)
+                    time.sleep(1.0)
+        finally:
+            self.done.close()
+
+    # One session: a producer and a consumer; any transactional error ends it, and the
+    # next session resumes from the committed offsets.
+    def _session(self) -> None:
+        producer = Producer(
+            {
+                **producer_config(self.s),
+                "transactional.id": self.transactional_id,
+                "transaction.timeout.ms": self.s.transaction_timeout_ms,
+            }
+        )
+        producer.init_transactions(60)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.s.kafka_bootstrap_servers,
+                "group.id": f"{self.s.app_id}-fanout",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": MAX_MESSAGE_BYTES * 2,
+                "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
+                "max.poll.interval.ms": 600_000,
+            }
+        )
+        consumer.subscribe([self.s.topic_fanout_pages], on_assign=self._on_assign)
+        try:
+            while not self.stopping.is_set():
+                messages = consumer.consume(self.s.fanout_pages_per_transaction, timeout=0.5)
+                pages = [m for m in messages if m.error() is None]
+                for m in messages:
+                    if m.error() is not None:
+                        log.warning("fan-out consumer: %s", m.error())
+                if pages:
+                    self._transaction(producer, consumer, pages)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.txn_requires_abort():
+                producer.abort_transaction(30)
+            raise
+        finally:
+            consumer.close()
+            producer.flush(10)
+
+    def _transaction(self, producer: Producer, consumer: Consumer, pages: list[Message]) -> None:
+        producer.begin_transaction()
+        committed: list[bytes] = []
+        sent = 0
+        for message in pages:
+            key = message.key()
+            assert isinstance(key, bytes)
+            if key in self.done or key in committed:
+                continue
+            sent += self._fan_out(producer, message)
+            partition = message.partition()
+            assert partition is not None
+            producer.produce(
+                self.s.topic_fanout_done, key=key, value=self.worker_tag, partition=partition
+            )
+            committed.append(key)
+        offsets = [
+            TopicPartition(tp.topic, tp.partition, tp.offset)
+            for tp in consumer.position(consumer.assignment())
+            if tp.offset >= 0
+        ]
+        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
+        producer.commit_transaction(60)
+        for key in committed:
+            self.done.add(key)
+        self.sent += sent
+        if self.on_commit is not None:
+            self.on_commit(sent)
+
+    def _fan_out(self, producer: Producer, message: Message) -> int:
+        value = message.value()
+        assert isinstance(value, bytes)
+        page = FanoutPage.model_validate_json(value)
+        failures: list[tuple[int, str]] = []
+        enqueued = 0
+        for position, identity, user in page.users:
+            reason = unroutable_reason(user, page.message)
+            if reason is not None:
+                failures.append((position, reason))
+                continue
+            send = build_send(
+                job_id=page.job_id,
+                tenant=page.tenant,
+                created_at=page.created_at,
+                definition=page.message,
+                global_data=page.data,
+                position=position,
+                identity=identity,
+                user=user,
+            )
+            self._produce(producer, self.s.topic_sends, send["messageId"].encode(), send)
+            enqueued += 1
+        report = PageProgress(
+            job_id=page.job_id,
+            tenant=page.tenant,
+            page=page.page,
+            enqueued=enqueued,
+            failures=failures,
+        )
+        self._produce(producer, self.s.topic_progress, page.job_id.encode(), report.to_wire())
+        return enqueued
+
+    @staticmethod
+    def _produce(producer: Producer, topic: str, key: bytes, value: dict[str, Any]) -> None:
+        payload = orjson.dumps(value)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=payload)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Committed offsets of a read_committed group are only answered once no
+        # transaction of a previous owner is pending, so the markers read after
+        # this are complete.
+        consumer.committed(partitions, timeout=120)
+        for tp in partitions:
+            self._restore(tp.partition)
+
+    def _restore(self, partition: int) -> None:
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.s.kafka_bootstrap_servers,
+                "group.id": f"{self.s.app_id}-fanout-restore",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+        start = self.done.restored_at(partition)
+        reader.assign(
+            [
+                TopicPartition(
+                    self.s.topic_fanout_done,
+                    partition,
+                    start if start is not None else -2,  # OFFSET_BEGINNING
+                )
+            ]
+        )
+        last = None
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise KafkaException(error)
+                key = message.key()
+                assert isinstance(key, bytes)
+                if message.value() is None:
+                    self.done.discard(key)
+                else:
+                    self.done.add(key)
+                last = message.offset()
+            else:
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
+        finally:
+            reader.close()
+        if last is not None:
+            self.done.set_restored_at(partition, last + 1)

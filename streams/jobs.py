@@ -1,0 +1,58 @@
+"""What every agent does to a job record: load, save, publish its lifecycle, finish it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+
+from schemas.events import JobEvent
+from schemas.views import JobStatus
+from streams.app import Pipeline
+from streams.state import JobState, expire_key_for, job_key
+
+log = logging.getLogger(__name__)
+
+
+class Jobs:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.state = pipeline.state
+        self.views = pipeline.views
+        self.topics = pipeline.topics
+        self.retention_seconds = pipeline.settings.retention_seconds
+
+    def load(self, job_id: str) -> JobState | None:
+        raw = self.state.get(job_key(job_id))
+        return None if raw is None else JobState.from_bytes(raw)
+
+    def save(self, job_id: str, job: JobState) -> None:
+        job.version += 1
+        self.state[job_key(job_id)] = job.to_bytes()
+
+    def finish(self, job_id: str, job: JobState, status: JobStatus, reason: str | None) -> None:
+        """Move to COMPLETED or ERROR and enter the purge index; the caller saves."""
+        job.status, job.reason, job.completed_at = status, reason, time.time()
+        self.state[expire_key_for(job_id, job, self.retention_seconds)] = b""
+
+    async def lifecycle(self, job_id: str, job: JobState, previous: JobStatus | None) -> None:
+        """Publish a status change on the job-events topic (at least once)."""
+        event = JobEvent(
+            job_id=job_id,
+            tenant=job.tenant,
+            status=job.status,
+            previous=previous,
+            received=job.received,
+            enqueued=job.enqueued,
+            failures=job.failures,
+            at=time.time(),
+            reason=job.reason,
+        )
+        log.info(
+            "job %s tenant %s: %s -> %s",
+            job_id,
+            job.tenant,
+            previous.value if previous else "-",
+            job.status.value,
+        )
+        await self.topics.job_events.send(key=job_id.encode(), value=orjson.dumps(event.to_wire()))

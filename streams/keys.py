@@ -1,0 +1,39 @@
+"""Every Redis key bulkstream writes, in one place, namespaced by prefix and tenant.
+
+    {prefix}:{tenant}:job:{job}                 hash  the job summary view
+    {prefix}:{tenant}:job:{job}:users:{bucket}  hash  position -> user as ingested
+    {prefix}:{tenant}:job:{job}:status:{bucket} hash  position -> status of that user
+    {prefix}:{tenant}:result:{command_id}       str   the command's result (for the API)
+    {prefix}:views:alive                        str   present while the views are whole
+
+Users are bucketed by position (USERS_PER_BUCKET a bucket), so a page of the
+user list is one bucket (O(page)) and a status update is one HSET (O(1)).
+"""
+
+from __future__ import annotations
+
+USERS_PER_BUCKET = 100
+
+
+def job(prefix: str, tenant: str, job_id: str) -> str:
+    return f"{prefix}:{tenant}:job:{job_id}"
+
+
+def users_bucket(prefix: str, tenant: str, job_id: str, bucket: int) -> str:
+    return f"{prefix}:{tenant}:job:{job_id}:users:{bucket}"
+
+
+def status_bucket(prefix: str, tenant: str, job_id: str, bucket: int) -> str:
+    return f"{prefix}:{tenant}:job:{job_id}:status:{bucket}"
+
+
+def result(prefix: str, tenant: str, command_id: str) -> str:
+    return f"{prefix}:{tenant}:result:{command_id}"
+
+
+def views_alive(prefix: str) -> str:
+    return f"{prefix}:views:alive"
+
+
+def bucket_of(position: int) -> int:
+    return position // USERS_PER_BUCKET

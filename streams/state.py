@@ -1,0 +1,145 @@
+"""The job aggregate's state: one faust table on RocksDB, every key prefixed by job id.
+
+    <job>\0job                 JobState (below)
+    <job>\0i\0<identity>       offset of the ingest command that accepted it (dedupe index)
+    <job>\0b\0<offset:020>     the users one ingest command accepted, in arrival order
+    <job>\0c\0<command id>     the command's result and the offset it was applied at
+    <job>\0f\0<position:012>   why a user failed in the fan-out
+    \0jobs\0<job>              index of the partition's jobs (rebuilding views)
+    \0expire\0<due:015>\0<job> a completed job, due for purging at `due`
+
+All of a job's keys live on its partition and share a prefix, so a RocksDB
+prefix scan finds them (rebuilding views, purging). The table's changelog
+topic (compacted) is the source of truth; RocksDB is its local copy.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.views import JobStatus
+
+SEP = "\x00"
+
+
+def job_key(job_id: str) -> bytes:
+    return f"{job_id}{SEP}job".encode()
+
+
+def identity_key(job_id: str, identity: str) -> bytes:
+    return f"{job_id}{SEP}i{SEP}{identity}".encode()
+
+
+def batch_key(job_id: str, offset: int) -> bytes:
+    return f"{job_id}{SEP}b{SEP}{offset:020d}".encode()
+
+
+def command_key(job_id: str, command_id: str) -> bytes:
+    return f"{job_id}{SEP}c{SEP}{command_id}".encode()
+
+
+def failure_key(job_id: str, position: int) -> bytes:
+    return f"{job_id}{SEP}f{SEP}{position:012d}".encode()
+
+
+def job_prefix(job_id: str) -> bytes:
+    return f"{job_id}{SEP}".encode()
+
+
+JOBS_PREFIX = f"{SEP}jobs{SEP}".encode()
+EXPIRE_PREFIX = f"{SEP}expire{SEP}".encode()
+
+
+def jobs_index_key(job_id: str) -> bytes:
+    return JOBS_PREFIX + job_id.encode()
+
+
+def expire_key(due: int, job_id: str) -> bytes:
+    return EXPIRE_PREFIX + f"{due:015d}{SEP}{job_id}".encode()
+
+
+def expire_key_for(job_id: str, job: JobState, retention_seconds: int) -> bytes:
+    """The purge-index key of a finished job: due `retention_seconds` after it finished."""
+    assert job.completed_at is not None
+    return expire_key(int(job.completed_at) + retention_seconds, job_id)
+
+
+def expire_key_job(key: bytes) -> tuple[int, str]:
+    due, job_id = key[len(EXPIRE_PREFIX) :].decode().split(SEP, 1)
+    return int(due), job_id
+
+
+class Batch(BaseModel):
+    """Where one accepted ingest batch sits in the job: its offset, first position, size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    offset: int
+    base: int
+    count: int
+
+
+class JobState(BaseModel):
+    """The job aggregate. Written whole, so each change is one atomic table write."""
+
+    tenant: str
+    definition: dict[str, Any] = Field(description="The message as the creator sent it.")
+    send: dict[str, Any] = Field(description="The definition every send carries.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Global data.")
+    created_at: float
+    create_command: str
+    version: int = Field(default=0, description="Bumped on every write; views keep the newest.")
+    status: JobStatus = JobStatus.CREATED
+    received: int = 0
+    enqueued: int = 0
+    failures: int = 0
+    batches: list[Batch] = Field(default_factory=list)
+    applied_offset: int = Field(description="Offset of the last command applied to this record.")
+    run_offset: int | None = None
+    page_size: int | None = None
+    pages_done: str = Field(default="", description="Bitmap of fanned-out pages, base64.")
+    completed_at: float | None = None
+    reason: str | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> JobState:
+        return cls.model_validate(orjson.loads(raw))
+
+    def batch_at(self, offset: int) -> Batch | None:
+        for batch in reversed(self.batches):
+            if batch.offset == offset:
+                return batch
+        return None
+
+    # The bitmap of pages: bit n set once page n's progress was counted.
+    def page_done(self, page: int) -> bool:
+        bits = base64.b64decode(self.pages_done)
+        return page // 8 < len(bits) and bool(bits[page // 8] & (1 << (page % 8)))
+
+    def mark_page_done(self, page: int) -> None:
+        bits = bytearray(base64.b64decode(self.pages_done))
+        if len(bits) <= page // 8:
+            bits.extend(b"\x00" * (page // 8 + 1 - len(bits)))
+        bits[page // 8] |= 1 << (page % 8)
+        self.pages_done = base64.b64encode(bytes(bits)).decode()
+
+    def pages_total(self) -> int:
+        if not self.page_size:
+            return 0
+        return -(-self.received // self.page_size)
+
+
+def scan_prefix(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) of a RocksDB partition store whose key starts with prefix."""
+    for key, value in db.items(from_key=prefix):
+        if not key.startswith(prefix):
+            break
+        yield key, value

@@ -1,0 +1,115 @@
+"""Every topic bulkstream uses, declared once: name (from Settings), key, configuration.
+
+`ensure_topics` creates missing ones with the admin client (idempotent), so
+producers can write before any worker started; `declare` gives the faust app
+its topic objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import KafkaError, KafkaException, NewTopic
+
+from streams.settings import Settings
+
+# Commands carry up to 1,000 users (a 6 MB HTTP body); pages up to a page of users.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    config: dict[str, str]
+    partitions: int
+
+
+def specs(settings: Settings) -> dict[str, TopicSpec]:
+    """Role -> topic. Command-side topics are co-partitioned (same count, key = job id)."""
+    n = settings.partitions
+    retention = str(int(settings.retention_days * DAY_MS) + DAY_MS)
+    big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    kept = {"retention.ms": retention}
+    return {
+        "commands": TopicSpec(settings.topic_commands, "job id", {**big, **kept}, n),
+        "commands_dlq": TopicSpec(settings.topic_commands_dlq, "job id", {**big, **kept}, n),
+        "command_results": TopicSpec(settings.topic_command_results, "job id", kept, n),
+        "job_events": TopicSpec(settings.topic_job_events, "job id", kept, n),
+        "progress": TopicSpec(settings.topic_progress, "job id", kept, n),
+        "control": TopicSpec(settings.topic_control, "job id", kept, n),
+        "fanout_pages": TopicSpec(settings.topic_fanout_pages, "job id:page", {**big, **kept}, n),
+        "fanout_done": TopicSpec(
+            settings.topic_fanout_done,
+            "job id:page",
+            {"cleanup.policy": "compact,delete", **kept},
+            n,
+        ),
+        "sends": TopicSpec(settings.topic_sends, "message id", kept, n),
+    }
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create every topic that does not exist yet; existing ones are left as they are."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=settings.replication_factor,
+            config=spec.config,
+        )
+        for spec in specs(settings).values()
+        if spec.name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The faust topic objects of one app."""
+
+    commands: Any
+    commands_dlq: Any
+    command_results: Any
+    job_events: Any
+    progress: Any
+    control: Any
+    fanout_pages: Any
+
+
+def declare(app: Any, settings: Settings) -> Topics:
+    s = specs(settings)
+
+    def topic(role: str) -> Any:
+        spec = s[role]
+        return app.topic(
+            spec.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=spec.partitions,
+            config=spec.config,
+        )
+
+    return Topics(
+        commands=topic("commands"),
+        commands_dlq=topic("commands_dlq"),
+        command_results=topic("command_results"),
+        job_events=topic("job_events"),
+        progress=topic("progress"),
+        control=topic("control"),
+        fanout_pages=topic("fanout_pages"),
+    )

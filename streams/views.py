@@ -1,0 +1,212 @@
+"""The Redis views: job summaries, users in ingestion order with their status, results.
+
+Views are derived: the worker writes them as absolute values from the job
+aggregate's state (idempotent under replay), and `rebuild` restores them from
+that state after Redis lost them. Key layout: streams/keys.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from schemas.commands import BulkUser, CommandResult
+from schemas.views import JobStatus, JobView, UserStatus
+from streams import keys
+from streams.ids import message_id
+from streams.state import JobState
+
+ENQUEUED = b"ENQUEUED"
+
+# Writes the job summary unless Redis already holds a newer version of it, so a
+# slow writer (a rebuild racing the live fan-out) never moves counters back.
+_WRITE_JOB = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
+           'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7])
+return 1
+"""
+ERROR_PREFIX = "ERROR:"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class InvalidCursor(ValueError):
+    """A cursor this server did not hand out."""
+
+
+def encode_cursor(job_id: str, position: int) -> str:
+    raw = orjson.dumps({"j": job_id, "p": position})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(job_id: str, cursor: str) -> int:
+    try:
+        if len(cursor) > 512:
+            raise ValueError("cursor too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = orjson.loads(raw)
+        position = data["p"]
+        if data["j"] != job_id or not isinstance(position, int) or position < 0:
+            raise ValueError("cursor of another job")
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise InvalidCursor("invalid cursor") from exc
+    if position % keys.USERS_PER_BUCKET:
+        raise InvalidCursor("invalid cursor")
+    return position
+
+
+@dataclass(frozen=True)
+class UsersPage:
+    items: list[dict[str, Any]]
+    cursor: str | None
+    more: bool
+
+
+class Views:
+    """Writes and reads every view of one Redis, under one key prefix."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, retention_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention_seconds = retention_seconds
+        self._write_job = redis.register_script(_WRITE_JOB)
+
+    # -- writing (the worker) ------------------------------------------------
+    async def write_job(self, job_id: str, job: JobState) -> None:
+        key = keys.job(self.prefix, job.tenant, job_id)
+        args: list[bytes | str | int] = [
+            job.version,
+            orjson.dumps(job.definition),
+            job.received,
+            job.enqueued,
+            job.failures,
+            job.status.value,
+            repr(job.created_at),
+        ]
+        await self._write_job(keys=[key], args=args)
+        if job.status in (JobStatus.COMPLETED, JobStatus.ERROR):
+            finished = job.completed_at or time.time()
+            ttl = max(1, int(finished + self.retention_seconds - time.time()))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in self._job_keys(job_id, job):
+                    pipe.expire(name, ttl)
+                await pipe.execute()
+
+    async def delete_job(self, job_id: str, job: JobState) -> None:
+        names = list(self._job_keys(job_id, job))
+        for start in range(0, len(names), 1000):
+            await self.redis.delete(*names[start : start + 1000])
+
+    def _job_keys(self, job_id: str, job: JobState) -> Iterable[str]:
+        yield keys.job(self.prefix, job.tenant, job_id)
+        for bucket in range(-(-job.received // keys.USERS_PER_BUCKET)):
+            yield keys.users_bucket(self.prefix, job.tenant, job_id, bucket)
+            yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
+
+    async def write_users(
+        self, tenant: str, job_id: str, users: Iterable[tuple[int, str, dict[str, Any]]]
+    ) -> None:
+        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
+        for position, _identity, user in users:
+            by_bucket.setdefault(keys.bucket_of(position), {})[position] = orjson.dumps(user)
+        if not by_bucket:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket, mapping in by_bucket.items():
+                pipe.hset(keys.users_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
+            await pipe.execute()
+
+    async def write_statuses(
+        self,
+        tenant: str,
+        job_id: str,
+        positions: Iterable[int],
+        failures: dict[int, str],
+    ) -> None:
+        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
+        for position in positions:
+            reason = failures.get(position)
+            value = ENQUEUED if reason is None else (ERROR_PREFIX + reason).encode()
+            by_bucket.setdefault(keys.bucket_of(position), {})[position] = value
+        if not by_bucket:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket, mapping in by_bucket.items():
+                pipe.hset(keys.status_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
+            await pipe.execute()
+
+    async def write_result(self, result: CommandResult, ttl: int) -> None:
+        key = keys.result(self.prefix, result.tenant, result.command_id)
+        await self.redis.set(key, orjson.dumps(result.to_wire()), ex=ttl)
+
+    async def mark_alive(self) -> None:
+        await self.redis.set(keys.views_alive(self.prefix), b"1")
+
+    async def alive(self) -> bool:
+        return bool(await self.redis.exists(keys.views_alive(self.prefix)))
+
+    # -- reading (API and CLI) -----------------------------------------------
+    async def read_job(self, tenant: str, job_id: str) -> JobView | None:
+        raw = await self.redis.hgetall(keys.job(self.prefix, tenant, job_id))
+        if not raw:
+            return None
+        return JobView(
+            definition=orjson.loads(raw[b"definition"]),
+            received=int(raw[b"received"]),
+            enqueued=int(raw[b"enqueued"]),
+            failures=int(raw[b"failures"]),
+            status=JobStatus(_text(raw[b"status"])),
+        )
+
+    async def read_result(self, tenant: str, command_id: str) -> CommandResult | None:
+        raw = await self.redis.get(keys.result(self.prefix, tenant, command_id))
+        return None if raw is None else CommandResult.model_validate_json(raw)
+
+    async def read_users(self, tenant: str, job_id: str, cursor: str | None) -> UsersPage | None:
+        """One page of users in ingestion order, or None when the job is unknown."""
+        start = 0 if not cursor else decode_cursor(job_id, cursor)
+        bucket = keys.bucket_of(start)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.job(self.prefix, tenant, job_id), ["received", "createdAt"])
+            pipe.hgetall(keys.users_bucket(self.prefix, tenant, job_id, bucket))
+            pipe.hgetall(keys.status_bucket(self.prefix, tenant, job_id, bucket))
+            (received_raw, created_raw), users, statuses = await pipe.execute()
+        if received_raw is None:
+            return None
+        received, created_at = int(received_raw), float(created_raw)
+        items = []
+        for position in sorted(int(p) for p in users):
+            user = orjson.loads(users[str(position).encode()])
+            items.append(self._item(job_id, created_at, user, statuses.get(str(position).encode())))
+        next_start = start + keys.USERS_PER_BUCKET
+        more = next_start < received
+        return UsersPage(items, encode_cursor(job_id, next_start) if more else None, more)
+
+    @staticmethod
+    def _item(
+        job_id: str, created_at: float, user: dict[str, Any], status: bytes | None
+    ) -> dict[str, Any]:
+        item = dict(user)
+        if status is None:
+            item["status"] = UserStatus.PENDING.value
+        elif status == ENQUEUED:
+            item["status"] = UserStatus.ENQUEUED.value
+            identity = BulkUser.model_validate(user).identity()
+            if identity is not None:
+                item["messageId"] = message_id(created_at, job_id, identity)
+        else:
+            item["status"] = UserStatus.ERROR.value
+            item["error"] = status.decode()[len(ERROR_PREFIX) :]
+        return item

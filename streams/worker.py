@@ -1,0 +1,60 @@
+"""Running a worker: the faust app (aggregate stage) and/or the fan-out loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from enum import StrEnum
+from typing import Any
+
+import faust
+import mode
+
+from streams.app import create_app
+from streams.fanout import FanoutLoop
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class Stage(StrEnum):
+    ALL = "all"  # the aggregate (faust agents) and the fan-out loop, in one process
+    AGGREGATE = "aggregate"  # only the faust agents: commands, progress, control
+    FANOUT = "fanout"  # only the transactional fan-out loop
+
+
+class FanoutService(mode.Service):
+    """Runs the blocking fan-out loop on its own thread beside the faust agents."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fanout = FanoutLoop(settings)
+        self._thread: threading.Thread | None = None
+
+    async def on_start(self) -> None:
+        self._thread = threading.Thread(target=self.fanout.run, name="fanout", daemon=True)
+        self._thread.start()
+
+    async def on_stop(self) -> None:
+        self.fanout.stop()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 60)
+
+
+def run_worker(settings: Settings, stage: Stage) -> int:
+    ensure_topics(settings)
+    if stage is Stage.FANOUT:
+        logging.basicConfig(level=settings.log_level.upper())
+        loop = FanoutLoop(settings)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: loop.stop())
+        loop.run()
+        return 0
+    pipeline = create_app(settings)
+    services = [FanoutService(settings)] if stage is Stage.ALL else []
+    worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,247 @@
+"""Test helpers for the stream topology: worker processes, commands, reading the outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from confluent_kafka import Consumer
+from confluent_kafka.cimpl import KafkaError, TopicPartition
+
+from schemas.commands import CommandResult
+from streams.producer import CommandProducer, complete_command
+from streams.settings import Settings
+from streams.views import Views
+
+T = TypeVar("T")
+
+
+def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment that makes a `bulkstream` process use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSTREAM_")}
+    values = settings.model_dump(mode="json") | overrides
+    env["KAFKA_BOOTSTRAP_SERVERS"] = values.pop("kafka_bootstrap_servers")
+    env["REDIS_URL"] = values.pop("redis_url")
+    for name, value in values.items():
+        env[f"BULKSTREAM_{name.upper()}"] = str(value)
+    return env
+
+
+# Workers that should be running: waiting fails at once, with the log, when one died.
+WATCHED: list[WorkerProcess] = []
+
+
+class WorkerProcess:
+    """A real `bulkstream worker` process; its output goes to a log file."""
+
+    def __init__(self, settings: Settings, worker_id: str, log_dir: Path, stage: str) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.stage = stage
+        self.log_path = log_dir / f"worker-{worker_id}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        env = settings_env(self.settings, worker_id=self.worker_id)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--stage", self.stage],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        WATCHED.append(self)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no goodbye."""
+        if self in WATCHED:
+            WATCHED.remove(self)
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self in WATCHED:
+            WATCHED.remove(self)
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        for worker in WATCHED:
+            if not worker.alive():
+                WATCHED.remove(worker)
+                raise AssertionError(f"worker {worker.worker_id} died:\n{worker.log_tail()}")
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class Client:
+    """Drives the topology the way an upstream producer does, and reads its views."""
+
+    def __init__(self, settings: Settings, tenant: str = "acme") -> None:
+        self.settings = settings
+        self.tenant = tenant
+        self.producer = CommandProducer(settings)
+
+    def send(self, record: dict[str, Any]) -> Any:
+        command = complete_command(record, self.tenant)
+        self.producer.send(command)
+        self.producer.flush()
+        return command
+
+    def create(self, message: dict[str, Any], **extra: Any) -> str:
+        job_id = extra.pop("jobId", None) or f"1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}"
+        self.send({"kind": "create", "jobId": job_id, "message": message, **extra})
+        return job_id
+
+    def ingest(self, job_id: str, users: list[dict[str, Any]], **extra: Any) -> Any:
+        return self.send({"kind": "ingest", "jobId": job_id, "users": users, **extra})
+
+    def run(self, job_id: str, **extra: Any) -> Any:
+        return self.send({"kind": "run", "jobId": job_id, **extra})
+
+    def _views(self) -> Views:
+        return Views(
+            aioredis.from_url(self.settings.redis_url),
+            self.settings.redis_prefix,
+            self.settings.retention_seconds,
+        )
+
+    def _read(self, fn: Callable[[Views], Any]) -> Any:
+        async def go() -> Any:
+            views = self._views()
+            try:
+                return await fn(views)
+            finally:
+                await views.redis.aclose()
+
+        return asyncio.run(go())
+
+    def result(self, command_id: str, timeout: float = 60) -> CommandResult:
+        def probe() -> CommandResult | None:
+            result: CommandResult | None = self._read(
+                lambda v: v.read_result(self.tenant, command_id)
+            )
+            return result
+
+        return wait_for(probe, timeout, f"the result of command {command_id}")
+
+    def job(self, job_id: str, tenant: str | None = None) -> Any:
+        return self._read(lambda v: v.read_job(tenant or self.tenant, job_id))
+
+    def wait_status(self, job_id: str, status: str, timeout: float) -> Any:
+        return wait_for(
+            lambda: (job := self.job(job_id)) is not None and job.status == status and job,
+            timeout,
+            f"job {job_id} to be {status}",
+        )
+
+    def users(self, job_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every user of the job, paged through the view by cursor."""
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = self._read(lambda v, c=cursor: v.read_users(tenant or self.tenant, job_id, c))
+            assert page is not None
+            items.extend(page.items)
+            if not page.more:
+                return items
+            cursor = page.cursor
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    expected: int | None = None,
+    idle: float = 5.0,
+    timeout: float = 300.0,
+) -> list[tuple[bytes | None, Any, int]]:
+    """Everything committed on a topic, read_committed from the start, as (key, json, partition).
+
+    Stops once `expected` messages arrived and nothing more came for `idle`
+    seconds (so extra duplicates would still be seen), or at the end of every
+    partition when `expected` is None."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+    consumer.assign([TopicPartition(topic, p, -2) for p in metadata.partitions])
+    out: list[tuple[bytes | None, Any, int]] = []
+    at_eof: set[int] = set()
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.consume(10_000, timeout=0.5)
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add(message.partition() or 0)
+                        continue
+                    raise AssertionError(f"consumer error: {error}")
+                value = message.value()
+                out.append(
+                    (
+                        message.key(),
+                        orjson.loads(value) if value else None,
+                        message.partition() or 0,
+                    )
+                )
+                at_eof.discard(message.partition() or 0)
+                last_new = time.monotonic()
+            if expected is None:
+                if len(at_eof) == len(metadata.partitions):
+                    break
+            elif len(out) >= expected and time.monotonic() - last_new > idle:
+                break
+    finally:
+        consumer.close()
+    return out
