@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -60,6 +61,7 @@ NO_IDENTITY = (
     "to.email, profile.phone_number or to.phone_number"
 )
 DUPLICATE = "Duplicate user"
+PAGES_IN_FLIGHT = 16
 
 Command = CreateJob | IngestUsers | RunJob
 
@@ -293,7 +295,8 @@ class Aggregate:
     async def emit_pages(self, job_id: str, job: JobState) -> None:
         """Cut the job into pages of positions [n*P, (n+1)*P) and send those not done yet."""
         size = job.page_size or self.settings.fanout_page_size
-        pending: list[Any] = []
+        in_flight: deque[Any] = deque()
+        sent = 0
         page_users: list[tuple[int, str, dict[str, Any]]] = []
         page_no = 0
 
@@ -316,9 +319,14 @@ class Aggregate:
                     f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} byte "
                     "limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
                 )
-            pending.append(
+            nonlocal sent
+            in_flight.append(
                 await self.topics.fanout_pages.send(key=f"{job_id}:{number}".encode(), value=value)
             )
+            sent += 1
+            # A few pages in flight at a time: memory stays flat however large the job.
+            while len(in_flight) > PAGES_IN_FLIGHT:
+                await in_flight.popleft()
 
         for batch in job.batches:
             if batch.count == 0:
@@ -334,8 +342,8 @@ class Aggregate:
                 page_users.append((position, identity, user))
         await flush(page_users, page_no)
         # Delivered before the run command's offset may be committed.
-        await asyncio.gather(*pending)
-        log.info("job %s: %d pages sent to the fan-out", job_id, len(pending))
+        await asyncio.gather(*in_flight)
+        log.info("job %s: %d pages sent to the fan-out", job_id, sent)
 
 
 def register(pipeline: Pipeline) -> None:

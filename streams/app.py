@@ -71,10 +71,12 @@ def create_app(settings: Settings) -> Pipeline:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_request_size=MAX_MESSAGE_BYTES,
-        consumer_max_fetch_size=MAX_MESSAGE_BYTES,
+        consumer_max_fetch_size=2 * 1024 * 1024,
         table_standby_replicas=0,
         web_enabled=False,
         stream_processing_timeout=900.0,
+        # Bounded memory: prefetch a few commands, not the whole topic.
+        stream_buffer_maxsize=32,
     )
     topics = declare(app, settings)
     state = app.Table(
@@ -82,6 +84,14 @@ def create_app(settings: Settings) -> Pipeline:
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
+        # Small memtables and caches per partition, so a worker's memory does not
+        # follow the size of the jobs it holds (RocksDB keeps the rest on disk).
+        options={
+            "write_buffer_size": 4 * 1024 * 1024,
+            "max_write_buffer_number": 2,
+            "block_cache_size": 8 * 1024 * 1024,
+            "block_cache_compressed_size": 1024 * 1024,
+        },
     )
     views = Views(
         aioredis.from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds

@@ -127,6 +127,8 @@ class FanoutLoop:
                 "fetch.max.bytes": MAX_MESSAGE_BYTES * 2,
                 "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
                 "max.poll.interval.ms": 600_000,
+                # Prefetch a few pages, not a whole job: memory stays flat.
+                "queued.max.messages.kbytes": 16_384,
             }
         )
         consumer.subscribe([self.s.topic_fanout_pages], on_assign=self._on_assign)

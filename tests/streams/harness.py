@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -180,12 +181,18 @@ class Client:
         items: list[dict[str, Any]] = []
         cursor = None
         while True:
-            page = self._read(lambda v, c=cursor: v.read_users(tenant or self.tenant, job_id, c))
+            page = self._read(
+                partial(_read_users, tenant=tenant or self.tenant, job_id=job_id, cursor=cursor)
+            )
             assert page is not None
             items.extend(page.items)
             if not page.more:
                 return items
             cursor = page.cursor
+
+
+async def _read_users(views: Views, *, tenant: str, job_id: str, cursor: str | None) -> Any:
+    return await views.read_users(tenant, job_id, cursor)
 
 
 def read_topic(
@@ -242,6 +249,36 @@ def read_topic(
                     break
             elif len(out) >= expected and time.monotonic() - last_new > idle:
                 break
+    finally:
+        consumer.close()
+    return out
+
+
+def read_dlq(
+    settings: Settings, expected: int, timeout: float = 60.0
+) -> list[tuple[bytes | None, dict[str, bytes], bytes]]:
+    """The dead-letter topic as (key, headers, value)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+    )
+    consumer.subscribe([settings.topic_commands_dlq])
+    out: list[tuple[bytes | None, dict[str, bytes], bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            headers = {k: v or b"" for k, v in message.headers() or []}
+            value = message.value()
+            assert isinstance(value, bytes)
+            out.append((message.key(), headers, value))
     finally:
         consumer.close()
     return out

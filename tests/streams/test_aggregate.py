@@ -1,0 +1,151 @@
+"""Command semantics of the job aggregate: errors, tenants, replay-safety, poison input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from streams.settings import Settings
+from tests.streams.harness import Client, WorkerProcess, read_dlq, read_topic, wait_for
+
+USERS = [{"to": {"user_id": f"u{i}"}} for i in range(5)]
+
+
+def test_errors_of_each_command(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    missing = client.result(client.ingest("1-no-such-job", USERS).command_id)
+    assert (missing.ok, missing.error_type) == (False, "not_found")
+    assert client.result(client.run("1-no-such-job").command_id).error_type == "not_found"
+
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, USERS).command_id)
+    other = client.send({"kind": "create", "jobId": job_id, "message": {"template": "OTHER"}})
+    conflict = client.result(other.command_id)
+    assert (conflict.ok, conflict.error_type) == (False, "conflict")
+
+    first_run = client.result(client.run(job_id).command_id)
+    second_run = client.result(client.run(job_id).command_id)
+    assert first_run.ok
+    assert (second_run.ok, second_run.error_type) == (False, "already_run")
+    late = client.result(client.ingest(job_id, [{"to": {"user_id": "late"}}]).command_id)
+    assert (late.ok, late.error_type) == (False, "already_run")
+
+    job = client.wait_status(job_id, "COMPLETED", 60)
+    assert (job.received, job.enqueued) == (5, 5)
+    assert job.definition == {"template": "T"}  # the conflicting create changed nothing
+    sends = read_topic(topology, topology.topic_sends, expected=5, idle=3)
+    assert len(sends) == 5  # the second run had no effect
+
+
+def test_tenants_cannot_see_or_touch_each_others_jobs(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, USERS).command_id)
+
+    intruder = Client(topology, tenant="globex")
+    ingest = intruder.result(intruder.ingest(job_id, [{"to": {"user_id": "x"}}]).command_id)
+    run = intruder.result(intruder.run(job_id).command_id)
+    assert (ingest.error_type, run.error_type) == ("not_found", "not_found")
+    assert intruder.job(job_id) is None
+    assert client.job(job_id).received == 5
+    assert client.job(job_id).status == "CREATED"
+
+
+def test_the_same_command_twice_changes_nothing_the_second_time(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    create = {
+        "kind": "create",
+        "jobId": "1-replay-job",
+        "commandId": "c-create",
+        "message": {"template": "T"},
+        "createdAt": 1.7e9,
+    }
+    ingest = {"kind": "ingest", "jobId": "1-replay-job", "commandId": "c-ingest", "users": USERS}
+    run = {"kind": "run", "jobId": "1-replay-job", "commandId": "c-run"}
+    for record in (create, create, ingest, ingest):
+        client.send(record)
+    first = client.result("c-ingest")
+    wait_for(
+        lambda: len(read_topic(topology, topology.topic_command_results)) >= 4, 30, "4 results"
+    )
+    assert (first.ok, first.total, first.errors) == (True, 5, [])
+    job = client.job("1-replay-job")
+    assert (job.received, job.status) == (5, "CREATED")
+    results = [v for _, v, _ in read_topic(topology, topology.topic_command_results)]
+    ingest_results = [r for r in results if r["commandId"] == "c-ingest"]
+    # The redelivery is answered with the first answer, not with five duplicates.
+    assert ingest_results == [ingest_results[0]] * 2
+    assert ingest_results[0]["total"] == 5
+    assert [r["ok"] for r in results if r["commandId"] == "c-create"] == [True, True]
+
+    client.send(run)
+    client.send(run)
+    client.wait_status("1-replay-job", "COMPLETED", 60)
+    sends = read_topic(topology, topology.topic_sends, expected=5, idle=3)
+    assert len(sends) == 5
+    run_results = [
+        v
+        for _, v, _ in read_topic(topology, topology.topic_command_results)
+        if v["commandId"] == "c-run"
+    ]
+    assert len(run_results) == 2
+    assert all(r["ok"] for r in run_results)
+    users = client.users("1-replay-job")
+    assert [u["status"] for u in users] == ["ENQUEUED"] * 5
+
+
+def test_poison_commands_go_to_the_dlq_and_the_worker_goes_on(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker()
+    poison = [
+        (b"job-1", b"{not json"),
+        (
+            b"job-2",
+            orjson.dumps({"kind": "cancel", "jobId": "job-2", "commandId": "c", "tenant": "t"}),
+        ),
+        (
+            b"job-3",
+            orjson.dumps(
+                {
+                    "kind": "ingest",
+                    "jobId": "job-3",
+                    "commandId": "c",
+                    "tenant": "t",
+                    "users": "nope",
+                }
+            ),
+        ),
+        (
+            b"another-key",
+            orjson.dumps({"kind": "run", "jobId": "job-4", "commandId": "c", "tenant": "t"}),
+        ),
+        (None, orjson.dumps({"kind": "run", "jobId": "job-5", "commandId": "c", "tenant": "t"})),
+        (b"job-6", b"x" * (10 * 1024 * 1024)),
+    ]
+    for key, value in poison:
+        client.producer.send_raw(key, value)
+    client.producer.flush()
+    job_id = client.create({"template": "T"})
+    good = client.result(client.ingest(job_id, USERS).command_id)
+    assert good.total == 5
+
+    dlq = read_dlq(topology, expected=len(poison))
+    assert len(dlq) == len(poison)
+    assert dict(poison) == {key: value for key, _, value in dlq}
+    reasons = {key: headers["x-bulkstream-reason"] for key, headers, _ in dlq}
+    assert reasons == {
+        b"job-1": b"undecodable",
+        b"job-2": b"invalid",
+        b"job-3": b"invalid",
+        b"another-key": b"wrong-key",
+        None: b"wrong-key",
+        b"job-6": b"undecodable",
+    }
