@@ -41,7 +41,7 @@ from schemas.commands import (
 )
 from schemas.fanout import FanoutPage
 from schemas.views import JobStatus
-from streams.app import Pipeline
+from streams.app import Pipeline, delivered
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
 from streams.state import (
@@ -117,7 +117,9 @@ class Aggregate:
             "x-bulkstream-error": exc.detail[:4000].encode(),
             "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
         }
-        await self.topics.commands_dlq.send(key=message.key, value=message.value, headers=headers)
+        await delivered(
+            self.topics.commands_dlq.send(key=message.key, value=message.value, headers=headers)
+        )
 
     # -- helpers -------------------------------------------------------------
     def prior_result(self, command: Command, offset: int) -> CommandResult | None:
@@ -139,8 +141,10 @@ class Aggregate:
 
     async def publish_result(self, result: CommandResult) -> None:
         await self.views.write_result(result, self.settings.result_ttl_seconds)
-        await self.topics.command_results.send(
-            key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
+        await delivered(
+            self.topics.command_results.send(
+                key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
+            )
         )
 
     @staticmethod
@@ -352,5 +356,6 @@ def register(pipeline: Pipeline) -> None:
     async def commands(stream: Any) -> None:
         async for event in stream.events():
             await aggregate.handle(event)
+            await pipeline.state.changelog_delivered()
 
     pipeline.app.agent(pipeline.topics.commands, name="bulkstream.commands")(commands)

@@ -7,6 +7,8 @@ that the worker runs beside it as a service.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,31 @@ class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
+class DurableTable(faust.Table):  # type: ignore[type-arg]
+    """A faust table whose changelog writes can be awaited.
+
+    faust hands changelog records to a buffer and, before committing offsets,
+    "flushes" it with a 0.1 s patience that gives up under load; records can
+    then be lost while the offset of the event that made them is committed.
+    Every agent here awaits `changelog_delivered()` before it finishes an
+    event, so a committed offset always means its state is in Kafka.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._undelivered: list[Any] = []
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self._undelivered.append(future)
+        return future
+
+    async def changelog_delivered(self) -> None:
+        while self._undelivered:
+            pending, self._undelivered = self._undelivered, []
+            await asyncio.gather(*pending)
+
+
 class BulkApp(faust.App):
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
@@ -57,11 +84,13 @@ class Pipeline:
 
 def create_app(settings: Settings) -> Pipeline:
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
+    datadir = settings.data_dir / settings.worker_id / "faust"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = BulkApp(
         settings.app_id,
         broker=brokers,
         store="rocksdb://",
-        datadir=str(settings.data_dir / settings.worker_id / "faust"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         processing_guarantee="at_least_once",
@@ -75,23 +104,30 @@ def create_app(settings: Settings) -> Pipeline:
         table_standby_replicas=0,
         web_enabled=False,
         stream_processing_timeout=900.0,
+        # A killed worker's partitions move on after 10 s, not faust's default 60 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         # Bounded memory: prefetch a few commands, not the whole topic.
         stream_buffer_maxsize=32,
     )
     topics = declare(app, settings)
-    state = app.Table(
-        "state",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        # Small memtables and caches per partition, so a worker's memory does not
-        # follow the size of the jobs it holds (RocksDB keeps the rest on disk).
-        options={
-            "write_buffer_size": 4 * 1024 * 1024,
-            "max_write_buffer_number": 2,
-            "block_cache_size": 8 * 1024 * 1024,
-            "block_cache_compressed_size": 1024 * 1024,
-        },
+    state = app.tables.add(
+        DurableTable(
+            app,
+            name="state",
+            beacon=app.tables.beacon,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            # Small memtables and caches per partition, so a worker's memory does not
+            # follow the size of the jobs it holds (RocksDB keeps the rest on disk).
+            options={
+                "write_buffer_size": 4 * 1024 * 1024,
+                "max_write_buffer_number": 2,
+                "block_cache_size": 8 * 1024 * 1024,
+                "block_cache_compressed_size": 1024 * 1024,
+            },
+        )
     )
     views = Views(
         aioredis.from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds
@@ -104,6 +140,14 @@ def create_app(settings: Settings) -> Pipeline:
     progress.register(pipeline)
     control.register(pipeline)
     return pipeline
+
+
+async def delivered(sending: Awaitable[Any]) -> Any:
+    """Send with faust and wait until the broker acknowledged the record.
+
+    `await topic.send(...)` only queues it; faust's own flush before a commit
+    does not wait for everything queued (see DurableTable)."""
+    return await (await sending)
 
 
 def partition_db(state: Any, partition: int) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from schemas.control import ControlMessage, PurgeJob, RebuildViews
-from streams.app import Pipeline, partition_db
+from streams.app import Pipeline, delivered, partition_db
 from streams.jobs import Jobs
 from streams.state import (
     EXPIRE_PREFIX,
@@ -105,6 +105,7 @@ def register(pipeline: Pipeline) -> None:
     async def housekeeping(stream: Any) -> None:
         async for event in stream.events():
             await control.handle(event)
+            await pipeline.state.changelog_delivered()
 
     app.agent(topics.control, name="bulkstream.control")(housekeeping)
 
@@ -115,7 +116,7 @@ def register(pipeline: Pipeline) -> None:
         log.info("views marker missing (Redis new or flushed): rebuilding every partition")
         value = orjson.dumps(RebuildViews().to_wire())
         for partition in range(settings.partitions):
-            await topics.control.send(key=b"rebuild", value=value, partition=partition)
+            await delivered(topics.control.send(key=b"rebuild", value=value, partition=partition))
 
     app.timer(interval=5.0, name="bulkstream.watch_views")(watch_views)
 
@@ -130,6 +131,8 @@ def register(pipeline: Pipeline) -> None:
                 if due > now:
                     break
                 value = orjson.dumps(PurgeJob(job_id=job_id).to_wire())
-                await topics.control.send(key=job_id.encode(), value=value, partition=partition)
+                await delivered(
+                    topics.control.send(key=job_id.encode(), value=value, partition=partition)
+                )
 
     app.timer(interval=settings.retention_sweep_seconds, name="bulkstream.sweep")(sweep_expired)

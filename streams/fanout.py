@@ -127,6 +127,7 @@ class FanoutLoop:
                 "fetch.max.bytes": MAX_MESSAGE_BYTES * 2,
                 "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
                 "max.poll.interval.ms": 600_000,
+                "session.timeout.ms": 10_000,
                 # Prefetch a few pages, not a whole job: memory stays flat.
                 "queued.max.messages.kbytes": 16_384,
             }

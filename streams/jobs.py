@@ -9,7 +9,7 @@ import orjson
 
 from schemas.events import JobEvent
 from schemas.views import JobStatus
-from streams.app import Pipeline
+from streams.app import Pipeline, delivered
 from streams.state import JobState, expire_key_for, job_key
 
 log = logging.getLogger(__name__)
@@ -55,4 +55,6 @@ class Jobs:
             previous.value if previous else "-",
             job.status.value,
         )
-        await self.topics.job_events.send(key=job_id.encode(), value=orjson.dumps(event.to_wire()))
+        await delivered(
+            self.topics.job_events.send(key=job_id.encode(), value=orjson.dumps(event.to_wire()))
+        )

@@ -62,5 +62,6 @@ def register(pipeline: Pipeline) -> None:
     async def pages_done(stream: Any) -> None:
         async for event in stream.events():
             await progress.handle(event)
+            await pipeline.state.changelog_delivered()
 
     pipeline.app.agent(pipeline.topics.progress, name="bulkstream.progress")(pages_done)

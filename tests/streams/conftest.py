@@ -23,8 +23,13 @@ def topology(settings: Settings) -> Settings:
 def start_worker(topology: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(worker_id: str = "w1", stage: str = "all", **overrides: object) -> WorkerProcess:
-        settings = topology.model_copy(update=overrides) if overrides else topology
+    def start(
+        worker_id: str = "w1",
+        stage: str = "all",
+        settings: Settings | None = None,
+        **overrides: object,
+    ) -> WorkerProcess:
+        settings = (settings or topology).model_copy(update=overrides)
         worker = WorkerProcess(settings, worker_id, tmp_path, stage).start()
         started.append(worker)
         return worker

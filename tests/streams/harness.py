@@ -275,10 +275,60 @@ def read_dlq(
             message = consumer.poll(0.5)
             if message is None or message.error() is not None:
                 continue
-            headers = {k: v or b"" for k, v in message.headers() or []}
+            headers: dict[str, bytes] = {}
+            for header in message.headers() or []:
+                name, raw = header[0], header[1]
+                headers[str(name)] = raw if isinstance(raw, bytes) else str(raw or "").encode()
             value = message.value()
             assert isinstance(value, bytes)
             out.append((message.key(), headers, value))
     finally:
         consumer.close()
     return out
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The peak resident set size of a live process (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def ingest_generated(client: Client, job_id: str, users: int, batch: int = 1000) -> int:
+    """Ingest `users` generated users in batches; wait for the last result; return accepted."""
+    total = 0
+    commands = []
+    for start in range(0, users, batch):
+        command = complete_command(
+            {
+                "kind": "ingest",
+                "jobId": job_id,
+                "users": [
+                    {
+                        "to": {"user_id": f"user-{i}", "email": f"user-{i}@example.com"},
+                        "data": {"n": i},
+                    }
+                    for i in range(start, min(start + batch, users))
+                ],
+            },
+            client.tenant,
+        )
+        client.producer.send(command)
+        commands.append(command.command_id)
+    client.producer.flush(120)
+    for command_id in commands:
+        result = client.result(command_id, timeout=900)
+        assert result.ok, result
+        total += result.total or 0
+    return total
+
+
+def fresh_settings(settings: Settings, tag: str) -> Settings:
+    """A copy of these settings with topics, app id and Redis prefix of its own."""
+    names = {
+        name: f"{value}.{tag}"
+        for name, value in settings.model_dump().items()
+        if name.startswith("topic_") or name in ("app_id", "redis_prefix")
+    }
+    return settings.model_copy(update={**names, "data_dir": settings.data_dir / tag})

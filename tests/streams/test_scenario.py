@@ -25,19 +25,19 @@ def test_create_ingest_three_batches_run_completed(
             "locale": "en_US",
         }
     )
-    batch1 = [
+    batch1: list[dict[str, Any]] = [
         {"to": {"user_id": "spike", "data": {"plan": "pro"}}},
         {"recipient": "faye", "data": {"name": "Faye"}, "profile": {"phone_number": "+15550001"}},
         {"profile": {"phone_number": "+1 555 000 2222"}},
     ]
-    batch2 = [
+    batch2: list[dict[str, Any]] = [
         {"to": {"user_id": "spike"}},  # duplicate of batch 1
         {"to": {"data": {"name": "nobody"}}},  # no identity at all: rejected
         {"profile": {"email": "ed@example.com"}},  # email only, but the job is sms only
         {"to": {"user_id": "jet"}},
         {"to": {"user_id": "jet"}},  # duplicate within the batch
     ]
-    batch3 = [
+    batch3: list[dict[str, Any]] = [
         {"to": {"email": f"user{i}@example.com", "phone_number": f"+1555100{i:04d}"}}
         for i in range(250)
     ]

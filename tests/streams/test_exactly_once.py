@@ -1,0 +1,143 @@
+"""Exactly-once effect under SIGKILL, and one job's fan-out spread over every worker."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from streams.ids import message_id
+from streams.settings import Settings
+from tests.streams.harness import (
+    Client,
+    WorkerProcess,
+    ingest_generated,
+    read_topic,
+    wait_for,
+)
+
+USERS = 100_000
+KILLS_AT = (0.15, 0.45, 0.75)  # kill when this share of the job is enqueued
+
+
+def _reached(client: Client, job_id: str, share: float) -> Any:
+    job = client.job(job_id)
+    if job is not None and (job.enqueued >= share * USERS or job.status == "COMPLETED"):
+        return job
+    return None
+
+
+def _fanout_members(settings: Settings) -> int:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    group = f"{settings.app_id}-fanout"
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return len(description.members)
+
+
+def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    workers = {wid: start_worker(wid) for wid in ("w1", "w2")}
+    job_id = client.create({"template": "T", "data": {"campaign": "kill-test"}})
+    assert ingest_generated(client, job_id, USERS) == USERS
+    created_at = float(
+        client._read(
+            lambda v: v.redis.hget(f"{topology.redis_prefix}:acme:job:{job_id}", "createdAt")
+        )
+    )
+    client.run(job_id)
+
+    rng = random.Random(7)
+    kills = []
+    for share in KILLS_AT:
+        job = wait_for(
+            partial(_reached, client, job_id, share),
+            600,
+            f"{share:.0%} of the fan-out",
+            every=0.05,
+        )
+        if job.status == "COMPLETED":
+            break
+        victim = rng.choice(sorted(workers))
+        workers[victim].kill()
+        kills.append((victim, job.enqueued))
+        workers[victim] = start_worker(victim)
+    assert len(kills) >= 2, f"the fan-out ended before the kills could land: {kills}"
+
+    job = client.wait_status(job_id, "COMPLETED", 900)
+    assert (job.received, job.enqueued, job.failures) == (USERS, USERS, 0)
+
+    sends = read_topic(topology, topology.topic_sends, expected=USERS, idle=10, timeout=600)
+    seen = Counter(value["messageId"] for _, value, _ in sends)
+    expected = {message_id(created_at, job_id, f"user:user-{i}") for i in range(USERS)}
+    duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    lost = len(expected - set(seen))
+    print(
+        f"\nkill test: users={USERS} kills={kills} sends_seen={len(sends)} "
+        f"duplicates={duplicates} lost={lost} unexpected={len(set(seen) - expected)}"
+    )
+    assert duplicates == 0
+    assert lost == 0
+    assert set(seen) == expected
+    assert len(sends) == USERS
+
+
+def test_one_large_job_is_fanned_out_by_both_workers(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker("w1")
+    start_worker("w2")
+    wait_for(lambda: _fanout_members(topology) == 2, 120, "both workers in the fan-out group")
+    job_id = client.create({"template": "T"})
+    users = 20_000
+    assert ingest_generated(client, job_id, users) == users
+    client.run(job_id)
+    client.wait_status(job_id, "COMPLETED", 300)
+
+    done = read_topic(
+        topology, topology.topic_fanout_done, expected=users // topology.fanout_page_size, idle=2
+    )
+    # Done-markers name the worker that fanned each page out.
+    pages_by_worker = Counter(value_worker for value_worker in _marker_workers(topology))
+    print(f"\nspread: {len(done)} pages, by worker: {dict(pages_by_worker)}")
+    assert set(pages_by_worker) == {"w1", "w2"}
+    assert sum(pages_by_worker.values()) == users // topology.fanout_page_size
+
+
+def _marker_workers(settings: Settings) -> list[str]:
+    from confluent_kafka import Consumer
+    from confluent_kafka.cimpl import KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"markers-{time.time()}",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    topic = settings.topic_fanout_done
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+    workers: list[str] = []
+    eof: set[int] = set()
+    try:
+        while len(eof) < len(partitions):
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                eof.add(message.partition() or 0)
+                continue
+            value = message.value()
+            assert isinstance(value, bytes)
+            workers.append(value.decode())
+    finally:
+        consumer.close()
+    return workers

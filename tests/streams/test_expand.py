@@ -1,0 +1,112 @@
+"""Pure logic of the fan-out: data merge, routing, message ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.expand import build_send, merged_data, send_to, unroutable_reason
+from streams.ids import message_id, new_job_id
+
+
+def test_user_data_wins_key_by_key_and_nested_objects_are_replaced_whole() -> None:
+    merged = merged_data(
+        {"a": 1, "b": 2, "nested": {"x": 1, "y": 2}},
+        {"data": {"b": 20, "nested": {"x": 10}}, "to": {"data": {"c": 3, "b": 200}}},
+    )
+    assert merged == {"a": 1, "b": 200, "c": 3, "nested": {"x": 10}}
+
+
+def test_merge_does_not_modify_the_global_data() -> None:
+    global_data = {"a": 1}
+    merged_data(global_data, {"data": {"a": 2}})
+    assert global_data == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("user", "definition", "reason"),
+    [
+        ({"to": {"user_id": "u"}}, {"routing": {"channels": ["sms"]}}, None),
+        ({"recipient": "r"}, {}, None),
+        ({"profile": {"email": "a@b.io"}}, {}, None),
+        (
+            {"profile": {"email": "not-an-email"}},
+            {},
+            "No routable address: no user_id, valid email or valid phone_number",
+        ),
+        ({"to": {"phone_number": "+1 (555) 010-9999"}}, {"routing": {"channels": ["sms"]}}, None),
+        (
+            {"to": {"phone_number": "12"}},
+            {},
+            "No routable address: no user_id, valid email or valid phone_number",
+        ),
+        (
+            {"profile": {"email": "a@b.io"}},
+            {"routing": {"channels": ["sms"]}},
+            "No routable address for channel(s) sms",
+        ),
+        ({"profile": {"email": "a@b.io"}}, {"routing": {"channels": ["sms", "email"]}}, None),
+        (
+            {"profile": {"email": "a@b.io"}},
+            {"routing": {"channels": ["push"]}},
+            "No routable address for channel(s) push",
+        ),
+        (
+            {"profile": {"email": "a@b.io"}},
+            {
+                "routing": {
+                    "method": "all",
+                    "channels": [{"method": "single", "channels": ["email"]}],
+                }
+            },
+            None,
+        ),
+    ],
+)
+def test_routability(
+    user: dict[str, object], definition: dict[str, object], reason: str | None
+) -> None:
+    assert unroutable_reason(user, definition) == reason
+
+
+def test_send_to_moves_legacy_recipient_and_drops_to_data() -> None:
+    assert send_to({"recipient": "r", "to": {"email": "e@x.io", "data": {"a": 1}}}) == {
+        "email": "e@x.io",
+        "user_id": "r",
+    }
+    assert send_to({"recipient": "r", "to": {"user_id": "u"}}) == {"user_id": "u"}
+
+
+def test_message_id_is_deterministic_courier_shaped_and_distinct() -> None:
+    a = message_id(1_700_000_000.5, "job", "user:u1")
+    assert a == message_id(1_700_000_000.5, "job", "user:u1")
+    assert a != message_id(1_700_000_000.5, "job", "user:u2")
+    assert a != message_id(1_700_000_000.5, "job2", "user:u1")
+    prefix, stamp, digest = a.split("-")
+    assert (prefix, stamp, len(digest)) == ("1", f"{1_700_000_000:08x}", 24)
+    job = new_job_id(1_700_000_000)
+    assert job.startswith(f"1-{1_700_000_000:08x}-")
+    assert job != new_job_id(1_700_000_000)
+
+
+def test_build_send_shape() -> None:
+    send = build_send(
+        job_id="j",
+        tenant="t",
+        created_at=1.0,
+        definition={"template": "T"},
+        global_data={"g": 1},
+        position=7,
+        identity="user:u",
+        user={"to": {"user_id": "u"}, "profile": {"email": "a@b.io"}, "preferences": {"p": 1}},
+    )
+    assert send == {
+        "messageId": message_id(1.0, "j", "user:u"),
+        "jobId": "j",
+        "tenant": "t",
+        "position": 7,
+        "message": {"template": "T"},
+        "to": {"user_id": "u"},
+        "profile": {"email": "a@b.io"},
+        "preferences": {"p": 1},
+        "data": {"g": 1},
+    }

@@ -1,0 +1,48 @@
+"""Bounded memory: a worker's peak RSS does not follow the size of the job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.streams.harness import (
+    Client,
+    WorkerProcess,
+    fresh_settings,
+    ingest_generated,
+    peak_rss_kib,
+)
+
+
+def _peak_rss_for_job(
+    settings: Settings, users: int, start_worker: Callable[..., WorkerProcess]
+) -> int:
+    """Peak RSS (KiB) of one fresh worker that ingests and fans out one job of `users`."""
+    ensure_topics(settings)
+    client = Client(settings)
+    worker = start_worker("mem", settings=settings)
+    job_id = client.create({"template": "T", "data": {"campaign": "memory"}})
+    assert ingest_generated(client, job_id, users) == users
+    client.run(job_id)
+    job = client.wait_status(job_id, "COMPLETED", 1500)
+    assert job.enqueued == users
+    peak = peak_rss_kib(worker.pid)
+    worker.stop()
+    return peak
+
+
+@pytest.mark.slow
+def test_peak_rss_of_a_1m_user_job_is_within_1_2x_of_a_100k_one(
+    topology: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    small = _peak_rss_for_job(fresh_settings(topology, "small"), 100_000, start_worker)
+    large = _peak_rss_for_job(fresh_settings(topology, "large"), 1_000_000, start_worker)
+    ratio = large / small
+    print(
+        f"\npeak RSS: 100k users {small / 1024:.0f} MiB, "
+        f"1M users {large / 1024:.0f} MiB, ratio {ratio:.2f}"
+    )
+    assert ratio <= 1.2
