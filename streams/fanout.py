@@ -132,7 +132,10 @@ class FanoutLoop:
                 "queued.max.messages.kbytes": 16_384,
             }
         )
-        consumer.subscribe([self.s.topic_fanout_pages], on_assign=self._on_assign)
+        consumer.subscribe(
+            [self.s.topic_fanout_pages], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        log.info("fan-out %s joined group %s-fanout", self.s.worker_id, self.s.app_id)
         try:
             while not self.stopping.is_set():
                 messages = consumer.consume(self.s.fanout_pages_per_transaction, timeout=0.5)
@@ -223,7 +226,11 @@ class FanoutLoop:
             except BufferError:
                 producer.poll(0.05)
 
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("fan-out %s: partitions revoked %s", self.s.worker_id, _numbers(partitions))
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("fan-out %s: partitions assigned %s", self.s.worker_id, _numbers(partitions))
         # Committed offsets of a read_committed group are only answered once no
         # transaction of a previous owner is pending, so the markers read after
         # this are complete.
@@ -276,3 +283,7 @@ class FanoutLoop:
             reader.close()
         if last is not None:
             self.done.set_restored_at(partition, last + 1)
+
+
+def _numbers(partitions: list[TopicPartition]) -> list[int]:
+    return sorted(tp.partition for tp in partitions)
