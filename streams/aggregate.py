@@ -61,7 +61,7 @@ NO_IDENTITY = (
     "to.email, profile.phone_number or to.phone_number"
 )
 DUPLICATE = "Duplicate user"
-PAGES_IN_FLIGHT = 16
+PAGES_IN_FLIGHT = 4
 
 Command = CreateJob | IngestUsers | RunJob
 

@@ -124,12 +124,13 @@ class FanoutLoop:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "fetch.max.bytes": MAX_MESSAGE_BYTES * 2,
-                "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
+                # Small fetches and a small prefetch queue: memory stays flat however
+                # large the job (a larger page is still fetched whole, alone).
+                "fetch.max.bytes": 4 * 1024 * 1024,
+                "max.partition.fetch.bytes": 1024 * 1024,
+                "queued.max.messages.kbytes": 4096,
                 "max.poll.interval.ms": 600_000,
                 "session.timeout.ms": 10_000,
-                # Prefetch a few pages, not a whole job: memory stays flat.
-                "queued.max.messages.kbytes": 16_384,
             }
         )
         consumer.subscribe(

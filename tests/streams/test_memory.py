@@ -35,6 +35,7 @@ def _peak_rss_for_job(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_peak_rss_of_a_1m_user_job_is_within_1_2x_of_a_100k_one(
     topology: Settings, start_worker: Callable[..., WorkerProcess]
 ) -> None:
