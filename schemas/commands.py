@@ -27,6 +27,37 @@ class NestedMessage(WireModel):
     providers: JsonObject | None = None
 
 
+# What `_has_something_to_send` checks, said in JSON Schema for producers.
+_SOMETHING_TO_SEND: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["event"], "properties": {"event": {"type": "string", "minLength": 1}}},
+        {"required": ["template"], "properties": {"template": {"type": "string", "minLength": 1}}},
+        {
+            "required": ["content"],
+            "properties": {"content": {"type": "object", "minProperties": 1}},
+        },
+        {
+            "required": ["message"],
+            "properties": {
+                "message": {
+                    "type": "object",
+                    "anyOf": [
+                        {
+                            "required": ["template"],
+                            "properties": {"template": {"type": "string", "minLength": 1}},
+                        },
+                        {
+                            "required": ["content"],
+                            "properties": {"content": {"type": "object", "minProperties": 1}},
+                        },
+                    ],
+                }
+            },
+        },
+    ]
+}
+
+
 class JobMessage(WireModel):
     """A job's message definition, in either shape Courier accepts.
 
@@ -34,7 +65,7 @@ class JobMessage(WireModel):
     Flat (SDKs): `{"event": ..., "template": ..., "content": ..., "data": ..., "override": ...}`.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_SOMETHING_TO_SEND)
 
     message: NestedMessage | None = None
     event: str | None = None
@@ -42,7 +73,8 @@ class JobMessage(WireModel):
     content: JsonObject | None = None
     data: JsonObject | None = None
     brand: str | None = None
-    locale: str | None = None
+    # A locale name (tutorial) or per-locale overrides (the SDKs' shape).
+    locale: str | JsonObject | None = None
     override: JsonObject | None = None
     routing: JsonObject | None = None
     channels: JsonObject | None = None
@@ -119,10 +151,14 @@ class CommandKind(StrEnum):
     RUN = "run"  # start the one-time fan-out of a job
 
 
+# Ids end up in Kafka keys, RocksDB keys and Redis keys: no control characters.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
 class CommandBase(WireModel):
-    command_id: str = Field(min_length=1, max_length=200)
-    tenant: str = Field(min_length=1, max_length=200)
-    job_id: str = Field(min_length=1, max_length=200)
+    command_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+    tenant: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+    job_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
 
 
 class CreateJob(CommandBase):

@@ -36,6 +36,18 @@ class _Consumer(aiokafka_driver.Consumer):
     def _new_consumer_thread(self) -> Any:
         return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    # faust pauses a partition whose stream buffer is nearly full and resumes it
+    # when the buffer drains, but a rebalance in between forgets the pause and
+    # the partition is never fetched again (a stalled worker, seen with two
+    # workers and a burst of commands). Without the pause, a full buffer simply
+    # blocks delivery until the agent takes the next event: the same bound on
+    # memory, with nothing to forget.
+    def on_buffer_full(self, tp: Any) -> None:
+        pass
+
+    def on_buffer_drop(self, tp: Any) -> None:
+        pass
+
 
 class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer

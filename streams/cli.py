@@ -125,6 +125,30 @@ def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    import uvicorn
+
+    from streams.api.app import create_api
+
+    logging.basicConfig(level=settings.log_level.upper())
+    uvicorn.run(
+        create_api(settings),
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def _cmd_hash_key(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.api.auth import key_hash
+
+    print(f"{args.tenant} sha256:{key_hash(args.key)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkstream", description="bulkstream engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a worker (every stage, or a chosen one)")
     worker.add_argument("--stage", choices=["all", "aggregate", "fanout"], default="all")
     worker.set_defaults(func=_cmd_worker)
+
+    api = sub.add_parser("api", help="serve the Courier-compatible HTTP API")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=_cmd_api)
+
+    hash_key = sub.add_parser("hash-key", help="print an API key file line for a tenant's key")
+    hash_key.add_argument("tenant")
+    hash_key.add_argument("key")
+    hash_key.set_defaults(func=_cmd_hash_key)
 
     produce = sub.add_parser("produce", help="send commands from JSON/JSONL files or stdin")
     produce.add_argument("files", nargs="*")

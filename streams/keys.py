@@ -4,6 +4,7 @@
     {prefix}:{tenant}:job:{job}:users:{bucket}  hash  position -> user as ingested
     {prefix}:{tenant}:job:{job}:status:{bucket} hash  position -> status of that user
     {prefix}:{tenant}:result:{command_id}       str   the command's result (for the API)
+    {prefix}:{tenant}:idem:{sha256}             str   an Idempotency-Key's claim or answer
     {prefix}:views:alive                        str   present while the views are whole
 
 Users are bucketed by position (USERS_PER_BUCKET a bucket), so a page of the
@@ -29,6 +30,10 @@ def status_bucket(prefix: str, tenant: str, job_id: str, bucket: int) -> str:
 
 def result(prefix: str, tenant: str, command_id: str) -> str:
     return f"{prefix}:{tenant}:result:{command_id}"
+
+
+def idempotency(prefix: str, tenant: str, key_digest: str) -> str:
+    return f"{prefix}:{tenant}:idem:{key_digest}"
 
 
 def views_alive(prefix: str) -> str:

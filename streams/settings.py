@@ -57,6 +57,22 @@ class Settings(BaseSettings):
     # Redis views: every key starts with this prefix (see streams/keys.py).
     redis_prefix: str = "bulkstream"
 
+    # HTTP API (`bulkstream api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated `tenant:key` pairs (keys are hashed when read).",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File of `tenant sha256:<hex of the key>` lines; only hashes on disk.",
+    )
+    api_max_users: int = Field(default=1000, ge=1)
+    api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    api_result_timeout: float = Field(default=10.0, gt=0)
+    idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
+
     @property
     def retention_seconds(self) -> int:
         return int(self.retention_days * 86_400)

@@ -175,17 +175,20 @@ class Views:
         return None if raw is None else CommandResult.model_validate_json(raw)
 
     async def read_users(self, tenant: str, job_id: str, cursor: str | None) -> UsersPage | None:
-        """One page of users in ingestion order, or None when the job is unknown."""
+        """One page of users in ingestion order, or None when the job is unknown.
+
+        An unknown job wins over a bad cursor: it is None, not InvalidCursor."""
+        job_key = keys.job(self.prefix, tenant, job_id)
+        received_raw, created_raw = await self.redis.hmget(job_key, ["received", "createdAt"])
+        if received_raw is None:
+            return None
         start = 0 if not cursor else decode_cursor(job_id, cursor)
         bucket = keys.bucket_of(start)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.job(self.prefix, tenant, job_id), ["received", "createdAt"])
             pipe.hgetall(keys.users_bucket(self.prefix, tenant, job_id, bucket))
             pipe.hgetall(keys.status_bucket(self.prefix, tenant, job_id, bucket))
-            (received_raw, created_raw), users, statuses = await pipe.execute()
-        if received_raw is None:
-            return None
-        received, created_at = int(received_raw), float(created_raw)
+            users, statuses = await pipe.execute()
+        received, created_at = int(received_raw), float(created_raw or 0)
         items = []
         for position in sorted(int(p) for p in users):
             user = orjson.loads(users[str(position).encode()])

@@ -72,6 +72,33 @@ def trim_malloc() -> None:
         libc.malloc_trim(0)
 
 
+def dump_tasks() -> None:
+    """Log where every asyncio task of the worker waits (`kill -USR2 <pid>`)."""
+    for task in asyncio.all_tasks():
+        chain = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:
+            frame = next(
+                (
+                    getattr(awaited, a)
+                    for a in ("cr_frame", "ag_frame", "gi_frame")
+                    if getattr(awaited, a, None)
+                ),
+                None,
+            )
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = next(
+                (
+                    getattr(awaited, a)
+                    for a in ("cr_await", "ag_await", "gi_yieldfrom")
+                    if getattr(awaited, a, None)
+                ),
+                None,
+            )
+        log.warning("task %s waits in:\n  %s", task.get_name(), "\n  ".join(chain) or "?")
+
+
 def run_worker(settings: Settings, stage: Stage) -> int:
     limit_malloc_arenas()
     ensure_topics(settings)
@@ -88,6 +115,11 @@ def run_worker(settings: Settings, stage: Stage) -> int:
         trim_malloc()
 
     pipeline.app.timer(interval=5.0, name="bulkstream.trim_malloc")(release_memory)
+
+    async def install_dump_handler() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+
+    pipeline.app.task(install_dump_handler)
     services = [FanoutService(settings)] if stage is Stage.ALL else []
     worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level)
     worker.execute_from_commandline()

@@ -89,7 +89,8 @@ kafka_up() {
   kafka_config
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     local cluster_id
-    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid)"
+    # A Kafka cluster id: 16 random bytes, base64url without padding.
+    cluster_id="$("$PYTHON" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
     log "formatting kafka storage (cluster $cluster_id)"
     kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
       -c "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/format.log" 2>&1

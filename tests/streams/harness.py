@@ -34,7 +34,8 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = values.pop("kafka_bootstrap_servers")
     env["REDIS_URL"] = values.pop("redis_url")
     for name, value in values.items():
-        env[f"BULKSTREAM_{name.upper()}"] = str(value)
+        if value is not None:
+            env[f"BULKSTREAM_{name.upper()}"] = str(value)
     return env
 
 

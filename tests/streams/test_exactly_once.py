@@ -26,6 +26,20 @@ USERS = 100_000
 KILLS_AT = (0.15, 0.45, 0.75)  # kill when this share of the job is enqueued
 
 
+def _wait_both_workers_joined(settings: Settings) -> None:
+    """Both workers hold partitions of the aggregate's and of the fan-out's group."""
+    for group in (settings.app_id, f"{settings.app_id}-fanout"):
+        wait_for(
+            partial(_members_with_partitions_is, settings, group, 2),
+            120,
+            f"both workers to hold partitions in {group}",
+        )
+
+
+def _members_with_partitions_is(settings: Settings, group: str, n: int) -> bool:
+    return _members_with_partitions(settings, group) == n
+
+
 def _reached(client: Client, job_id: str, share: float) -> Any:
     job = client.job(job_id)
     if job is not None and (job.enqueued >= share * USERS or job.status == "COMPLETED"):
@@ -33,10 +47,9 @@ def _reached(client: Client, job_id: str, share: float) -> Any:
     return None
 
 
-def _fanout_members_with_partitions(settings: Settings) -> int:
-    """How many members of the fan-out group hold partitions, once the group is stable."""
+def _members_with_partitions(settings: Settings, group: str) -> int:
+    """How many members of a consumer group hold partitions, once the group is stable."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    group = f"{settings.app_id}-fanout"
     description = admin.describe_consumer_groups([group])[group].result(timeout=10)
     if description.state != ConsumerGroupState.STABLE:
         return 0
@@ -51,6 +64,7 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
     topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     workers = {wid: start_worker(wid) for wid in ("w1", "w2")}
+    _wait_both_workers_joined(topology)
     job_id = client.create({"template": "T", "data": {"campaign": "kill-test"}})
     assert ingest_generated(client, job_id, USERS) == USERS
     created_at = float(
@@ -100,11 +114,7 @@ def test_one_large_job_is_fanned_out_by_both_workers(
 ) -> None:
     start_worker("w1")
     start_worker("w2")
-    wait_for(
-        lambda: _fanout_members_with_partitions(topology) == 2,
-        120,
-        "both workers to hold fan-out partitions",
-    )
+    _wait_both_workers_joined(topology)
     job_id = client.create({"template": "T"})
     users = 20_000
     assert ingest_generated(client, job_id, users) == users

@@ -1,0 +1,326 @@
+"""The ASGI app (`bulkstream api`): Courier's Bulk API over bulkstream.
+
+    POST /bulk                  create a job            -> {"jobId"}
+    POST /bulk/{job_id}         ingest users            -> {"errors", "total"}
+    POST /bulk/{job_id}/run     run the job once        -> 202
+    GET  /bulk/{job_id}         the job summary         -> {"job": {...}}
+    GET  /bulk/{job_id}/users   users, cursor-paged     -> {"items", "paging"}
+    GET  /openapi.json, /healthz, /readyz
+
+Writes become commands on Kafka and answer with the aggregate's own result;
+reads come from the Redis views. A tenant only ever sees its own jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, ValidationError
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from schemas.commands import (
+    BulkUser,
+    CommandResult,
+    CreateJob,
+    ErrorType,
+    IngestUsers,
+    JobMessage,
+    RunJob,
+)
+from streams.aggregate import Command
+from streams.api import openapi
+from streams.api.auth import ApiKeys
+from streams.api.commands import CommandGateway
+from streams.api.errors import (
+    ApiError,
+    from_validation,
+    invalid,
+    not_found,
+    unauthorized,
+    unavailable,
+)
+from streams.api.idempotency import Claim, Idempotency, fingerprint
+from streams.ids import new_job_id
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.views import InvalidCursor, Views
+
+log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,200}$")
+
+
+class CreateJobBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: JobMessage
+
+
+class IngestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    users: list[BulkUser]
+
+
+class Api:
+    def __init__(self, settings: Settings, keys: ApiKeys) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.redis = aioredis.from_url(
+            settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.views = Views(self.redis, settings.redis_prefix, settings.retention_seconds)
+        self.gateway = CommandGateway(settings, self.views)
+        self.idempotency = Idempotency(
+            self.redis, settings.redis_prefix, settings.idempotency_ttl_seconds
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.gateway.close)
+        await self.redis.aclose()
+
+    # -- request helpers -----------------------------------------------------
+    def tenant(self, request: Request) -> str:
+        tenant = self.keys.tenant(request.headers.get("authorization"))
+        if tenant is None:
+            raise unauthorized()
+        return tenant
+
+    async def body(self, request: Request, *, required: bool = True) -> tuple[bytes, Any]:
+        limit = self.settings.api_max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, "payload_too_large", f"Request body is over {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "payload_too_large", f"Request body is over {limit} bytes")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
+        if not raw.strip():
+            if required:
+                raise invalid("Request body must be a JSON object")
+            return raw, {}
+        content_type = request.headers.get("content-type", "application/json")
+        if "json" not in content_type.split(";")[0].lower():
+            raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise invalid(f"Request body is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise invalid("Request body must be a JSON object")
+        return raw, parsed
+
+    @staticmethod
+    def job_id(request: Request) -> str:
+        job_id = str(request.path_params["job_id"])
+        if not JOB_ID.match(job_id):
+            raise not_found(job_id[:200])
+        return job_id
+
+    async def write(
+        self,
+        request: Request,
+        tenant: str,
+        raw: bytes,
+        handler: Callable[[str], Awaitable[Response]],
+    ) -> Response:
+        """Run a write once per Idempotency-Key; the handler gets the command id to use."""
+
+        async def with_claim(claim: Claim | None) -> Response:
+            return await handler(claim.command_id if claim else uuid.uuid4().hex)
+
+        return await self.idempotency.run(
+            tenant,
+            request.headers.get("idempotency-key"),
+            fingerprint(request.method, request.url.path, raw),
+            with_claim,
+        )
+
+    async def submit(self, command: Command) -> CommandResult:
+        result = await self.gateway.submit(command)
+        if result.ok:
+            return result
+        if result.error_type is ErrorType.NOT_FOUND:
+            raise not_found(command.job_id)
+        if result.error_type in (ErrorType.ALREADY_RUN, ErrorType.CONFLICT):
+            raise ApiError(409, "conflict", result.message or "Conflict")
+        raise invalid(result.message or "The command could not be applied")
+
+    # -- endpoints -----------------------------------------------------------
+    async def create_job(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        raw, body = await self.body(request)
+
+        async def handle(command_id: str) -> Response:
+            try:
+                parsed = CreateJobBody.model_validate(body)
+            except ValidationError as exc:
+                raise from_validation(exc) from exc
+            job_id = new_job_id()
+            await self.submit(
+                CreateJob(
+                    command_id=command_id,
+                    tenant=tenant,
+                    job_id=job_id,
+                    message=parsed.message,
+                    created_at=time.time(),
+                )
+            )
+            return JSONResponse({"jobId": job_id})
+
+        return await self.write(request, tenant, raw, handle)
+
+    async def ingest(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        raw, body = await self.body(request)
+
+        async def handle(command_id: str) -> Response:
+            users = body.get("users")
+            if isinstance(users, list) and len(users) > self.settings.api_max_users:
+                raise ApiError(
+                    413,
+                    "payload_too_large",
+                    f"{len(users)} users in one request; the limit is "
+                    f"{self.settings.api_max_users}",
+                )
+            try:
+                parsed = IngestBody.model_validate(body)
+            except ValidationError as exc:
+                raise from_validation(exc) from exc
+            result = await self.submit(
+                IngestUsers(command_id=command_id, tenant=tenant, job_id=job_id, users=parsed.users)
+            )
+            errors = [e.to_wire() for e in result.errors or []]
+            return JSONResponse({"errors": errors, "total": result.total or 0})
+
+        return await self.write(request, tenant, raw, handle)
+
+    async def run(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        raw, _ = await self.body(request, required=False)
+
+        async def handle(command_id: str) -> Response:
+            await self.submit(RunJob(command_id=command_id, tenant=tenant, job_id=job_id))
+            return Response(status_code=202)
+
+        return await self.write(request, tenant, raw, handle)
+
+    async def get_job(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        job = await self.views.read_job(tenant, job_id)
+        if job is None:
+            raise not_found(job_id)
+        return JSONResponse({"job": job.to_wire()})
+
+    async def list_users(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        cursor = request.query_params.get("cursor") or None
+        try:
+            page = await self.views.read_users(tenant, job_id, cursor)
+        except InvalidCursor as exc:
+            raise invalid("cursor: not a cursor this server handed out") from exc
+        if page is None:
+            raise not_found(job_id)
+        return JSONResponse(
+            {"items": page.items, "paging": {"cursor": page.cursor, "more": page.more}}
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            await self.redis.ping()
+        except RedisError:
+            raise unavailable("Redis") from None
+        try:
+            await asyncio.to_thread(self.gateway.producer.list_topics, None, 2.0)
+        except Exception:
+            raise unavailable("Kafka") from None
+        return JSONResponse({"status": "ready"})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi.document(self.settings.api_max_users))
+
+
+def _guard(
+    endpoint: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Every failure becomes a JSON error; Redis trouble a 503, never a 500."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            return exc.response()
+        except (RedisError, OSError):
+            return unavailable("Redis").response()
+
+    return guarded
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kinds = {404: "not_found", 405: "method_not_allowed"}
+    return ApiError(
+        exc.status_code, kinds.get(exc.status_code, "invalid_request"), str(exc.detail)
+    ).response()
+
+
+def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
+    keys = keys or ApiKeys.from_settings(settings)
+    holder: dict[str, Api] = {}
+
+    def api() -> Api:
+        return holder["api"]
+
+    def route(path: str, name: str, methods: list[str]) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await _guard(getattr(api(), name))(request)
+
+        return Route(path, endpoint, methods=methods, name=name)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await asyncio.to_thread(ensure_topics, settings, 5.0)
+        except Exception as exc:  # the API still starts and answers 503 until Kafka is back
+            log.warning("could not check the topics: %s", exc)
+        holder["api"] = Api(settings, keys)
+        try:
+            yield
+        finally:
+            await holder.pop("api").close()
+
+    return Starlette(
+        routes=[
+            route("/bulk", "create_job", ["POST"]),
+            route("/bulk/{job_id}", "ingest", ["POST"]),
+            route("/bulk/{job_id}", "get_job", ["GET"]),
+            route("/bulk/{job_id}/run", "run", ["POST"]),
+            route("/bulk/{job_id}/users", "list_users", ["GET"]),
+            route("/openapi.json", "openapi", ["GET"]),
+            route("/healthz", "healthz", ["GET"]),
+            route("/readyz", "readyz", ["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,106 @@
+"""Sending a command from the API and waiting for the aggregate's answer.
+
+The command is produced to `bulk.commands` (keyed by job id, murmur2) and
+acknowledged by the broker; the answer is the result the worker leaves in
+Redis under the command id, so what the API says is what the aggregate did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from schemas.commands import CommandResult
+from streams.aggregate import Command
+from streams.api.errors import ApiError, unavailable
+from streams.fanout import producer_config
+from streams.settings import Settings
+from streams.views import Views
+
+# How long the broker may take to acknowledge a command before the API says 503.
+DELIVERY_TIMEOUT_MS = 5_000
+
+
+class CommandGateway:
+    def __init__(self, settings: Settings, views: Views) -> None:
+        self.settings = settings
+        self.views = views
+        self.producer = Producer(
+            {
+                **producer_config(settings),
+                "message.timeout.ms": DELIVERY_TIMEOUT_MS,
+                "linger.ms": 1,
+            }
+        )
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self.producer.poll(0.05)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._poller.join(5)
+        self.producer.flush(5)
+
+    async def submit(self, command: Command) -> CommandResult:
+        await self._produce(command)
+        return await self._wait_result(command)
+
+    async def _produce(self, command: Command) -> None:
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            loop.call_soon_threadsafe(_settle, delivered, err)
+
+        try:
+            self.producer.produce(
+                self.settings.topic_commands,
+                key=command.job_id.encode(),
+                value=orjson.dumps(command.to_wire()),
+                on_delivery=on_delivery,
+            )
+        except BufferError as exc:
+            raise unavailable("Kafka") from exc
+        try:
+            await asyncio.wait_for(delivered, DELIVERY_TIMEOUT_MS / 1000 + 1)
+        except (TimeoutError, KafkaDeliveryError) as exc:
+            raise unavailable("Kafka") from exc
+
+    async def _wait_result(self, command: Command) -> CommandResult:
+        deadline = time.monotonic() + self.settings.api_result_timeout
+        pause = 0.002
+        while time.monotonic() < deadline:
+            result = await self.views.read_result(command.tenant, command.command_id)
+            if result is not None:
+                return result
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        raise ApiError(
+            503,
+            "unavailable",
+            "The command is queued but no worker has applied it yet; retry with the same "
+            "Idempotency-Key",
+            {"Retry-After": "5"},
+        )
+
+
+class KafkaDeliveryError(Exception):
+    pass
+
+
+def _settle(future: asyncio.Future[None], err: Any) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(None)
+    else:
+        future.set_exception(KafkaDeliveryError(str(err)))

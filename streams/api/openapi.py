@@ -1,0 +1,246 @@
+"""The OpenAPI document of the HTTP API, describing exactly its endpoints."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.commands import BulkUser, JobMessage
+from schemas.views import JobView
+
+REF = "#/components/schemas/{model}"
+
+
+def _schema(model: type[BaseModel], mode: str, defs: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, ref_template=REF, mode=mode)  # type: ignore[arg-type]
+    defs.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _error(description: str, headers: tuple[str, ...] = ()) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+    }
+    if headers:
+        response["headers"] = {h: {"schema": {"type": "string"}} for h in headers}
+    return response
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+COMMON = {
+    "400": _error("Invalid request (the message names the field)"),
+    "401": _error("Missing or unknown API key", ("WWW-Authenticate",)),
+    "503": _error("Kafka or Redis is unavailable", ("Retry-After",)),
+}
+WRITE = {
+    **COMMON,
+    "409": _error(
+        "Conflict, or a request with this Idempotency-Key is in progress", ("Retry-After",)
+    ),
+    "413": _error("Body over the size limit, or too many users in one request"),
+    "415": _error("The body is not JSON"),
+    "422": _error("This Idempotency-Key was used with a different request"),
+}
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Makes the request safe to retry: the first answer is replayed for 24 h.",
+}
+
+
+@cache
+def document(max_users: int) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    message = _schema(JobMessage, "validation", defs)
+    user = _schema(BulkUser, "validation", defs)
+    job = _schema(JobView, "serialization", defs)
+    defs.update(
+        {
+            "JobMessage": message,
+            "BulkUser": user,
+            "JobView": job,
+            "Error": {
+                "type": "object",
+                "required": ["message", "type"],
+                "properties": {"message": {"type": "string"}, "type": {"type": "string"}},
+            },
+            "UserItem": {
+                "allOf": [{"$ref": REF.format(model="BulkUser")}],
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["PENDING", "ENQUEUED", "ERROR"]},
+                    "messageId": {"type": "string"},
+                    "error": {"type": "string"},
+                },
+            },
+        }
+    )
+    ingest_result = {
+        "type": "object",
+        "required": ["errors", "total"],
+        "properties": {
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["error", "user"],
+                    "properties": {"error": {"type": "string"}, "user": {}},
+                },
+            },
+            "total": {"type": "integer", "minimum": 0},
+        },
+    }
+    users_page = {
+        "type": "object",
+        "required": ["items", "paging"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": REF.format(model="UserItem")}},
+            "paging": {
+                "type": "object",
+                "required": ["more"],
+                "properties": {
+                    "cursor": {"type": ["string", "null"]},
+                    "more": {"type": "boolean"},
+                },
+            },
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bulkstream Bulk API",
+            "version": "1",
+            "description": "Courier-compatible bulk jobs: create, ingest users, run, monitor.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/bulk": {
+                "post": {
+                    "operationId": "createJob",
+                    "parameters": [IDEMPOTENCY_KEY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["message"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "message": {"$ref": REF.format(model="JobMessage")}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["jobId"],
+                                "properties": {"jobId": {"type": "string"}},
+                            },
+                            "The job was created",
+                        ),
+                        **WRITE,
+                    },
+                }
+            },
+            "/bulk/{job_id}": {
+                "post": {
+                    "operationId": "addUsers",
+                    "parameters": [JOB_ID, IDEMPOTENCY_KEY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["users"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "users": {
+                                            "type": "array",
+                                            "maxItems": max_users,
+                                            "items": {"$ref": REF.format(model="BulkUser")},
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(ingest_result, "Users ingested; rejected ones listed"),
+                        "404": _error("No such job"),
+                        **WRITE,
+                    },
+                },
+                "get": {
+                    "operationId": "getJob",
+                    "parameters": [JOB_ID],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["job"],
+                                "properties": {"job": {"$ref": REF.format(model="JobView")}},
+                            },
+                            "The job",
+                        ),
+                        "404": _error("No such job"),
+                        **COMMON,
+                    },
+                },
+            },
+            "/bulk/{job_id}/run": {
+                "post": {
+                    "operationId": "runJob",
+                    "parameters": [JOB_ID, IDEMPOTENCY_KEY],
+                    "responses": {
+                        "202": {"description": "The job is running"},
+                        "404": _error("No such job"),
+                        **WRITE,
+                    },
+                }
+            },
+            "/bulk/{job_id}/users": {
+                "get": {
+                    "operationId": "listUsers",
+                    "parameters": [
+                        JOB_ID,
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "description": "paging.cursor of the previous page (opaque)",
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(users_page, "A page of users in ingestion order"),
+                        "404": _error("No such job"),
+                        **COMMON,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": defs,
+        },
+    }
