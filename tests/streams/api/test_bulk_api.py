@@ -38,6 +38,7 @@ def _all_users(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
 
 def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiServer) -> None:
     with api.client() as http:
+        assert http.get("/readyz").json() == {"status": "ready"}
         created = http.post(
             "/bulk",
             json={"message": {"message": {"template": "TPL"}, "data": {"company": "Acme"}}},
