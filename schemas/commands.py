@@ -176,7 +176,8 @@ class RunJob(CommandBase):
     kind: Literal[CommandKind.RUN] = CommandKind.RUN
 
 
-Command = Annotated[CreateJob | IngestUsers | RunJob, Field(discriminator="kind")]
+AnyCommand = CreateJob | IngestUsers | RunJob
+Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
 
 class CommandEnvelope(RootModel[Command]):

@@ -30,6 +30,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.commands import (
+    AnyCommand,
     CommandEnvelope,
     CommandKind,
     CommandResult,
@@ -63,10 +64,8 @@ NO_IDENTITY = (
 DUPLICATE = "Duplicate user"
 PAGES_IN_FLIGHT = 4
 
-Command = CreateJob | IngestUsers | RunJob
 
-
-def parse_command(key: bytes | None, value: bytes | None) -> Command:
+def parse_command(key: bytes | None, value: bytes | None) -> AnyCommand:
     """Decode and validate a command; raise PoisonCommand with the reason otherwise."""
     if value is None:
         raise PoisonCommand("empty", "the message has no value")
@@ -122,7 +121,7 @@ class Aggregate:
         )
 
     # -- helpers -------------------------------------------------------------
-    def prior_result(self, command: Command, offset: int) -> CommandResult | None:
+    def prior_result(self, command: AnyCommand, offset: int) -> CommandResult | None:
         """The stored result of this command id if it was applied at another offset."""
         raw = self.state.get(command_key(command.job_id, command.command_id))
         if raw is None:
@@ -149,7 +148,7 @@ class Aggregate:
 
     @staticmethod
     def result(
-        command: Command,
+        command: AnyCommand,
         ok: bool,
         error_type: ErrorType | None = None,
         message: str | None = None,
@@ -166,7 +165,7 @@ class Aggregate:
             **extra,
         )
 
-    def not_found(self, command: Command) -> CommandResult:
+    def not_found(self, command: AnyCommand) -> CommandResult:
         return self.result(command, False, ErrorType.NOT_FOUND, f"Job {command.job_id} not found")
 
     # -- create --------------------------------------------------------------

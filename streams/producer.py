@@ -10,16 +10,15 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from schemas.commands import CommandEnvelope
+from schemas.commands import AnyCommand, CommandEnvelope
 from schemas.control import RebuildViews
-from streams.aggregate import Command
 from streams.fanout import producer_config
 from streams.ids import new_job_id
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
 
-def complete_command(raw: dict[str, Any], tenant: str) -> Command:
+def complete_command(raw: dict[str, Any], tenant: str) -> AnyCommand:
     """Fill what a hand-written command may leave out, then validate it."""
     record = dict(raw)
     record.setdefault("commandId", uuid.uuid4().hex)
@@ -42,7 +41,7 @@ class CommandProducer:
         if err is not None:
             self.errors.append(str(err))
 
-    def send(self, command: Command) -> None:
+    def send(self, command: AnyCommand) -> None:
         payload = orjson.dumps(command.to_wire())
         while True:
             try:

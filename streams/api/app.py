@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from schemas.commands import (
+    AnyCommand,
     BulkUser,
     CommandResult,
     CreateJob,
@@ -41,7 +42,6 @@ from schemas.commands import (
     JobMessage,
     RunJob,
 )
-from streams.aggregate import Command
 from streams.api import openapi
 from streams.api.auth import ApiKeys
 from streams.api.commands import CommandGateway
@@ -150,7 +150,7 @@ class Api:
             with_claim,
         )
 
-    async def submit(self, command: Command) -> CommandResult:
+    async def submit(self, command: AnyCommand) -> CommandResult:
         result = await self.gateway.submit(command)
         if result.ok:
             return result

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from schemas.commands import CommandResult
-from streams.aggregate import Command
+from schemas.commands import AnyCommand, CommandResult
 from streams.api.errors import ApiError, unavailable
 from streams.fanout import producer_config
 from streams.settings import Settings
@@ -50,11 +49,11 @@ class CommandGateway:
         self._poller.join(5)
         self.producer.flush(5)
 
-    async def submit(self, command: Command) -> CommandResult:
+    async def submit(self, command: AnyCommand) -> CommandResult:
         await self._produce(command)
         return await self._wait_result(command)
 
-    async def _produce(self, command: Command) -> None:
+    async def _produce(self, command: AnyCommand) -> None:
         loop = asyncio.get_running_loop()
         delivered: asyncio.Future[None] = loop.create_future()
 
@@ -75,7 +74,7 @@ class CommandGateway:
         except (TimeoutError, KafkaDeliveryError) as exc:
             raise unavailable("Kafka") from exc
 
-    async def _wait_result(self, command: Command) -> CommandResult:
+    async def _wait_result(self, command: AnyCommand) -> CommandResult:
         deadline = time.monotonic() + self.settings.api_result_timeout
         pause = 0.002
         while time.monotonic() < deadline:
