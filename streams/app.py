@@ -37,11 +37,10 @@ class _Consumer(aiokafka_driver.Consumer):
         return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     # faust pauses a partition whose stream buffer is nearly full and resumes it
-    # when the buffer drains, but a rebalance in between forgets the pause and
-    # the partition is never fetched again (a stalled worker, seen with two
-    # workers and a burst of commands). Without the pause, a full buffer simply
-    # blocks delivery until the agent takes the next event: the same bound on
-    # memory, with nothing to forget.
+    # when the buffer drains, but it resets its record of paused partitions on
+    # a rebalance, so a pause taken just before one can outlive it. Without the
+    # pause, a full buffer simply blocks delivery until the agent takes the
+    # next event: the same bound on memory, with nothing to forget.
     def on_buffer_full(self, tp: Any) -> None:
         pass
 
