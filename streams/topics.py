@@ -49,16 +49,6 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
             n,
         ),
         "sends": TopicSpec(settings.topic_sends, "message id", kept, n),
-        # faust's own topics, created here too: a worker that joins the group before
-        # their metadata is known is assigned no partitions at all, and the changelog
-        # must take a batch of users as large as a command.
-        "state_changelog": TopicSpec(
-            f"{settings.app_id}-state-changelog",
-            "state key",
-            {"cleanup.policy": "compact", **big},
-            n,
-        ),
-        "assignor_leader": TopicSpec(f"{settings.app_id}-__assignor-__leader", "none", {}, 1),
     }
 
 

@@ -116,19 +116,8 @@ def run_worker(settings: Settings, stage: Stage) -> int:
 
     pipeline.app.timer(interval=5.0, name="bulkstream.trim_malloc")(release_memory)
 
-    def dump() -> None:
-        consumer = pipeline.app.consumer
-        log.warning(
-            "consumer: assigned %s active %s paused %s read offsets %s",
-            sorted(map(str, consumer.assignment())),
-            sorted(map(str, consumer._active_partitions or ())),
-            sorted(map(str, consumer._paused_partitions)),
-            {str(tp): o for tp, o in consumer._read_offset.items()},
-        )
-        dump_tasks()
-
     async def install_dump_handler() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
 
     pipeline.app.task(install_dump_handler)
     services = [FanoutService(settings)] if stage is Stage.ALL else []
