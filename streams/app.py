@@ -15,6 +15,9 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types.tuples import ack_lock
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES, Topics, declare
@@ -46,6 +49,36 @@ class _Consumer(aiokafka_driver.Consumer):
 
     def on_buffer_drop(self, tp: Any) -> None:
         pass
+
+    # A stream skips (and then acks) a message fetched before a rebalance, or
+    # delivered while flow is suspended for one; the ack lets the next commit
+    # pass a message nobody processed. Such a message is refetched after the
+    # rebalance (faust seeks every partition to its committed offset), so it
+    # must stay unacked. A message an agent finished during the rebalance is
+    # likewise left to be redone: every agent here is replay-safe.
+    def ack(self, message: Any) -> bool:
+        app = self.app
+        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
+            with ack_lock:
+                message.acked = True
+                self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
+
+
+class _FlowControl(FlowControlEvent):
+    """faust's flow control, except that resuming does not empty the stream queues.
+
+    faust resumes flow at the end of a recovery, after it has already resumed
+    fetching the new partitions and moved its read offsets past what it
+    fetched; emptying the queues then drops those messages for good (a lost
+    command, or a stalled partition). Stale messages are already dropped when
+    partitions are revoked (`flow_control.clear()`), so nothing is lost by
+    keeping them here."""
+
+    def resume(self) -> None:
+        self._suspend.clear()
+        self._resume.set()
 
 
 class _Transport(aiokafka_driver.Transport):
@@ -80,6 +113,10 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
 class BulkApp(faust.App):
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return _FlowControl(loop=self.loop)
 
 
 @dataclass(frozen=True)

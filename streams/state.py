@@ -7,6 +7,7 @@
     <job>\0f\0<position:012>   why a user failed in the fan-out
     \0jobs\0<job>              index of the partition's jobs (rebuilding views)
     \0expire\0<due:015>\0<job> a completed job, due for purging at `due`
+    \0cursor\0<partition>     offset of the last command applied on this partition
 
 All of a job's keys live on its partition and share a prefix, so a RocksDB
 prefix scan finds them (rebuilding views, purging). The table's changelog
@@ -53,6 +54,11 @@ def job_prefix(job_id: str) -> bytes:
 
 JOBS_PREFIX = f"{SEP}jobs{SEP}".encode()
 EXPIRE_PREFIX = f"{SEP}expire{SEP}".encode()
+CURSOR_PREFIX = f"{SEP}cursor{SEP}".encode()
+
+
+def cursor_key(partition: int) -> bytes:
+    return CURSOR_PREFIX + str(partition).encode()
 
 
 def jobs_index_key(job_id: str) -> bytes:
@@ -101,6 +107,7 @@ class JobState(BaseModel):
     batches: list[Batch] = Field(default_factory=list)
     applied_offset: int = Field(description="Offset of the last command applied to this record.")
     run_offset: int | None = None
+    run_at: float | None = Field(default=None, description="When the run command was applied.")
     page_size: int | None = None
     pages_done: str = Field(default="", description="Bitmap of fanned-out pages, base64.")
     completed_at: float | None = None
