@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -42,9 +43,11 @@ from schemas.commands import (
 )
 from schemas.fanout import FanoutPage
 from schemas.views import JobStatus
+from streams import metrics
 from streams.app import Pipeline, delivered
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
+from streams.ordering import CommandOrder
 from streams.state import (
     Batch,
     JobState,
@@ -104,6 +107,7 @@ class Aggregate:
             await self.run(command, message.offset)
 
     async def dead_letter(self, message: Any, exc: PoisonCommand) -> None:
+        metrics.COMMANDS.labels("unknown", "dlq").inc()
         log.warning(
             "command to DLQ: %s (%s/%d@%d)",
             exc.reason,
@@ -133,6 +137,7 @@ class Aggregate:
         return result if result.tenant == command.tenant else None
 
     async def finish(self, result: CommandResult, offset: int, *, store: bool = True) -> None:
+        metrics.COMMANDS.labels(result.kind.value, "ok" if result.ok else "error").inc()
         if store:
             record = {"offset": offset, "result": result.to_wire()}
             self.state[command_key(result.job_id, result.command_id)] = orjson.dumps(record)
@@ -240,6 +245,7 @@ class Aggregate:
             self.state[identity_key(job_id, identity)] = own
         self.state[batch_key(job_id, offset)] = orjson.dumps(accepted)
         if not applied:
+            metrics.USERS_INGESTED.inc(len(accepted))
             job.batches.append(Batch(offset=offset, base=base, count=len(accepted)))
             job.received += len(accepted)
             job.applied_offset = offset
@@ -268,6 +274,7 @@ class Aggregate:
         if first_time:
             previous = job.status
             job.run_offset = offset
+            job.run_at = time.time()
             job.applied_offset = offset
             job.page_size = self.settings.fanout_page_size
             if job.received == 0:
@@ -351,10 +358,14 @@ class Aggregate:
 
 def register(pipeline: Pipeline) -> None:
     aggregate = Aggregate(pipeline)
+    order = CommandOrder(pipeline.app, pipeline.state)
 
     async def commands(stream: Any) -> None:
         async for event in stream.events():
+            if not await order.admit(event.message):
+                continue
             await aggregate.handle(event)
+            order.applied(event.message)
             await pipeline.state.changelog_delivered()
 
     pipeline.app.agent(pipeline.topics.commands, name="bulkstream.commands")(commands)

@@ -29,6 +29,7 @@ from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 from rocksdict import Options, Rdict
 
 from schemas.fanout import FanoutPage, PageProgress
+from streams import metrics
 from streams.expand import build_send, unroutable_reason
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -82,9 +83,17 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 class FanoutLoop:
     """One consumer-group member of the fan-out; `run` blocks until `stop` is called."""
 
-    def __init__(self, settings: Settings, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_commit: Callable[[int], None] | None = None,
+        on_joined: Callable[[], None] | None = None,
+    ) -> None:
         self.s = settings
         self.stopping = threading.Event()
+        self.on_joined = on_joined
+        self.lag = metrics.LagGauge(f"{settings.app_id}-fanout")
+        self._lag_at = 0.0
         self.on_commit = on_commit
         self.transactional_id = f"{settings.app_id}-fanout-{settings.worker_id}"
         # Done-markers name the worker that fanned the page out (for operators and tests).
@@ -137,8 +146,11 @@ class FanoutLoop:
             [self.s.topic_fanout_pages], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         log.info("fan-out %s joined group %s-fanout", self.s.worker_id, self.s.app_id)
+        if self.on_joined is not None:
+            self.on_joined()
         try:
             while not self.stopping.is_set():
+                self._report_lag(consumer)
                 messages = consumer.consume(self.s.fanout_pages_per_transaction, timeout=0.5)
                 pages = [m for m in messages if m.error() is None]
                 for m in messages:
@@ -158,13 +170,15 @@ class FanoutLoop:
     def _transaction(self, producer: Producer, consumer: Consumer, pages: list[Message]) -> None:
         producer.begin_transaction()
         committed: list[bytes] = []
-        sent = 0
+        sent = failed = 0
         for message in pages:
             key = message.key()
             assert isinstance(key, bytes)
             if key in self.done or key in committed:
                 continue
-            sent += self._fan_out(producer, message)
+            enqueued, failures = self._fan_out(producer, message)
+            sent += enqueued
+            failed += failures
             partition = message.partition()
             assert partition is not None
             producer.produce(
@@ -181,10 +195,14 @@ class FanoutLoop:
         for key in committed:
             self.done.add(key)
         self.sent += sent
+        metrics.SENDS.inc(sent)
+        metrics.SEND_FAILURES.inc(failed)
+        metrics.FANOUT_PAGES.inc(len(committed))
         if self.on_commit is not None:
             self.on_commit(sent)
 
-    def _fan_out(self, producer: Producer, message: Message) -> int:
+    def _fan_out(self, producer: Producer, message: Message) -> tuple[int, int]:
+        """Produce a page's sends and its progress report; return (enqueued, failed)."""
         value = message.value()
         assert isinstance(value, bytes)
         page = FanoutPage.model_validate_json(value)
@@ -215,7 +233,7 @@ class FanoutLoop:
             failures=failures,
         )
         self._produce(producer, self.s.topic_progress, page.job_id.encode(), report.to_wire())
-        return enqueued
+        return enqueued, len(failures)
 
     @staticmethod
     def _produce(producer: Producer, topic: str, key: bytes, value: dict[str, Any]) -> None:
@@ -226,6 +244,19 @@ class FanoutLoop:
                 return
             except BufferError:
                 producer.poll(0.05)
+
+    def _report_lag(self, consumer: Consumer) -> None:
+        """Pages not yet taken, per partition held (every few seconds, from cached marks)."""
+        now = time.monotonic()
+        if now - self._lag_at < 5.0:
+            return
+        self._lag_at = now
+        lags = []
+        for tp in consumer.position(consumer.assignment()):
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0:
+                lags.append((tp.topic, tp.partition, high - (tp.offset if tp.offset >= 0 else low)))
+        self.lag.update(lags)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("fan-out %s: partitions revoked %s", self.s.worker_id, _numbers(partitions))

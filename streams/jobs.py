@@ -9,6 +9,7 @@ import orjson
 
 from schemas.events import JobEvent
 from schemas.views import JobStatus
+from streams import metrics
 from streams.app import Pipeline, delivered
 from streams.state import JobState, expire_key_for, job_key
 
@@ -54,7 +55,16 @@ class Jobs:
             job.tenant,
             previous.value if previous else "-",
             job.status.value,
+            extra={
+                "job_id": job_id,
+                "tenant": job.tenant,
+                "status": job.status.value,
+                "previous": previous.value if previous else None,
+            },
         )
+        metrics.JOB_TRANSITIONS.labels(job.status.value).inc()
+        if job.status is JobStatus.COMPLETED and job.run_at and job.completed_at:
+            metrics.JOB_DURATION.observe(max(job.completed_at - job.run_at, 0.0))
         await delivered(
             self.topics.job_events.send(key=job_id.encode(), value=orjson.dumps(event.to_wire()))
         )

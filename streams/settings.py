@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     retention_sweep_seconds: float = Field(default=60, gt=0)
     result_ttl_seconds: int = Field(default=2 * 86_400, ge=86_400)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per log line (for log shippers)."
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(
+        default=9100,
+        ge=0,
+        le=65535,
+        description="The worker's /metrics, /healthz and /readyz; 0 picks a free port.",
+    )
 
     # Redis views: every key starts with this prefix (see streams/keys.py).
     redis_prefix: str = "bulkstream"
@@ -72,6 +83,18 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     api_result_timeout: float = Field(default=10.0, gt=0)
     idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
+
+    def env(self, **overrides: Any) -> dict[str, str]:
+        """The environment variables that give another process these settings."""
+        values = self.model_dump(mode="json") | overrides
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": str(values.pop("kafka_bootstrap_servers")),
+            "REDIS_URL": str(values.pop("redis_url")),
+        }
+        for name, value in values.items():
+            if value is not None:
+                env[f"BULKSTREAM_{name.upper()}"] = str(value)
+        return env
 
     @property
     def retention_seconds(self) -> int:

@@ -7,14 +7,18 @@ import ctypes
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 import faust
 import mode
 
-from streams.app import create_app
+from streams import diagnostics, metrics
+from streams.app import Pipeline, create_app
 from streams.fanout import FanoutLoop
+from streams.logs import logging_config, setup_logging
+from streams.metrics import Health
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -30,9 +34,11 @@ class Stage(StrEnum):
 class FanoutService(mode.Service):
     """Runs the blocking fan-out loop on its own thread beside the faust agents."""
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings, on_joined: Callable[[], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.fanout = FanoutLoop(settings)
+        self.fanout = FanoutLoop(settings, on_joined=on_joined)
         self._thread: threading.Thread | None = None
 
     async def on_start(self) -> None:
@@ -72,55 +78,87 @@ def trim_malloc() -> None:
         libc.malloc_trim(0)
 
 
-def dump_tasks() -> None:
-    """Log where every asyncio task of the worker waits (`kill -USR2 <pid>`)."""
-    for task in asyncio.all_tasks():
-        chain = []
-        awaited: Any = task.get_coro()
-        while awaited is not None:
-            frame = next(
-                (
-                    getattr(awaited, a)
-                    for a in ("cr_frame", "ag_frame", "gi_frame")
-                    if getattr(awaited, a, None)
-                ),
-                None,
-            )
-            if frame is not None:
-                chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaited = next(
-                (
-                    getattr(awaited, a)
-                    for a in ("cr_await", "ag_await", "gi_yieldfrom")
-                    if getattr(awaited, a, None)
-                ),
-                None,
-            )
-        log.warning("task %s waits in:\n  %s", task.get_name(), "\n  ".join(chain) or "?")
+def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
+    """Records not yet read, per partition of the agents' topics this worker holds."""
+    consumer = pipeline.app.consumer
+    topics = {
+        pipeline.topics.commands.get_topic_name(),
+        pipeline.topics.progress.get_topic_name(),
+        pipeline.topics.control.get_topic_name(),
+    }
+    read = getattr(consumer, "_read_offset", {})
+    lags = []
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        high = consumer.highwater(tp)
+        last = read.get(tp)
+        if high is not None and high >= 0:
+            lags.append((tp.topic, tp.partition, high - (last + 1 if last is not None else 0)))
+    return lags
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:
     limit_malloc_arenas()
+    setup_logging(settings)
     ensure_topics(settings)
+    health = Health()
+    stop_metrics = metrics.serve(settings.metrics_host, settings.metrics_port, health)
+    try:
+        return _run(settings, stage, health)
+    finally:
+        stop_metrics()
+
+
+def _run(settings: Settings, stage: Stage, health: Health) -> int:
+    def joined() -> None:
+        health.ready["fanout"] = True
+
     if stage is Stage.FANOUT:
-        logging.basicConfig(level=settings.log_level.upper())
-        loop = FanoutLoop(settings)
+        health.ready["fanout"] = False
+        loop = FanoutLoop(settings, on_joined=joined)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: loop.stop())
+        beat = threading.Thread(target=_beat_while, args=(health, loop.stopping), daemon=True)
+        beat.start()
         loop.run()
         return 0
+
     pipeline = create_app(settings)
+    app = pipeline.app
+    health.ready["aggregate"] = False
+    lag = metrics.LagGauge(settings.app_id)
+
+    async def heartbeat() -> None:
+        health.beat()
+        health.ready["aggregate"] = app.tables.recovery.completed.is_set() and not app.rebalancing
+
+    async def report_lag() -> None:
+        lag.update(_aggregate_lags(pipeline))
 
     async def release_memory() -> None:
         trim_malloc()
 
-    pipeline.app.timer(interval=5.0, name="bulkstream.trim_malloc")(release_memory)
+    app.timer(interval=1.0, name="bulkstream.heartbeat")(heartbeat)
+    app.timer(interval=5.0, name="bulkstream.lag")(report_lag)
+    app.timer(interval=5.0, name="bulkstream.trim_malloc")(release_memory)
 
     async def install_dump_handler() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, dump_tasks)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, diagnostics.dump, app)
 
-    pipeline.app.task(install_dump_handler)
-    services = [FanoutService(settings)] if stage is Stage.ALL else []
-    worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level)
+    app.task(install_dump_handler)
+    services = []
+    if stage is Stage.ALL:
+        health.ready["fanout"] = False
+        services.append(FanoutService(settings, on_joined=joined))
+    worker = faust.Worker(
+        app, *services, loglevel=settings.log_level, logging_config=logging_config(settings)
+    )
     worker.execute_from_commandline()
     return 0
+
+
+def _beat_while(health: Health, stopping: threading.Event) -> None:
+    """The fan-out-only worker has no event loop; its heartbeat is a thread."""
+    while not stopping.wait(1.0):
+        health.beat()

@@ -93,6 +93,7 @@ def settings(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) 
         app_id=f"bulkstream-t{unique}",
         redis_prefix=f"t{unique}",
         data_dir=tmp_path / "state",
+        metrics_port=0,  # several workers per host: each takes a free port
     )
 
 

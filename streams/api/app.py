@@ -5,7 +5,7 @@
     POST /bulk/{job_id}/run     run the job once        -> 202
     GET  /bulk/{job_id}         the job summary         -> {"job": {...}}
     GET  /bulk/{job_id}/users   users, cursor-paged     -> {"items", "paging"}
-    GET  /openapi.json, /healthz, /readyz
+    GET  /openapi.json, /healthz, /readyz, /metrics (Prometheus)
 
 Writes become commands on Kafka and answer with the aggregate's own result;
 reads come from the Redis views. A tenant only ever sees its own jobs.
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -54,6 +55,7 @@ from streams.api.errors import (
     unavailable,
 )
 from streams.api.idempotency import Claim, Idempotency, fingerprint
+from streams.api.observe import HttpMetrics, metrics_endpoint
 from streams.ids import new_job_id
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -310,17 +312,20 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         finally:
             await holder.pop("api").close()
 
+    routes = [
+        route("/bulk", "create_job", ["POST"]),
+        route("/bulk/{job_id}", "ingest", ["POST"]),
+        route("/bulk/{job_id}", "get_job", ["GET"]),
+        route("/bulk/{job_id}/run", "run", ["POST"]),
+        route("/bulk/{job_id}/users", "list_users", ["GET"]),
+        route("/openapi.json", "openapi", ["GET"]),
+        route("/healthz", "healthz", ["GET"]),
+        route("/readyz", "readyz", ["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
+    ]
     return Starlette(
-        routes=[
-            route("/bulk", "create_job", ["POST"]),
-            route("/bulk/{job_id}", "ingest", ["POST"]),
-            route("/bulk/{job_id}", "get_job", ["GET"]),
-            route("/bulk/{job_id}/run", "run", ["POST"]),
-            route("/bulk/{job_id}/users", "list_users", ["GET"]),
-            route("/openapi.json", "openapi", ["GET"]),
-            route("/healthz", "healthz", ["GET"]),
-            route("/readyz", "readyz", ["GET"]),
-        ],
+        routes=routes,
+        middleware=[Middleware(HttpMetrics, routes=routes)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,13 +31,7 @@ T = TypeVar("T")
 def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     """The environment that makes a `bulkstream` process use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSTREAM_")}
-    values = settings.model_dump(mode="json") | overrides
-    env["KAFKA_BOOTSTRAP_SERVERS"] = values.pop("kafka_bootstrap_servers")
-    env["REDIS_URL"] = values.pop("redis_url")
-    for name, value in values.items():
-        if value is not None:
-            env[f"BULKSTREAM_{name.upper()}"] = str(value)
-    return env
+    return env | settings.env(**overrides)
 
 
 # Workers that should be running: waiting fails at once, with the log, when one died.
@@ -65,6 +60,17 @@ class WorkerProcess:
         log.close()
         WATCHED.append(self)
         return self
+
+    def metrics_url(self, timeout: float = 60) -> str:
+        """Where this worker serves /metrics, /healthz and /readyz (from its log)."""
+
+        def probe() -> str | None:
+            found = re.search(
+                rb"metrics, health and readiness on (http://\S+)", self.log_path.read_bytes()
+            )
+            return found.group(1).decode() if found else None
+
+        return wait_for(probe, timeout, f"worker {self.worker_id} to serve its metrics")
 
     @property
     def pid(self) -> int:

@@ -1,0 +1,54 @@
+"""HTTP metrics of the API: latency and answers by route template, method and code."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from streams.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
+
+
+class HttpMetrics:
+    """ASGI middleware: one observation per request, labelled by the route's template
+    (`/bulk/{job_id}`, never the job id itself, so series stay few)."""
+
+    def __init__(self, app: ASGIApp, routes: list[Any]) -> None:
+        self.app = app
+        self.routes = routes
+
+    def _template(self, scope: Scope) -> str:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return str(route.path)
+        return "unmatched"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route, method = self._template(scope), scope["method"]
+            HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,139 @@
+"""Prometheus metrics of worker and API, and the worker's own small HTTP endpoint.
+
+Every metric is declared here, once. The worker serves them with `/healthz`
+(its event loop answers) and `/readyz` (it has joined its consumer groups) on
+`BULKSTREAM_METRICS_HOST:BULKSTREAM_METRICS_PORT`; the API serves them on its
+own port at `/metrics`. Counters are per process and count what that process
+did, so a replay after a crash can count an event twice: they are for
+operating, not accounting (the job's counters in Redis are the exact ones).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
+
+COMMANDS = Counter(
+    "bulkstream_commands",
+    "Commands the aggregate handled, by kind (create/ingest/run) and outcome (ok/error/dlq).",
+    ["kind", "outcome"],
+)
+USERS_INGESTED = Counter("bulkstream_users_ingested", "Users accepted into jobs.")
+SENDS = Counter("bulkstream_sends", "Send events committed by the fan-out.")
+SEND_FAILURES = Counter("bulkstream_send_failures", "Users the fan-out could not route.")
+FANOUT_PAGES = Counter("bulkstream_fanout_pages", "Pages of users fanned out (committed).")
+CONSUMER_LAG = Gauge(
+    "bulkstream_consumer_lag",
+    "Records not yet consumed, per partition this process holds.",
+    ["group", "topic", "partition"],
+)
+JOB_DURATION = Histogram(
+    "bulkstream_job_duration_seconds",
+    "From a job's run command to COMPLETED.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+)
+JOB_TRANSITIONS = Counter(
+    "bulkstream_job_transitions", "Job status changes, by the new status.", ["status"]
+)
+HTTP_REQUESTS = Counter(
+    "bulkstream_http_requests",
+    "HTTP requests answered, by route, method and code.",
+    ["route", "method", "code"],
+)
+HTTP_LATENCY = Histogram(
+    "bulkstream_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route and method.",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current metrics in Prometheus' text format, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class LagGauge:
+    """Keeps the lag series of one consumer group to the partitions held now."""
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.series: set[tuple[str, str]] = set()
+
+    def update(self, lags: Iterable[tuple[str, int, int]]) -> None:
+        current = set()
+        for topic, partition, lag in lags:
+            labels = (topic, str(partition))
+            CONSUMER_LAG.labels(self.group, *labels).set(max(lag, 0))
+            current.add(labels)
+        for gone in self.series - current:
+            CONSUMER_LAG.remove(self.group, *gone)
+        self.series = current
+
+
+class Health:
+    """What `/healthz` and `/readyz` answer: a heartbeat and named readiness flags."""
+
+    def __init__(self, stale_after: float = 30.0) -> None:
+        self.stale_after = stale_after
+        self.last_beat = time.monotonic()
+        self.ready: dict[str, bool] = {}
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < self.stale_after
+
+    def is_ready(self) -> bool:
+        return bool(self.ready) and all(self.ready.values()) and self.alive()
+
+
+def serve(host: str, port: int, health: Health) -> Callable[[], None]:
+    """Serve /metrics, /healthz and /readyz on a daemon thread; return its stopper."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, content_type = exposition()
+                self._answer(200, body, content_type)
+            elif path == "/healthz":
+                ok = health.alive()
+                self._answer(200 if ok else 503, b"ok\n" if ok else b"event loop stalled\n")
+            elif path == "/readyz":
+                ok = health.is_ready()
+                waiting = ", ".join(name for name, up in health.ready.items() if not up)
+                text = "ready\n" if ok else f"not ready: {waiting or 'starting'}\n"
+                self._answer(200 if ok else 503, text.encode())
+            else:
+                self._answer(404, b"not found\n")
+
+        def _answer(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes and probes every few seconds are not worth a log line
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    log.info("metrics, health and readiness on http://%s:%d", host, server.server_port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return stop
