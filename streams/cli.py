@@ -2,7 +2,9 @@
 
 bulkstream worker [--stage all|aggregate|fanout]
 bulkstream produce [FILE ...] [--tenant T] [--wait]
-bulkstream status JOB [--tenant T]
+bulkstream status JOB [--tenant T] [--watch]
+bulkstream demo [--users N] [--workers N]
+bulkstream api [--host H] [--port P]
 bulkstream rebuild-views
 bulkstream settings
 """
@@ -22,6 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
+from schemas.views import JobStatus
 from streams.settings import Settings
 from streams.views import Views
 
@@ -100,10 +103,18 @@ async def _wait_result(settings: Settings, tenant: str, command_id: str) -> Any:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.watch import TERMINAL, watch
+
     async def read() -> Any:
         views = _views(settings)
         try:
-            return await views.read_job(args.tenant, args.job)
+            if not args.watch:
+                return await views.read_job(args.tenant, args.job)
+            return await watch(
+                lambda: views.read_job(args.tenant, args.job),
+                interval=args.interval,
+                give_up_after=args.timeout,
+            )
         finally:
             await views.redis.aclose()
 
@@ -112,7 +123,10 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"job {args.job} not found for tenant {args.tenant}", file=sys.stderr)
         return 1
     print(json.dumps({"job": job.to_wire()}, indent=2))
-    return 0
+    if args.watch and job.status not in TERMINAL:
+        print(f"job {args.job} still {job.status.value} after {args.timeout} s", file=sys.stderr)
+        return 1
+    return 0 if job.status is not JobStatus.ERROR else 2
 
 
 def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,20 +140,25 @@ def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
     import uvicorn
 
     from streams.api.app import create_api
+    from streams.logs import logging_config
 
-    logging.basicConfig(level=settings.log_level.upper())
     uvicorn.run(
         create_api(settings),
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
         log_level=settings.log_level,
+        log_config=logging_config(settings),
     )
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(settings, users=args.users, workers=args.workers)
 
 
 def _cmd_hash_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,7 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print a job's status from the Redis view")
     status.add_argument("job")
     status.add_argument("--tenant", default="default")
+    status.add_argument(
+        "--watch", action="store_true", help="show live progress until COMPLETED or ERROR"
+    )
+    status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")
+    status.add_argument("--timeout", type=float, default=None, help="give up after this long")
     status.set_defaults(func=_cmd_status)
+
+    demo = sub.add_parser("demo", help="start workers and API, run a job of generated users")
+    demo.add_argument("--users", type=int, default=100_000)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.set_defaults(func=_cmd_demo)
 
     sub.add_parser("rebuild-views", help="rebuild the Redis views from the job state").set_defaults(
         func=_cmd_rebuild_views

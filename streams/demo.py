@@ -1,0 +1,290 @@
+"""`bulkstream demo`: the product's main job, end to end, on the running services.
+
+Starts the workers and the API as real processes (logs in `<data dir>/../demo`),
+creates a job of generated users through the HTTP API, ingests them in
+1,000-user requests from a few concurrent clients, runs it, shows the live
+progress until COMPLETED, then prints a summary and three of the send events
+a delivery worker would consume. The processes are stopped at the end; Kafka
+and Redis stay up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+from rich.console import Console
+
+from schemas.views import JobStatus, JobView
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from streams.watch import watch
+
+TENANT = "demo"
+BATCH = 1000
+CLIENTS = 4
+_METRICS_AT = re.compile(rb"metrics, health and readiness on (http://\S+)")
+
+
+class DemoFailed(Exception):
+    """The demo could not reach COMPLETED; the message says where it stopped."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """The worker and API processes of the demo."""
+
+    def __init__(self, settings: Settings, workers: int, key: str, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.api_port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.key = key
+        self.workers = workers
+        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def _spawn(self, name: str, args: list[str], **overrides: Any) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSTREAM_")}
+        env |= self.settings.env(**overrides)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append((name, proc, log_path))
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(1, self.workers + 1):
+            self._spawn(f"worker-{n}", ["worker"], worker_id=f"demo-{n}", metrics_port=0)
+        self._spawn(
+            "api",
+            ["api", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            api_keys=f"{TENANT}:{self.key}",
+        )
+
+    def stop(self) -> None:
+        for _, proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc, _ in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def check_alive(self) -> None:
+        for name, proc, log_path in self.procs:
+            if proc.poll() is not None:
+                raise DemoFailed(f"{name} exited with {proc.returncode}; see {log_path}")
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Until the API and every worker answer /readyz (workers have joined their groups)."""
+        deadline = time.monotonic() + timeout
+        pending = {name: log for name, _, log in self.procs if name.startswith("worker")}
+        pending["api"] = self.log_dir / "api.log"
+        while pending:
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
+            for name, log_path in list(pending.items()):
+                if name == "api":
+                    url = self.api_url
+                else:
+                    found = _METRICS_AT.search(log_path.read_bytes())
+                    if found is None:
+                        continue
+                    url = found.group(1).decode()
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        del pending[name]
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+
+
+@contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def generated_users(start: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "to": {"user_id": f"demo-user-{i}", "email": f"demo-user-{i}@example.com"},
+            "data": {"name": f"User {i}", "plan": ("free", "pro", "team")[i % 3]},
+        }
+        for i in range(start, start + count)
+    ]
+
+
+async def _ingest(http: httpx.AsyncClient, job_id: str, users: int, console: Console) -> None:
+    batches = asyncio.Queue[int]()
+    for start in range(0, users, BATCH):
+        batches.put_nowait(start)
+    done = 0
+    started = time.monotonic()
+
+    async def client() -> None:
+        nonlocal done
+        while not batches.empty():
+            start = batches.get_nowait()
+            count = min(BATCH, users - start)
+            answer = await http.post(
+                f"/bulk/{job_id}", json={"users": generated_users(start, count)}
+            )
+            if answer.status_code != 200 or answer.json().get("total") != count:
+                raise DemoFailed(f"ingest of users {start}..: {answer.status_code} {answer.text}")
+            done += count
+            if done % (BATCH * 10) == 0 or done == users:
+                rate = done / max(time.monotonic() - started, 1e-6)
+                console.print(f"ingested {done:,}/{users:,} users ({rate:,.0f}/s)", highlight=False)
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+
+def _end_offsets(settings: Settings) -> list[TopicPartition]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "-"})
+    try:
+        topic = settings.topic_sends
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in partitions
+        ]
+    finally:
+        consumer.close()
+
+
+def sample_sends(
+    settings: Settings, job_id: str, since: list[TopicPartition], n: int = 3
+) -> list[dict[str, Any]]:
+    """The first `n` committed sends of this job after the given offsets."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"bulkstream-demo-{secrets.token_hex(4)}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    found: list[dict[str, Any]] = []
+    try:
+        consumer.assign(since)
+        deadline = time.monotonic() + 30
+        while len(found) < n and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            value = message.value()
+            if value is not None:
+                send = json.loads(value)
+                if send.get("jobId") == job_id:
+                    found.append(send)
+    finally:
+        consumer.close()
+    return found
+
+
+async def drive(settings: Settings, stack: Stack, users: int, console: Console) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as http:
+        created = await http.post(
+            "/bulk",
+            json={
+                "message": {
+                    "event": "demo-welcome",
+                    "routing": {"method": "single", "channels": ["email"]},
+                    "data": {"campaign": "bulkstream demo"},
+                }
+            },
+        )
+        if created.status_code != 200:
+            raise DemoFailed(f"create: {created.status_code} {created.text}")
+        job_id = created.json()["jobId"]
+        console.print(f"job {job_id} created; ingesting {users:,} users", highlight=False)
+        t0 = time.monotonic()
+        await _ingest(http, job_id, users, console)
+        t1 = time.monotonic()
+        since = await asyncio.to_thread(_end_offsets, settings)
+        ran = await http.post(f"/bulk/{job_id}/run")
+        if ran.status_code != 202:
+            raise DemoFailed(f"run: {ran.status_code} {ran.text}")
+        console.print("running: one send event per user, through every worker", highlight=False)
+
+        async def fetch() -> JobView | None:
+            stack.check_alive()
+            answer = await http.get(f"/bulk/{job_id}")
+            return (
+                JobView.model_validate(answer.json()["job"]) if answer.status_code == 200 else None
+            )
+
+        job = await watch(fetch, console=console, give_up_after=max(600, users / 100))
+        t2 = time.monotonic()
+    if job is None or job.status is not JobStatus.COMPLETED:
+        raise DemoFailed(f"job {job_id} ended as {job.status.value if job else 'unknown'}")
+    return {
+        "job_id": job_id,
+        "job": job,
+        "ingest_seconds": t1 - t0,
+        "fanout_seconds": t2 - t1,
+        "sends": await asyncio.to_thread(sample_sends, settings, job_id, since),
+    }
+
+
+def run_demo(settings: Settings, users: int, workers: int, console: Console | None = None) -> int:
+    console = console or Console()
+    ensure_topics(settings)
+    stack = Stack(settings, workers, secrets.token_urlsafe(24), settings.data_dir.parent / "demo")
+    console.print(
+        f"starting {workers} worker(s) and the API (logs in {stack.log_dir})", highlight=False
+    )
+    try:
+        with running(stack):
+            stack.wait_ready()
+            outcome = asyncio.run(drive(settings, stack, users, console))
+    except DemoFailed as exc:
+        console.print(f"demo failed: {exc}", style="red", highlight=False)
+        return 1
+    job = outcome["job"]
+    console.print(
+        f"\nCOMPLETED job {outcome['job_id']}\n"
+        f"  users received {job.received:,}, sends enqueued {job.enqueued:,}, "
+        f"failures {job.failures:,}\n"
+        f"  ingest {outcome['ingest_seconds']:.1f} s "
+        f"({job.received / outcome['ingest_seconds']:,.0f} users/s), "
+        f"fan-out {outcome['fanout_seconds']:.1f} s "
+        f"({job.enqueued / outcome['fanout_seconds']:,.0f} sends/s)\n"
+        f"\nthree send events from {settings.topic_sends}:",
+        highlight=False,
+    )
+    for send in outcome["sends"]:
+        console.print_json(json.dumps(send), indent=None)
+    return 0
