@@ -54,9 +54,10 @@ fmt: venv ## format the code with ruff
 schemas: venv ## export the JSON Schemas of the wire contracts to schemas/json/
 	$(BIN)/python -m schemas.export
 
-demo: venv $(LOCAL_STACK) ## the main job: start the stack and show it running
-	PYTHON=$(BIN)/python $(SERVICES) status
-	$(BIN)/bulkstream settings
+DEMO_USERS ?= 100000
+
+demo: venv $(LOCAL_STACK) ## the main job: 2 workers + API, a job of DEMO_USERS (100000) users over HTTP, live progress
+	$(BIN)/bulkstream demo --users $(DEMO_USERS)
 
 clean: down ## stop services and remove all local state (.local/)
 	rm -rf .local

@@ -1,0 +1,1 @@
+"""Deployment artefacts (deploy/) agree with the code."""
