@@ -37,7 +37,7 @@ from streams.watch import watch
 TENANT = "demo"
 BATCH = 1000
 CLIENTS = 4
-_METRICS_AT = re.compile(rb"metrics, health and readiness on (http://\S+)")
+_METRICS_AT = re.compile(rb'metrics, health and readiness on (http://[^\s"]+)')
 
 
 class DemoFailed(Exception):

@@ -246,14 +246,14 @@ class FanoutLoop:
                 producer.poll(0.05)
 
     def _report_lag(self, consumer: Consumer) -> None:
-        """Pages not yet taken, per partition held (every few seconds, from cached marks)."""
+        """Pages not yet taken, per partition held (every few seconds)."""
         now = time.monotonic()
         if now - self._lag_at < 5.0:
             return
         self._lag_at = now
         lags = []
         for tp in consumer.position(consumer.assignment()):
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
             if high >= 0:
                 lags.append((tp.topic, tp.partition, high - (tp.offset if tp.offset >= 0 else low)))
         self.lag.update(lags)

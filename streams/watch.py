@@ -68,14 +68,20 @@ async def watch(
     console: Console | None = None,
     interval: float = 0.5,
     give_up_after: float | None = None,
+    wait_for_job: float = 10.0,
 ) -> JobView | None:
-    """Show the job's progress until it is COMPLETED or ERROR (or `give_up_after` s); return it."""
+    """Show the job's progress until it is COMPLETED or ERROR (or `give_up_after` s); return it.
+
+    A job not found within `wait_for_job` seconds (its view not written yet,
+    or no such job) ends the watch with None."""
     console = console or Console(stderr=True)
     rate = Rate()
-    deadline = None if give_up_after is None else time.monotonic() + give_up_after
+    now = time.monotonic()
+    deadline = None if give_up_after is None else now + give_up_after
+    missing_until = now + wait_for_job
     job = await fetch()
     if not console.is_terminal:
-        return await _watch_lines(fetch, job, rate, console, interval, deadline)
+        return await _watch_lines(fetch, job, rate, console, interval, deadline, missing_until)
     columns = (
         TextColumn("{task.fields[status]:<10}"),
         BarColumn(),
@@ -95,7 +101,7 @@ async def watch(
                     status=job.status.value,
                     line=describe(job, rate).split(None, 1)[1],
                 )
-            if _finished(job, deadline):
+            if _finished(job, deadline, missing_until):
                 return job
             await asyncio.sleep(interval)
             job = await fetch()
@@ -108,6 +114,7 @@ async def _watch_lines(
     console: Console,
     interval: float,
     deadline: float | None,
+    missing_until: float,
 ) -> JobView | None:
     last = None
     while True:
@@ -117,13 +124,14 @@ async def _watch_lines(
             if state != last:
                 console.print(describe(job, rate), soft_wrap=True, highlight=False)
                 last = state
-        if _finished(job, deadline):
+        if _finished(job, deadline, missing_until):
             return job
         await asyncio.sleep(interval)
         job = await fetch()
 
 
-def _finished(job: JobView | None, deadline: float | None) -> bool:
-    if job is not None and job.status in TERMINAL:
-        return True
-    return deadline is not None and time.monotonic() >= deadline
+def _finished(job: JobView | None, deadline: float | None, missing_until: float) -> bool:
+    now = time.monotonic()
+    if job is None:
+        return now >= missing_until or (deadline is not None and now >= deadline)
+    return job.status in TERMINAL or (deadline is not None and now >= deadline)

@@ -66,7 +66,7 @@ class WorkerProcess:
 
         def probe() -> str | None:
             found = re.search(
-                rb"metrics, health and readiness on (http://\S+)", self.log_path.read_bytes()
+                rb'metrics, health and readiness on (http://[^\s"]+)', self.log_path.read_bytes()
             )
             return found.group(1).decode() if found else None
 

@@ -1,0 +1,122 @@
+"""Operating bulkstream: the demo, `status --watch`, metrics, health and JSON logs.
+
+Real processes over this test's own topics and Redis prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.settings import Settings
+from tests.streams.harness import (
+    Client,
+    WorkerProcess,
+    ingest_generated,
+    settings_env,
+    wait_for,
+)
+
+USERS = 3000
+
+
+def _cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def samples_of(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_demo_runs_a_job_to_completed_and_status_watch_follows_it(topology: Settings) -> None:
+    demo = _cli(topology, "demo", "--users", str(USERS), "--workers", "2")
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    assert f"users received {USERS:,}, sends enqueued {USERS:,}, failures 0" in out, out
+    job_id = re.search(r"COMPLETED job (\S+)", out)
+    assert job_id is not None, out
+    sends = [json.loads(line) for line in out.splitlines() if line.startswith('{"messageId"')]
+    assert len(sends) == 3, out
+    assert {send["jobId"] for send in sends} == {job_id.group(1)}
+    assert all(send["to"]["email"].startswith("demo-user-") for send in sends)
+
+    watched = _cli(
+        topology, "status", job_id.group(1), "--tenant", "demo", "--watch", "--timeout", "30"
+    )
+    assert watched.returncode == 0, watched.stderr
+    assert re.search(rf"COMPLETED\s+received {USERS:,}\s+enqueued {USERS:,}", watched.stderr)
+    assert json.loads(watched.stdout)["job"]["status"] == "COMPLETED"
+
+    unknown = _cli(topology, "status", "no-such-job", "--tenant", "demo", "--watch")
+    assert unknown.returncode == 1
+
+
+def test_status_watch_gives_up_on_a_job_that_does_not_finish(
+    start_worker: Callable[..., WorkerProcess], client: Client, topology: Settings
+) -> None:
+    start_worker()
+    job_id = client.create({"template": "T"})
+    client.wait_status(job_id, "CREATED", 60)
+    watched = _cli(
+        topology, "status", job_id, "--tenant", client.tenant, "--watch", "--timeout", "2"
+    )
+    assert watched.returncode == 1
+    assert "still CREATED" in watched.stderr
+
+
+def test_worker_metrics_health_readiness_and_json_logs(
+    start_worker: Callable[..., WorkerProcess], client: Client, topology: Settings
+) -> None:
+    worker = start_worker(log_format="json")
+    url = worker.metrics_url()
+    assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    wait_for(
+        lambda: httpx.get(f"{url}/readyz", timeout=5).status_code == 200 or None,
+        120,
+        "the worker to be ready",
+    )
+    job_id = client.create({"template": "T"})
+    assert ingest_generated(client, job_id, 1200) == 1200
+    client.run(job_id)
+    client.wait_status(job_id, "COMPLETED", 180)
+
+    def counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        samples = samples_of(url)
+        return samples if samples.get(("bulkstream_sends_total", ())) == 1200 else None
+
+    samples = wait_for(counted, 30, "the sends to be counted")
+    assert samples[("bulkstream_users_ingested_total", ())] == 1200
+    assert samples[("bulkstream_commands_total", (("kind", "ingest"), ("outcome", "ok")))] == 2
+    assert samples[("bulkstream_job_transitions_total", (("status", "COMPLETED"),))] == 1
+    assert samples[("bulkstream_job_duration_seconds_count", ())] == 1
+    assert samples[("bulkstream_fanout_pages_total", ())] == 3  # 1,200 users, pages of 500
+    lag_groups = {
+        dict(labels)["group"] for name, labels in samples if name == "bulkstream_consumer_lag"
+    }
+    assert lag_groups == {topology.app_id, f"{topology.app_id}-fanout"}
+
+    lines = [line for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    transitions = [e for e in entries if e.get("job_id") == job_id]
+    assert [e["status"] for e in transitions] == ["CREATED", "PROCESSING", "COMPLETED"]
+    assert all(e["tenant"] == client.tenant and e["level"] == "info" for e in transitions)
+    info = " ".join(line for line, e in zip(lines, entries, strict=True) if e["level"] == "info")
+    assert "@example.com" not in info  # no user data at info level
