@@ -49,8 +49,8 @@ HTTP_REQUESTS = Counter(
 )
 HTTP_LATENCY = Histogram(
     "bulkstream_http_request_duration_seconds",
-    "Time to answer an HTTP request, by route and method.",
-    ["route", "method"],
+    "Time to answer an HTTP request, by route, method and code.",
+    ["route", "method", "code"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 

@@ -44,9 +44,9 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route, method = self._template(scope), scope["method"]
-            HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            labels = (self._template(scope), scope["method"], str(status))
+            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(*labels).inc()
 
 
 async def metrics_endpoint(request: Request) -> Response:

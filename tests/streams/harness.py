@@ -89,17 +89,21 @@ class WorkerProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, as an orchestrator does; its exit code, or None if it had to be killed."""
         if self in WATCHED:
             WATCHED.remove(self)
+        if self.proc is None:
+            return None
         if self.alive():
-            assert self.proc is not None
             self.proc.terminate()
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(30)
+                return None
+        return self.proc.returncode
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():

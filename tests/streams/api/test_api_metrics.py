@@ -23,7 +23,7 @@ def test_api_counts_requests_by_route_template(api: ApiServer) -> None:
         samples[
             (
                 "bulkstream_http_request_duration_seconds_count",
-                (("method", "POST"), ("route", "/bulk")),
+                (("code", "200"), ("method", "POST"), ("route", "/bulk")),
             )
         ]
         == 1
