@@ -18,6 +18,11 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES, Topics, declare
@@ -178,7 +183,7 @@ def create_app(settings: Settings) -> Pipeline:
         )
     )
     views = Views(
-        aioredis.from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds
+        patient_redis(settings.redis_url), settings.redis_prefix, settings.retention_seconds
     )
     pipeline = Pipeline(settings=settings, app=app, topics=topics, state=state, views=views)
 
@@ -188,6 +193,24 @@ def create_app(settings: Settings) -> Pipeline:
     progress.register(pipeline)
     control.register(pipeline)
     return pipeline
+
+
+def patient_redis(url: str) -> aioredis.Redis:
+    """The worker's Redis: an outage (down, restarting, paused) is waited out, never raised.
+
+    Views are derived, so an agent may as well wait for Redis: its event stays
+    unacked and nothing is lost. A client that raised instead would take the
+    worker down. Time-outs turn a paused server into retries too."""
+    return aioredis.from_url(
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
+        retry=Retry(
+            ExponentialBackoff(cap=2.0, base=0.1),
+            retries=-1,  # for ever
+            supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
+        ),
+    )
 
 
 async def delivered(sending: Awaitable[Any]) -> Any:
