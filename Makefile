@@ -15,7 +15,7 @@ export REDIS_URL := redis://127.0.0.1:6379/0
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test lint fmt schemas demo clean
+.PHONY: help venv up down status test lint fmt schemas demo bench chaos clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +58,16 @@ DEMO_USERS ?= 100000
 
 demo: venv $(LOCAL_STACK) ## the main job: 2 workers + API, a job of DEMO_USERS (100000) users over HTTP, live progress
 	$(BIN)/bulkstream demo --users $(DEMO_USERS)
+
+BENCH_ARGS ?=
+
+bench: venv $(LOCAL_STACK) ## the benchmark suite against the local stack; writes docs/benchmarks.md (BENCH_ARGS="--users 200000")
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+CHAOS_ARGS ?=
+
+chaos: venv $(LOCAL_STACK) ## the reliability suite: faults on 200k-user jobs; writes docs/reliability.md (CHAOS_ARGS="--users 50000")
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 clean: down ## stop services and remove all local state (.local/)
 	rm -rf .local

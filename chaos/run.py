@@ -1,0 +1,136 @@
+"""One scenario's job on a real stack, and the count that judges it.
+
+`Run` owns the worker processes (and the API, when a scenario needs it) over
+its own topics, app id and Redis prefix; `Tally` is what every scenario
+reports: sends expected and seen (read_committed), duplicates, lost, the
+job's counters against the truth, and 5xx answers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streams.ids import message_id
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.streams.api.conftest import ApiServer, start_api, stop_api
+from tests.streams.harness import (
+    Client,
+    WorkerProcess,
+    fresh_settings,
+    ingest_generated,
+    read_topic,
+    wait_for,
+)
+
+
+@dataclass
+class Tally:
+    scenario: str
+    users: int
+    faults: list[str] = field(default_factory=list)
+    sends_seen: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    unexpected: int = 0
+    counters: tuple[int, int, int] | None = None  # received, enqueued, failures
+    http_5xx: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)  # scenario-specific, all must hold
+
+    @property
+    def counters_exact(self) -> bool:
+        return self.counters == (self.users, self.users, 0)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.sends_seen == self.users
+            and self.duplicates == self.lost == self.unexpected == self.http_5xx == 0
+            and self.counters_exact
+            and all(self.checks.values())
+        )
+
+
+class Run:
+    """A fresh topology and its worker processes; `close` stops everything it started."""
+
+    def __init__(self, base: Settings, name: str, log_root: Path, seed: int) -> None:
+        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.settings = fresh_settings(base, tag)
+        ensure_topics(self.settings)
+        self.log_dir = log_root / tag
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.client = Client(self.settings)
+        self.workers: dict[str, WorkerProcess] = {}
+        self.api: ApiServer | None = None
+        self.rng = random.Random(seed)
+
+    def start_worker(self, worker_id: str) -> WorkerProcess:
+        worker = WorkerProcess(self.settings, worker_id, self.log_dir, "all").start()
+        self.workers[worker_id] = worker
+        return worker
+
+    def kill_random_worker(self) -> str:
+        victim = self.rng.choice(sorted(self.workers))
+        self.workers[victim].kill()
+        self.start_worker(victim)
+        return victim
+
+    def start_api(self) -> ApiServer:
+        self.api = start_api(self.settings, self.log_dir)
+        return self.api
+
+    def close(self) -> None:
+        if self.api is not None:
+            stop_api(self.api)
+        for worker in self.workers.values():
+            worker.stop()
+
+    # -- the job -------------------------------------------------------------
+    def create(self) -> str:
+        job_id = self.client.create({"template": "CHAOS", "data": {"run": "chaos"}})
+        self.client.wait_status(job_id, "CREATED", 120)
+        return job_id
+
+    def ingest(self, job_id: str, users: int) -> int:
+        return ingest_generated(self.client, job_id, users)
+
+    def wait_enqueued(self, job_id: str, count: int, timeout: float = 900) -> Any:
+        def reached() -> Any:
+            job = self.client.job(job_id)
+            if job is not None and (job.enqueued >= count or job.status == "COMPLETED"):
+                return job
+            return None
+
+        return wait_for(reached, timeout, f"{count} sends enqueued", every=0.05)
+
+    def finish(self, tally: Tally, job_id: str, timeout: float = 900) -> None:
+        """Wait for COMPLETED, then count the sends and compare the counters with the truth."""
+        job = self.client.wait_status(job_id, "COMPLETED", timeout)
+        tally.counters = (job.received, job.enqueued, job.failures)
+        created_at = self.created_at(job_id)
+        sends = read_topic(
+            self.settings, self.settings.topic_sends, expected=tally.users, idle=10, timeout=900
+        )
+        seen = Counter(value["messageId"] for _, value, _ in sends)
+        expected = {message_id(created_at, job_id, f"user:user-{i}") for i in range(tally.users)}
+        tally.sends_seen = len(sends)
+        tally.duplicates = sum(n - 1 for n in seen.values() if n > 1)
+        tally.lost = len(expected - set(seen))
+        tally.unexpected = len(set(seen) - expected)
+
+    def created_at(self, job_id: str) -> float:
+        key = f"{self.settings.redis_prefix}:{self.client.tenant}:job:{job_id}"
+        return float(self.client._read(lambda v: v.redis.hget(key, "createdAt")))
+
+
+def timed(tally: Tally, started: float) -> None:
+    tally.seconds = time.monotonic() - started

@@ -1,0 +1,281 @@
+"""The faults: each scenario runs one job through them and returns its Tally."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import redis
+from confluent_kafka import Producer
+
+from chaos import services
+from chaos.run import Run, Tally, timed
+from streams.fanout import producer_config
+from streams.settings import Settings
+from tests.streams.harness import read_dlq
+
+Scenario = Callable[[Settings, Path, int, int], Tally]
+
+
+def _two_workers(run: Run) -> None:
+    for worker_id in ("w1", "w2"):
+        run.start_worker(worker_id)
+
+
+def kills(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """SIGKILL of a random worker at random moments during ingest and during fan-out."""
+    tally = Tally("workers killed", users)
+    run = Run(base, "kills", logs, seed=users + rounds)
+    started = time.monotonic()
+    try:
+        _two_workers(run)
+        job_id = run.create()
+        accepted: list[int] = []
+        ingest = threading.Thread(target=lambda: accepted.append(run.ingest(job_id, users)))
+        ingest.start()
+        while ingest.is_alive() and len(tally.faults) < rounds:
+            ingest.join(run.rng.uniform(2.0, 5.0))
+            if ingest.is_alive():
+                tally.faults.append(f"ingest: SIGKILL {run.kill_random_worker()}")
+        ingest.join()
+        tally.checks["every user accepted"] = accepted == [users]
+        during_ingest = len(tally.faults)
+        run.client.run(job_id)
+        for n in range(rounds):
+            job = run.wait_enqueued(job_id, int(users * (n + 1) / (rounds + 1)))
+            if job.status == "COMPLETED":
+                break
+            victim = run.kill_random_worker()
+            tally.faults.append(f"fan-out at {job.enqueued:,}: SIGKILL {victim}")
+        during_fanout = len(tally.faults) - during_ingest
+        tally.checks[f"{rounds} kills during ingest"] = during_ingest >= rounds
+        tally.checks[f"{rounds} kills during fan-out"] = during_fanout >= rounds
+        run.finish(tally, job_id)
+    finally:
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+def redis_lost(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """Redis flushed mid fan-out, then restarted (views lost again); they come back whole."""
+    tally = Tally("Redis flushed, then restarted", users)
+    run = Run(base, "redis", logs, seed=1)
+    started = time.monotonic()
+    try:
+        _two_workers(run)
+        job_id = run.create()
+        run.ingest(job_id, users)
+        run.client.run(job_id)
+        run.wait_enqueued(job_id, users // 4)
+        redis.Redis.from_url(run.settings.redis_url).flushdb()
+        tally.faults.append("FLUSHDB at 25 % of the fan-out")
+        time.sleep(3)
+        services.stop("redis")
+        time.sleep(2)
+        services.start()
+        tally.faults.append("Redis stopped and started (no persistence) right after")
+        run.finish(tally, job_id)
+        statuses = _wait_all_enqueued(run, job_id, users)
+        tally.checks["every user's status ENQUEUED in the rebuilt view"] = statuses == users
+        tally.notes.append(f"users with status ENQUEUED in the view: {statuses:,}")
+    finally:
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+def _wait_all_enqueued(run: Run, job_id: str, users: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        items = run.client.users(job_id)
+        count = sum(1 for item in items if item.get("status") == "ENQUEUED")
+        if count == users:
+            break
+        time.sleep(2)
+    return count
+
+
+def broker_restart(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """The Kafka broker stopped and started again mid fan-out."""
+    tally = Tally("broker restarted", users)
+    run = Run(base, "broker", logs, seed=2)
+    started = time.monotonic()
+    try:
+        _two_workers(run)
+        job_id = run.create()
+        run.ingest(job_id, users)
+        run.client.run(job_id)
+        run.wait_enqueued(job_id, users // 3)
+        services.stop("kafka")
+        time.sleep(5)
+        services.start()
+        tally.faults.append("broker SIGTERM at 33 % of the fan-out, 5 s down, started again")
+        run.finish(tally, job_id)
+        tally.checks["workers alive"] = all(w.alive() for w in run.workers.values())
+    finally:
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+def paused(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """Redis, then the broker, paused (SIGSTOP) for 10 s mid fan-out; the API says 503
+    with Retry-After meanwhile, and everything recovers."""
+    tally = Tally("Redis, then broker, paused 10 s", users)
+    run = Run(base, "paused", logs, seed=3)
+    started = time.monotonic()
+    try:
+        _two_workers(run)
+        api = run.start_api()
+        job_id = run.create()
+        run.ingest(job_id, users)
+        run.client.run(job_id)
+        run.wait_enqueued(job_id, users // 4)
+        with api.client() as http:
+            for service, probe in (
+                ("redis", lambda: http.get(f"/bulk/{job_id}")),
+                ("kafka", lambda: http.post("/bulk", json={"message": {"template": "T"}})),
+            ):
+                answers = _during_pause(service, probe)
+                tally.faults.append(f"SIGSTOP {service} 10 s: answers {dict(answers)}")
+                unavailable = answers.get("503+Retry-After", 0)
+                tally.checks[f"API said 503 + Retry-After while {service} paused"] = unavailable > 0
+                tally.http_5xx += sum(
+                    n
+                    for code, n in answers.items()
+                    if code.startswith("5") and code != "503+Retry-After"
+                )
+            tally.checks["API answers again"] = http.get(f"/bulk/{job_id}").status_code == 200
+        run.finish(tally, job_id)
+    finally:
+        for service in ("redis", "kafka"):
+            services.resume(service)
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+def _during_pause(service: str, probe: Callable[[], httpx.Response]) -> dict[str, int]:
+    answers: dict[str, int] = {}
+    services.pause(service)
+    try:
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            try:
+                response = probe()
+                code = str(response.status_code)
+                if code == "503" and "Retry-After" in response.headers:
+                    code = "503+Retry-After"
+            except httpx.TimeoutException:
+                code = "client timeout"
+            answers[code] = answers.get(code, 0) + 1
+    finally:
+        services.resume(service)
+    return answers
+
+
+POISON: list[tuple[str, bytes]] = [
+    ("bad JSON", b'{"kind": "ingest", "jobId": '),
+    ("wrong types", orjson.dumps({"kind": "ingest", "jobId": 42, "users": "everyone"})),
+    ("unknown command", orjson.dumps({"kind": "launch-missiles", "jobId": "j"})),
+    ("not an object", b"[1, 2, 3]"),
+    ("10 MB value", orjson.dumps({"kind": "create", "jobId": "big", "pad": "x" * 10_000_000})),
+]
+
+
+def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """Malformed and oversized commands between good ones: all in the DLQ with a reason,
+    and good commands as fast as without them."""
+    tally = Tally("poison commands", users)
+    run = Run(base, "poison", logs, seed=4)
+    started = time.monotonic()
+    try:
+        run.start_worker("w1")
+        clean_job = run.create()
+        t0 = time.monotonic()
+        run.ingest(clean_job, users // 2)
+        clean_rate = (users // 2) / (time.monotonic() - t0)
+
+        job_id = run.create()
+        producer = Producer(producer_config(run.settings))
+        stop = threading.Event()
+        sent = [0]
+
+        def spray() -> None:
+            while not stop.is_set():
+                for _, value in POISON:
+                    producer.produce(run.settings.topic_commands, key=job_id.encode(), value=value)
+                    sent[0] += 1
+                producer.flush(30)
+                stop.wait(0.2)
+
+        sprayer = threading.Thread(target=spray)
+        sprayer.start()
+        t0 = time.monotonic()
+        try:
+            accepted = run.ingest(job_id, users)
+        finally:
+            stop.set()
+            sprayer.join()
+        poisoned_rate = users / (time.monotonic() - t0)
+        tally.faults.append(f"{sent[0]} poison commands ({', '.join(n for n, _ in POISON)})")
+        dlq = read_dlq(run.settings, expected=sent[0], timeout=120)
+        reasons = {headers.get("x-bulkstream-reason", b"").decode() for _, headers, _ in dlq}
+        tally.checks["every poison command in the DLQ"] = len(dlq) == sent[0]
+        tally.checks["every DLQ entry has a reason"] = "" not in reasons
+        tally.checks["good commands all accepted"] = accepted == users
+        ratio = poisoned_rate / clean_rate
+        tally.checks["good-command throughput >= 0.8 of a clean run"] = ratio >= 0.8
+        tally.notes.append(
+            f"DLQ {len(dlq)}/{sent[0]}, reasons {sorted(reasons)}; ingest {poisoned_rate:,.0f} "
+            f"users/s with poison vs {clean_rate:,.0f} clean (ratio {ratio:.2f})"
+        )
+        tally.checks["worker alive"] = run.workers["w1"].alive()
+        run.client.run(job_id)
+        run.finish(tally, job_id)
+    finally:
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+def http_abuse(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """schemathesis (>= 2,000 cases), bodies over the limit, wrong content types, huge
+    cursors, another tenant's job ids: every answer a 4xx or 2xx, never a 5xx."""
+    from chaos.http import abuse
+
+    tally = Tally("HTTP abuse", users)
+    run = Run(base, "http", logs, seed=5)
+    started = time.monotonic()
+    try:
+        run.start_worker("w1")
+        api = run.start_api()
+        answers, cases, checks = abuse(api)
+        tally.http_5xx = sum(n for code, n in answers.items() if code >= 500)
+        tally.checks["schemathesis >= 2,000 cases"] = cases >= 2000
+        tally.checks.update(checks)
+        tally.faults.append(f"{cases} schemathesis cases + hand-made abuse; answers {answers}")
+        job_id = run.create()  # and the API's worker still does its work, exactly
+        run.ingest(job_id, users)
+        run.client.run(job_id)
+        run.finish(tally, job_id)
+    finally:
+        run.close()
+        timed(tally, started)
+    return tally
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kills": kills,
+    "redis": redis_lost,
+    "broker": broker_restart,
+    "paused": paused,
+    "poison": poison,
+    "http": http_abuse,
+}
