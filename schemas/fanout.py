@@ -8,7 +8,9 @@ meets the job's aggregate), in the same Kafka transaction as its sends.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from schemas.base import JsonObject, WireModel
 
@@ -34,3 +36,53 @@ class PageProgress(WireModel):
     enqueued: int
     # (position, reason) of every user of the page that could not be sent
     failures: list[tuple[int, str]]
+
+
+# -- the fast codec of FanoutPage --------------------------------------------
+# A page holds hundreds of users and is written and read once per page on the
+# hot path; validating and dumping it through pydantic cost more than the
+# fan-out of its users. Both ends are bulkstream's own code, so the page goes
+# over the wire as plain JSON built and read by these two functions;
+# tests/schemas/test_fanout.py keeps them equal to the model above.
+
+
+class PageFields(NamedTuple):
+    job_id: str
+    tenant: str
+    page: int
+    page_size: int
+    created_at: float
+    message: dict[str, Any]
+    data: dict[str, Any]
+    users: list[PageUser]
+
+
+def encode_page(fields: PageFields) -> bytes:
+    """A FanoutPage's wire form (camelCase, as `FanoutPage(...).to_wire()` gives)."""
+    return orjson.dumps(
+        {
+            "jobId": fields.job_id,
+            "tenant": fields.tenant,
+            "page": fields.page,
+            "pageSize": fields.page_size,
+            "createdAt": fields.created_at,
+            "message": fields.message,
+            "data": fields.data,
+            "users": fields.users,
+        }
+    )
+
+
+def decode_page(raw: bytes) -> PageFields:
+    """The fields of a page written by `encode_page` (or by the model)."""
+    wire = orjson.loads(raw)
+    return PageFields(
+        job_id=wire["jobId"],
+        tenant=wire["tenant"],
+        page=wire["page"],
+        page_size=wire["pageSize"],
+        created_at=wire["createdAt"],
+        message=wire["message"],
+        data=wire["data"],
+        users=[(position, identity, user) for position, identity, user in wire["users"]],
+    )

@@ -41,7 +41,7 @@ from schemas.commands import (
     IngestUsers,
     RunJob,
 )
-from schemas.fanout import FanoutPage
+from schemas.fanout import PageFields, encode_page
 from schemas.views import JobStatus
 from streams import metrics
 from streams.app import Pipeline, delivered
@@ -313,17 +313,18 @@ class Aggregate:
         async def flush(users: list[tuple[int, str, dict[str, Any]]], number: int) -> None:
             if not users or job.page_done(number):
                 return
-            page = FanoutPage(
-                job_id=job_id,
-                tenant=job.tenant,
-                page=number,
-                page_size=size,
-                created_at=job.created_at,
-                message=job.send,
-                data=job.data,
-                users=users,
+            value = encode_page(
+                PageFields(
+                    job_id=job_id,
+                    tenant=job.tenant,
+                    page=number,
+                    page_size=size,
+                    created_at=job.created_at,
+                    message=job.send,
+                    data=job.data,
+                    users=users,
+                )
             )
-            value = orjson.dumps(page.to_wire())
             if len(value) > MAX_MESSAGE_BYTES:
                 raise JobFailed(
                     f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} byte "

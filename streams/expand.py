@@ -45,7 +45,8 @@ def _first_str(*values: Any) -> str | None:
     return None
 
 
-def _channels(definition: JsonObject) -> list[str]:
+def routing_channels(definition: JsonObject) -> list[str]:
+    """The channels a definition routes to (`routing.channels`, nested or not)."""
     routing = definition.get("routing")
     if not isinstance(routing, dict):
         return []
@@ -64,8 +65,12 @@ def _channels(definition: JsonObject) -> list[str]:
     return found
 
 
-def unroutable_reason(user: JsonObject, definition: JsonObject) -> str | None:
-    """Why this user cannot be sent the definition, or None when it can."""
+def unroutable_reason(
+    user: JsonObject, definition: JsonObject, channels: list[str] | None = None
+) -> str | None:
+    """Why this user cannot be sent the definition, or None when it can.
+
+    `channels` is `routing_channels(definition)`, when the caller has it already."""
     to = user.get("to") if isinstance(user.get("to"), dict) else {}
     profile = user.get("profile") if isinstance(user.get("profile"), dict) else {}
     assert isinstance(to, dict)
@@ -76,7 +81,8 @@ def unroutable_reason(user: JsonObject, definition: JsonObject) -> str | None:
     phone = _first_str(profile.get("phone_number"), to.get("phone_number"))
     has_email = email is not None and bool(_EMAIL.match(email))
     has_phone = phone is not None and len(_NOT_DIGITS.sub("", phone)) >= 7
-    channels = _channels(definition)
+    if channels is None:
+        channels = routing_channels(definition)
     if not channels:
         if has_email or has_phone:
             return None

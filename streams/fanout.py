@@ -28,9 +28,9 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 from rocksdict import Options, Rdict
 
-from schemas.fanout import FanoutPage, PageProgress
+from schemas.fanout import PageProgress, decode_page
 from streams import metrics
-from streams.expand import build_send, unroutable_reason
+from streams.expand import build_send, routing_channels, unroutable_reason
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
 
@@ -205,11 +205,12 @@ class FanoutLoop:
         """Produce a page's sends and its progress report; return (enqueued, failed)."""
         value = message.value()
         assert isinstance(value, bytes)
-        page = FanoutPage.model_validate_json(value)
+        page = decode_page(value)
         failures: list[tuple[int, str]] = []
         enqueued = 0
+        channels = routing_channels(page.message)
         for position, identity, user in page.users:
-            reason = unroutable_reason(user, page.message)
+            reason = unroutable_reason(user, page.message, channels)
             if reason is not None:
                 failures.append((position, reason))
                 continue
