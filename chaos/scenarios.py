@@ -61,9 +61,32 @@ def kills(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     return tally
 
 
-def redis_lost(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
-    """Redis flushed mid fan-out, then restarted (views lost again); they come back whole."""
-    tally = Tally("Redis flushed, then restarted", users)
+def redis_flushed(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """Redis flushed mid fan-out; the views come back whole and correct."""
+    return _redis_lost(base, logs, users, "Redis flushed", _flush)
+
+
+def redis_restarted(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    """Redis stopped and started again (no persistence: empty) mid fan-out."""
+    return _redis_lost(base, logs, users, "Redis restarted", _restart_redis)
+
+
+def _flush(run: Run) -> str:
+    redis.Redis.from_url(run.settings.redis_url).flushdb()
+    return "FLUSHDB at 25 % of the fan-out"
+
+
+def _restart_redis(run: Run) -> str:
+    services.stop("redis")
+    time.sleep(2)
+    services.start()
+    return "Redis stopped at 25 % of the fan-out, started again 2 s later, empty"
+
+
+def _redis_lost(
+    base: Settings, logs: Path, users: int, name: str, fault: Callable[[Run], str]
+) -> Tally:
+    tally = Tally(name, users)
     run = Run(base, "redis", logs, seed=1)
     started = time.monotonic()
     try:
@@ -72,13 +95,7 @@ def redis_lost(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
         run.ingest(job_id, users)
         run.client.run(job_id)
         run.wait_enqueued(job_id, users // 4)
-        redis.Redis.from_url(run.settings.redis_url).flushdb()
-        tally.faults.append("FLUSHDB at 25 % of the fan-out")
-        time.sleep(3)
-        services.stop("redis")
-        time.sleep(2)
-        services.start()
-        tally.faults.append("Redis stopped and started (no persistence) right after")
+        tally.faults.append(fault(run))
         run.finish(tally, job_id)
         statuses = _wait_all_enqueued(run, job_id, users)
         tally.checks["every user's status ENQUEUED in the rebuilt view"] = statuses == users
@@ -273,7 +290,8 @@ def http_abuse(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
 
 SCENARIOS: dict[str, Scenario] = {
     "kills": kills,
-    "redis": redis_lost,
+    "redis-flush": redis_flushed,
+    "redis-restart": redis_restarted,
     "broker": broker_restart,
     "paused": paused,
     "poison": poison,

@@ -12,7 +12,13 @@ import pytest
 from chaos.scenarios import SCENARIOS
 from streams.settings import Settings
 
-SHORT = {"kills": 20_000, "redis": 20_000, "poison": 5_000, "http": 2_000}
+SHORT = {
+    "kills": 20_000,
+    "redis-flush": 20_000,
+    "redis-restart": 20_000,
+    "poison": 5_000,
+    "http": 2_000,
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHORT))
