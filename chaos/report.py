@@ -45,7 +45,7 @@ def write_report(
             "the users ingested (by their deterministic `messageId`). Target in every",
             "scenario: 0 lost, 0 duplicates, exact counters, 0 5xx.",
             "",
-            f"Run {when:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({machine}) with",
+            f"Finished {when:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({machine}) with",
             f"`{command}` (`make chaos`); worker logs were in `{logs}`.",
             "",
             *rows,
