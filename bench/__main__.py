@@ -1,0 +1,124 @@
+"""`python -m bench`: run the scenarios against the local stack and write docs/benchmarks.md.
+
+python -m bench [--users N] [--workers W] [--only name[,name]] [--profile] [--out PATH] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import api, fanout, ingest, memory, versus_naive
+from .env import REPO, Options, Run, machine_facts, redis_run_id, say
+from .report import render, write
+from .results import Figure, ScenarioResult
+from .scale import compute
+
+SCENARIOS: dict[str, Callable[[Run, Options], ScenarioResult]] = {
+    "fanout": fanout.run,
+    "naive": versus_naive.run,
+    "ingest": ingest.run,
+    "http": api.run,
+    "memory": memory.run,
+}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--users", type=int, default=1_000_000, help="users per job (N)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (W)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated scenarios among {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the fan-out's workers")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--keep", action="store_true", help="keep topics, keys and state")
+    args = parser.parse_args(argv)
+    unknown = set(filter(None, args.only.split(","))) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.users < 10_000 or args.users % 1000:
+        parser.error("--users must be a multiple of 1000, at least 10000")
+    return args
+
+
+def derived(results: list[ScenarioResult]) -> list[ScenarioResult]:
+    """Figures that need two scenarios: the speed-up over the naive agent, the scale paragraph."""
+    by_name = {r.name: r for r in results}
+    fan, naive, ing = by_name.get("fanout"), by_name.get("naive"), by_name.get("ingest")
+    if fan is not None and naive is not None:
+        naive.figures.append(
+            Figure(
+                label="fan-out speed-up over the naive faust agent",
+                measured=fan.details["rate"],
+                unit="recipients/s",
+                baseline=naive.details["rate"],
+                baseline_label="naive agent",
+            )
+        )
+    if fan is not None:
+        return [*results, compute(fan.details, ing.details if ing else None)]
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    chosen = [name for name in SCENARIOS if not args.only or name in args.only.split(",")]
+    opts = Options(users=args.users, workers=args.workers, profile=args.profile)
+    bench = Run.create(keep=args.keep)
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    facts = machine_facts()
+    say(f"run {bench.run_id}: {', '.join(chosen)}; N={opts.users:,}, W={opts.workers}")
+    results: list[ScenarioResult] = []
+    failures: dict[str, str] = {}
+    try:
+        for name in chosen:
+            began = time.monotonic()
+            redis_before = redis_run_id(bench.base.redis_url)
+            try:
+                results.append(SCENARIOS[name](bench, opts))
+            except Exception as exc:
+                traceback.print_exc()
+                failures[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if redis_run_id(bench.base.redis_url) != redis_before:
+                note = "Redis restarted during this scenario (not by the benchmark)"
+                if results and results[-1].name == name:
+                    results[-1].notes.append(note)
+                if name in failures:
+                    failures[name] += f" ({note})"
+            say(f"{name}: done in {time.monotonic() - began:.0f} s")
+    finally:
+        bench.close()
+    results = derived(results)
+    facts["load (1, 5, 15 min) at start / end"] = f"{facts.pop('load')} / {machine_facts()['load']}"
+    text = render(results, facts, command, started, time.strftime("%H:%M:%S"), failures)
+    write(args.out, text)
+    (bench.log_dir / "results.json").write_text(
+        json.dumps([r.to_json() for r in results], indent=2, default=str)
+    )
+    say(f"wrote {args.out} (raw results and logs in {bench.log_dir})")
+    for result in results:
+        for figure in result.figures:
+            ratio = f", ratio {figure.ratio:.2f}" if figure.ratio is not None else ""
+            base = f", baseline {figure.baseline:,.2f}" if figure.baseline is not None else ""
+            verdict = {True: " PASS", False: " FAIL", None: ""}[figure.passed]
+            print(
+                f"  {result.name}: {figure.label}: {figure.measured:,.2f} {figure.unit}"
+                f"{base}{ratio}{verdict}"
+            )
+    for name, error in failures.items():
+        print(f"  {name}: FAILED: {error}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Where a benchmark run happens: base settings, a namespace per scenario, clean-up, the machine.
+
+Each scenario gets `fresh_settings(base, tag)` (topics, app id, Redis prefix
+and state folder of its own, the tag naming this run and scenario), so it
+never touches anybody else's topics, groups or keys; `cleanup` deletes
+exactly what carries its tag.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import confluent_kafka
+import redis
+from confluent_kafka.admin import AdminClient
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from streams.settings import Settings
+from tests.streams.harness import fresh_settings
+
+REPO = Path(__file__).resolve().parent.parent
+TENANT = "bench"
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client that rides out a Redis restart (others share this Redis) for up to a minute."""
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 60),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def redis_run_id(url: str) -> str:
+    """The Redis server's run id: it changes when Redis restarts."""
+    client = redis_client(url)
+    try:
+        return str(client.info("server")["run_id"])
+    finally:
+        client.close()
+
+
+@dataclass
+class Run:
+    """One `python -m bench` invocation: its id, base settings and folders."""
+
+    run_id: str
+    base: Settings
+    log_dir: Path
+    state_dir: Path
+    keep: bool = False
+    tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, keep: bool = False) -> Run:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        state_dir = Path(tempfile.mkdtemp(prefix=f"bench-{run_id}-"))
+        log_dir = REPO / ".local" / "bench" / run_id
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # Settings() reads KAFKA_BOOTSTRAP_SERVERS / REDIS_URL from the environment.
+        base = Settings(metrics_port=0, data_dir=state_dir)
+        return cls(run_id=run_id, base=base, log_dir=log_dir, state_dir=state_dir, keep=keep)
+
+    def scenario(self, name: str) -> Settings:
+        """Settings whose topics, app id, Redis prefix and state folder belong to `name` alone."""
+        tag = f"bench-{self.run_id}-{name}"
+        self.tags.append(tag)
+        return fresh_settings(self.base, tag)
+
+    def cleanup(self, settings: Settings) -> None:
+        """Delete the topics, consumer groups and Redis keys of one scenario's namespace."""
+        if self.keep:
+            return
+        tag = settings.app_id.rsplit(".", 1)[-1]
+        assert tag.startswith(f"bench-{self.run_id}-"), tag
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        topics = [t for t in admin.list_topics(timeout=30).topics if tag in t]
+        if topics:
+            for future in admin.delete_topics(topics, operation_timeout=60).values():
+                try:
+                    future.result(60)
+                except Exception as exc:  # best effort: report, go on
+                    print(f"bench: could not delete a topic of {tag}: {exc}", file=sys.stderr)
+        try:
+            listed = admin.list_consumer_groups().result(30)
+            groups = [g.group_id for g in listed.valid if tag in g.group_id]
+            if groups:
+                for future in admin.delete_consumer_groups(groups).values():
+                    future.result(30)
+        except Exception as exc:
+            print(f"bench: could not delete the groups of {tag}: {exc}", file=sys.stderr)
+        client = redis_client(settings.redis_url)
+        try:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=5000):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+        finally:
+            client.close()
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        if not self.keep:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _ram_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _kafka_version() -> str:
+    pom = (REPO / "deploy" / "local" / "pom.xml").read_text()
+    found = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    return found.group(1) if found else "unknown"
+
+
+def machine_facts() -> dict[str, str]:
+    """Cores, RAM, CPU model, Python and the client and broker versions."""
+    from importlib.metadata import version
+
+    return {
+        "cores": str(os.cpu_count()),
+        "ram": f"{_ram_gib():.1f} GiB",
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "kafka": _kafka_version(),
+        "confluent-kafka": f"{version('confluent-kafka')} (librdkafka "
+        f"{confluent_kafka.libversion()[0]})",
+        "faust-streaming": version("faust-streaming"),
+        "kernel": platform.release(),
+        "load": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+    }
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line asked for."""
+
+    users: int = 1_000_000
+    workers: int = 2
+    profile: bool = False
+
+
+def say(message: str) -> None:
+    """One progress line on stdout, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)

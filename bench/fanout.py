@@ -1,0 +1,261 @@
+"""Scenario 1, fan-out: one job of N users over W workers, against the raw producer's ceiling.
+
+Ingested first (untimed); timed from the run command to COMPLETED (which the
+aggregate only reaches once every page's sends are committed). Then checked:
+the job's counters are N, and a read_committed reader of the sends topic finds
+N records with N distinct messageIds, each keyed by its own messageId. The
+ceiling: a bare confluent-kafka producer pushing N send events of the same
+job, built with `streams.expand.build_send` and serialised before the clock
+starts, to a fresh topic with the same partitions and producer settings.
+With `--profile`, a second job of the same size is fanned out (untimed)
+under py-spy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from schemas.commands import CreateJob, IngestUsers
+from streams.expand import build_send
+from streams.producer import CommandProducer
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.streams.harness import WorkerProcess
+
+from .env import Options, Run, say
+from .jobs import Views, create_job, ingest, ingest_commands, run_command
+from .kafka import create_topic, raw_push, read_stats
+from .procs import (
+    busy_fraction,
+    cpu_seconds,
+    log_findings,
+    machine_busy,
+    sends_counter,
+    start_workers,
+    stop_all,
+)
+from .profile import Profiler, summarize
+from .results import Figure, ScenarioResult, check
+
+
+def ceiling_records(create: CreateJob, commands: list[IngestUsers]) -> list[tuple[bytes, bytes]]:
+    """The job's send events exactly as the fan-out builds them, serialised."""
+    definition = create.message.send_definition()
+    data = create.message.data or {}
+    out = []
+    position = 0
+    for command in commands:
+        for user in command.users:
+            identity = user.identity()
+            assert identity is not None
+            send = build_send(
+                job_id=create.job_id,
+                tenant=create.tenant,
+                created_at=create.created_at,
+                definition=definition,
+                global_data=data,
+                position=position,
+                identity=identity,
+                user=user.to_wire(),
+            )
+            out.append((send["messageId"].encode(), orjson.dumps(send)))
+            position += 1
+    return out
+
+
+def _timed_run(
+    producer: CommandProducer, views: Views, job_id: str, users: int, workers: list[WorkerProcess]
+) -> dict[str, float]:
+    cpu_before = [cpu_seconds(w.pid) for w in workers]
+    busy_before = machine_busy()
+    wall = time.time()
+    started = time.perf_counter()
+    producer.send(run_command(job_id))
+    producer.flush()
+    views.wait_status(job_id, "COMPLETED", max(900.0, users / 500))
+    seconds = time.perf_counter() - started
+    cpu = [cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
+    return {
+        "seconds": seconds,
+        "run_at": wall,
+        "worker_cpu_seconds": sum(cpu),
+        "machine_busy": busy_fraction(busy_before, machine_busy()),
+        **{f"cpu_{w.worker_id}": c for w, c in zip(workers, cpu, strict=True)},
+    }
+
+
+def run(bench: Run, opts: Options) -> ScenarioResult:
+    result = ScenarioResult("fanout", "Fan-out of one job over every worker")
+    settings = bench.scenario("fanout")
+    try:
+        _measure(bench, settings, opts, result)
+    finally:
+        bench.cleanup(settings)
+    return result
+
+
+def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> None:
+    n = opts.users
+    ensure_topics(s)
+    say(f"fanout: starting {opts.workers} workers")
+    workers = start_workers(s, opts.workers, bench.log_dir, "fanout")
+    producer = CommandProducer(s, create_topics=False)
+    views = Views(s)
+    try:
+        create = create_job(producer, views)
+        commands = ingest_commands(create.job_id, n)
+        say(f"fanout: ingesting {n:,} users (untimed)")
+        accepted = ingest(producer, views, commands).accepted
+        check(accepted == n, f"all {n:,} users accepted", result)
+        extra = None
+        if opts.profile:
+            extra = create_job(producer, views)
+            say(f"fanout: ingesting a second job of {n:,} users to profile (untimed)")
+            ingest(producer, views, ingest_commands(extra.job_id, n))
+        say("fanout: run -> COMPLETED (timed)")
+        timing = _timed_run(producer, views, create.job_id, n, workers)
+        job = views.job(create.job_id) or {}
+        counts = (int(job["received"]), int(job["enqueued"]), int(job["failures"]))
+        check(
+            counts == (n, n, 0), f"view counters received/enqueued/failures = {n:,}/{n:,}/0", result
+        )
+        shares = {w.worker_id: sends_counter(w) for w in workers}
+        redis_bytes = views.job_bytes(create.job_id)
+        if extra is not None:
+            _profile(bench, producer, views, extra.job_id, n, workers, result)
+    finally:
+        stop_all(workers)
+        views.close()
+    result.log_findings = log_findings(w.log_path for w in workers)
+    say("fanout: reading the sends back (read_committed)")
+    sends = read_stats(s, s.topic_sends, create.job_id, check_message_id=True)
+    check(sends.records == n, f"{n:,} committed sends of the job on the sends topic", result)
+    check(sends.distinct_keys == n, f"{n:,} distinct messageIds", result)
+    check(sends.key_mismatch == 0, "every send keyed by its own messageId", result)
+    pages = read_stats(s, s.topic_fanout_pages, create.job_id)
+
+    say("fanout: building the ceiling's send events, then pushing them (timed)")
+    records = ceiling_records(create, commands)
+    del commands
+    topic = f"{s.topic_sends}.ceiling"
+    create_topic(s, topic, s.partitions)
+    pushed = raw_push(s, topic, records)
+    check(pushed.records == n, f"ceiling: {n:,} records on its topic", result)
+
+    ours = n / timing["seconds"]
+    result.figures.append(
+        Figure(
+            label=f"fan-out, {n:,} users, {opts.workers} workers",
+            measured=ours,
+            unit="recipients/s",
+            baseline=pushed.rate,
+            baseline_label="raw confluent-kafka producer, same events",
+            target_min=0.5,
+        )
+    )
+    emitted = ((pages.last_ts_ms or 0) / 1000 - timing["run_at"]) if pages.last_ts_ms else None
+    result.details |= split_cpu(create.job_id, workers, timing, shares)
+    result.details |= {
+        "users": n,
+        "workers": opts.workers,
+        "partitions": s.partitions,
+        "page_size": s.fanout_page_size,
+        "seconds": timing["seconds"],
+        "rate": ours,
+        "per_worker_rate": ours / opts.workers,
+        "worker_cpu_seconds": timing["worker_cpu_seconds"],
+        "sends_per_cpu_second": n / timing["worker_cpu_seconds"],
+        "machine_busy": timing["machine_busy"],
+        "worker_cpu": {k[4:]: v for k, v in timing.items() if k.startswith("cpu_")},
+        "worker_sends": shares,
+        "send_bytes_avg": sends.value_bytes / n,
+        "ceiling_send_bytes_avg": pushed.value_bytes / n,
+        "page_bytes_per_user": pages.value_bytes / n,
+        "pages": pages.records,
+        "pages_emitted_after_s": emitted,
+        "sends_per_partition": dict(sorted(sends.per_partition.items())),
+        "ceiling_seconds": pushed.seconds,
+        "ceiling_rate": pushed.rate,
+        "ceiling_mb_s": pushed.value_bytes / pushed.seconds / 1e6,
+        "redis_bytes_per_user": redis_bytes / n,
+    }
+    owner = result.details.get("aggregate_worker")
+    if owner and emitted:
+        result.notes.append(
+            f"{owner} held the job's partition (its aggregate) and used "
+            f"{timing['cpu_' + owner]:.1f} CPU-s, the other worker(s) "
+            f"{timing['worker_cpu_seconds'] - timing['cpu_' + owner]:.1f}; the aggregate had "
+            f"emitted the last page {emitted:.1f} s into the {timing['seconds']:.1f} s run, "
+            f"while the fan-out alone did "
+            f"{result.details['fanout_sends_per_cpu_second']:,.0f} sends per CPU-second."
+        )
+    if abs(sends.value_bytes - pushed.value_bytes) > 0.01 * pushed.value_bytes:
+        result.notes.append(
+            f"send sizes differ: ours {sends.value_bytes / n:.0f} B, "
+            f"ceiling {pushed.value_bytes / n:.0f} B on average"
+        )
+
+
+def split_cpu(
+    job_id: str,
+    workers: list[WorkerProcess],
+    timing: dict[str, float],
+    sends: dict[str, float | None],
+) -> dict[str, float | str]:
+    """CPU per send of the fan-out alone, and of the job's aggregate (page emission, progress).
+
+    The worker whose partition holds the job (it logs "pages sent to the fan-out")
+    runs the aggregate and its share of the fan-out; the others only fan out."""
+    marker = f"job {job_id}: ".encode()
+    owner = next(
+        (w for w in workers if marker in w.log_path.read_bytes()),
+        None,
+    )
+    others = [w for w in workers if w is not owner]
+    others_sends = sum(sends.get(w.worker_id) or 0.0 for w in others)
+    if owner is None or not others or not others_sends:
+        return {}
+    per_send = sum(timing[f"cpu_{w.worker_id}"] for w in others) / others_sends
+    aggregate = timing[f"cpu_{owner.worker_id}"] - per_send * (sends[owner.worker_id] or 0.0)
+    total = others_sends + (sends[owner.worker_id] or 0.0)
+    return {
+        "aggregate_worker": owner.worker_id,
+        "fanout_sends_per_cpu_second": 1 / per_send if per_send else float("nan"),
+        "aggregate_cpu_seconds": aggregate,
+        "aggregate_users_per_cpu_second": total / aggregate if aggregate > 0 else float("nan"),
+    }
+
+
+def _profile(
+    bench: Run,
+    producer: CommandProducer,
+    views: Views,
+    job_id: str,
+    users: int,
+    workers: list[WorkerProcess],
+    result: ScenarioResult,
+) -> None:
+    say("fanout: fanning out the second job under py-spy (untimed)")
+    profiler = Profiler(bench.log_dir)
+    for worker in workers:
+        profiler.attach(worker.worker_id, worker.pid)
+    time.sleep(1.0)  # let py-spy attach before the run starts
+    started = time.perf_counter()
+    try:
+        producer.send(run_command(job_id))
+        producer.flush()
+        views.wait_status(job_id, "COMPLETED", max(900.0, users / 300))
+    finally:
+        paths = profiler.stop()
+    summary = summarize(paths)
+    result.details["profile"] = {
+        "seconds": time.perf_counter() - started,
+        "samples": summary.samples,
+        "rate_hz": profiler.rate,
+        "threads": dict(summary.threads),
+        "stages": dict(summary.stages.most_common()),
+        "top": summary.top(15),
+        "raw_files": [str(p) for p in paths],
+    }

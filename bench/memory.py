@@ -1,0 +1,75 @@
+"""Scenario 5, memory: each worker's peak RSS (VmHWM) for a job of N/10 users and one of N.
+
+Fresh workers (and a fresh namespace) per size: ingest and run the job to
+COMPLETED, then read every worker's VmHWM while it is still alive. The
+figure is the largest worker's peak for N over the same for N/10 (with the
+default N = 1,000,000: 1M over 100k).
+"""
+
+from __future__ import annotations
+
+from streams.producer import CommandProducer
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.streams.harness import peak_rss_kib
+
+from .env import Options, Run, say
+from .jobs import Views, create_job, ingest, ingest_commands, run_command
+from .procs import log_findings, start_workers, stop_all
+from .results import Figure, ScenarioResult, check
+
+
+def _label(users: int) -> str:
+    return f"{users // 1_000_000}M" if users % 1_000_000 == 0 else f"{users // 1000}k"
+
+
+def run(bench: Run, opts: Options) -> ScenarioResult:
+    result = ScenarioResult("memory", "Memory: peak RSS per worker, by job size")
+    small, large = opts.users // 10, opts.users
+    peaks: dict[int, dict[str, int]] = {}
+    for users in (small, large):
+        settings = bench.scenario(f"memory-{_label(users)}")
+        try:
+            peaks[users] = _peaks(bench, settings, opts, users, result)
+        finally:
+            bench.cleanup(settings)
+    top_small, top_large = max(peaks[small].values()), max(peaks[large].values())
+    result.figures.append(
+        Figure(
+            label=f"peak RSS of a worker, {_label(large)}-user job",
+            measured=top_large / 1024,
+            unit="MiB",
+            baseline=top_small / 1024,
+            baseline_label=f"same, {_label(small)}-user job",
+            target_max=1.2,
+        )
+    )
+    result.details = {
+        "sizes": [small, large],
+        "peak_kib": {_label(u): p for u, p in peaks.items()},
+        "workers": opts.workers,
+    }
+    return result
+
+
+def _peaks(
+    bench: Run, s: Settings, opts: Options, users: int, result: ScenarioResult
+) -> dict[str, int]:
+    ensure_topics(s)
+    say(f"memory: {opts.workers} fresh workers, a job of {users:,} users")
+    workers = start_workers(s, opts.workers, bench.log_dir, f"memory-{_label(users)}")
+    producer = CommandProducer(s, create_topics=False)
+    views = Views(s)
+    try:
+        create = create_job(producer, views)
+        ingest(producer, views, ingest_commands(create.job_id, users))
+        producer.send(run_command(create.job_id))
+        producer.flush()
+        job = views.wait_status(create.job_id, "COMPLETED", max(900.0, users / 300))
+        enqueued = int(job["enqueued"])
+        check(enqueued == users, f"{_label(users)} job COMPLETED with {users:,} enqueued", result)
+        return {w.worker_id: peak_rss_kib(w.pid) for w in workers}
+    finally:
+        stop_all(workers)
+        views.close()
+        result.log_findings += log_findings(w.log_path for w in workers)

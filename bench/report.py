@@ -1,0 +1,183 @@
+"""Writes docs/benchmarks.md from a run's results: the whole file, every time."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .results import Figure, ScenarioResult
+
+_INTRO = """\
+Written by `python -m bench` (the benchmark suite of issue #5); do not edit by hand, run it
+again. Every scenario runs against the local stack (`make up`: one Kafka broker, one Redis)
+with real `bulkstream worker` processes, in topics, consumer groups and a Redis prefix of its
+own, and each figure is compared with a baseline measured **in the same run, on the same
+broker**: the machine is small and shared, so absolute numbers move from run to run; the
+ratios much less.
+"""
+
+_REPRODUCE = """\
+```sh
+make bench                                   # N = 1,000,000 users, 2 workers (several minutes)
+make bench BENCH_ARGS="--users 200000"       # the same, smaller and faster
+make bench BENCH_ARGS="--only fanout --profile"   # one scenario, with py-spy
+```
+
+`python -m bench --help` lists the options (`--users`, `--workers`, `--only`, `--profile`,
+`--out`, `--keep`). Process logs and py-spy's raw stacks stay in `.local/bench/<run id>/`.
+"""
+
+_SCENARIOS = {
+    "fanout": "From the run command to `COMPLETED` (reached only once every page's sends are "
+    "committed); then the job's counters must be N and a read_committed reader must find N "
+    "sends with N distinct messageIds. Baseline: one bare confluent-kafka producer "
+    "(`streams.fanout.producer_config`: same acks, idempotence, linger, batch size) pushing "
+    "the same N send events, built with `streams.expand.build_send` and serialised before the "
+    "clock starts, to a fresh topic with the same partitions.",
+    "naive": "`bench/naive.py`: the fan-out one writes first, one faust agent that keeps the "
+    "job's users in memory and, on the run command, does `await sends_topic.send(...)` once "
+    "per recipient. Its own process, same commands, same send events; timed from the run "
+    "command to the broker's acknowledgement of the last send, then read back (N distinct "
+    "messageIds). The figure is bulkstream's fan-out rate over its rate.",
+    "ingest": "N users in 1,000-user ingest commands (`CommandProducer`), timed from the first "
+    "send to the last command's result (in Redis); every result checked, and `received` = N. "
+    "Baseline: the raw producer pushing the same commands, already serialised, with the same "
+    "key (one partition: a job's commands are keyed by its id).",
+    "http": "A real `bulkstream api` beside the workers. Ingest: 1,000-user `POST /bulk/{id}` "
+    "bodies (built beforehand) from concurrent httpx clients, from the first request to the "
+    "last answer. Then the job is run and `GET /bulk/{id}` is requested at a fixed rate on an "
+    "open-loop schedule over 8 keep-alive connections; the latency of each answer that still "
+    "said `PROCESSING` (served while the fan-out ran) counts, from its dispatch (including "
+    "any wait for a free connection) to its last byte.",
+    "memory": "Fresh workers and a fresh namespace per size; a job of N/10 users, then one of N, "
+    "each ingested and run to `COMPLETED`; each worker's `VmHWM` read before it stops. Ratio: "
+    "the largest worker's peak for N over the same for N/10.",
+}
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "ms":
+        return f"{value:,.0f} ms" if value >= 100 else f"{value:.2f} ms"
+    if unit == "MiB":
+        return f"{value:,.0f} MiB"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+    return f"{text} {unit}".strip()
+
+
+def _row(scenario: str, figure: Figure) -> str:
+    verdict = {True: "pass", False: "**FAIL**", None: ""}[figure.passed]
+    baseline = (
+        f"{_num(figure.baseline, figure.unit)} ({figure.baseline_label})"
+        if figure.baseline is not None
+        else ""
+    )
+    ratio = "" if figure.ratio is None else f"{figure.ratio:.2f}"
+    if figure.ratio is not None and figure.ratio < 0.1:
+        ratio = f"{figure.ratio:.2g}"
+    measured = _num(figure.measured, figure.unit)
+    cells = [scenario, figure.label, measured, baseline, ratio, figure.target, verdict]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _details(details: dict[str, Any]) -> str:
+    parts = []
+    for key, value in details.items():
+        if key in ("profile",):
+            continue
+        if isinstance(value, float):
+            value = f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        elif isinstance(value, dict):
+            inner = ", ".join(
+                f"{k}: {v:,.1f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()
+            )
+            value = "{" + inner + "}"
+        parts.append(f"`{key}` {value}")
+    return "; ".join(parts)
+
+
+def _profile(results: list[ScenarioResult]) -> list[str]:
+    fan = next((r for r in results if r.name == "fanout"), None)
+    profile = fan.details.get("profile") if fan else None
+    lines = ["## Where the time goes", ""]
+    if not profile:
+        return [*lines, "Not profiled in this run (`--profile` adds it).", ""]
+    threads = profile["threads"]
+    total = sum(threads.values()) or 1
+    split = ", ".join(f"{name} {100 * n / total:.0f} %" for name, n in threads.items())
+    lines += [
+        f"py-spy (`record --format raw --threads --nonblocking`, {profile['rate_hz']} Hz) on "
+        f"every worker while a second job of the same size fanned out "
+        f"({profile['seconds']:.1f} s, untimed); {profile['samples']:,} non-idle samples, "
+        f"by thread: {split} (`MainThread` runs the faust agents, `fanout` the transactional "
+        "fan-out loop). Collapsed stacks folded by their leaf function: self time, as a share "
+        "of the non-idle samples. A C call (librdkafka's produce, orjson, RocksDB) counts in "
+        "the Python function that made it; py-spy's idle filter is approximate, so part of an "
+        "event loop's `select` shows.",
+        "",
+        "By part of the product (every sample of a stack that passes through it): "
+        + ", ".join(
+            f"{name} {100 * n / (profile['samples'] or 1):.0f} %"
+            for name, n in profile.get("stages", {}).items()
+        )
+        + ".",
+        "",
+        "| # | function (file) | self % |",
+        "|---|---|---|",
+    ]
+    for i, (name, share) in enumerate(profile["top"], 1):
+        lines.append(f"| {i} | `{name}` | {share:.1f} |")
+    return [*lines, ""]
+
+
+def render(
+    results: list[ScenarioResult],
+    facts: dict[str, str],
+    command: str,
+    started: str,
+    finished: str,
+    failures: dict[str, str],
+) -> str:
+    lines = ["# Benchmarks", "", _INTRO, f"Run {started} to {finished} by `{command}`.", ""]
+    lines += ["## Results", ""]
+    lines += [
+        "| scenario | figure | measured | baseline | ratio | target | result |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for figure in result.figures:
+            lines.append(_row(result.name, figure))
+    for name, error in failures.items():
+        lines.append(f"| {name} | did not complete: {error[:160]} | | | | | **FAIL** |")
+    lines += ["", "## Machine", ""]
+    lines += [f"- {key}: {value}" for key, value in facts.items()]
+    lines += ["", "## How to reproduce", "", _REPRODUCE, "## Scenarios", ""]
+    for result in results:
+        if result.name == "scale":
+            continue
+        lines += [f"### {result.title}", ""]
+        if result.name in _SCENARIOS:
+            lines += [_SCENARIOS[result.name], ""]
+        if result.checks:
+            lines += ["Checked: " + "; ".join(result.checks) + ".", ""]
+        if result.details:
+            lines += ["Numbers: " + _details(result.details) + ".", ""]
+        lines += [f"Note: {note}" for note in result.notes]
+        if result.notes:
+            lines.append("")
+    scale = next((r for r in results if r.name == "scale"), None)
+    lines += ["## Scale on paper: a 100M-user job", ""]
+    lines += scale.notes if scale else ["Needs the fanout and ingest scenarios in the same run."]
+    lines += ["", *_profile(results), "## What the process logs said", ""]
+    findings = [(r.name, f) for r in results for f in r.log_findings]
+    if not findings:
+        lines.append("No warnings or errors in the worker, API or naive agent logs.")
+    lines += [f"- {name}: {finding}" for name, finding in findings]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
