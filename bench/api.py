@@ -172,7 +172,8 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         f"machine's cores were {server.get('machine_busy', float('nan')):.0%} busy during the "
         f"fan-out window, {idle_server.get('machine_busy', float('nan')):.0%} in the idle one; "
         f"the API's own histogram put {server.get('server_within_5ms', float('nan')):.0%} of "
-        f"the fan-out window's GETs under 5 ms: the rest of a slow GET's latency is spent outside the handler (queued in the API's event loop, or waiting for a core)."
+        f"the fan-out window's GETs under 5 ms: the rest of a slow GET's latency is spent "
+        f"outside the handler (queued in the API's event loop, or waiting for a core)."
     )
     result.figures += [
         Figure(label=f"ingest via HTTP, {CLIENTS} clients", measured=n / seconds, unit="users/s"),

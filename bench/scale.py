@@ -102,8 +102,8 @@ def compute(fan: dict[str, Any], ing: dict[str, Any] | None) -> ScenarioResult:
     text = (
         f"Fanning out {USERS:,} users in one hour takes {need_rate:,.0f} sends/s. "
         f"A worker's fan-out did {per_cpu:,.0f} sends per CPU-second here, so that is "
-        f"{workers} fan-out worker{'s' if workers > 1 else ''} (a core each) and at least as "
-        f"many partitions of the pages topic (a partition feeds one worker; today's "
+        f"{workers} fan-out worker{'s, a core each,' if workers > 1 else ' on one core'} and "
+        f"at least as many partitions of the pages topic (a partition feeds one worker; today's "
         f"{partitions} cap one job's fan-out at about {fan_cap:,.0f} sends/s). The job record "
         f"(`streams.state.JobState`, written whole) lists every ingest batch: at 100M users "
         f"it is {record_bytes / 1e6:,.1f} MB, and one decode and re-encode of it took "
