@@ -23,6 +23,7 @@ from tests.streams.api.conftest import ApiServer, start_api, stop_api
 from tests.streams.harness import (
     Client,
     WorkerProcess,
+    drop_topics,
     fresh_settings,
     ingest_generated,
     read_topic,
@@ -63,7 +64,7 @@ class Run:
     """A fresh topology and its worker processes; `close` stops everything it started."""
 
     def __init__(self, base: Settings, name: str, log_root: Path, seed: int) -> None:
-        tag = f"{name}-{uuid.uuid4().hex[:6]}"
+        self.tag = tag = f"{name}-{uuid.uuid4().hex[:6]}"
         self.settings = fresh_settings(base, tag)
         ensure_topics(self.settings)
         self.log_dir = log_root / tag
@@ -93,6 +94,7 @@ class Run:
             stop_api(self.api)
         for worker in self.workers.values():
             worker.stop()
+        drop_topics(self.settings, self.tag)
 
     # -- the job -------------------------------------------------------------
     def create(self) -> str:

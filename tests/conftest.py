@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.settings import Settings
+from tests.streams.harness import drop_topics
 
 NO_SERVICES = (
     "no {what}: set {var}, or run `make up` (starts Kafka and Redis locally), "
@@ -76,9 +77,12 @@ def unique() -> str:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) -> Settings:
-    """Settings whose every topic, group and Redis prefix belong to this test alone."""
-    return Settings(
+def settings(
+    kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path
+) -> Iterator[Settings]:
+    """Settings whose every topic, group and Redis prefix belong to this test alone;
+    the topics are deleted after the test (its workers are stopped by then)."""
+    yield Settings(
         kafka_bootstrap_servers=kafka_bootstrap,
         redis_url=redis_url,
         topic_commands=f"t{unique}.commands",
@@ -95,6 +99,7 @@ def settings(kafka_bootstrap: str, redis_url: str, unique: str, tmp_path: Path) 
         data_dir=tmp_path / "state",
         metrics_port=0,  # several workers per host: each takes a free port
     )
+    drop_topics(Settings(kafka_bootstrap_servers=kafka_bootstrap), unique)
 
 
 @pytest.fixture
