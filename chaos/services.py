@@ -12,6 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import redis
+
+from streams.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "local" / "services.sh"
 STATE = Path(os.environ.get("BULKSTREAM_LOCAL_DIR", ROOT / ".local"))
@@ -19,10 +23,14 @@ PIDS = {"kafka": STATE / "kafka" / "kafka.pid", "redis": STATE / "redis" / "redi
 
 
 def pid(service: str) -> int:
+    """The service's process: from `make up`'s pid file, or (Redis) from Redis itself."""
     path = PIDS[service]
-    if not path.exists():
-        raise RuntimeError(f"{service} was not started by `make up` (no {path})")
-    return int(path.read_text().strip())
+    if path.exists():
+        return int(path.read_text().strip())
+    if service == "redis":  # a local Redis this checkout did not start, e.g. another clone's
+        info = redis.Redis.from_url(Settings().redis_url).info("server")
+        return int(info["process_id"])
+    raise RuntimeError(f"{service} was not started by `make up` (no {path})")
 
 
 def stop(service: str, timeout: float = 120) -> None:
