@@ -145,6 +145,18 @@ def generated_users(start: int, count: int) -> list[dict[str, Any]]:
     ]
 
 
+async def post(http: httpx.AsyncClient, url: str, body: dict[str, Any] | None = None) -> Any:
+    """POST as a careful client does: with an Idempotency-Key, retried on 503 after
+    Retry-After (the API says 503 while a busy worker has not applied the command yet)."""
+    headers = {"Idempotency-Key": secrets.token_hex(16)}
+    deadline = time.monotonic() + 300
+    while True:
+        answer = await http.post(url, json=body, headers=headers)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+
+
 async def _ingest(http: httpx.AsyncClient, job_id: str, users: int, console: Console) -> None:
     batches = asyncio.Queue[int]()
     for start in range(0, users, BATCH):
@@ -157,9 +169,7 @@ async def _ingest(http: httpx.AsyncClient, job_id: str, users: int, console: Con
         while not batches.empty():
             start = batches.get_nowait()
             count = min(BATCH, users - start)
-            answer = await http.post(
-                f"/bulk/{job_id}", json={"users": generated_users(start, count)}
-            )
+            answer = await post(http, f"/bulk/{job_id}", {"users": generated_users(start, count)})
             if answer.status_code != 200 or answer.json().get("total") != count:
                 raise DemoFailed(f"ingest of users {start}..: {answer.status_code} {answer.text}")
             done += count
@@ -216,9 +226,10 @@ def sample_sends(
 async def drive(settings: Settings, stack: Stack, users: int, console: Console) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.key}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as http:
-        created = await http.post(
+        created = await post(
+            http,
             "/bulk",
-            json={
+            {
                 "message": {
                     "event": "demo-welcome",
                     "routing": {"method": "single", "channels": ["email"]},
@@ -234,7 +245,7 @@ async def drive(settings: Settings, stack: Stack, users: int, console: Console) 
         await _ingest(http, job_id, users, console)
         t1 = time.monotonic()
         since = await asyncio.to_thread(_end_offsets, settings)
-        ran = await http.post(f"/bulk/{job_id}/run")
+        ran = await post(http, f"/bulk/{job_id}/run")
         if ran.status_code != 202:
             raise DemoFailed(f"run: {ran.status_code} {ran.text}")
         console.print("running: one send event per user, through every worker", highlight=False)
