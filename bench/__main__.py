@@ -1,6 +1,7 @@
 """`python -m bench`: run the scenarios against the local stack and write docs/benchmarks.md.
 
 python -m bench [--users N] [--workers W] [--only name[,name]] [--profile] [--out PATH] [--keep]
+python -m bench --render .local/bench/<run id>/results.json [--out PATH]
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import api, fanout, ingest, memory, versus_naive
-from .env import REPO, Options, Run, machine_facts, redis_run_id, say
+from .env import REPO, Options, Run, machine_facts, restarted, say, stack_identity
 from .report import render, write
 from .results import Figure, ScenarioResult
 from .scale import compute
@@ -41,6 +43,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy the fan-out's workers")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep topics, keys and state")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rewrite --out from a run's saved .local/bench/<run>/results.json",
+    )
     args = parser.parse_args(argv)
     unknown = set(filter(None, args.only.split(","))) - set(SCENARIOS)
     if unknown:
@@ -69,8 +77,27 @@ def derived(results: list[ScenarioResult]) -> list[ScenarioResult]:
     return results
 
 
+def report(record: dict[str, Any], out: Path) -> list[ScenarioResult]:
+    """Write the whole document from a run record; the results with the derived ones."""
+    results = derived([ScenarioResult.from_json(r) for r in record["results"]])
+    text = render(
+        results,
+        record["facts"],
+        record["command"],
+        record["started"],
+        record["finished"],
+        record["failures"],
+    )
+    write(out, text)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.render is not None:
+        report(json.loads(args.render.read_text()), args.out)
+        say(f"wrote {args.out} from {args.render}")
+        return 0
     chosen = [name for name in SCENARIOS if not args.only or name in args.only.split(",")]
     opts = Options(users=args.users, workers=args.workers, profile=args.profile)
     bench = Run.create(keep=args.keep)
@@ -83,14 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in chosen:
             began = time.monotonic()
-            redis_before = redis_run_id(bench.base.redis_url)
+            stack = stack_identity(bench.base)
             try:
                 results.append(SCENARIOS[name](bench, opts))
             except Exception as exc:
                 traceback.print_exc()
                 failures[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if redis_run_id(bench.base.redis_url) != redis_before:
-                note = "Redis restarted during this scenario (not by the benchmark)"
+            gone = restarted(stack, stack_identity(bench.base))
+            if gone:
+                note = f"{' and '.join(gone)} restarted during this scenario (not by the benchmark)"
                 if results and results[-1].name == name:
                     results[-1].notes.append(note)
                 if name in failures:
@@ -98,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{name}: done in {time.monotonic() - began:.0f} s")
     finally:
         bench.close()
-    results = derived(results)
     facts["load (1, 5, 15 min) at start / end"] = f"{facts.pop('load')} / {machine_facts()['load']}"
-    text = render(results, facts, command, started, time.strftime("%H:%M:%S"), failures)
-    write(args.out, text)
-    (bench.log_dir / "results.json").write_text(
-        json.dumps([r.to_json() for r in results], indent=2, default=str)
-    )
+    record = {
+        "command": command,
+        "started": started,
+        "finished": time.strftime("%H:%M:%S"),
+        "facts": facts,
+        "failures": failures,
+        "results": [r.to_json() for r in results],
+    }
+    (bench.log_dir / "results.json").write_text(json.dumps(record, indent=2, default=str))
+    results = report(record, args.out)
     say(f"wrote {args.out} (raw results and logs in {bench.log_dir})")
     for result in results:
         for figure in result.figures:

@@ -41,13 +41,30 @@ def redis_client(url: str) -> redis.Redis:
     )
 
 
-def redis_run_id(url: str) -> str:
-    """The Redis server's run id: it changes when Redis restarts."""
-    client = redis_client(url)
+def stack_identity(settings: Settings) -> dict[str, str]:
+    """What changes when Redis or Kafka restart: Redis' run id; Kafka's cluster id and, for
+    the local stack, the broker's pid (from `make up`'s pid file, read only)."""
+    out = {"Redis": "?", "Kafka": "?"}
+    client = redis_client(settings.redis_url)
     try:
-        return str(client.info("server")["run_id"])
+        out["Redis"] = str(client.info("server")["run_id"])
+    except redis.RedisError:
+        pass
     finally:
         client.close()
+    try:
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        cluster = admin.describe_cluster(request_timeout=30).result(60)
+        pid_file = REPO / ".local" / "kafka" / "kafka.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""
+        out["Kafka"] = f"{cluster.cluster_id} {pid}"
+    except Exception:
+        pass
+    return out
+
+
+def restarted(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return [name for name, value in before.items() if after.get(name) != value]
 
 
 @dataclass
@@ -91,14 +108,7 @@ class Run:
                     future.result(60)
                 except Exception as exc:  # best effort: report, go on
                     print(f"bench: could not delete a topic of {tag}: {exc}", file=sys.stderr)
-        try:
-            listed = admin.list_consumer_groups().result(30)
-            groups = [g.group_id for g in listed.valid if tag in g.group_id]
-            if groups:
-                for future in admin.delete_consumer_groups(groups).values():
-                    future.result(30)
-        except Exception as exc:
-            print(f"bench: could not delete the groups of {tag}: {exc}", file=sys.stderr)
+        _delete_groups(admin, tag)
         client = redis_client(settings.redis_url)
         try:
             batch: list[bytes] = []
@@ -116,6 +126,32 @@ class Run:
     def close(self) -> None:
         if not self.keep:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _delete_groups(admin: AdminClient, tag: str, patience: float = 30.0) -> None:
+    """Delete the consumer groups carrying `tag`; a group whose stopped members have not
+    timed out yet is still "not empty", so try again for a while."""
+    deadline = time.monotonic() + patience
+    while True:
+        left: list[str] = []
+        try:
+            listed = admin.list_consumer_groups().result(30)
+            groups = [g.group_id for g in listed.valid if tag in g.group_id]
+            if groups:
+                for group, future in admin.delete_consumer_groups(groups).items():
+                    try:
+                        future.result(30)
+                    except Exception:
+                        left.append(group)
+        except Exception as exc:
+            print(f"bench: could not list the groups of {tag}: {exc}", file=sys.stderr)
+            return
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            print(f"bench: groups left behind (not empty): {', '.join(left)}", file=sys.stderr)
+            return
+        time.sleep(2.0)
 
 
 def _cpu_model() -> str:

@@ -38,6 +38,7 @@ from .procs import (
 )
 from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
+from .scale import record_round_trip
 
 
 def ceiling_records(create: CreateJob, commands: list[IngestUsers]) -> list[tuple[bytes, bytes]]:
@@ -191,6 +192,8 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
             f"while the fan-out alone did "
             f"{result.details['fanout_sends_per_cpu_second']:,.0f} sends per CPU-second."
         )
+    # For the scale paragraph: the job record of a 100M-user job, decoded and re-encoded.
+    result.details["record_round_trip_100m"] = record_round_trip(page_size=s.fanout_page_size)
     if abs(sends.value_bytes - pushed.value_bytes) > 0.01 * pushed.value_bytes:
         result.notes.append(
             f"send sizes differ: ours {sends.value_bytes / n:.0f} B, "

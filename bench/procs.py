@@ -37,8 +37,36 @@ def start_workers(settings: Settings, count: int, log_dir: Path, name: str) -> l
     return workers
 
 
+_FANOUT = re.compile(rb"fan-out (\S+): partitions (assigned|revoked) \[([0-9, ]*)\]")
+
+
+def fanout_partitions(worker: WorkerProcess) -> set[int] | None:
+    """The fan-out partitions a worker holds now, per its log (None: none assigned yet)."""
+    last = None
+    for found in _FANOUT.finditer(worker.log_path.read_bytes()):
+        last = found
+    if last is None or last.group(2) == b"revoked":
+        return None
+    return {int(p) for p in last.group(3).split(b",") if p.strip()}
+
+
+def fanout_settled(workers: list[WorkerProcess]) -> bool:
+    """Every fan-out partition held by exactly one worker, and every worker holding some."""
+    partitions = workers[0].settings.partitions
+    held = [fanout_partitions(w) for w in workers]
+    if any(h is None for h in held):
+        return False
+    sets = [h for h in held if h is not None]
+    everyone = len(workers) > partitions or all(sets)
+    return everyone and sum(map(len, sets)) == partitions == len(set().union(*sets))
+
+
 def wait_ready(workers: list[WorkerProcess], timeout: float = 180) -> None:
-    """Until every worker answers /readyz with 200, twice in a row 1 s apart (rebalances done)."""
+    """Until every worker answers /readyz with 200 and the fan-out group has settled (each
+    partition assigned to one of them), twice in a row 1 s apart.
+
+    /readyz says the fan-out loop joined its group, not that the group's rebalance is
+    over: a run right after it would wait for that rebalance."""
     urls = [w.metrics_url(timeout) for w in workers]
     deadline = time.monotonic() + timeout
     streak = 0
@@ -52,6 +80,7 @@ def wait_ready(workers: list[WorkerProcess], timeout: float = 180) -> None:
             ready = all(httpx.get(f"{u}/readyz", timeout=2).status_code == 200 for u in urls)
         except httpx.HTTPError:
             ready = False
+        ready = ready and fanout_settled(workers)
         streak = streak + 1 if ready else 0
         time.sleep(1.0)
 

@@ -25,7 +25,9 @@ make bench BENCH_ARGS="--only fanout --profile"   # one scenario, with py-spy
 ```
 
 `python -m bench --help` lists the options (`--users`, `--workers`, `--only`, `--profile`,
-`--out`, `--keep`). Process logs and py-spy's raw stacks stay in `.local/bench/<run id>/`.
+`--out`, `--keep`). Process logs, py-spy's raw stacks and the run's `results.json` stay in
+`.local/bench/<run id>/`; `python -m bench --render .local/bench/<run id>/results.json`
+rewrites this file from them without measuring again.
 """
 
 _SCENARIOS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -49,6 +49,10 @@ class Figure:
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"ratio": self.ratio, "target": self.target, "passed": self.passed}
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Figure:
+        return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
 
 @dataclass
 class ScenarioResult:
@@ -72,6 +76,18 @@ class ScenarioResult:
             "notes": self.notes,
             "log_findings": self.log_findings,
         }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ScenarioResult:
+        return cls(
+            name=raw["name"],
+            title=raw["title"],
+            figures=[Figure.from_json(f) for f in raw["figures"]],
+            details=raw["details"],
+            checks=raw["checks"],
+            notes=raw["notes"],
+            log_findings=raw["log_findings"],
+        )
 
 
 class CheckFailed(AssertionError):
