@@ -62,7 +62,8 @@ from streams.topics import ensure_topics
 from streams.views import InvalidCursor, Views
 
 log = logging.getLogger(__name__)
-JOB_ID = re.compile(r"^[^\x00-\x1f\x7f/]{1,200}$")
+# fullmatch, not match with `$`: `$` also matches before a final newline ("job\n").
+JOB_ID = re.compile(r"[^\x00-\x1f\x7f/]{1,200}")
 
 
 class CreateJobBody(BaseModel):
@@ -129,7 +130,7 @@ class Api:
     @staticmethod
     def job_id(request: Request) -> str:
         job_id = str(request.path_params["job_id"])
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise not_found(job_id[:200])
         return job_id
 
