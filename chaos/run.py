@@ -23,10 +23,12 @@ from tests.streams.api.conftest import ApiServer, start_api, stop_api
 from tests.streams.harness import (
     Client,
     WorkerProcess,
+    await_accepted,
     drop_topics,
     fresh_settings,
     ingest_generated,
     read_topic,
+    send_generated,
     wait_for,
 )
 
@@ -105,14 +107,27 @@ class Run:
     def ingest(self, job_id: str, users: int) -> int:
         return ingest_generated(self.client, job_id, users)
 
+    def send(self, job_id: str, first: int, stop: int) -> list[str]:
+        """Send generated users `first`..`stop - 1` without waiting for their results."""
+        return send_generated(self.client, job_id, first, stop)
+
+    def accepted(self, commands: list[str]) -> int:
+        return await_accepted(self.client, commands)
+
+    def wait_received(self, job_id: str, count: int, timeout: float = 900) -> Any:
+        return self._wait_counter(job_id, "received", count, timeout)
+
     def wait_enqueued(self, job_id: str, count: int, timeout: float = 900) -> Any:
+        return self._wait_counter(job_id, "enqueued", count, timeout)
+
+    def _wait_counter(self, job_id: str, counter: str, count: int, timeout: float) -> Any:
         def reached() -> Any:
             job = self.client.job(job_id)
-            if job is not None and (job.enqueued >= count or job.status == "COMPLETED"):
+            if job is not None and (getattr(job, counter) >= count or job.status == "COMPLETED"):
                 return job
             return None
 
-        return wait_for(reached, timeout, f"{count} sends enqueued", every=0.05)
+        return wait_for(reached, timeout, f"{count} {counter}", every=0.05)
 
     def finish(self, tally: Tally, job_id: str, timeout: float = 900) -> None:
         """Wait for COMPLETED, then count the sends and compare the counters with the truth."""

@@ -310,9 +310,15 @@ def peak_rss_kib(pid: int) -> int:
 
 def ingest_generated(client: Client, job_id: str, users: int, batch: int = 1000) -> int:
     """Ingest `users` generated users in batches; wait for the last result; return accepted."""
-    total = 0
+    return await_accepted(client, send_generated(client, job_id, 0, users, batch))
+
+
+def send_generated(
+    client: Client, job_id: str, first: int, stop: int, batch: int = 1000
+) -> list[str]:
+    """Send generated users `first`..`stop - 1` as ingest commands; return their command ids."""
     commands = []
-    for start in range(0, users, batch):
+    for start in range(first, stop, batch):
         command = complete_command(
             {
                 "kind": "ingest",
@@ -322,7 +328,7 @@ def ingest_generated(client: Client, job_id: str, users: int, batch: int = 1000)
                         "to": {"user_id": f"user-{i}", "email": f"user-{i}@example.com"},
                         "data": {"n": i},
                     }
-                    for i in range(start, min(start + batch, users))
+                    for i in range(start, min(start + batch, stop))
                 ],
             },
             client.tenant,
@@ -330,6 +336,12 @@ def ingest_generated(client: Client, job_id: str, users: int, batch: int = 1000)
         client.producer.send(command)
         commands.append(command.command_id)
     client.producer.flush(120)
+    return commands
+
+
+def await_accepted(client: Client, commands: list[str]) -> int:
+    """Wait for every command's result; each must be ok; return the users they accepted."""
+    total = 0
     for command_id in commands:
         result = client.result(command_id, timeout=900)
         assert result.ok, result
