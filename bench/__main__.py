@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from . import api, fanout, ingest, memory, versus_naive
-from .env import REPO, Options, Run, machine_facts, restarted, say, stack_identity
+from .env import (
+    REPO,
+    Options,
+    Run,
+    machine_facts,
+    plant_sentinel,
+    restarted,
+    say,
+    sentinel_intact,
+    stack_identity,
+)
 from .report import render, write
 from .results import Figure, ScenarioResult
 from .scale import compute
@@ -111,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             began = time.monotonic()
             stack = stack_identity(bench.base)
+            sentinel = f"bench:{bench.run_id}:sentinel"
+            token = plant_sentinel(bench.base, sentinel)
             try:
                 results.append(SCENARIOS[name](bench, opts))
             except Exception as exc:
                 traceback.print_exc()
                 failures[name] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            gone = restarted(stack, stack_identity(bench.base))
+            gone = [f"{what} restarted" for what in restarted(stack, stack_identity(bench.base))]
+            if not sentinel_intact(bench.base, sentinel, token):
+                gone.append("Redis flushed")
             if gone:
-                note = f"{' and '.join(gone)} restarted during this scenario (not by the benchmark)"
+                note = f"{' and '.join(gone)} during this scenario (not by the benchmark)"
                 if results and results[-1].name == name:
                     results[-1].notes.append(note)
                 if name in failures:

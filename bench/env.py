@@ -67,6 +67,29 @@ def restarted(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return [name for name, value in before.items() if after.get(name) != value]
 
 
+def plant_sentinel(settings: Settings, key: str) -> str:
+    """A fresh value under `key` in Redis; `sentinel_intact` tells if a flush took it."""
+    value = uuid.uuid4().hex
+    client = redis_client(settings.redis_url)
+    try:
+        client.set(key, value, ex=86_400)
+    finally:
+        client.close()
+    return value
+
+
+def sentinel_intact(settings: Settings, key: str, value: str) -> bool:
+    client = redis_client(settings.redis_url)
+    try:
+        found = client.get(key)
+        client.delete(key)
+        return isinstance(found, bytes) and found.decode() == value
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 @dataclass
 class Run:
     """One `python -m bench` invocation: its id, base settings and folders."""

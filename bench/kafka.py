@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, NewTopic, TopicPartition
 
+from schemas.commands import CommandResult
 from streams.fanout import producer_config
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -160,3 +161,37 @@ def read_stats(
         consumer.close()
     stats.distinct_keys = len(keys)
     return stats
+
+
+def read_results(settings: Settings, command_ids: set[str]) -> dict[str, CommandResult]:
+    """The results of these commands on the command-results topic (read to its end)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"{settings.app_id}-reader-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    topic = settings.topic_command_results
+    found: dict[str, CommandResult] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+        at_eof: set[int] = set()
+        deadline = time.monotonic() + 300
+        while len(at_eof) < len(partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add(message.partition() or 0)
+                        continue
+                    raise AssertionError(f"reading {topic}: {error}")
+                result = CommandResult.model_validate_json(message.value() or b"{}")
+                if result.command_id in command_ids:
+                    found[result.command_id] = result
+    finally:
+        consumer.close()
+    return found
