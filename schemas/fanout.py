@@ -54,7 +54,8 @@ class PageFields(NamedTuple):
     created_at: float
     message: dict[str, Any]
     data: dict[str, Any]
-    users: list[PageUser]
+    # decode_page gives tuples; the aggregate encodes the lists it stored per batch
+    users: list[PageUser] | list[list[Any]]
 
 
 def encode_page(fields: PageFields) -> bytes:

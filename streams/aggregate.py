@@ -44,17 +44,19 @@ from schemas.commands import (
 from schemas.fanout import PageFields, encode_page
 from schemas.views import JobStatus
 from streams import metrics
-from streams.app import Pipeline, delivered
+from streams.app import Pipeline, delivered, partition_db
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
 from streams.ordering import CommandOrder
+from streams.paging import MissingUsers, cut_pages
 from streams.state import (
-    Batch,
     JobState,
     batch_key,
+    batch_prefix,
     command_key,
     identity_key,
     jobs_index_key,
+    scan_prefix,
 )
 from streams.topics import MAX_MESSAGE_BYTES
 
@@ -104,7 +106,7 @@ class Aggregate:
         elif isinstance(command, IngestUsers):
             await self.ingest(command, message.offset)
         else:
-            await self.run(command, message.offset)
+            await self.run(command, message.offset, message.partition)
 
     async def dead_letter(self, message: Any, exc: PoisonCommand) -> None:
         metrics.COMMANDS.labels("unknown", "dlq").inc()
@@ -214,12 +216,13 @@ class Aggregate:
             await self.publish_result(prior)
             return
         applied = job.applied_offset >= offset
-        batch = job.batch_at(offset) if applied else None
         if not applied and job.status is not JobStatus.CREATED:
             message = f"Job {job_id} has already been run; create a new job to add users"
             await self.finish(self.result(command, False, ErrorType.ALREADY_RUN, message), offset)
             return
-        base = batch.base if batch is not None else job.received
+        base = self.replayed_base(job_id, offset) if applied else None
+        if base is None:
+            base = job.received
         own = str(offset).encode()
 
         accepted: list[tuple[int, str, dict[str, Any]]] = []
@@ -246,7 +249,6 @@ class Aggregate:
         self.state[batch_key(job_id, offset)] = orjson.dumps(accepted)
         if not applied:
             metrics.USERS_INGESTED.inc(len(accepted))
-            job.batches.append(Batch(offset=offset, base=base, count=len(accepted)))
             job.received += len(accepted)
             job.applied_offset = offset
         self.jobs.save(job_id, job)
@@ -255,8 +257,17 @@ class Aggregate:
         await self.views.write_job(job_id, job)
         await self.finish(self.result(command, True, errors=errors, total=len(accepted)), offset)
 
+    def replayed_base(self, job_id: str, offset: int) -> int | None:
+        """The first position an ingest already folded into the job gave its users.
+
+        Its batch key was written before the job record, so it is there; a batch
+        that accepted nobody has no first position, and needs none."""
+        raw = self.state.get(batch_key(job_id, offset))
+        users = orjson.loads(raw) if raw is not None else []
+        return int(users[0][0]) if users else None
+
     # -- run -----------------------------------------------------------------
-    async def run(self, command: RunJob, offset: int) -> None:
+    async def run(self, command: RunJob, offset: int, partition: int) -> None:
         job_id = command.job_id
         job = self.jobs.load(job_id)
         if job is None or job.tenant != command.tenant:
@@ -288,7 +299,7 @@ class Aggregate:
         await self.finish(self.result(command, True), offset)
         if job.status is JobStatus.PROCESSING:
             try:
-                await self.emit_pages(job_id, job)
+                await self.emit_pages(job_id, job, partition)
             except JobFailed as exc:
                 await self.fail(job_id, str(exc))
 
@@ -302,56 +313,44 @@ class Aggregate:
         await self.views.write_job(job_id, job)
         await self.jobs.lifecycle(job_id, job, JobStatus.PROCESSING)
 
-    async def emit_pages(self, job_id: str, job: JobState) -> None:
+    async def emit_pages(self, job_id: str, job: JobState, partition: int) -> None:
         """Cut the job into pages of positions [n*P, (n+1)*P) and send those not done yet."""
         size = job.page_size or self.settings.fanout_page_size
         in_flight: deque[Any] = deque()
         sent = 0
-        page_users: list[tuple[int, str, dict[str, Any]]] = []
-        page_no = 0
-
-        async def flush(users: list[tuple[int, str, dict[str, Any]]], number: int) -> None:
-            if not users or job.page_done(number):
-                return
-            value = encode_page(
-                PageFields(
-                    job_id=job_id,
-                    tenant=job.tenant,
-                    page=number,
-                    page_size=size,
-                    created_at=job.created_at,
-                    message=job.send,
-                    data=job.data,
-                    users=users,
+        stored = (
+            orjson.loads(raw)
+            for _, raw in scan_prefix(partition_db(self.state, partition), batch_prefix(job_id))
+        )
+        try:
+            for number, users in cut_pages(stored, size, job.received):
+                if job.page_done(number):
+                    continue
+                value = encode_page(
+                    PageFields(
+                        job_id=job_id,
+                        tenant=job.tenant,
+                        page=number,
+                        page_size=size,
+                        created_at=job.created_at,
+                        message=job.send,
+                        data=job.data,
+                        users=users,
+                    )
                 )
-            )
-            if len(value) > MAX_MESSAGE_BYTES:
-                raise JobFailed(
-                    f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} byte "
-                    "limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
-                )
-            nonlocal sent
-            in_flight.append(
-                await self.topics.fanout_pages.send(key=f"{job_id}:{number}".encode(), value=value)
-            )
-            sent += 1
-            # A few pages in flight at a time: memory stays flat however large the job.
-            while len(in_flight) > PAGES_IN_FLIGHT:
-                await in_flight.popleft()
-
-        for batch in job.batches:
-            if batch.count == 0:
-                continue
-            raw = self.state.get(batch_key(job_id, batch.offset))
-            if raw is None:
-                raise JobFailed(f"the users ingested at offset {batch.offset} are missing")
-            for position, identity, user in orjson.loads(raw):
-                number = position // size
-                if number != page_no:
-                    await flush(page_users, page_no)
-                    page_users, page_no = [], number
-                page_users.append((position, identity, user))
-        await flush(page_users, page_no)
+                if len(value) > MAX_MESSAGE_BYTES:
+                    raise JobFailed(
+                        f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} "
+                        "byte limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
+                    )
+                key = f"{job_id}:{number}".encode()
+                in_flight.append(await self.topics.fanout_pages.send(key=key, value=value))
+                sent += 1
+                # A few pages in flight at a time: memory stays flat however large the job.
+                while len(in_flight) > PAGES_IN_FLIGHT:
+                    await in_flight.popleft()
+        except MissingUsers as exc:
+            raise JobFailed(f"accepted users are missing from the state: {exc}") from exc
         # Delivered before the run command's offset may be committed.
         await asyncio.gather(*in_flight)
         log.info("job %s: %d pages sent to the fan-out", job_id, sent)

@@ -25,7 +25,7 @@ from streams.state import (
     JOBS_PREFIX,
     SEP,
     JobState,
-    batch_key,
+    batch_prefix,
     expire_key_for,
     expire_key_job,
     job_key,
@@ -65,10 +65,8 @@ class Control:
         log.info("views rebuilt for %d job(s) of partition %d", count, partition)
 
     async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
-        for batch in job.batches:
-            raw = db.get(batch_key(job_id, batch.offset))
-            if raw is not None:
-                await self.views.write_users(job.tenant, job_id, orjson.loads(raw))
+        for _, raw in scan_prefix(db, batch_prefix(job_id)):
+            await self.views.write_users(job.tenant, job_id, orjson.loads(raw))
         if job.page_size:
             failure_prefix = f"{job_id}{SEP}f{SEP}".encode()
             failures = {

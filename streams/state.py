@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from schemas.views import JobStatus
 
@@ -38,6 +38,11 @@ def identity_key(job_id: str, identity: str) -> bytes:
 
 def batch_key(job_id: str, offset: int) -> bytes:
     return f"{job_id}{SEP}b{SEP}{offset:020d}".encode()
+
+
+def batch_prefix(job_id: str) -> bytes:
+    """The prefix of a job's batch keys; they sort in offset (so arrival) order."""
+    return f"{job_id}{SEP}b{SEP}".encode()
 
 
 def command_key(job_id: str, command_id: str) -> bytes:
@@ -80,18 +85,11 @@ def expire_key_job(key: bytes) -> tuple[int, str]:
     return int(due), job_id
 
 
-class Batch(BaseModel):
-    """Where one accepted ingest batch sits in the job: its offset, first position, size."""
-
-    model_config = ConfigDict(frozen=True)
-
-    offset: int
-    base: int
-    count: int
-
-
 class JobState(BaseModel):
-    """The job aggregate. Written whole, so each change is one atomic table write."""
+    """The job aggregate. Written whole, so each change is one atomic table write.
+
+    It stays small whatever the job's size (the users sit under their batch
+    keys): every ingest command and every page report reads and writes it."""
 
     tenant: str
     definition: dict[str, Any] = Field(description="The message as the creator sent it.")
@@ -104,7 +102,6 @@ class JobState(BaseModel):
     received: int = 0
     enqueued: int = 0
     failures: int = 0
-    batches: list[Batch] = Field(default_factory=list)
     applied_offset: int = Field(description="Offset of the last command applied to this record.")
     run_offset: int | None = None
     run_at: float | None = Field(default=None, description="When the run command was applied.")
@@ -119,12 +116,6 @@ class JobState(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> JobState:
         return cls.model_validate(orjson.loads(raw))
-
-    def batch_at(self, offset: int) -> Batch | None:
-        for batch in reversed(self.batches):
-            if batch.offset == offset:
-                return batch
-        return None
 
     # The bitmap of pages: bit n set once page n's progress was counted.
     def page_done(self, page: int) -> bool:

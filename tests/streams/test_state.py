@@ -1,12 +1,13 @@
-"""The job record: page bitmap, batches, key layout."""
+"""The job record: page bitmap, fixed size, key layout."""
 
 from __future__ import annotations
 
 import pytest
 
 from streams.state import (
-    Batch,
     JobState,
+    batch_key,
+    batch_prefix,
     expire_key,
     expire_key_job,
     identity_key,
@@ -30,11 +31,19 @@ def test_page_bitmap_marks_exactly_the_pages_done() -> None:
     assert [p for p in range(1100) if restored.page_done(p)] == [0, 9, 1000]
 
 
-def test_batches_are_found_by_offset() -> None:
+def test_batch_keys_sort_in_offset_order_under_their_prefix() -> None:
+    offsets = [9, 10, 100, 2**40]
+    keys = [batch_key("j1", offset) for offset in offsets]
+    assert sorted(keys) == keys
+    assert all(key.startswith(batch_prefix("j1")) for key in keys)
+    assert not batch_key("j10", 1).startswith(batch_prefix("j1"))
+
+
+def test_the_job_record_does_not_grow_with_ingests() -> None:
     job = _job()
-    job.batches = [Batch(offset=3, base=0, count=10), Batch(offset=8, base=10, count=5)]
-    assert job.batch_at(8) == Batch(offset=8, base=10, count=5)
-    assert job.batch_at(4) is None
+    before = len(job.to_bytes())
+    job.received, job.applied_offset = 100_000_000, 123_456_789
+    assert len(job.to_bytes()) < before + 20
 
 
 def test_every_key_of_a_job_shares_its_prefix_and_no_other_job_s() -> None:
