@@ -30,7 +30,7 @@ from rocksdict import Options, Rdict
 
 from schemas.fanout import PageProgress, decode_page
 from streams import metrics
-from streams.expand import build_send, routing_channels, unroutable_reason
+from streams.expand import PageSends, routing_channels, unroutable_reason
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
 
@@ -76,7 +76,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "linger.ms": 5,
         "batch.size": 1_000_000,
         "message.max.bytes": MAX_MESSAGE_BYTES,
+        # The local queue is what a fan-out runs ahead of the broker: bounded in bytes
+        # too (librdkafka's default is 1 GB), so a worker's memory does not follow the
+        # size of the job. 32 MB is over 100k sends, ample to keep the broker busy.
         "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 32 * 1024,
     }
 
 
@@ -207,25 +211,26 @@ class FanoutLoop:
         assert isinstance(value, bytes)
         page = decode_page(value)
         failures: list[tuple[int, str]] = []
-        enqueued = 0
         channels = routing_channels(page.message)
+        sends = PageSends(
+            job_id=page.job_id,
+            tenant=page.tenant,
+            created_at=page.created_at,
+            definition=page.message,
+            global_data=page.data,
+        )
+        topic, produce = self.s.topic_sends, producer.produce
         for position, identity, user in page.users:
             reason = unroutable_reason(user, page.message, channels)
             if reason is not None:
                 failures.append((position, reason))
                 continue
-            send = build_send(
-                job_id=page.job_id,
-                tenant=page.tenant,
-                created_at=page.created_at,
-                definition=page.message,
-                global_data=page.data,
-                position=position,
-                identity=identity,
-                user=user,
-            )
-            self._produce(producer, self.s.topic_sends, send["messageId"].encode(), send)
-            enqueued += 1
+            key, send = sends.build(position, identity, user)
+            try:
+                produce(topic, send, key)
+            except BufferError:
+                self._produce(producer, topic, key, send)
+        enqueued = len(page.users) - len(failures)
         report = PageProgress(
             job_id=page.job_id,
             tenant=page.tenant,
@@ -233,15 +238,16 @@ class FanoutLoop:
             enqueued=enqueued,
             failures=failures,
         )
-        self._produce(producer, self.s.topic_progress, page.job_id.encode(), report.to_wire())
+        progress = orjson.dumps(report.to_wire())
+        self._produce(producer, self.s.topic_progress, page.job_id.encode(), progress)
         return enqueued, len(failures)
 
     @staticmethod
-    def _produce(producer: Producer, topic: str, key: bytes, value: dict[str, Any]) -> None:
-        payload = orjson.dumps(value)
+    def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+        """Produce, waiting for room while the local queue is full."""
         while True:
             try:
-                producer.produce(topic, key=key, value=payload)
+                producer.produce(topic, key=key, value=value)
                 return
             except BufferError:
                 producer.poll(0.05)

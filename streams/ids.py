@@ -20,4 +20,9 @@ def message_id(created_at: float, job_id: str, identity: str) -> str:
     creation time, then 24 hex of a hash of job id and user identity.
     """
     digest = hashlib.blake2b(f"{job_id}\x00{identity}".encode(), digest_size=12).hexdigest()
-    return f"1-{int(created_at) & 0xFFFFFFFF:08x}-{digest}"
+    return message_id_prefix(created_at) + digest
+
+
+def message_id_prefix(created_at: float) -> str:
+    """The part of a job's message ids that every user shares."""
+    return f"1-{int(created_at) & 0xFFFFFFFF:08x}-"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
-from streams.expand import build_send, merged_data, send_to, unroutable_reason
+from streams.expand import PageSends, build_send, merged_data, send_to, unroutable_reason
 from streams.ids import message_id, new_job_id
 
 
@@ -110,3 +113,47 @@ def test_build_send_shape() -> None:
         "preferences": {"p": 1},
         "data": {"g": 1},
     }
+
+
+USERS = [
+    {"to": {"user_id": "u1", "email": "u1@example.com"}, "data": {"n": 1}},
+    {"to": {"user_id": "u2"}},
+    {"to": {"user_id": "u3", "data": {"b": 200, "c": 3}}, "data": {"b": 20}},
+    {"to": {"email": "e@example.com", "data": None}, "data": None},
+    {"recipient": "legacy", "data": {"n": 5}},
+    {"recipient": "legacy-2", "to": {"user_id": "wins"}},
+    {"profile": {"email": "p@example.com"}, "preferences": {"notifications": {}}},
+    {"to": {"user_id": "ü-ñ \"quoted\"", "phone_number": "+1 555 010 9999"}, "data": {"x": [1]}},
+    {"to": {}, "data": "not an object", "profile": "not an object"},
+]
+
+
+@pytest.mark.parametrize("global_data", [None, {}, {"a": 1, "b": 2, "nested": {"x": 1}}])
+@pytest.mark.parametrize("user", USERS)
+def test_page_sends_are_byte_for_byte_the_dumped_build_send(
+    user: dict[str, Any], global_data: dict[str, Any] | None
+) -> None:
+    job_id = new_job_id(1_764_000_000)
+    definition = {"template": "T", "routing": {"method": "single", "channels": ["email"]}}
+    sends = PageSends(
+        job_id=job_id,
+        tenant="acme",
+        created_at=1_764_000_000.5,
+        definition=definition,
+        global_data=global_data,
+    )
+    expected = build_send(
+        job_id=job_id,
+        tenant="acme",
+        created_at=1_764_000_000.5,
+        definition=definition,
+        global_data=global_data,
+        position=1234,
+        identity="user:u1",
+        user=user,
+    )
+    key, value = sends.build(1234, "user:u1", user)
+    assert key == expected["messageId"].encode()
+    assert value == orjson.dumps(expected)
+    # The page's shared parts are not changed by a user.
+    assert sends.build(1234, "user:u1", user) == (key, value)
