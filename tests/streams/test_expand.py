@@ -123,7 +123,7 @@ USERS = [
     {"recipient": "legacy", "data": {"n": 5}},
     {"recipient": "legacy-2", "to": {"user_id": "wins"}},
     {"profile": {"email": "p@example.com"}, "preferences": {"notifications": {}}},
-    {"to": {"user_id": "ü-ñ \"quoted\"", "phone_number": "+1 555 010 9999"}, "data": {"x": [1]}},
+    {"to": {"user_id": 'ü-ñ "quoted"', "phone_number": "+1 555 010 9999"}, "data": {"x": [1]}},
     {"to": {}, "data": "not an object", "profile": "not an object"},
 ]
 
