@@ -74,6 +74,13 @@ def encode_page(fields: PageFields) -> bytes:
     )
 
 
+def encode_page_spliced(fields: PageFields, users: bytes) -> bytes:
+    """`encode_page` of these fields with `users`, given as its JSON array already."""
+    head = encode_page(fields._replace(users=[]))
+    assert head.endswith(b'"users":[]}')
+    return head[: -len(b"[]}")] + users + b"}"
+
+
 def decode_page(raw: bytes) -> PageFields:
     """The fields of a page written by `encode_page` (or by the model)."""
     wire = orjson.loads(raw)

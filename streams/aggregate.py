@@ -41,20 +41,20 @@ from schemas.commands import (
     IngestUsers,
     RunJob,
 )
-from schemas.fanout import PageFields, encode_page
+from schemas.fanout import PageFields, encode_page_spliced
 from schemas.views import JobStatus
 from streams import metrics
 from streams.app import Pipeline, delivered, partition_db
+from streams.dedupe import DedupeIndex
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
 from streams.ordering import CommandOrder
-from streams.paging import MissingUsers, cut_pages
+from streams.paging import MissingUsers, cut_pages, encode_batch, read_batch
 from streams.state import (
     JobState,
     batch_key,
     batch_prefix,
     command_key,
-    identity_key,
     jobs_index_key,
     scan_prefix,
 )
@@ -92,6 +92,7 @@ class Aggregate:
         self.topics = pipeline.topics
         self.settings = pipeline.settings
         self.jobs = Jobs(pipeline)
+        self.dedupe = DedupeIndex(pipeline.state)
 
     # -- entry ---------------------------------------------------------------
     async def handle(self, event: Any) -> None:
@@ -104,7 +105,7 @@ class Aggregate:
         if isinstance(command, CreateJob):
             await self.create(command, message.offset)
         elif isinstance(command, IngestUsers):
-            await self.ingest(command, message.offset)
+            await self.ingest(command, message.offset, message.partition)
         else:
             await self.run(command, message.offset, message.partition)
 
@@ -205,7 +206,7 @@ class Aggregate:
         await self.finish(self.result(command, True), offset, store=False)
 
     # -- ingest --------------------------------------------------------------
-    async def ingest(self, command: IngestUsers, offset: int) -> None:
+    async def ingest(self, command: IngestUsers, offset: int, partition: int) -> None:
         job_id = command.job_id
         job = self.jobs.load(job_id)
         if job is None or job.tenant != command.tenant:
@@ -238,15 +239,14 @@ class Aggregate:
                 errors.append(IngestError(error=DUPLICATE, user=wire))
                 continue
             seen.add(identity)
-            holder = self.state.get(identity_key(job_id, identity))
+            holder = self.dedupe.holder(partition, job_id, identity)
             if holder is not None and holder != own:
                 errors.append(IngestError(error=DUPLICATE, user=wire))
                 continue
             accepted.append((base + len(accepted), identity, wire))
 
-        for _, identity, _ in accepted:
-            self.state[identity_key(job_id, identity)] = own
-        self.state[batch_key(job_id, offset)] = orjson.dumps(accepted)
+        self.dedupe.add(partition, job_id, [identity for _, identity, _ in accepted], offset)
+        self.state[batch_key(job_id, offset)] = encode_batch(accepted)
         if not applied:
             metrics.USERS_INGESTED.inc(len(accepted))
             job.received += len(accepted)
@@ -263,8 +263,8 @@ class Aggregate:
         Its batch key was written before the job record, so it is there; a batch
         that accepted nobody has no first position, and needs none."""
         raw = self.state.get(batch_key(job_id, offset))
-        users = orjson.loads(raw) if raw is not None else []
-        return int(users[0][0]) if users else None
+        batch = read_batch(raw) if raw is not None else None
+        return batch.first if batch is not None and batch.ends else None
 
     # -- run -----------------------------------------------------------------
     async def run(self, command: RunJob, offset: int, partition: int) -> None:
@@ -318,26 +318,23 @@ class Aggregate:
         size = job.page_size or self.settings.fanout_page_size
         in_flight: deque[Any] = deque()
         sent = 0
-        stored = (
-            orjson.loads(raw)
-            for _, raw in scan_prefix(partition_db(self.state, partition), batch_prefix(job_id))
+        db = partition_db(self.state, partition)
+        stored = (read_batch(raw) for _, raw in scan_prefix(db, batch_prefix(job_id)))
+        fields = PageFields(
+            job_id=job_id,
+            tenant=job.tenant,
+            page=0,
+            page_size=size,
+            created_at=job.created_at,
+            message=job.send,
+            data=job.data,
+            users=[],
         )
         try:
             for number, users in cut_pages(stored, size, job.received):
                 if job.page_done(number):
                     continue
-                value = encode_page(
-                    PageFields(
-                        job_id=job_id,
-                        tenant=job.tenant,
-                        page=number,
-                        page_size=size,
-                        created_at=job.created_at,
-                        message=job.send,
-                        data=job.data,
-                        users=users,
-                    )
-                )
+                value = encode_page_spliced(fields._replace(page=number), users)
                 if len(value) > MAX_MESSAGE_BYTES:
                     raise JobFailed(
                         f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} "
@@ -358,6 +355,7 @@ class Aggregate:
 
 def register(pipeline: Pipeline) -> None:
     aggregate = Aggregate(pipeline)
+    pipeline.state.restore_hooks.append(aggregate.dedupe.index_restored)
     order = CommandOrder(pipeline.app, pipeline.state)
 
     async def commands(stream: Any) -> None:

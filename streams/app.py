@@ -8,7 +8,7 @@ that the worker runs beside it as a service.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,15 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
     def __post_init__(self) -> None:
         super().__post_init__()
         self._undelivered: list[Any] = []
+        # Called with every batch of changelog events restored into RocksDB, after it
+        # is applied: to rebuild what the state keeps locally without a changelog.
+        self.restore_hooks: list[Callable[[list[Any]], None]] = []
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        for hook in self.restore_hooks:
+            hook(events)
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         future = super().send_changelog(*args, **kwargs)

@@ -20,6 +20,7 @@ import orjson
 from schemas.control import ControlMessage, PurgeJob, RebuildViews
 from streams.app import Pipeline, delivered, partition_db
 from streams.jobs import Jobs
+from streams.paging import decode_batch
 from streams.state import (
     EXPIRE_PREFIX,
     JOBS_PREFIX,
@@ -66,7 +67,7 @@ class Control:
 
     async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
         for _, raw in scan_prefix(db, batch_prefix(job_id)):
-            await self.views.write_users(job.tenant, job_id, orjson.loads(raw))
+            await self.views.write_users(job.tenant, job_id, decode_batch(raw))
         if job.page_size:
             failure_prefix = f"{job_id}{SEP}f{SEP}".encode()
             failures = {

@@ -1,52 +1,119 @@
-"""Cutting a job's accepted users into fan-out pages: pure logic, no Kafka.
+"""A job's accepted users as stored per ingest batch, and cut into fan-out pages.
 
-Page n holds positions [n*P, (n+1)*P). Users are stored per ingest batch, in
-arrival order, each batch a contiguous run of positions that starts where the
-previous one ended, so a page is a few list slices: no per-user work.
+Pure logic, no Kafka. Page n holds positions [n*P, (n+1)*P). Each batch is a
+contiguous run of positions that starts where the previous one ended, stored
+as the JSON of its users `[position, identity, user]` joined by commas, with
+the byte offset where each one ends. A page is then a few byte slices of the
+stored batches, spliced: the run of a job never decodes or re-encodes a user.
+
+Stored value: MAGIC, first position and count (little-endian u64 each),
+`count` u64 end offsets, then the users' JSON. A value without MAGIC is the
+plain JSON list an earlier version stored; it is read as well.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
-# (position in the job, identity, the user as ingested), as stored per batch
+import orjson
+
+# (position in the job, identity, the user as ingested), as decoded
 StoredUser = list[Any]
+
+MAGIC = b"\x00B1"  # no JSON text starts with NUL
+_HEAD = struct.Struct("<QQ")
 
 
 class MissingUsers(Exception):
     """The stored batches do not hold every position of the job."""
 
 
+class StoredBatch(NamedTuple):
+    first: int  # position of its first user
+    ends: tuple[int, ...]  # byte offset in `users` where each user's JSON ends
+    users: bytes  # the users' JSON, comma-separated, no brackets
+
+    def slice(self, start: int, stop: int) -> bytes:
+        """The JSON of users start..stop-1 (indexes in the batch), comma-separated."""
+        begin = self.ends[start - 1] + 1 if start else 0
+        return self.users[begin : self.ends[stop - 1]]
+
+
+def encode_batch(users: list[tuple[int, str, dict[str, Any]]]) -> bytes:
+    """The stored form of one ingest command's accepted users (positions contiguous)."""
+    first = users[0][0] if users else 0
+    if any(user[0] != first + i for i, user in enumerate(users)):
+        raise ValueError("a batch's positions must be contiguous")
+    items = [orjson.dumps(user) for user in users]
+    ends, end = [], -1
+    for item in items:
+        end += len(item) + 1
+        ends.append(end)
+    return b"".join(
+        (
+            MAGIC,
+            _HEAD.pack(first, len(users)),
+            struct.pack(f"<{len(ends)}Q", *ends),
+            b",".join(items),
+        )
+    )
+
+
+def read_batch(raw: bytes) -> StoredBatch:
+    if not raw.startswith(MAGIC):  # written by an earlier version: a JSON list
+        return _from_list(orjson.loads(raw))
+    first, count = _HEAD.unpack_from(raw, len(MAGIC))
+    at = len(MAGIC) + _HEAD.size
+    ends = struct.unpack_from(f"<{count}Q", raw, at)
+    return StoredBatch(first, ends, raw[at + 8 * count :])
+
+
+def decode_batch(raw: bytes) -> list[StoredUser]:
+    """The users of a stored batch, decoded."""
+    if not raw.startswith(MAGIC):
+        users: list[StoredUser] = orjson.loads(raw)
+        return users
+    batch = read_batch(raw)
+    decoded: list[StoredUser] = orjson.loads(b"[" + batch.users + b"]")
+    return decoded
+
+
+def _from_list(users: list[StoredUser]) -> StoredBatch:
+    encoded = encode_batch([(u[0], u[1], u[2]) for u in users])
+    return read_batch(encoded)
+
+
 def cut_pages(
-    batches: Iterable[list[StoredUser]], size: int, received: int
-) -> Iterator[tuple[int, list[StoredUser]]]:
-    """(page number, its users) for every page of a job of `received` users.
+    batches: Iterable[StoredBatch], size: int, received: int
+) -> Iterator[tuple[int, bytes]]:
+    """(page number, the JSON array of its users) for every page of a job of `received`.
 
     Raises MissingUsers at the first gap, or at the end when users are missing."""
     expected = 0
-    page: list[StoredUser] = []
+    parts: list[bytes] = []
     number = 0
-    for users in batches:
-        if not users:
+    for batch in batches:
+        count = len(batch.ends)
+        if not count:
             continue
-        first, last = users[0][0], users[-1][0]
-        if first != expected or last != first + len(users) - 1:
+        if batch.first != expected:
             raise MissingUsers(
-                f"positions {expected} onwards are missing (a batch holds {first}..{last})"
+                f"positions {expected} onwards are missing (a batch starts at {batch.first})"
             )
-        expected = last + 1
+        expected = batch.first + count
         i = 0
-        while i < len(users):
-            position = users[i][0]
+        while i < count:
+            position = batch.first + i
             if position // size != number:
-                if page:
-                    yield number, page
-                page, number = [], position // size
-            j = i + (number + 1) * size - position
-            page.extend(users[i:j])
+                if parts:
+                    yield number, b"[" + b",".join(parts) + b"]"
+                parts, number = [], position // size
+            j = min(count, i + (number + 1) * size - position)
+            parts.append(batch.slice(i, j))
             i = j
-    if page:
-        yield number, page
+    if parts:
+        yield number, b"[" + b",".join(parts) + b"]"
     if expected != received:
         raise MissingUsers(f"{received - expected} of {received} users are missing")

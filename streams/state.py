@@ -45,6 +45,15 @@ def batch_prefix(job_id: str) -> bytes:
     return f"{job_id}{SEP}b{SEP}".encode()
 
 
+def parse_batch_key(key: bytes) -> tuple[str, int] | None:
+    """(job id, offset) of a batch key; None for any other key."""
+    job_id, marker, digits = key[:-23], key[-23:-20], key[-20:]
+    # Other keys of a job hold a NUL before any user-given text (an identity, say).
+    if marker != f"{SEP}b{SEP}".encode() or not job_id or b"\0" in job_id:
+        return None
+    return (job_id.decode(), int(digits)) if digits.isdigit() else None
+
+
 def command_key(job_id: str, command_id: str) -> bytes:
     return f"{job_id}{SEP}c{SEP}{command_id}".encode()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,9 +115,8 @@ class Views:
             yield keys.users_bucket(self.prefix, job.tenant, job_id, bucket)
             yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
 
-    async def write_users(
-        self, tenant: str, job_id: str, users: Iterable[tuple[int, str, dict[str, Any]]]
-    ) -> None:
+    async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:
+        """Each user (position, identity, user as ingested) under its position."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
         for position, _identity, user in users:
             by_bucket.setdefault(keys.bucket_of(position), {})[position] = orjson.dumps(user)

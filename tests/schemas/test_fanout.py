@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from schemas.fanout import FanoutPage, PageFields, decode_page, encode_page
+from schemas.fanout import FanoutPage, PageFields, decode_page, encode_page, encode_page_spliced
 
 FIELDS = PageFields(
     job_id="1-6928a0c1-0123456789abcdef01234567",
@@ -31,3 +31,8 @@ def test_decode_page_reads_what_the_model_writes() -> None:
     model = FanoutPage(**FIELDS._asdict())
     assert decode_page(orjson.dumps(model.to_wire())) == FIELDS
     assert decode_page(encode_page(FIELDS)) == FIELDS
+
+
+def test_a_spliced_page_is_the_encoded_page() -> None:
+    users = orjson.dumps(FIELDS.users)
+    assert encode_page_spliced(FIELDS._replace(users=[]), users) == encode_page(FIELDS)

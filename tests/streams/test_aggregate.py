@@ -149,3 +149,30 @@ def test_poison_commands_go_to_the_dlq_and_the_worker_goes_on(
         None: b"wrong-key",
         b"job-6": b"undecodable",
     }
+
+
+def test_a_worker_restoring_the_state_from_the_changelog_still_knows_every_user(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The dedupe index has no changelog of its own: a worker with an empty disk
+    rebuilds it from the batch records it restores, and still rejects duplicates."""
+    first = start_worker("w1")
+    job_id = client.create({"template": "T"})
+    users = [{"to": {"user_id": f"u{i}"}} for i in range(300)]
+    assert client.result(client.ingest(job_id, users[:200]).command_id).total == 200
+    first.stop()
+
+    start_worker("w2")  # another worker id: its own, empty data directory
+    again = client.result(client.ingest(job_id, users[100:]).command_id)
+    assert again.total == 100
+    errors = again.errors or []
+    assert [e.user["to"]["user_id"] for e in errors] == [f"u{i}" for i in range(100, 200)]
+    assert {e.error for e in errors} == {"Duplicate user"}
+
+    client.result(client.run(job_id).command_id)
+    job = client.wait_status(job_id, "COMPLETED", 120)
+    assert (job.received, job.enqueued) == (300, 300)
+    sends = read_topic(topology, topology.topic_sends, expected=300, idle=3)
+    assert sorted(value["to"]["user_id"] for _, value, _ in sends) == sorted(
+        f"u{i}" for i in range(300)
+    )

@@ -1,18 +1,57 @@
-"""Cutting stored batches into pages: every position once, in order, P per page."""
+"""Stored batches and the pages cut from them: every position once, in order, P per page."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
-from streams.paging import MissingUsers, StoredUser, cut_pages
+from streams.paging import (
+    MissingUsers,
+    StoredBatch,
+    cut_pages,
+    decode_batch,
+    encode_batch,
+    read_batch,
+)
 
 
-def _batches(sizes: list[int]) -> list[list[StoredUser]]:
+def _users(first: int, count: int) -> list[tuple[int, str, dict[str, Any]]]:
+    return [
+        (p, f"user:{p}", {"to": {"user_id": f"ü,{p}]"}, "data": {"n": [p, "a,b"]}})
+        for p in range(first, first + count)
+    ]
+
+
+def _batches(sizes: list[int]) -> list[StoredBatch]:
     out, position = [], 0
     for size in sizes:
-        out.append([[p, f"user:{p}", {"n": p}] for p in range(position, position + size)])
+        out.append(read_batch(encode_batch(_users(position, size))))
         position += size
     return out
+
+
+def test_a_stored_batch_decodes_to_its_users() -> None:
+    users = _users(40, 7)
+    raw = encode_batch(users)
+    assert decode_batch(raw) == [list(u) for u in users]
+    batch = read_batch(raw)
+    assert batch.first == 40
+    assert orjson.loads(b"[" + batch.slice(2, 5) + b"]") == [list(u) for u in users[2:5]]
+    assert decode_batch(encode_batch([])) == []
+
+
+def test_a_batch_stored_by_an_earlier_version_reads_the_same() -> None:
+    users = _users(3, 5)
+    old = orjson.dumps(users)
+    assert decode_batch(old) == [list(u) for u in users]
+    assert read_batch(old) == read_batch(encode_batch(users))
+
+
+def test_a_batch_with_a_hole_in_its_positions_is_refused() -> None:
+    with pytest.raises(ValueError, match="contiguous"):
+        encode_batch([(0, "user:a", {}), (2, "user:b", {})])
 
 
 @pytest.mark.parametrize(
@@ -23,19 +62,19 @@ def test_pages_hold_every_position_once_p_per_page(sizes: list[int], page_size: 
     received = sum(sizes)
     pages = list(cut_pages(_batches(sizes), page_size, received))
     assert [n for n, _ in pages] == list(range(-(-received // page_size)))
-    for number, users in pages:
+    for number, raw in pages:
         start = number * page_size
+        users = orjson.loads(raw)
         assert [u[0] for u in users] == list(range(start, min(start + page_size, received)))
-        assert all(u[1] == f"user:{u[0]}" for u in users)
+        assert users == [list(u) for u in _users(start, len(users))]
 
 
 def test_no_users_no_pages() -> None:
-    assert list(cut_pages([[], []], 500, 0)) == []
+    assert list(cut_pages(_batches([0, 0]), 500, 0)) == []
 
 
 def test_a_gap_between_batches_is_missing_users() -> None:
-    batches = _batches([10, 10])
-    del batches[0][-1]
+    batches = [read_batch(encode_batch(_users(0, 10))), read_batch(encode_batch(_users(11, 9)))]
     with pytest.raises(MissingUsers):
         list(cut_pages(batches, 4, 20))
 

@@ -8,11 +8,13 @@ from streams.state import (
     JobState,
     batch_key,
     batch_prefix,
+    command_key,
     expire_key,
     expire_key_job,
     identity_key,
     job_key,
     job_prefix,
+    parse_batch_key,
 )
 from streams.views import InvalidCursor, decode_cursor, encode_cursor
 
@@ -59,3 +61,14 @@ def test_cursor_round_trip_and_rejections() -> None:
     for bad in ("", "!!!", encode_cursor("other", 200), encode_cursor("job", 150), "A" * 600):
         with pytest.raises(InvalidCursor):
             decode_cursor("job", bad)
+
+
+def test_batch_keys_parse_back_and_no_other_key_does() -> None:
+    assert parse_batch_key(batch_key("1-abc", 42)) == ("1-abc", 42)
+    for other in (
+        job_key("1-abc"),
+        identity_key("1-abc", "user:x\x00b\x0000000000000000000042"),
+        command_key("1-abc", "00000000000000000042"),
+        b"\x00b\x0000000000000000000042",
+    ):
+        assert parse_batch_key(other) is None
