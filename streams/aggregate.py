@@ -67,7 +67,7 @@ NO_IDENTITY = (
     "to.email, profile.phone_number or to.phone_number"
 )
 DUPLICATE = "Duplicate user"
-PAGES_IN_FLIGHT = 4
+PAGES_IN_FLIGHT = 32
 
 
 def parse_command(key: bytes | None, value: bytes | None) -> AnyCommand:

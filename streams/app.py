@@ -70,6 +70,14 @@ class _Consumer(aiokafka_driver.Consumer):
             return False
         return bool(super().ack(message))
 
+    # Durability before commit: the offsets about to be committed are of events
+    # already acked, whose changelog records were sent before their ack.
+    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+        for table in self.app.tables.values():
+            if isinstance(table, DurableTable):
+                await table.changelog_delivered()
+        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+
 
 class _FlowControl(FlowControlEvent):
     """faust's flow control, except that resuming does not empty the stream queues.
@@ -96,13 +104,15 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
     faust hands changelog records to a buffer and, before committing offsets,
     "flushes" it with a 0.1 s patience that gives up under load; records can
     then be lost while the offset of the event that made them is committed.
-    Every agent here awaits `changelog_delivered()` before it finishes an
-    event, so a committed offset always means its state is in Kafka.
+    The consumer here awaits every changelog record sent so far before it
+    commits any offset (`_Consumer._commit_offsets`), so a committed offset
+    always means its state is in Kafka; an agent may also await them itself
+    (`changelog_delivered`) before it publishes what depends on them.
     """
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._undelivered: list[Any] = []
+        self._undelivered: set[Any] = set()
         # Called with every batch of changelog events restored into RocksDB, after it
         # is applied: to rebuild what the state keeps locally without a changelog.
         self.restore_hooks: list[Callable[[list[Any]], None]] = []
@@ -115,13 +125,14 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         future = super().send_changelog(*args, **kwargs)
-        self._undelivered.append(future)
+        self._undelivered.add(future)
+        future.add_done_callback(self._undelivered.discard)
         return future
 
     async def changelog_delivered(self) -> None:
-        while self._undelivered:
-            pending, self._undelivered = self._undelivered, []
-            await asyncio.gather(*pending)
+        """Every changelog record sent until now is in Kafka (raises if one failed)."""
+        if self._undelivered:
+            await asyncio.gather(*list(self._undelivered))
 
 
 class BulkApp(faust.App):
