@@ -74,11 +74,12 @@ class Control:
                 int(key[len(failure_prefix) :]): value.decode()
                 for key, value in scan_prefix(db, failure_prefix)
             }
+            by_page: dict[int, dict[int, str]] = {}
+            for position, reason in failures.items():
+                by_page.setdefault(position // job.page_size, {})[position] = reason
             for page in range(job.pages_total()):
                 if job.page_done(page):
-                    start = page * job.page_size
-                    positions = range(start, min(start + job.page_size, job.received))
-                    await self.views.write_statuses(job.tenant, job_id, positions, failures)
+                    await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
         await self.views.write_job(job_id, job)
 
     async def purge(self, job_id: str, partition: int) -> None:

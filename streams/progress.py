@@ -48,9 +48,7 @@ class Progress:
             self.state[failure_key(job_id, position)] = reason.encode()
         self.jobs.save(job_id, job)
 
-        start = report.page * job.page_size
-        positions = range(start, min(start + job.page_size, job.received))
-        await self.views.write_statuses(job.tenant, job_id, positions, failures)
+        await self.views.write_page(job.tenant, job_id, report.page, failures)
         await self.views.write_job(job_id, job)
         if completed_now:
             await self.jobs.lifecycle(job_id, job, JobStatus.PROCESSING)

@@ -32,7 +32,8 @@ _WRITE_JOB = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
-           'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7])
+           'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
+           'pageSize', ARGV[8])
 return 1
 """
 ERROR_PREFIX = "ERROR:"
@@ -94,6 +95,7 @@ class Views:
             job.failures,
             job.status.value,
             repr(job.created_at),
+            job.page_size or 0,
         ]
         await self._write_job(keys=[key], args=args)
         if job.status in (JobStatus.COMPLETED, JobStatus.ERROR):
@@ -111,6 +113,7 @@ class Views:
 
     def _job_keys(self, job_id: str, job: JobState) -> Iterable[str]:
         yield keys.job(self.prefix, job.tenant, job_id)
+        yield keys.pages(self.prefix, job.tenant, job_id)
         for bucket in range(-(-job.received // keys.USERS_PER_BUCKET)):
             yield keys.users_bucket(self.prefix, job.tenant, job_id, bucket)
             yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
@@ -127,23 +130,20 @@ class Views:
                 pipe.hset(keys.users_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
             await pipe.execute()
 
-    async def write_statuses(
-        self,
-        tenant: str,
-        job_id: str,
-        positions: Iterable[int],
-        failures: dict[int, str],
+    async def write_page(
+        self, tenant: str, job_id: str, page: int, failures: dict[int, str]
     ) -> None:
+        """Page `page` is fanned out: its failed users' reasons, then its bit (ENQUEUED
+        for the rest). In this order, a reader never sees a failed user ENQUEUED."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        for position in positions:
-            reason = failures.get(position)
-            value = ENQUEUED if reason is None else (ERROR_PREFIX + reason).encode()
-            by_bucket.setdefault(keys.bucket_of(position), {})[position] = value
-        if not by_bucket:
-            return
+        for position, reason in failures.items():
+            by_bucket.setdefault(keys.bucket_of(position), {})[position] = (
+                ERROR_PREFIX + reason
+            ).encode()
         async with self.redis.pipeline(transaction=False) as pipe:
             for bucket, mapping in by_bucket.items():
                 pipe.hset(keys.status_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
+            pipe.setbit(keys.pages(self.prefix, tenant, job_id), page, 1)
             await pipe.execute()
 
     async def write_result(self, result: CommandResult, ttl: int) -> None:
@@ -178,20 +178,38 @@ class Views:
 
         An unknown job wins over a bad cursor: it is None, not InvalidCursor."""
         job_key = keys.job(self.prefix, tenant, job_id)
-        received_raw, created_raw = await self.redis.hmget(job_key, ["received", "createdAt"])
+        received_raw, created_raw, page_size_raw = await self.redis.hmget(
+            job_key, ["received", "createdAt", "pageSize"]
+        )
         if received_raw is None:
             return None
         start = 0 if not cursor else decode_cursor(job_id, cursor)
         bucket = keys.bucket_of(start)
+        page_size = int(page_size_raw or 0)
+        # The bytes of the pages bitmap that cover this bucket's positions.
+        first_byte = start // page_size // 8 if page_size else 0
+        last_byte = (start + keys.USERS_PER_BUCKET - 1) // page_size // 8 if page_size else -1
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.users_bucket(self.prefix, tenant, job_id, bucket))
             pipe.hgetall(keys.status_bucket(self.prefix, tenant, job_id, bucket))
-            users, statuses = await pipe.execute()
+            pipe.getrange(keys.pages(self.prefix, tenant, job_id), first_byte, last_byte)
+            users, statuses, bits = await pipe.execute()
         received, created_at = int(received_raw), float(created_raw or 0)
+
+        def page_done(position: int) -> bool:
+            if not page_size:
+                return False
+            page = position // page_size
+            at = page // 8 - first_byte
+            return at < len(bits) and bool(bits[at] & (0x80 >> (page % 8)))
+
         items = []
         for position in sorted(int(p) for p in users):
             user = orjson.loads(users[str(position).encode()])
-            items.append(self._item(job_id, created_at, user, statuses.get(str(position).encode())))
+            status = statuses.get(str(position).encode())
+            if status is None and page_done(position):
+                status = ENQUEUED
+            items.append(self._item(job_id, created_at, user, status))
         next_start = start + keys.USERS_PER_BUCKET
         more = next_start < received
         return UsersPage(items, encode_cursor(job_id, next_start) if more else None, more)

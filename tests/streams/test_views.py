@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import redis
+import redis.asyncio as aioredis
 
+from schemas.views import JobStatus
 from streams.settings import Settings
+from streams.state import JobState
+from streams.views import Views, encode_cursor
 from tests.streams.harness import Client, WorkerProcess, settings_env, wait_for
 
 
@@ -92,3 +98,55 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     kept = client.result(client.ingest(waiting, [{"to": {"user_id": "b"}}]).command_id)
     assert (kept.ok, kept.total) == (True, 1)
     assert client.job(waiting).received == 2
+
+
+def test_a_users_status_is_read_from_its_page_bit_and_its_failure(
+    redis_url: str, unique: str, redis_client: redis.Redis
+) -> None:
+    """Pages of 7 against buckets of 100: a bucket spans parts of several pages and
+    a page spans two buckets; the bitmap's bytes are read for the bucket only."""
+    job = JobState(
+        tenant="acme",
+        definition={},
+        send={},
+        created_at=1.0,
+        create_command="c",
+        applied_offset=0,
+        received=250,
+        page_size=7,
+        status=JobStatus.PROCESSING,
+    )
+    done = {0, 3, 14, 15, 28, 35}
+    failed = {22: "No routable address", 105: "No routable address"}
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        client = aioredis.from_url(redis_url)
+        views = Views(client, f"t{unique}", 3600)
+        try:
+            await views.write_job("j1", job)
+            await views.write_users(
+                "acme", "j1", [(p, f"user:{p}", {"to": {"user_id": f"u{p}"}}) for p in range(250)]
+            )
+            for page in done:
+                of_page = {p: r for p, r in failed.items() if p // 7 == page}
+                await views.write_page("acme", "j1", page, of_page)
+            pages = []
+            for start in (0, 100, 200):
+                read = await views.read_users("acme", "j1", encode_cursor("j1", start))
+                assert read is not None
+                pages.append(read.items)
+            return pages
+        finally:
+            await client.aclose()
+
+    items = [item for page in asyncio.run(scenario()) for item in page]
+    assert len(items) == 250
+    for position, item in enumerate(items):
+        if position in failed:
+            expected = "ERROR"
+        elif position // 7 in done:
+            expected = "ENQUEUED"
+        else:
+            expected = "PENDING"
+        assert (position, item["status"]) == (position, expected)
+        assert ("messageId" in item) == (expected == "ENQUEUED")
