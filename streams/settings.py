@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    worker_niceness: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description=(
+            "Added to the worker's CPU niceness at start. Workers are batch work: on a "
+            "host they share with the API (or the broker), a positive value keeps the "
+            "API's latency low during a fan-out."
+        ),
+    )
     retention_days: float = Field(default=30, gt=0)
     retention_sweep_seconds: float = Field(default=60, gt=0)
     result_ttl_seconds: int = Field(default=2 * 86_400, ge=86_400)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -100,6 +101,8 @@ def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
 
 def run_worker(settings: Settings, stage: Stage) -> int:
     limit_malloc_arenas()
+    if settings.worker_niceness:
+        os.nice(settings.worker_niceness)
     setup_logging(settings)
     ensure_topics(settings)
     health = Health()
