@@ -134,6 +134,63 @@ def _profile(results: list[ScenarioResult]) -> list[str]:
     return [*lines, ""]
 
 
+def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
+    """For each failed target, what this run's own numbers say it would take."""
+    by_name = {r.name: r for r in results}
+    failed = {r.name for r in results for f in r.figures if f.passed is False}
+    cores = facts.get("cores", "?")
+    lines = ["## Why a target fails here", ""]
+    fan = by_name.get("fanout")
+    if fan is not None and "fanout" in failed:
+        d = fan.details
+        need = 0.5 * d["ceiling_rate"]
+        fan_cores = need / d["fanout_sends_per_cpu_second"]
+        agg_cores = need / d["aggregate_users_per_cpu_second"]
+        lines.append(
+            f"- **Fan-out.** Half the ceiling is {need:,.0f} sends/s. A fan-out loop did "
+            f"{d['fanout_sends_per_cpu_second']:,.0f} sends per CPU-second (decode the page, "
+            f"build each send's JSON, hand it to librdkafka, commit the transaction) and the "
+            f"job's aggregate {d['aggregate_users_per_cpu_second']:,.0f} users per CPU-second "
+            f"(cut pages, fold page reports, write the views): {fan_cores:.1f} + "
+            f"{agg_cores:.1f} = {fan_cores + agg_cores:.1f} cores of Python alone, before the "
+            f"broker's own share, on a machine of {cores} cores shared with the broker and "
+            f"Redis. The machine was {d['machine_busy']:.0%} busy during the run: what is "
+            f"not CPU is waiting (transaction commits, broker acks, Redis round trips). "
+            f"What would move it: more cores (the fan-out scales with workers up to the "
+            f"pages topic's partitions; see the scale estimate), or the per-send loop in "
+            f"native code."
+        )
+    ing = by_name.get("ingest")
+    if ing is not None and "ingest" in failed:
+        d = ing.details
+        raw = d["users"] / d["raw_seconds"]
+        lines.append(
+            f"- **Ingest.** The raw producer pushed the same commands at {raw:,.0f} users/s "
+            f"(bytes into one partition). Accepting a user is validation, identity, a dedupe "
+            f"lookup and write, its view and its share of the batch record: "
+            f"{d['users_per_cpu_second']:,.0f} users per CPU-second here, so half the raw "
+            f"rate would take {0.5 * raw / d['users_per_cpu_second']:,.0f} cores, and a job's "
+            f"commands are applied in order on one partition, by one worker: one core. What "
+            f"would move it: the per-user validation in native code (pydantic-core already "
+            f"is; the rest is Python), and several jobs at once use several partitions."
+        )
+    http = by_name.get("http")
+    if http is not None and "http" in failed:
+        during = http.details.get("during", {})
+        lines.append(
+            f"- **GET latency.** The API's own histogram put "
+            f"{during.get('server_within_5ms', float('nan')):.0%} of the GETs during the "
+            f"fan-out under 5 ms; the rest of a slow GET is spent waiting for a core that "
+            f"the workers and the broker hold. Workers can yield it: "
+            f'`BULKSTREAM_WORKER_NICENESS=10 make bench BENCH_ARGS="--only http"` '
+            f"(README). On separate machines or pods with CPU requests this is another "
+            f"measurement."
+        )
+    if len(lines) == 2:
+        return []
+    return [*lines, ""]
+
+
 def render(
     results: list[ScenarioResult],
     facts: dict[str, str],
@@ -172,7 +229,7 @@ def render(
     scale = next((r for r in results if r.name == "scale"), None)
     lines += ["## Scale on paper: a 100M-user job", ""]
     lines += scale.notes if scale else ["Needs the fanout and ingest scenarios in the same run."]
-    lines += ["", *_profile(results), "## What the process logs said", ""]
+    lines += ["", *_why(results, facts), *_profile(results), "## What the process logs said", ""]
     findings = [(r.name, f) for r in results for f in r.log_findings]
     if not findings:
         lines.append("No warnings or errors in the worker, API or naive agent logs.")
