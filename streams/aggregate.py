@@ -28,11 +28,9 @@ from collections import deque
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from schemas.commands import (
     AnyCommand,
-    CommandEnvelope,
     CommandKind,
     CommandResult,
     CreateJob,
@@ -44,8 +42,9 @@ from schemas.commands import (
 from schemas.fanout import PageFields, encode_page_spliced
 from schemas.views import JobStatus
 from streams import metrics
-from streams.app import Pipeline, delivered, partition_db
+from streams.app import Pipeline, partition_db
 from streams.dedupe import DedupeIndex
+from streams.dlq import DeadLetters, parse_command
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
 from streams.ordering import CommandOrder
@@ -70,20 +69,6 @@ DUPLICATE = "Duplicate user"
 PAGES_IN_FLIGHT = 32
 
 
-def parse_command(key: bytes | None, value: bytes | None) -> AnyCommand:
-    """Decode and validate a command; raise PoisonCommand with the reason otherwise."""
-    if value is None:
-        raise PoisonCommand("empty", "the message has no value")
-    try:
-        command = CommandEnvelope.model_validate_json(value).root
-    except ValidationError as exc:
-        kind = "undecodable" if exc.errors()[0]["type"] == "json_invalid" else "invalid"
-        raise PoisonCommand(kind, str(exc)[:2000]) from exc
-    if key is None or key.decode(errors="replace") != command.job_id:
-        raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
-    return command
-
-
 class Aggregate:
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
@@ -91,41 +76,31 @@ class Aggregate:
         self.views = pipeline.views
         self.topics = pipeline.topics
         self.settings = pipeline.settings
+        self.deliveries = pipeline.app.deliveries
         self.jobs = Jobs(pipeline)
         self.dedupe = DedupeIndex(pipeline.state)
+        self.dead_letters = DeadLetters(pipeline)
 
     # -- entry ---------------------------------------------------------------
     async def handle(self, event: Any) -> None:
         message = event.message
+        started = time.perf_counter()
         try:
             command = parse_command(message.key, message.value)
         except PoisonCommand as exc:
-            await self.dead_letter(message, exc)
+            await self.dead_letters.send(message, exc)
+            metrics.COMMAND_SECONDS.labels("dlq").observe(time.perf_counter() - started)
             return
+        await self.apply(command, message)
+        metrics.COMMAND_SECONDS.labels(command.kind.value).observe(time.perf_counter() - started)
+
+    async def apply(self, command: AnyCommand, message: Any) -> None:
         if isinstance(command, CreateJob):
             await self.create(command, message.offset)
         elif isinstance(command, IngestUsers):
             await self.ingest(command, message.offset, message.partition)
         else:
             await self.run(command, message.offset, message.partition)
-
-    async def dead_letter(self, message: Any, exc: PoisonCommand) -> None:
-        metrics.COMMANDS.labels("unknown", "dlq").inc()
-        log.warning(
-            "command to DLQ: %s (%s/%d@%d)",
-            exc.reason,
-            message.topic,
-            message.partition,
-            message.offset,
-        )
-        headers = {
-            "x-bulkstream-reason": exc.reason.encode(),
-            "x-bulkstream-error": exc.detail[:4000].encode(),
-            "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
-        }
-        await delivered(
-            self.topics.commands_dlq.send(key=message.key, value=message.value, headers=headers)
-        )
 
     # -- helpers -------------------------------------------------------------
     def prior_result(self, command: AnyCommand, offset: int) -> CommandResult | None:
@@ -148,7 +123,7 @@ class Aggregate:
 
     async def publish_result(self, result: CommandResult) -> None:
         await self.views.write_result(result, self.settings.result_ttl_seconds)
-        await delivered(
+        await self.deliveries.send(
             self.topics.command_results.send(
                 key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
             )
@@ -356,6 +331,13 @@ class Aggregate:
 def register(pipeline: Pipeline) -> None:
     aggregate = Aggregate(pipeline)
     pipeline.state.restore_hooks.append(aggregate.dedupe.index_restored)
+
+    # After the consumer stopped (nothing more to dead-letter), before faust's own flush.
+    async def close_dead_letters(app: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(aggregate.dead_letters.close)
+
+    pipeline.app.on_before_shutdown.connect(close_dead_letters)
+
     order = CommandOrder(pipeline.app, pipeline.state)
 
     async def commands(stream: Any) -> None:
@@ -364,6 +346,5 @@ def register(pipeline: Pipeline) -> None:
                 continue
             await aggregate.handle(event)
             order.applied(event.message)
-            await pipeline.state.changelog_delivered()
 
     pipeline.app.agent(pipeline.topics.commands, name="bulkstream.commands")(commands)

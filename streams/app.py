@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import redis.asyncio as aioredis
@@ -28,15 +28,25 @@ from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES, Topics, declare
 from streams.views import Views
 
+# How long the broker may hold a fetch that found nothing new (faust fixes 1.5 s).
+# aiokafka has one fetch in flight per broker and leaves out of it a partition
+# whose fetched records are not all consumed yet; so while the agent works
+# through a batch of commands, the fetch in flight may name only idle
+# partitions (progress, control), and the commands partition cannot be fetched
+# again until the broker gives that one up. Under a steady ingest, each such
+# wait was a stall: up to 1.5 s of an idle agent with commands waiting.
+FETCH_MAX_WAIT_MS = 100
+
 
 class _ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     """faust reads read_committed only in its own exactly_once mode, which we do not use
     (its open bugs); progress comes from Kafka transactions, so aborted records must
-    stay invisible to the aggregate."""
+    stay invisible to the aggregate. The fetch wait is ours too (FETCH_MAX_WAIT_MS)."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._isolation_level = "read_committed"
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
 
@@ -71,11 +81,9 @@ class _Consumer(aiokafka_driver.Consumer):
         return bool(super().ack(message))
 
     # Durability before commit: the offsets about to be committed are of events
-    # already acked, whose changelog records were sent before their ack.
+    # already acked, whose records (changelog, results, DLQ) were sent before their ack.
     async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        for table in self.app.tables.values():
-            if isinstance(table, DurableTable):
-                await table.changelog_delivered()
+        await deliveries_of(self.app).settled()
         return bool(await super()._commit_offsets(offsets, start_new_transaction))
 
 
@@ -98,21 +106,42 @@ class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
-class DurableTable(faust.Table):  # type: ignore[type-arg]
-    """A faust table whose changelog writes can be awaited.
+class Deliveries:
+    """Records sent but not yet acknowledged by the broker: changelog records,
+    command results, job events, dead letters.
 
-    faust hands changelog records to a buffer and, before committing offsets,
-    "flushes" it with a 0.1 s patience that gives up under load; records can
-    then be lost while the offset of the event that made them is committed.
-    The consumer here awaits every changelog record sent so far before it
-    commits any offset (`_Consumer._commit_offsets`), so a committed offset
-    always means its state is in Kafka; an agent may also await them itself
-    (`changelog_delivered`) before it publishes what depends on them.
+    faust hands records to a buffer and, before committing offsets, "flushes"
+    it with a 0.1 s patience that gives up under load; records can then be
+    lost while the offset of the event that made them is committed. The
+    consumer here awaits every record tracked so far before it commits any
+    offset (`_Consumer._commit_offsets`), so a committed offset always means
+    what its event sent is in Kafka. An agent therefore never waits for its
+    own sends: the next event goes on while they travel.
     """
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    def track(self, future: asyncio.Future[Any]) -> None:
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    async def send(self, sending: Awaitable[asyncio.Future[Any]]) -> None:
+        """Queue a faust send (`topic.send(...)`) to be acknowledged before the next commit."""
+        self.track(await sending)
+
+    async def settled(self) -> None:
+        """Every record tracked until now is in Kafka (raises if one failed)."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending))
+
+
+class DurableTable(faust.Table):  # type: ignore[type-arg]
+    """A faust table whose changelog records are acknowledged before any commit
+    (see `Deliveries`), and that can rebuild local-only data on restore."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._undelivered: set[Any] = set()
         # Called with every batch of changelog events restored into RocksDB, after it
         # is applied: to rebuild what the state keeps locally without a changelog.
         self.restore_hooks: list[Callable[[list[Any]], None]] = []
@@ -125,14 +154,8 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         future = super().send_changelog(*args, **kwargs)
-        self._undelivered.add(future)
-        future.add_done_callback(self._undelivered.discard)
+        deliveries_of(self.app).track(future)
         return future
-
-    async def changelog_delivered(self) -> None:
-        """Every changelog record sent until now is in Kafka (raises if one failed)."""
-        if self._undelivered:
-            await asyncio.gather(*list(self._undelivered))
 
 
 class BulkApp(faust.App):
@@ -142,6 +165,10 @@ class BulkApp(faust.App):
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return _FlowControl(loop=self.loop)
+
+    @cached_property
+    def deliveries(self) -> Deliveries:
+        return Deliveries()
 
 
 @dataclass(frozen=True)
@@ -233,11 +260,16 @@ def patient_redis(url: str) -> aioredis.Redis:
     )
 
 
+def deliveries_of(app: Any) -> Deliveries:
+    """The `Deliveries` of a bulkstream app (faust types its components' app as AppT)."""
+    return cast(BulkApp, app).deliveries
+
+
 async def delivered(sending: Awaitable[Any]) -> Any:
     """Send with faust and wait until the broker acknowledged the record.
 
-    `await topic.send(...)` only queues it; faust's own flush before a commit
-    does not wait for everything queued (see DurableTable)."""
+    For a send outside any event (a timer's), or one that must land before
+    the event goes on; an event's own records go through `Deliveries.send`."""
     return await (await sending)
 
 

@@ -105,7 +105,6 @@ def register(pipeline: Pipeline) -> None:
     async def housekeeping(stream: Any) -> None:
         async for event in stream.events():
             await control.handle(event)
-            await pipeline.state.changelog_delivered()
 
     app.agent(topics.control, name="bulkstream.control")(housekeeping)
 

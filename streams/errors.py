@@ -20,6 +20,10 @@ class ServiceUnavailable(BulkstreamError):
     """Kafka or Redis did not answer in time."""
 
 
+class DeliveryFailed(BulkstreamError):
+    """The broker did not take a record; librdkafka's delivery report says why."""
+
+
 class FanoutFenced(BulkstreamError):
     """Another incarnation of this fan-out worker took over its transactional id."""
 

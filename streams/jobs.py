@@ -10,7 +10,7 @@ import orjson
 from schemas.events import JobEvent
 from schemas.views import JobStatus
 from streams import metrics
-from streams.app import Pipeline, delivered
+from streams.app import Pipeline
 from streams.state import JobState, expire_key_for, job_key
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ class Jobs:
         self.state = pipeline.state
         self.views = pipeline.views
         self.topics = pipeline.topics
+        self.deliveries = pipeline.app.deliveries
         self.retention_seconds = pipeline.settings.retention_seconds
 
     def load(self, job_id: str) -> JobState | None:
@@ -65,6 +66,6 @@ class Jobs:
         metrics.JOB_TRANSITIONS.labels(job.status.value).inc()
         if job.status is JobStatus.COMPLETED and job.run_at and job.completed_at:
             metrics.JOB_DURATION.observe(max(job.completed_at - job.run_at, 0.0))
-        await delivered(
+        await self.deliveries.send(
             self.topics.job_events.send(key=job_id.encode(), value=orjson.dumps(event.to_wire()))
         )

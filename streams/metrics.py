@@ -25,6 +25,12 @@ COMMANDS = Counter(
     "Commands the aggregate handled, by kind (create/ingest/run) and outcome (ok/error/dlq).",
     ["kind", "outcome"],
 )
+COMMAND_SECONDS = Histogram(
+    "bulkstream_command_duration_seconds",
+    "Time the aggregate spent on one command, by kind (create/ingest/run, or dlq).",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 USERS_INGESTED = Counter("bulkstream_users_ingested", "Users accepted into jobs.")
 SENDS = Counter("bulkstream_sends", "Send events committed by the fan-out.")
 SEND_FAILURES = Counter("bulkstream_send_failures", "Users the fan-out could not route.")

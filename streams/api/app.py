@@ -255,7 +255,7 @@ class Api:
         except RedisError:
             raise unavailable("Redis") from None
         try:
-            await asyncio.to_thread(self.gateway.producer.list_topics, None, 2.0)
+            await asyncio.to_thread(self.gateway.producer.list_topics, 2.0)
         except Exception:
             raise unavailable("Kafka") from None
         return JSONResponse({"status": "ready"})

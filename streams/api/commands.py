@@ -8,16 +8,15 @@ Redis under the command id, so what the API says is what the aggregate did.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
 from schemas.commands import AnyCommand, CommandResult
 from streams.api.errors import ApiError, unavailable
+from streams.errors import DeliveryFailed
 from streams.fanout import producer_config
+from streams.producer import AsyncProducer
 from streams.settings import Settings
 from streams.views import Views
 
@@ -29,49 +28,34 @@ class CommandGateway:
     def __init__(self, settings: Settings, views: Views) -> None:
         self.settings = settings
         self.views = views
-        self.producer = Producer(
+        self.producer = AsyncProducer(
             {
                 **producer_config(settings),
                 "message.timeout.ms": DELIVERY_TIMEOUT_MS,
                 "linger.ms": 1,
-            }
+            },
+            name="commands",
         )
-        self._stopping = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
-        self._poller.start()
-
-    def _poll(self) -> None:
-        while not self._stopping.is_set():
-            self.producer.poll(0.05)
 
     def close(self) -> None:
-        self._stopping.set()
-        self._poller.join(5)
-        self.producer.flush(5)
+        self.producer.close(5)
 
     async def submit(self, command: AnyCommand) -> CommandResult:
         await self._produce(command)
         return await self._wait_result(command)
 
     async def _produce(self, command: AnyCommand) -> None:
-        loop = asyncio.get_running_loop()
-        delivered: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            loop.call_soon_threadsafe(_settle, delivered, err)
-
         try:
-            self.producer.produce(
+            delivered = self.producer.produce(
                 self.settings.topic_commands,
                 key=command.job_id.encode(),
                 value=orjson.dumps(command.to_wire()),
-                on_delivery=on_delivery,
             )
         except BufferError as exc:
             raise unavailable("Kafka") from exc
         try:
             await asyncio.wait_for(delivered, DELIVERY_TIMEOUT_MS / 1000 + 1)
-        except (TimeoutError, KafkaDeliveryError) as exc:
+        except (TimeoutError, DeliveryFailed) as exc:
             raise unavailable("Kafka") from exc
 
     async def _wait_result(self, command: AnyCommand) -> CommandResult:
@@ -90,16 +74,3 @@ class CommandGateway:
             "Idempotency-Key",
             {"Retry-After": "5"},
         )
-
-
-class KafkaDeliveryError(Exception):
-    pass
-
-
-def _settle(future: asyncio.Future[None], err: Any) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(None)
-    else:
-        future.set_exception(KafkaDeliveryError(str(err)))

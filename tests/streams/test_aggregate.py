@@ -149,6 +149,11 @@ def test_poison_commands_go_to_the_dlq_and_the_worker_goes_on(
         None: b"wrong-key",
         b"job-6": b"undecodable",
     }
+    errors = {key: headers["x-bulkstream-error"].decode() for key, headers, _ in dlq}
+    assert errors[b"job-3"] == "ingest.users: Input should be a valid array"
+    sources = {headers["x-bulkstream-source"].decode() for _, headers, _ in dlq}
+    assert len(sources) == len(poison)
+    assert all(s.startswith(f"{topology.topic_commands}/") for s in sources)
 
 
 def test_a_worker_restoring_the_state_from_the_changelog_still_knows_every_user(

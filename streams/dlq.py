@@ -1,0 +1,153 @@
+"""Poison commands: telling them from commands (`parse_command`), and the
+dead-letter queue they go to.
+
+A command that cannot be decoded or validated is copied whole to
+`bulk.commands.dlq`, with why (`x-bulkstream-reason`, `x-bulkstream-error`)
+and where it came from (`x-bulkstream-source`).
+
+The copy goes through librdkafka, not faust's aiokafka producer: poison can
+be large (up to the topic's 16 MB limit), and aiokafka would copy and
+checksum it in Python on the event loop that applies the good commands. The
+producer is made on the first dead letter, so a worker that never sees one
+holds no extra connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pydantic_core
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from schemas.commands import (
+    AnyCommand,
+    CommandEnvelope,
+    CommandKind,
+    CreateJob,
+    IngestUsers,
+    RunJob,
+)
+from streams import metrics
+from streams.app import Pipeline
+from streams.errors import PoisonCommand
+from streams.fanout import producer_config
+from streams.producer import AsyncProducer
+
+log = logging.getLogger(__name__)
+
+# Header values are for people and tools reading the DLQ, not a second copy.
+MAX_ERROR_HEADER = 4000
+MAX_ERRORS_DESCRIBED = 20
+# From this size on, a command's top-level fields are checked before pydantic
+# sees it: pydantic gives each missing field an error holding the whole input,
+# converted anew each time, so it takes ~30 ms to reject an invalid 10 MB
+# command, ten times what it takes to accept a valid one of that size.
+LARGE_COMMAND_BYTES = 1024 * 1024
+MODELS: dict[str, type[BaseModel]] = {
+    CommandKind.CREATE.value: CreateJob,
+    CommandKind.INGEST.value: IngestUsers,
+    CommandKind.RUN.value: RunJob,
+}
+
+
+def parse_command(key: bytes | None, value: bytes | None) -> AnyCommand:
+    """Decode and validate a command; raise PoisonCommand with the reason otherwise."""
+    if value is None:
+        raise PoisonCommand("empty", "the message has no value")
+    if len(value) >= LARGE_COMMAND_BYTES:
+        errors = top_level_errors(value)
+        if errors:
+            raise PoisonCommand(_reason(errors), describe(errors))
+    try:
+        command = CommandEnvelope.model_validate_json(value).root
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise PoisonCommand(_reason(errors), describe(errors)) from exc
+    if key is None or key.decode(errors="replace") != command.job_id:
+        raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
+    return command
+
+
+def _reason(errors: list[ErrorDetails]) -> str:
+    return "undecodable" if errors[0]["type"] == "json_invalid" else "invalid"
+
+
+def top_level_errors(value: bytes) -> list[ErrorDetails]:
+    """The errors pydantic would give for the command's top-level fields (missing
+    or unknown), found cheaply; none means pydantic has to look at it whole."""
+    try:
+        data = pydantic_core.from_json(value)
+    except ValueError as exc:
+        return [_error("json_invalid", (), f"Invalid JSON: {exc}")]
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not isinstance(kind, str) or kind not in MODELS:
+        return []  # not an object, or no known kind: pydantic says so cheaply
+    model = MODELS[kind]
+    errors: list[ErrorDetails] = []
+    known: set[str] = set()
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        known |= {name, alias}
+        if info.is_required() and alias not in data and name not in data:
+            errors.append(_error("missing", (kind, alias), "Field required"))
+    for field in data:
+        if field not in known:
+            errors.append(
+                _error("extra_forbidden", (kind, field), "Extra inputs are not permitted")
+            )
+    return errors
+
+
+def _error(kind: str, loc: tuple[str, ...], msg: str) -> ErrorDetails:
+    return {"type": kind, "loc": loc, "msg": msg, "input": None}
+
+
+def describe(errors: list[ErrorDetails]) -> str:
+    """What was wrong with a command, one `where: what` per error, without its input.
+
+    `str(ValidationError)` repeats each offending input, which for a 10 MB value
+    costs more CPU than parsing it, and would end up in a header anyway cut short."""
+    parts = []
+    for error in errors[:MAX_ERRORS_DESCRIBED]:
+        where = ".".join(str(part) for part in error["loc"]) or "command"
+        parts.append(f"{where}: {error['msg']}")
+    if len(errors) > MAX_ERRORS_DESCRIBED:
+        parts.append(f"and {len(errors) - MAX_ERRORS_DESCRIBED} more errors")
+    return "; ".join(parts)
+
+
+class DeadLetters:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.settings = pipeline.settings
+        self.deliveries = pipeline.app.deliveries
+        self._producer: AsyncProducer | None = None
+
+    async def send(self, message: Any, exc: PoisonCommand) -> None:
+        """Copy a poison message to the DLQ; acknowledged before its offset is committed."""
+        metrics.COMMANDS.labels("unknown", "dlq").inc()
+        log.warning(
+            "command to DLQ: %s (%s/%d@%d)",
+            exc.reason,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        headers: dict[str, str | bytes | None] = {
+            "x-bulkstream-reason": exc.reason.encode(),
+            "x-bulkstream-error": exc.detail[:MAX_ERROR_HEADER].encode(),
+            "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
+        if self._producer is None:
+            self._producer = AsyncProducer(producer_config(self.settings), name="dlq")
+        future = await self._producer.send(
+            self.settings.topic_commands_dlq, message.key, message.value, headers
+        )
+        self.deliveries.track(future)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            left = self._producer.close(10)
+            if left:
+                log.warning("%d dead letters undelivered at shutdown (sent again on restart)", left)
