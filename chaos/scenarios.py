@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import threading
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,13 +11,12 @@ from pathlib import Path
 import httpx
 import orjson
 import redis
-from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos import services
 from chaos.run import Run, Tally, timed
-from streams.fanout import producer_config
 from streams.settings import Settings
-from tests.streams.harness import read_dlq
+from tests.streams.harness import generated_commands, read_dlq
 
 Scenario = Callable[[Settings, Path, int, int], Tally]
 
@@ -25,6 +24,12 @@ Scenario = Callable[[Settings, Path, int, int], Tally]
 def _two_workers(run: Run) -> None:
     for worker_id in ("w1", "w2"):
         run.start_worker(worker_id)
+
+
+# Pages of 50 users in the kill scenario: ten times the transactions of the
+# default 500 to kill across, and a fan-out long enough for every kill to land
+# in it (with 500, a 20k-user job can finish between two polls of its counter).
+KILLS_PAGE_SIZE = 50
 
 
 def kills(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
@@ -35,7 +40,8 @@ def kills(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     ingest altogether on a machine fast enough to apply it in a second.
     """
     tally = Tally("workers killed", users)
-    run = Run(base, "kills", logs, seed=users + rounds)
+    settings = base.model_copy(update={"fanout_page_size": KILLS_PAGE_SIZE})
+    run = Run(settings, "kills", logs, seed=users + rounds)
     started = time.monotonic()
     try:
         _two_workers(run)
@@ -212,51 +218,87 @@ POISON: list[tuple[str, bytes]] = [
 ]
 
 
+class Phase:
+    """Where a phase's time went: the worker's time per command kind (its own
+    histogram), and CPU seconds of the worker, the broker and this process."""
+
+    def __init__(self, run: Run, worker_id: str) -> None:
+        self.url = run.workers[worker_id].metrics_url()
+        self.pids = {"worker": run.workers[worker_id].pid, "kafka": services.pid("kafka")}
+
+    def sample(self) -> dict[str, float]:
+        text = httpx.get(self.url + "/metrics", timeout=10).text
+        found: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name == "bulkstream_command_duration_seconds":
+                for s in family.samples:
+                    if s.name.endswith(("_sum", "_count")):
+                        suffix = s.name.rsplit("_", 1)[1]
+                        found[f"{s.labels['kind']} {suffix}"] = s.value
+        for name, pid in [*self.pids.items(), ("chaos", os.getpid())]:
+            found[f"{name} cpu"] = services.cpu_seconds(pid)
+        found["wall"] = time.monotonic()
+        return found
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
+
+    @staticmethod
+    def describe(name: str, d: dict[str, float]) -> str:
+        wall = d["wall"]
+        kinds = ", ".join(
+            f"{kind} {d[f'{kind} sum']:.1f} s for {d[f'{kind} count']:,.0f}"
+            for kind in ("ingest", "dlq")
+            if d.get(f"{kind} count")
+        )
+        cpu = ", ".join(
+            f"{who} {d[f'{who} cpu'] / wall:.0%}" for who in ("worker", "kafka", "chaos")
+        )
+        return f"{name}: {wall:.1f} s; worker's commands: {kinds}; CPU of a core: {cpu}"
+
+
+# Poison goes in among the good commands at a fixed mix, not on a clock: a clock
+# puts more poison per good command the slower the worker is, so the check
+# would measure the machine. Each round is 10 MB of poison against ~1 MB of
+# good commands.
+GOOD_COMMANDS_PER_POISON_ROUND = 10
+
+
 def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     """Malformed and oversized commands between good ones: all in the DLQ with a reason,
-    and good commands as fast as without them."""
+    and good commands as fast as without them (a clean job of the same size).
+
+    Both jobs' commands are built before the clock starts and sent at once, so
+    the rates are the worker's, not this process's."""
     tally = Tally("poison commands", users)
     run = Run(base, "poison", logs, seed=4)
     started = time.monotonic()
     try:
         run.start_worker("w1")
-        clean_job = run.create()
-        t0 = time.monotonic()
-        run.ingest(clean_job, users // 2)
-        clean_rate = (users // 2) / (time.monotonic() - t0)
-
-        job_id = run.create()
-        producer = Producer(producer_config(run.settings))
-        stop = threading.Event()
-        sent = [0]
-
-        def spray() -> None:
-            while not stop.is_set():
-                for _, value in POISON:
-                    producer.produce(run.settings.topic_commands, key=job_id.encode(), value=value)
-                    sent[0] += 1
-                producer.flush(30)
-                stop.wait(0.2)
-
-        sprayer = threading.Thread(target=spray)
-        sprayer.start()
-        t0 = time.monotonic()
-        try:
-            accepted = run.ingest(job_id, users)
-        finally:
-            stop.set()
-            sprayer.join()
-        poisoned_rate = users / (time.monotonic() - t0)
-        tally.faults.append(f"{sent[0]} poison commands ({', '.join(n for n, _ in POISON)})")
-        dlq = read_dlq(run.settings, expected=sent[0], timeout=120)
+        phase = Phase(run, "w1")
+        # A short run (a few commands) still gets several rounds of poison.
+        every = max(1, min(GOOD_COMMANDS_PER_POISON_ROUND, users // 1000 // 4))
+        _, _, clean_rate, clean = _timed_ingest(run, phase, users, poison_every=0)
+        job_id, accepted, poisoned_rate, poisoned = _timed_ingest(
+            run, phase, users, poison_every=every
+        )
+        sent = -(-users // 1000) // every * len(POISON)
+        tally.notes.append(Phase.describe("clean ingest", clean))
+        tally.notes.append(Phase.describe("ingest with poison", poisoned))
+        tally.faults.append(
+            f"{sent} poison commands ({', '.join(n for n, _ in POISON)}), one of each "
+            f"after every {every} good commands"
+        )
+        dlq = read_dlq(run.settings, expected=sent, timeout=120)
         reasons = {headers.get("x-bulkstream-reason", b"").decode() for _, headers, _ in dlq}
-        tally.checks["every poison command in the DLQ"] = len(dlq) == sent[0]
+        tally.checks["every poison command in the DLQ"] = len(dlq) == sent
         tally.checks["every DLQ entry has a reason"] = "" not in reasons
         tally.checks["good commands all accepted"] = accepted == users
         ratio = poisoned_rate / clean_rate
         tally.checks["good-command throughput >= 0.8 of a clean run"] = ratio >= 0.8
         tally.notes.append(
-            f"DLQ {len(dlq)}/{sent[0]}, reasons {sorted(reasons)}; ingest {poisoned_rate:,.0f} "
+            f"DLQ {len(dlq)}/{sent}, reasons {sorted(reasons)}; ingest {poisoned_rate:,.0f} "
             f"users/s with poison vs {clean_rate:,.0f} clean (ratio {ratio:.2f})"
         )
         tally.checks["worker alive"] = run.workers["w1"].alive()
@@ -266,6 +308,27 @@ def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
         run.close()
         timed(tally, started)
     return tally
+
+
+def _timed_ingest(
+    run: Run, phase: Phase, users: int, poison_every: int
+) -> tuple[str, int, float, dict[str, float]]:
+    """A new job's ingest, with `POISON` after every `poison_every` good commands
+    (0: none): its job id, users accepted, users/s and where the time went."""
+    job_id = run.create()
+    client = run.client
+    commands = list(generated_commands(client, job_id, 0, users))
+    before = phase.sample()
+    t0 = time.monotonic()
+    for n, command in enumerate(commands, 1):
+        client.producer.send(command)
+        if poison_every and n % poison_every == 0:
+            for _, value in POISON:
+                client.producer.send_raw(job_id.encode(), value)
+    client.producer.flush(120)
+    accepted = run.accepted([command.command_id for command in commands])
+    rate = users / (time.monotonic() - t0)
+    return job_id, accepted, rate, Phase.spent(before, phase.sample())
 
 
 def http_abuse(base: Settings, logs: Path, users: int, rounds: int) -> Tally:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
-from schemas.commands import CommandResult
+from schemas.commands import AnyCommand, CommandResult
 from streams.producer import CommandProducer, complete_command
 from streams.settings import Settings
 from streams.views import Views
@@ -318,8 +318,19 @@ def send_generated(
 ) -> list[str]:
     """Send generated users `first`..`stop - 1` as ingest commands; return their command ids."""
     commands = []
+    for command in generated_commands(client, job_id, first, stop, batch):
+        client.producer.send(command)
+        commands.append(command.command_id)
+    client.producer.flush(120)
+    return commands
+
+
+def generated_commands(
+    client: Client, job_id: str, first: int, stop: int, batch: int = 1000
+) -> Iterator[AnyCommand]:
+    """Ingest commands of generated users `first`..`stop - 1`, `batch` users each."""
     for start in range(first, stop, batch):
-        command = complete_command(
+        yield complete_command(
             {
                 "kind": "ingest",
                 "jobId": job_id,
@@ -333,10 +344,6 @@ def send_generated(
             },
             client.tenant,
         )
-        client.producer.send(command)
-        commands.append(command.command_id)
-    client.producer.flush(120)
-    return commands
 
 
 def await_accepted(client: Client, commands: list[str]) -> int:
