@@ -15,7 +15,7 @@ from typing import Any
 import faust
 import mode
 
-from streams import diagnostics, metrics
+from streams import diagnostics, local_state, metrics
 from streams.app import Pipeline, create_app
 from streams.fanout import FanoutLoop
 from streams.logs import logging_config, setup_logging
@@ -127,6 +127,7 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
         loop.run()
         return 0
 
+    local_state.discard_stale_stores(settings)
     pipeline = create_app(settings)
     app = pipeline.app
     health.ready["aggregate"] = False

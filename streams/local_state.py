@@ -1,0 +1,87 @@
+"""The worker's local state checked against the cluster before faust starts.
+
+A partition's RocksDB is a cache of its changelog topic and remembers the
+changelog offset it has applied. If the topic is now behind that offset, it
+was deleted and made again (a cluster reset, topics dropped by hand), and
+the local store describes a world that no longer exists: faust then refuses
+to start (`ConsistencyError`) and the worker crash-loops. Such a store is
+deleted here instead, and faust rebuilds it from the changelog, which is the
+truth (the dedupe index with it, from the batch records).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from rocksdict import AccessType, Rdict
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Where faust keeps the table's stores and the key of a store's applied offset.
+OFFSET_KEY = b"__faust\0offset__"
+STORE_NAME = re.compile(r"^state-(\d+)\.db$")
+MISSING = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def tables_dir(settings: Settings) -> Path:
+    return settings.data_dir / settings.worker_id / "faust" / "v1" / "tables"
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-state-changelog"
+
+
+def applied_offset(store: Path) -> int | None:
+    db = Rdict(str(store), access_type=AccessType.read_only())
+    try:
+        raw = db.get(OFFSET_KEY)
+    finally:
+        db.close()
+    return None if raw is None else int(raw)
+
+
+def discard_stale_stores(settings: Settings) -> list[int]:
+    """Delete each partition store that is ahead of its changelog; their partitions."""
+    stores = {
+        int(found.group(1)): path
+        for path in sorted(tables_dir(settings).glob("state-*.db"))
+        if (found := STORE_NAME.match(path.name))
+    }
+    if not stores:
+        return []
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "unused"}
+    )
+    discarded = []
+    try:
+        for partition, path in stores.items():
+            applied = applied_offset(path)
+            if applied is None:
+                continue
+            try:
+                _, end = consumer.get_watermark_offsets(
+                    TopicPartition(changelog_topic(settings), partition), timeout=30
+                )
+            except KafkaException as exc:
+                if exc.args[0].code() not in MISSING:
+                    raise  # the broker did not answer: that proves nothing about the store
+                end = 0  # no such topic or partition (any more): nothing is in it
+            if applied >= end:
+                log.warning(
+                    "state of partition %d is at changelog offset %d but the changelog "
+                    "ends at %d (the topic was made anew): rebuilding it from the changelog",
+                    partition,
+                    applied,
+                    end,
+                )
+                shutil.rmtree(path)
+                discarded.append(partition)
+    finally:
+        consumer.close()
+    return discarded
