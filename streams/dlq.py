@@ -34,6 +34,7 @@ from streams.app import Pipeline
 from streams.errors import PoisonCommand
 from streams.fanout import producer_config
 from streams.producer import AsyncProducer
+from streams.topics import MAX_DEAD_LETTER_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,8 @@ class DeadLetters:
             "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
         }
         if self._producer is None:
-            self._producer = AsyncProducer(producer_config(self.settings), name="dlq")
+            config = producer_config(self.settings) | {"message.max.bytes": MAX_DEAD_LETTER_BYTES}
+            self._producer = AsyncProducer(config, name="dlq")
         future = await self._producer.send(
             self.settings.topic_commands_dlq, message.key, message.value, headers
         )

@@ -17,6 +17,9 @@ from streams.settings import Settings
 
 # Commands carry up to 1,000 users (a 6 MB HTTP body); pages up to a page of users.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A dead letter is a command plus headers saying why: the DLQ takes more than
+# bulk.commands does, so that the largest poison can be dead-lettered too.
+MAX_DEAD_LETTER_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024
 DAY_MS = 86_400_000
 
 
@@ -36,7 +39,12 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
     kept = {"retention.ms": retention}
     return {
         "commands": TopicSpec(settings.topic_commands, "job id", {**big, **kept}, n),
-        "commands_dlq": TopicSpec(settings.topic_commands_dlq, "job id", {**big, **kept}, n),
+        "commands_dlq": TopicSpec(
+            settings.topic_commands_dlq,
+            "job id",
+            {"max.message.bytes": str(MAX_DEAD_LETTER_BYTES), **kept},
+            n,
+        ),
         "command_results": TopicSpec(settings.topic_command_results, "job id", kept, n),
         "job_events": TopicSpec(settings.topic_job_events, "job id", kept, n),
         "progress": TopicSpec(settings.topic_progress, "job id", kept, n),

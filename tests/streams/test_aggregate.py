@@ -7,6 +7,7 @@ from collections.abc import Callable
 import orjson
 
 from streams.settings import Settings
+from streams.topics import MAX_MESSAGE_BYTES
 from tests.streams.harness import Client, WorkerProcess, read_dlq, read_topic, wait_for
 
 USERS = [{"to": {"user_id": f"u{i}"}} for i in range(5)]
@@ -181,3 +182,20 @@ def test_a_worker_restoring_the_state_from_the_changelog_still_knows_every_user(
     assert sorted(value["to"]["user_id"] for _, value, _ in sends) == sorted(
         f"u{i}" for i in range(300)
     )
+
+
+def test_a_poison_command_as_large_as_a_command_may_be_still_goes_to_the_dlq(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The dead letter is the command plus headers: the DLQ must take more than the
+    commands topic does, or the largest poison would stop the worker."""
+    start_worker()
+    key = b"job-huge"
+    value = b"{" + b"x" * (MAX_MESSAGE_BYTES - 200)  # undecodable, and as large as fits
+    client.producer.send_raw(key, value)
+    client.producer.flush()
+    job_id = client.create({"template": "T"})
+    assert client.result(client.ingest(job_id, USERS).command_id).total == 5
+    ((dlq_key, headers, dlq_value),) = read_dlq(topology, expected=1)
+    assert (dlq_key, headers["x-bulkstream-reason"]) == (key, b"undecodable")
+    assert dlq_value == value
