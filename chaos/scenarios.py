@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -224,7 +225,9 @@ class Phase:
 
     def __init__(self, run: Run, worker_id: str) -> None:
         self.url = run.workers[worker_id].metrics_url()
-        self.pids = {"worker": run.workers[worker_id].pid, "kafka": services.pid("kafka")}
+        self.pids = {"worker": run.workers[worker_id].pid}
+        with contextlib.suppress(RuntimeError):  # a broker this checkout did not start
+            self.pids["kafka"] = services.pid("kafka")
 
     def sample(self) -> dict[str, float]:
         text = httpx.get(self.url + "/metrics", timeout=10).text
@@ -253,7 +256,9 @@ class Phase:
             if d.get(f"{kind} count")
         )
         cpu = ", ".join(
-            f"{who} {d[f'{who} cpu'] / wall:.0%}" for who in ("worker", "kafka", "chaos")
+            f"{who} {d[f'{who} cpu'] / wall:.0%}"
+            for who in ("worker", "kafka", "chaos")
+            if f"{who} cpu" in d
         )
         return f"{name}: {wall:.1f} s; worker's commands: {kinds}; CPU of a core: {cpu}"
 
@@ -263,32 +268,38 @@ class Phase:
 # would measure the machine. Each round is 10 MB of poison against ~1 MB of
 # good commands.
 GOOD_COMMANDS_PER_POISON_ROUND = 10
+# The clean and the poisoned job are ingested in alternating slices, so that
+# drift (warm-up, whatever else the machine does) falls on both alike.
+POISON_SLICES = 5
 
 
 def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     """Malformed and oversized commands between good ones: all in the DLQ with a reason,
     and good commands as fast as without them (a clean job of the same size).
 
-    Both jobs' commands are built before the clock starts and sent at once, so
-    the rates are the worker's, not this process's."""
+    Each slice's commands are built before its clock starts and sent at once,
+    so the rates are the worker's, not this process's."""
     tally = Tally("poison commands", users)
     run = Run(base, "poison", logs, seed=4)
     started = time.monotonic()
     try:
         run.start_worker("w1")
         phase = Phase(run, "w1")
-        # A short run (a few commands) still gets several rounds of poison.
-        every = max(1, min(GOOD_COMMANDS_PER_POISON_ROUND, users // 1000 // 4))
-        _, _, clean_rate, clean = _timed_ingest(run, phase, users, poison_every=0)
-        job_id, accepted, poisoned_rate, poisoned = _timed_ingest(
-            run, phase, users, poison_every=every
-        )
-        sent = -(-users // 1000) // every * len(POISON)
+        clean_job, job_id = run.create(), run.create()
+        clean: dict[str, float] = {}
+        poisoned: dict[str, float] = {}
+        accepted = sent = 0
+        bounds = [users * n // POISON_SLICES for n in range(POISON_SLICES + 1)]
+        for first, stop in itertools.pairwise(bounds):
+            _timed_slice(run, phase, clean_job, first, stop, clean)
+            accepted += _timed_slice(run, phase, job_id, first, stop, poisoned, poison=True)
+            sent += len(range(first, stop, 1000)) // GOOD_COMMANDS_PER_POISON_ROUND * len(POISON)
+        clean_rate, poisoned_rate = users / clean["wall"], users / poisoned["wall"]
         tally.notes.append(Phase.describe("clean ingest", clean))
         tally.notes.append(Phase.describe("ingest with poison", poisoned))
         tally.faults.append(
             f"{sent} poison commands ({', '.join(n for n, _ in POISON)}), one of each "
-            f"after every {every} good commands"
+            f"after every {GOOD_COMMANDS_PER_POISON_ROUND} good commands"
         )
         dlq = read_dlq(run.settings, expected=sent, timeout=120)
         reasons = {headers.get("x-bulkstream-reason", b"").decode() for _, headers, _ in dlq}
@@ -310,25 +321,31 @@ def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     return tally
 
 
-def _timed_ingest(
-    run: Run, phase: Phase, users: int, poison_every: int
-) -> tuple[str, int, float, dict[str, float]]:
-    """A new job's ingest, with `POISON` after every `poison_every` good commands
-    (0: none): its job id, users accepted, users/s and where the time went."""
-    job_id = run.create()
+def _timed_slice(
+    run: Run,
+    phase: Phase,
+    job_id: str,
+    first: int,
+    stop: int,
+    spent: dict[str, float],
+    poison: bool = False,
+) -> int:
+    """Ingest generated users `first`..`stop - 1`, with `POISON` after every
+    `GOOD_COMMANDS_PER_POISON_ROUND` good commands if `poison`; add where the
+    time went to `spent`; return the users accepted."""
     client = run.client
-    commands = list(generated_commands(client, job_id, 0, users))
+    commands = list(generated_commands(client, job_id, first, stop))
     before = phase.sample()
-    t0 = time.monotonic()
     for n, command in enumerate(commands, 1):
         client.producer.send(command)
-        if poison_every and n % poison_every == 0:
+        if poison and n % GOOD_COMMANDS_PER_POISON_ROUND == 0:
             for _, value in POISON:
                 client.producer.send_raw(job_id.encode(), value)
     client.producer.flush(120)
     accepted = run.accepted([command.command_id for command in commands])
-    rate = users / (time.monotonic() - t0)
-    return job_id, accepted, rate, Phase.spent(before, phase.sample())
+    for key, amount in Phase.spent(before, phase.sample()).items():
+        spent[key] = spent.get(key, 0.0) + amount
+    return accepted
 
 
 def http_abuse(base: Settings, logs: Path, users: int, rounds: int) -> Tally:

@@ -16,7 +16,7 @@ SHORT = {
     "kills": 20_000,
     "redis-flush": 20_000,
     "redis-restart": 20_000,
-    "poison": 5_000,
+    "poison": 50_000,  # five rounds of poison at the full run's mix
     "http": 2_000,
 }
 
