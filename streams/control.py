@@ -37,6 +37,8 @@ from streams.state import (
 
 log = logging.getLogger(__name__)
 
+VIEWS_CHECK_SECONDS = 5.0  # how often a worker looks for the views marker in Redis
+
 
 class Control:
     def __init__(self, pipeline: Pipeline) -> None:
@@ -108,7 +110,7 @@ def register(pipeline: Pipeline) -> None:
 
     app.agent(topics.control, name="bulkstream.control")(housekeeping)
 
-    async def watch_views() -> None:
+    async def check_views() -> None:
         if await pipeline.views.alive():
             return
         await pipeline.views.mark_alive()
@@ -117,7 +119,16 @@ def register(pipeline: Pipeline) -> None:
         for partition in range(settings.partitions):
             await delivered(topics.control.send(key=b"rebuild", value=value, partition=partition))
 
-    app.timer(interval=5.0, name="bulkstream.watch_views")(watch_views)
+    # Checked as soon as the worker is ready, then every few seconds. A faust
+    # timer's first tick comes one interval late: a worker that starts on an
+    # empty Redis would then rebuild the views of everything ingested in its
+    # first seconds, on the event loop the commands agent needs.
+    async def watch_views() -> None:
+        await check_views()
+        async for _ in app.itertimer(VIEWS_CHECK_SECONDS, name="bulkstream.watch_views"):
+            await check_views()
+
+    app.task(watch_views)
 
     async def sweep_expired() -> None:
         now = time.time()

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import httpx
 import redis
 import redis.asyncio as aioredis
 
 from schemas.views import JobStatus
+from streams import keys
+from streams.control import VIEWS_CHECK_SECONDS
 from streams.settings import Settings
 from streams.state import JobState
 from streams.views import Views, encode_cursor
@@ -69,6 +74,29 @@ def test_views_come_back_whole_after_redis_lost_them(
     )
     wait_for(lambda: client.job(done) == before[done][0], 60, "the rebuilt job view")
     assert client.users(done) == before[done][1]
+
+
+def test_a_worker_looks_for_the_views_marker_as_soon_as_it_is_ready(
+    topology: Settings,
+    redis_client: redis.Redis,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Not one check interval later: by then commands are flowing, and the
+    rebuild of an empty Redis would run beside them on the same event loop."""
+    marker = keys.views_alive(topology.redis_prefix)
+    assert not redis_client.exists(marker)
+    worker = start_worker()
+    url = worker.metrics_url() + "/readyz"
+
+    def ready() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=5).status_code == 200
+        return False
+
+    wait_for(ready, 120, "the worker to be ready", every=0.05)
+    seen = time.monotonic()
+    wait_for(lambda: redis_client.exists(marker), 60, "the views marker", every=0.05)
+    assert time.monotonic() - seen < VIEWS_CHECK_SECONDS / 2
 
 
 def test_finished_jobs_expire_and_unrun_jobs_do_not(
