@@ -1,19 +1,29 @@
 """Every topic bulkstream uses, declared once: name (from Settings), key, configuration.
 
 `ensure_topics` creates missing ones with the admin client (idempotent), so
-producers can write before any worker started; `declare` gives the faust app
-its topic objects.
+producers can write before any worker started, and raises the size limit of
+existing ones that a newer release needs larger; `declare` gives the faust
+app its topic objects.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import KafkaError, KafkaException, NewTopic
 
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Commands carry up to 1,000 users (a 6 MB HTTP body); pages up to a page of users.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -60,10 +70,16 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
     }
 
 
+SIZE_LIMIT = "max.message.bytes"
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create every topic that does not exist yet; existing ones are left as they are."""
+    """Create every topic that does not exist yet, and raise the size limit of
+    existing ones to what this release needs. Nothing else of an existing topic
+    is touched: its retention or partitions may have been chosen on purpose."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     existing = set(admin.list_topics(timeout=timeout).topics)
+    all_specs = specs(settings).values()
     wanted = [
         NewTopic(
             spec.name,
@@ -71,17 +87,51 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             replication_factor=settings.replication_factor,
             config=spec.config,
         )
-        for spec in specs(settings).values()
+        for spec in all_specs
         if spec.name not in existing
     ]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+    created = admin.create_topics(wanted, operation_timeout=timeout) if wanted else {}
+    for name, future in created.items():
         try:
             future.result(timeout=timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"could not create topic {name}: {exc}") from exc
+            existing.add(name)  # made by someone else meanwhile, or not yet in the metadata
+    sized = [spec for spec in all_specs if spec.name in existing and SIZE_LIMIT in spec.config]
+    if sized:
+        raise_size_limits(admin, sized, timeout)
+
+
+def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float) -> None:
+    """An existing topic made by an older release may take smaller records than
+    this one writes (the DLQ took 16 MB; its largest dead letter needs 17): the
+    producer's record would be refused, and the worker would stop on it."""
+    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in sized]
+    described = admin.describe_configs(resources, request_timeout=timeout)
+    low = []
+    for spec, future in zip(sized, described.values(), strict=True):
+        current = int(future.result(timeout=timeout)[SIZE_LIMIT].value)
+        needed = int(spec.config[SIZE_LIMIT])
+        if current < needed:
+            log.warning(
+                "topic %s takes records of up to %d bytes, needs %d: raising %s",
+                spec.name,
+                current,
+                needed,
+                SIZE_LIMIT,
+            )
+            entry = ConfigEntry(
+                SIZE_LIMIT, str(needed), incremental_operation=AlterConfigOpType.SET
+            )
+            low.append(ConfigResource(ResourceType.TOPIC, spec.name, incremental_configs=[entry]))
+    if not low:
+        return
+    for resource, future in admin.incremental_alter_configs(low, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise RuntimeError(f"could not raise {SIZE_LIMIT} of {resource.name}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""Topics against a real broker: made once, and brought up to this release's size limits."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from streams.settings import Settings
+from streams.topics import MAX_DEAD_LETTER_BYTES, SIZE_LIMIT, ensure_topics, specs
+from tests.streams.harness import wait_for
+
+
+@pytest.fixture
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+
+def _config(admin: AdminClient, topic: str) -> dict[str, str]:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entries = admin.describe_configs([resource])[resource].result(timeout=30)
+    return {name: entry.value for name, entry in entries.items()}
+
+
+def _make(admin: AdminClient, topic: str, config: dict[str, str]) -> None:
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(timeout=30)
+
+
+def test_an_older_dlq_gets_the_size_limit_its_largest_dead_letter_needs(
+    settings: Settings, admin: AdminClient
+) -> None:
+    """An older release made the DLQ with 16 MB; a dead letter of the largest
+    command is bigger, and the broker's refusal of it stopped the commands agent."""
+    dlq = settings.topic_commands_dlq
+    old = str(16 * 1024 * 1024)
+    _make(admin, dlq, {SIZE_LIMIT: old, "retention.ms": "3600000"})
+
+    ensure_topics(settings)
+
+    # The controller has taken the change; the broker applies it a moment later.
+    def raised() -> dict[str, str] | None:
+        config = _config(admin, dlq)
+        return config if config[SIZE_LIMIT] == str(MAX_DEAD_LETTER_BYTES) else None
+
+    config = wait_for(raised, 10, f"{dlq} to take {MAX_DEAD_LETTER_BYTES} bytes")
+    assert config["retention.ms"] == "3600000"  # the operator's choice stays
+
+
+def test_larger_limits_and_everything_else_are_left_alone(
+    settings: Settings, admin: AdminClient
+) -> None:
+    commands = settings.topic_commands
+    larger = str(64 * 1024 * 1024)
+    _make(admin, commands, {SIZE_LIMIT: larger})
+    ensure_topics(settings)
+    before = {spec.name: _config(admin, spec.name) for spec in specs(settings).values()}
+
+    ensure_topics(settings)
+
+    after = {spec.name: _config(admin, spec.name) for spec in specs(settings).values()}
+    assert after == before
+    assert after[commands][SIZE_LIMIT] == larger
