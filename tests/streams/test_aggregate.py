@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
+from confluent_kafka import Producer
 
+from streams.fanout import producer_config
+from streams.producer import complete_command
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
 from tests.streams.harness import Client, WorkerProcess, read_dlq, read_topic, wait_for
@@ -39,6 +42,30 @@ def test_errors_of_each_command(
     assert job.definition == {"template": "T"}  # the conflicting create changed nothing
     sends = read_topic(topology, topology.topic_sends, expected=5, idle=3)
     assert len(sends) == 5  # the second run had no effect
+
+
+def test_commands_compressed_by_their_producer_are_applied(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """An upstream producer chooses its own compression.type: the worker reads
+    every codec Kafka has, not only the gzip that Python's stdlib brings."""
+    start_worker()
+    job_id = client.create({"template": "T"})
+    sent = []
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        producer = Producer(producer_config(topology) | {"compression.type": codec})
+        users = [{"to": {"user_id": f"{codec}-{i}"}} for i in range(100)]
+        command = complete_command(
+            {"kind": "ingest", "jobId": job_id, "users": users}, client.tenant
+        )
+        value = orjson.dumps(command.to_wire())
+        producer.produce(topology.topic_commands, key=job_id.encode(), value=value)
+        assert producer.flush(30) == 0
+        sent.append(command.command_id)
+    for command_id in sent:
+        result = client.result(command_id)
+        assert (result.ok, result.total) == (True, 100)
+    assert client.job(job_id).received == 400
 
 
 def test_tenants_cannot_see_or_touch_each_others_jobs(
