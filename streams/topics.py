@@ -110,8 +110,16 @@ def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in sized]
     described = admin.describe_configs(resources, request_timeout=timeout)
     low = []
-    for spec, future in zip(sized, described.values(), strict=True):
-        current = int(future.result(timeout=timeout)[SIZE_LIMIT].value)
+    for spec, resource in zip(sized, resources, strict=True):
+        try:
+            config = described[resource].result(timeout=timeout)
+        except KafkaException as exc:
+            # Listed but not yet describable: made a moment ago (by this or
+            # another process), so with this release's configuration.
+            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                continue
+            raise
+        current = int(config[SIZE_LIMIT].value)
         needed = int(spec.config[SIZE_LIMIT])
         if current < needed:
             log.warning(
