@@ -338,6 +338,11 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.app.on_before_shutdown.connect(close_dead_letters)
 
+    async def open_dead_letters() -> None:
+        aggregate.dead_letters.open()
+
+    pipeline.app.task(open_dead_letters)
+
     order = CommandOrder(pipeline.app, pipeline.state)
 
     async def commands(stream: Any) -> None:

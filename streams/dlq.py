@@ -140,13 +140,20 @@ class DeadLetters:
             "x-bulkstream-error": exc.detail[:MAX_ERROR_HEADER].encode(),
             "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
         }
-        if self._producer is None:
-            config = producer_config(self.settings) | {"message.max.bytes": MAX_DEAD_LETTER_BYTES}
-            self._producer = AsyncProducer(config, name="dlq")
-        future = await self._producer.send(
+        future = await self.open().send(
             self.settings.topic_commands_dlq, message.key, message.value, headers
         )
         self.deliveries.track(future)
+
+    def open(self) -> AsyncProducer:
+        """The DLQ's producer, made once. The worker makes it when it starts: made
+        for the first poison command instead, its connection and idempotent
+        producer id held up the commit of everything after that command."""
+        if self._producer is None:
+            config = producer_config(self.settings) | {"message.max.bytes": MAX_DEAD_LETTER_BYTES}
+            self._producer = AsyncProducer(config, name="dlq")
+            log.info("dead letters go to %s", self.settings.topic_commands_dlq)
+        return self._producer
 
     def close(self) -> None:
         if self._producer is not None:

@@ -68,6 +68,17 @@ def test_commands_compressed_by_their_producer_are_applied(
     assert client.job(job_id).received == 400
 
 
+def test_a_worker_opens_its_dead_letter_producer_when_it_starts(
+    topology: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Not at the first poison command: a new producer's first record waits for
+    its connection and producer id, and the commit of what follows waits for it."""
+    worker = start_worker()
+    opened = f"dead letters go to {topology.topic_commands_dlq}".encode()
+    wait_for(lambda: opened in worker.log_path.read_bytes(), 60, "the DLQ producer")
+    assert b"command to DLQ" not in worker.log_path.read_bytes()
+
+
 def test_tenants_cannot_see_or_touch_each_others_jobs(
     topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
 ) -> None:
