@@ -24,6 +24,10 @@ class DeliveryFailed(BulkstreamError):
     """The broker did not take a record; librdkafka's delivery report says why."""
 
 
+class CallStuck(BulkstreamError):
+    """A client call did not return by its deadline (see `streams.bounded`)."""
+
+
 class FanoutFenced(BulkstreamError):
     """Another incarnation of this fan-out worker took over its transactional id."""
 

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from rocksdict import Options, Rdict
 
 from schemas.fanout import PageProgress, decode_page
 from streams import metrics
+from streams.bounded import BoundedCalls
+from streams.errors import CallStuck
 from streams.expand import PageSends, routing_channels, unroutable_reason
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -37,6 +40,10 @@ from streams.topics import MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 _RESTORED_AT = b"\x00restored-at\x00"
+# librdkafka's own timeout for a transactional call, and ours on top of it for
+# when librdkafka does not keep to its own (streams.bounded).
+TXN_CALL_SECONDS = 60.0
+TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
 
 
 class DoneStore:
@@ -113,7 +120,7 @@ class FanoutLoop:
             while not self.stopping.is_set():
                 try:
                     self._session()
-                except KafkaException as exc:
+                except (KafkaException, CallStuck) as exc:
                     log.warning("fan-out session ended (%s); starting a new one", exc)
                     time.sleep(1.0)
         finally:
@@ -129,7 +136,16 @@ class FanoutLoop:
                 "transaction.timeout.ms": self.s.transaction_timeout_ms,
             }
         )
-        producer.init_transactions(60)
+        calls = BoundedCalls("fanout-txn")
+        try:
+            calls.call(
+                partial(producer.init_transactions, TXN_CALL_SECONDS),
+                TXN_CALL_DEADLINE,
+                "init_transactions",
+            )
+        except CallStuck:
+            calls.close()
+            raise
         consumer = Consumer(
             {
                 "bootstrap.servers": self.s.kafka_bootstrap_servers,
@@ -152,6 +168,7 @@ class FanoutLoop:
         log.info("fan-out %s joined group %s-fanout", self.s.worker_id, self.s.app_id)
         if self.on_joined is not None:
             self.on_joined()
+        stuck = False
         try:
             while not self.stopping.is_set():
                 self._report_lag(consumer)
@@ -161,17 +178,29 @@ class FanoutLoop:
                     if m.error() is not None:
                         log.warning("fan-out consumer: %s", m.error())
                 if pages:
-                    self._transaction(producer, consumer, pages)
+                    self._transaction(producer, consumer, calls, pages)
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():
-                producer.abort_transaction(30)
+                abort = partial(producer.abort_transaction, TXN_CALL_SECONDS)
+                stuck = True  # until the abort returns
+                calls.call(abort, TXN_CALL_DEADLINE, "abort_transaction")
+                stuck = False
+            raise
+        except CallStuck:
+            # The next session's producer takes over the transactional id, which
+            # aborts this one's open transaction: its sends are never seen.
+            stuck = True
             raise
         finally:
             consumer.close()
-            producer.flush(10)
+            calls.close()
+            if not stuck:
+                producer.flush(10)
 
-    def _transaction(self, producer: Producer, consumer: Consumer, pages: list[Message]) -> None:
+    def _transaction(
+        self, producer: Producer, consumer: Consumer, calls: BoundedCalls, pages: list[Message]
+    ) -> None:
         producer.begin_transaction()
         committed: list[bytes] = []
         sent = failed = 0
@@ -194,8 +223,17 @@ class FanoutLoop:
             for tp in consumer.position(consumer.assignment())
             if tp.offset >= 0
         ]
-        producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 60)
-        producer.commit_transaction(60)
+        group = consumer.consumer_group_metadata()
+        calls.call(
+            partial(producer.send_offsets_to_transaction, offsets, group, TXN_CALL_SECONDS),
+            TXN_CALL_DEADLINE,
+            "send_offsets_to_transaction",
+        )
+        calls.call(
+            partial(producer.commit_transaction, TXN_CALL_SECONDS),
+            TXN_CALL_DEADLINE,
+            "commit_transaction",
+        )
         for key in committed:
             self.done.add(key)
         self.sent += sent
