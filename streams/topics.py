@@ -9,6 +9,7 @@ app its topic objects.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,33 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     sized = [spec for spec in all_specs if spec.name in existing and SIZE_LIMIT in spec.config]
     if sized:
         raise_size_limits(admin, sized, timeout)
+    await_leaders(admin, [spec.name for spec in all_specs], timeout)
+
+
+def await_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Wait until every partition of these topics has a leader.
+
+    A topic made a moment ago can be listed before its partitions have
+    leaders; aiokafka then leaves it out of the metadata, and faust starts
+    without it ("Ignoring missing topic") and never consumes it: a worker
+    that is ready and does nothing. Seen in CI after a test made and
+    dropped hundreds of partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        waiting = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or not topics[name].partitions
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics without a leader after {timeout:.0f} s: {waiting}")
+        time.sleep(0.1)
 
 
 def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float) -> None:
