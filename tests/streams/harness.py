@@ -170,14 +170,14 @@ class Client:
 
         return asyncio.run(go())
 
-    def result(self, command_id: str, timeout: float = 60) -> CommandResult:
+    def result(self, command_id: str, timeout: float = 60, every: float = 0.2) -> CommandResult:
         def probe() -> CommandResult | None:
             result: CommandResult | None = self._read(
                 lambda v: v.read_result(self.tenant, command_id)
             )
             return result
 
-        return wait_for(probe, timeout, f"the result of command {command_id}")
+        return wait_for(probe, timeout, f"the result of command {command_id}", every)
 
     def job(self, job_id: str, tenant: str | None = None) -> Any:
         return self._read(lambda v: v.read_job(tenant or self.tenant, job_id))
