@@ -1,9 +1,11 @@
-"""The job aggregate: the faust agent on `bulk.commands` (key = job id).
+"""The job aggregate: applies the commands of `bulk.commands` (key = job id),
+which the command feed (`streams/command_feed.py`) reads in offset order.
 
 It applies create / ingest / run to the job's state, records each command's
 result, writes the Redis views, and on run cuts the job into fan-out pages.
 
-faust delivers at least once, so every step is replay-safe:
+Commands are delivered at least once (a crash replays those applied since
+the feed's last cursor), so every step is replay-safe:
 
 * a command's result is stored under its command id with the offset it was
   applied at; the same command id at another offset (a duplicate delivery)
@@ -43,11 +45,11 @@ from schemas.fanout import PageFields, encode_page_spliced
 from schemas.views import JobStatus
 from streams import metrics
 from streams.app import Pipeline, partition_db
+from streams.command_feed import CommandEvent, CommandFeed
 from streams.dedupe import DedupeIndex
 from streams.dlq import DeadLetters, parse_command
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
-from streams.ordering import CommandOrder
 from streams.paging import MissingUsers, cut_pages, encode_batch, read_batch
 from streams.state import (
     JobState,
@@ -82,7 +84,7 @@ class Aggregate:
         self.dead_letters = DeadLetters(pipeline)
 
     # -- entry ---------------------------------------------------------------
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: CommandEvent) -> None:
         message = event.message
         started = time.perf_counter()
         try:
@@ -343,13 +345,6 @@ def register(pipeline: Pipeline) -> None:
 
     pipeline.app.task(open_dead_letters)
 
-    order = CommandOrder(pipeline.app, pipeline.state)
-
-    async def commands(stream: Any) -> None:
-        async for event in stream.events():
-            if not await order.admit(event.message):
-                continue
-            await aggregate.handle(event)
-            order.applied(event.message)
-
-    pipeline.app.agent(pipeline.topics.commands, name="bulkstream.commands")(commands)
+    feed = CommandFeed(pipeline, aggregate.handle)
+    pipeline.app.feed = feed
+    pipeline.app.task(feed.run)

@@ -1,6 +1,7 @@
 """Builds the one faust app of a worker from Settings: topics, the state table, agents.
 
-The aggregate stage is faust (at-least-once, every state change idempotent);
+The aggregate stage is faust (at-least-once, every state change idempotent),
+reading `bulk.commands` through its own librdkafka feed (streams/command_feed.py);
 the fan-out stage is a confluent-kafka transactional loop (streams/fanout.py)
 that the worker runs beside it as a service.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import redis.asyncio as aioredis
@@ -79,6 +80,14 @@ class _Consumer(aiokafka_driver.Consumer):
                 self._unacked_messages.discard(message)
             return False
         return bool(super().ack(message))
+
+    # The commands feed reads outside faust's streams: it finishes its command and
+    # records its position before faust revokes (and closes) the partitions' state.
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        feed = cast(BulkApp, self.app).feed
+        if feed is not None:
+            await feed.pause()
+        await super().on_partitions_revoked(revoked)
 
     # Durability before commit: the offsets about to be committed are of events
     # already acked, whose records (changelog, results, DLQ) were sent before their ack.
@@ -158,7 +167,27 @@ class DurableTable(faust.Table):  # type: ignore[type-arg]
         return future
 
 
+class Feed(Protocol):
+    """Input the app reads outside faust's streams (`streams/command_feed.py`)."""
+
+    async def pause(self) -> None:
+        """Finish the work in hand and hold until the next assignment is restored."""
+
+    async def stop(self) -> None:
+        """Finish the work in hand and read no more."""
+
+    def lags(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records not yet applied) of each partition read."""
+
+
 class BulkApp(faust.App):
+    feed: Feed | None = None
+
+    async def on_stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
+        await super().on_stop()
+
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
@@ -271,6 +300,15 @@ async def delivered(sending: Awaitable[Any]) -> Any:
     For a send outside any event (a timer's), or one that must land before
     the event goes on; an event's own records go through `Deliveries.send`."""
     return await (await sending)
+
+
+def held_partitions(pipeline: Pipeline) -> frozenset[int]:
+    """The partitions of the state this worker holds (faust assigns them, with
+    the same partitions of `bulk.progress` and `bulk.control`)."""
+    changelog = pipeline.state.changelog_topic.get_topic_name()
+    return frozenset(
+        tp.partition for tp in pipeline.app.assignor.assigned_actives() if tp.topic == changelog
+    )
 
 
 def partition_db(state: Any, partition: int) -> Any:

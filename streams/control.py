@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from schemas.control import ControlMessage, PurgeJob, RebuildViews
-from streams.app import Pipeline, delivered, partition_db
+from streams.app import Pipeline, delivered, held_partitions, partition_db
 from streams.jobs import Jobs
 from streams.paging import decode_batch
 from streams.state import (
@@ -132,9 +132,7 @@ def register(pipeline: Pipeline) -> None:
 
     async def sweep_expired() -> None:
         now = time.time()
-        commands = topics.commands.get_topic_name()
-        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == commands}
-        for partition in assigned:
+        for partition in held_partitions(pipeline):
             db = partition_db(pipeline.state, partition)
             for key, _ in scan_prefix(db, EXPIRE_PREFIX):
                 due, job_id = expire_key_job(key)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
             "API's latency low during a fan-out."
         ),
     )
+    command_checkpoint_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "How often the worker records in its state which commands it applied. A "
+            "crashed worker's partitions replay (harmlessly) what came after the record."
+        ),
+    )
     retention_days: float = Field(default=30, gt=0)
     retention_sweep_seconds: float = Field(default=60, gt=0)
     result_ttl_seconds: int = Field(default=2 * 86_400, ge=86_400)

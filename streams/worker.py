@@ -118,10 +118,10 @@ def trim_malloc() -> None:
 
 
 def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
-    """Records not yet read, per partition of the agents' topics this worker holds."""
+    """Records not yet read, per partition of the agents' topics this worker
+    holds, and commands not yet applied (the command feed's own count)."""
     consumer = pipeline.app.consumer
     topics = {
-        pipeline.topics.commands.get_topic_name(),
         pipeline.topics.progress.get_topic_name(),
         pipeline.topics.control.get_topic_name(),
     }
@@ -134,7 +134,8 @@ def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
         last = read.get(tp)
         if high is not None and high >= 0:
             lags.append((tp.topic, tp.partition, high - (last + 1 if last is not None else 0)))
-    return lags
+    feed = pipeline.app.feed
+    return lags + (feed.lags() if feed is not None else [])
 
 
 def run_worker(settings: Settings, stage: Stage) -> int:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
@@ -298,6 +298,19 @@ def read_dlq(
     finally:
         consumer.close()
     return out
+
+
+def members_with_partitions(settings: Settings, group: str) -> int:
+    """How many members of a consumer group hold partitions, once the group is stable."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    if description.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(
+        1
+        for member in description.members
+        if member.assignment is not None and member.assignment.topic_partitions
+    )
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -9,15 +9,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AdminClient
-
 from streams.ids import message_id
 from streams.settings import Settings
 from tests.streams.harness import (
     Client,
     WorkerProcess,
     ingest_generated,
+    members_with_partitions,
     read_topic,
     wait_for,
 )
@@ -37,7 +35,7 @@ def _wait_both_workers_joined(settings: Settings) -> None:
 
 
 def _members_with_partitions_is(settings: Settings, group: str, n: int) -> bool:
-    return _members_with_partitions(settings, group) == n
+    return members_with_partitions(settings, group) == n
 
 
 def _reached(client: Client, job_id: str, share: float) -> Any:
@@ -45,19 +43,6 @@ def _reached(client: Client, job_id: str, share: float) -> Any:
     if job is not None and (job.enqueued >= share * USERS or job.status == "COMPLETED"):
         return job
     return None
-
-
-def _members_with_partitions(settings: Settings, group: str) -> int:
-    """How many members of a consumer group hold partitions, once the group is stable."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    if description.state != ConsumerGroupState.STABLE:
-        return 0
-    return sum(
-        1
-        for member in description.members
-        if member.assignment is not None and member.assignment.topic_partitions
-    )
 
 
 def test_sigkill_during_fan_out_loses_and_duplicates_nothing(

@@ -1,0 +1,283 @@
+"""The commands stage's input: `bulk.commands` read through librdkafka, one
+command at a time, into the aggregate (`streams/aggregate.py`).
+
+faust's own consumer (aiokafka) reads records in Python: a command as large
+as the topic takes (16 MB) was copied six times and checksummed on faust's
+consumer thread, under the GIL, about 45 ms for 10 MB, and the event loop
+applying the good commands lost another ~65 ms to it. librdkafka fetches on
+its own threads without the GIL; Python sees each value once.
+
+The feed keeps the guarantees of a faust agent on its own:
+
+* *Partitions.* A worker reads partition p of `bulk.commands` only while it
+  holds partition p of the state (faust assigns the state's changelog,
+  `bulk.progress` and `bulk.control` co-partitioned), and only once that
+  partition's state is restored. Before faust revokes partitions or stops,
+  it `pause`s the feed (`streams/app.py`): the command being applied ends,
+  and nothing more is read until the next assignment is restored.
+* *Position.* The offset of the last command applied to a partition is kept
+  in the state itself (`cursor_key`), not in a consumer group: written every
+  second (`BULKSTREAM_COMMAND_CHECKPOINT_SECONDS`) and when the feed pauses,
+  each time only after every record the commands up to it sent is in Kafka
+  (`Deliveries.settled`). The next reader of the partition, this worker or
+  another, starts right after it; a crash replays the commands since, and
+  each command is replay-safe.
+* *Order.* Commands of a partition are applied one at a time, in offset
+  order; none is skipped, and one seen already (a refetch) is not redone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from faust import streams as faust_streams
+
+from streams.app import Pipeline, deliveries_of, held_partitions, partition_db
+from streams.state import cursor_key
+
+log = logging.getLogger(__name__)
+
+# Commands taken from librdkafka's queue at a time; at most this many values
+# (16 MB each at worst) are held in Python besides the prefetch queue.
+BATCH = 16
+POLL_SECONDS = 0.1
+IDLE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class CommandMessage:
+    """A record of `bulk.commands`, as the aggregate and the DLQ read it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class CommandEvent:
+    """The event a command is applied in: faust's table finds the partition a
+    write belongs to through the current event (`faust.streams.current_event`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: CommandMessage) -> None:
+        self.message = message
+
+
+@contextlib.contextmanager
+def in_event(message: CommandMessage) -> Iterator[CommandEvent]:
+    """Table reads and writes inside go to the message's partition."""
+    event = CommandEvent(message)
+    current: Any = faust_streams._current_event
+    token = current.set(weakref.ref(event))
+    try:
+        yield event
+    finally:
+        current.reset(token)
+
+
+def consumer_config(pipeline: Pipeline) -> dict[str, Any]:
+    settings = pipeline.settings
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        # Never joined nor committed to (partitions are assigned, positions kept
+        # in the state); librdkafka wants a group id all the same.
+        "group.id": f"{settings.app_id}-commands",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        # A bounded prefetch: memory stays flat however many commands wait. It
+        # holds the largest command (16 MB) and a few more (a larger command is
+        # still fetched whole, alone).
+        "fetch.max.bytes": 4 * 1024 * 1024,
+        "max.partition.fetch.bytes": 2 * 1024 * 1024,
+        "queued.max.messages.kbytes": 32 * 1024,
+        "queued.min.messages": BATCH,
+        # With the prefetch full, fetch again as soon as there is room, not 1 s
+        # later (librdkafka's default): the aggregate idled on every full queue.
+        "fetch.queue.backoff.ms": 5,
+    }
+
+
+class CommandFeed:
+    def __init__(
+        self, pipeline: Pipeline, handle: Callable[[CommandEvent], Awaitable[None]]
+    ) -> None:
+        self.pipeline = pipeline
+        self.app = pipeline.app
+        self.state = pipeline.state
+        self.topic = pipeline.settings.topic_commands
+        self.checkpoint_seconds = pipeline.settings.command_checkpoint_seconds
+        self.config = consumer_config(pipeline)
+        self.handle = handle
+        self.consumer: Consumer | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="commands-fetch")
+        # Held by the loop while it reads and applies a batch, and by `pause`.
+        self.lock = asyncio.Lock()
+        self.pausing = False
+        self.stopped = False
+        self.assigned: frozenset[int] = frozenset()
+        # partition -> offset of the last command applied / of the cursor in the state
+        self.applied: dict[int, int] = {}
+        self.checkpointed: dict[int, int] = {}
+
+    # -- what faust calls ------------------------------------------------------
+    async def run(self) -> None:
+        """Read and apply commands until the worker stops (a faust task)."""
+        self.consumer = Consumer(self.config)
+        last_checkpoint = time.monotonic()
+        while not self.stopped:
+            if not self.ready():
+                await asyncio.sleep(IDLE_SECONDS)
+                continue
+            async with self.lock:
+                if self.stopped or not self.ready():
+                    continue
+                wanted = held_partitions(self.pipeline)
+                if wanted != self.assigned:
+                    await self.reassign(wanted)
+                if not self.assigned:
+                    await asyncio.sleep(IDLE_SECONDS)
+                    continue
+                await self.apply_batch()
+                if time.monotonic() - last_checkpoint >= self.checkpoint_seconds:
+                    await self.checkpoint()
+                    last_checkpoint = time.monotonic()
+
+    async def pause(self) -> None:
+        """Finish the command being applied, record the position, read nothing
+        more until the next assignment is restored (faust revokes partitions)."""
+        self.pausing = True
+        try:
+            async with self.lock:
+                await self.release()
+        finally:
+            self.pausing = False
+
+    async def stop(self) -> None:
+        """`pause`, for good (the worker stops)."""
+        self.stopped = True
+        await self.pause()
+        if self.consumer is not None:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.consumer.close)
+            self.consumer = None
+        self.executor.shutdown(wait=False)
+
+    def lags(self) -> list[tuple[str, int, int]]:
+        """Commands not yet applied, per partition read."""
+        consumer = self.consumer
+        if consumer is None:
+            return []
+        lags = []
+        for partition in sorted(self.assigned):
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), cached=True
+            )
+            if high is not None and high >= 0:
+                lags.append((self.topic, partition, high - self.applied.get(partition, -1) - 1))
+        return lags
+
+    # -- the loop's steps ----------------------------------------------------
+    def ready(self) -> bool:
+        """The assignment is settled and its state restored."""
+        app = self.app
+        return bool(
+            not self.stopped
+            and not self.pausing
+            and app.tables.actives_ready
+            and not app.rebalancing
+            and app.flow_control.is_active()
+        )
+
+    async def reassign(self, wanted: frozenset[int]) -> None:
+        await self.release()
+        assert self.consumer is not None
+        starts = []
+        for partition in sorted(wanted):
+            raw = partition_db(self.state, partition).get(cursor_key(partition))
+            if raw is None:
+                starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
+            else:
+                cursor = int(raw)
+                self.applied[partition] = self.checkpointed[partition] = cursor
+                starts.append(TopicPartition(self.topic, partition, cursor + 1))
+        self.consumer.assign(starts)
+        self.assigned = wanted
+        log.info(
+            "reading %s from %s",
+            self.topic,
+            ", ".join(f"{tp.partition}@{tp.offset}" for tp in starts) or "no partition",
+        )
+
+    async def release(self) -> None:
+        """Record the position of every partition read, then read none."""
+        if not self.assigned:
+            return
+        await self.checkpoint()
+        # The cursors themselves in Kafka before another worker may restore them.
+        await deliveries_of(self.app).settled()
+        assert self.consumer is not None
+        self.consumer.unassign()
+        self.assigned = frozenset()
+        self.applied.clear()
+        self.checkpointed.clear()
+
+    async def apply_batch(self) -> None:
+        assert self.consumer is not None
+        loop = asyncio.get_running_loop()
+        records = await loop.run_in_executor(self.executor, self.take)
+        for record in records:
+            if self.pausing or self.stopped:
+                return  # the rest is read again from the cursor
+            error = record.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("reading %s: %s", self.topic, error)
+                continue
+            partition, offset = record.partition(), record.offset()
+            if partition not in self.assigned or offset is None:
+                continue
+            if offset <= self.applied.get(partition, -1):
+                continue
+            message = CommandMessage(self.topic, partition, offset, record.key(), record.value())
+            with in_event(message) as event:
+                await self.handle(event)
+            self.applied[partition] = offset
+
+    def take(self) -> list[Any]:
+        """What librdkafka has fetched, up to `BATCH`; else the next record to come.
+
+        `consume(n, timeout)` waits for n records or the timeout, whichever
+        comes first: with fewer queued, every batch would wait the timeout out."""
+        assert self.consumer is not None
+        records: list[Any] = self.consumer.consume(BATCH, 0)
+        if not records:
+            record = self.consumer.poll(POLL_SECONDS)
+            records = [record] if record is not None else []
+        return records
+
+    async def checkpoint(self) -> None:
+        """Write the cursor of each partition that moved, once everything the
+        commands up to it sent is in Kafka: a cursor in the state means its
+        command and every one before it are applied for good."""
+        moved = {p: o for p, o in self.applied.items() if self.checkpointed.get(p) != o}
+        if not moved:
+            return
+        await deliveries_of(self.app).settled()
+        for partition, offset in moved.items():
+            with in_event(CommandMessage(self.topic, partition, offset, None, None)):
+                self.state[cursor_key(partition)] = str(offset).encode()
+        self.checkpointed.update(moved)
