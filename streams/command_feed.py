@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from faust import streams as faust_streams
 
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 # (16 MB each at worst) are held in Python besides the prefetch queue.
 BATCH = 16
 POLL_SECONDS = 0.1
+# librdkafka's statistics, read for each partition's fetch state (`FetchWatch`).
+STATS_MS = 2000
+# A partition out of librdkafka's active fetch state this long is fetched again.
+STALL_SECONDS = 10.0
 IDLE_SECONDS = 0.05
 
 
@@ -107,7 +112,55 @@ def consumer_config(pipeline: Pipeline) -> dict[str, Any]:
         # With the prefetch full, fetch again as soon as there is room, not 1 s
         # later (librdkafka's default): the aggregate idled on every full queue.
         "fetch.queue.backoff.ms": 5,
+        "statistics.interval.ms": STATS_MS,
     }
+
+
+def fetch_states(stats: dict[str, Any], topic: str) -> dict[int, str]:
+    """Partition -> librdkafka's fetch state, for the partitions of `topic` the
+    consumer wants (librdkafka's statistics JSON)."""
+    partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
+    return {
+        int(number): str(partition.get("fetch_state"))
+        for number, partition in partitions.items()
+        if int(number) >= 0 and partition.get("desired")
+    }
+
+
+class FetchWatch:
+    """Which partitions librdkafka has kept out of its active fetch state too long.
+
+    A defence, not a path of normal operation: librdkafka keeps a fetch state
+    per partition (offset query, epoch validation, active, ...), and a
+    partition stuck outside "active" holds its commands back until the worker
+    restarts. Once, in a test, a command that sat on a partition of its own
+    was never applied within 60 s; the cause was not found."""
+
+    def __init__(self, patience: float = STALL_SECONDS) -> None:
+        self.patience = patience
+        self.since: dict[int, tuple[str, float]] = {}
+
+    def observe(self, states: dict[int, str], now: float) -> None:
+        for partition, state in states.items():
+            if state == "active":
+                self.since.pop(partition, None)
+            elif partition not in self.since:
+                self.since[partition] = (state, now)
+        for partition in set(self.since) - set(states):
+            del self.since[partition]
+
+    def stalled(self, now: float) -> list[tuple[int, str]]:
+        """Partitions out of the active state for `patience`; each given once,
+        then watched anew (a seek takes it through the states again)."""
+        due = [
+            (p, state) for p, (state, since) in self.since.items() if now - since >= self.patience
+        ]
+        for partition, state in due:
+            self.since[partition] = (state, now)
+        return due
+
+    def clear(self) -> None:
+        self.since.clear()
 
 
 class CommandFeed:
@@ -119,7 +172,7 @@ class CommandFeed:
         self.state = pipeline.state
         self.topic = pipeline.settings.topic_commands
         self.checkpoint_seconds = pipeline.settings.command_checkpoint_seconds
-        self.config = consumer_config(pipeline)
+        self.config = consumer_config(pipeline) | {"stats_cb": self.on_stats}
         self.handle = handle
         self.consumer: Consumer | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="commands-fetch")
@@ -131,6 +184,7 @@ class CommandFeed:
         # partition -> offset of the last command applied / of the cursor in the state
         self.applied: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
+        self.watch = FetchWatch()
 
     # -- what faust calls ------------------------------------------------------
     async def run(self) -> None:
@@ -151,9 +205,11 @@ class CommandFeed:
                     await asyncio.sleep(IDLE_SECONDS)
                     continue
                 await self.apply_batch()
-                if time.monotonic() - last_checkpoint >= self.checkpoint_seconds:
+                now = time.monotonic()
+                if now - last_checkpoint >= self.checkpoint_seconds:
                     await self.checkpoint()
-                    last_checkpoint = time.monotonic()
+                    last_checkpoint = now
+                self.unstall(now)
 
     async def pause(self) -> None:
         """Finish the command being applied, record the position, read nothing
@@ -213,12 +269,32 @@ class CommandFeed:
                 self.applied[partition] = self.checkpointed[partition] = cursor
                 starts.append(TopicPartition(self.topic, partition, cursor + 1))
         self.consumer.assign(starts)
+        self.watch.clear()
         self.assigned = wanted
         log.info(
             "reading %s from %s",
             self.topic,
             ", ".join(f"{tp.partition}@{tp.offset}" for tp in starts) or "no partition",
         )
+
+    def unstall(self, now: float) -> None:
+        """Fetch again a partition that librdkafka has kept out of its active
+        fetch state for `STALL_SECONDS` (see `FetchWatch`)."""
+        assert self.consumer is not None
+        for partition, state in self.watch.stalled(now):
+            if partition not in self.assigned:
+                continue
+            applied = self.applied.get(partition)
+            offset = OFFSET_BEGINNING if applied is None else applied + 1
+            log.warning(
+                "%s [%d]: not fetched for %.0f s (librdkafka fetch state %r); seeking to %s",
+                self.topic,
+                partition,
+                STALL_SECONDS,
+                state,
+                offset,
+            )
+            self.consumer.seek(TopicPartition(self.topic, partition, offset))
 
     async def release(self) -> None:
         """Record the position of every partition read, then read none."""
@@ -232,14 +308,16 @@ class CommandFeed:
         self.assigned = frozenset()
         self.applied.clear()
         self.checkpointed.clear()
+        self.watch.clear()
 
     async def apply_batch(self) -> None:
+        """Apply what librdkafka has fetched."""
         assert self.consumer is not None
         loop = asyncio.get_running_loop()
         records = await loop.run_in_executor(self.executor, self.take)
         for record in records:
             if self.pausing or self.stopped:
-                return  # the rest is read again from the cursor
+                break  # the rest is read again from the cursor
             error = record.error()
             if error is not None:
                 if error.fatal():
@@ -256,6 +334,10 @@ class CommandFeed:
             with in_event(message) as event:
                 await self.handle(event)
             self.applied[partition] = offset
+
+    def on_stats(self, raw: str) -> None:
+        """librdkafka's statistics (on the fetch thread, from `take`)."""
+        self.watch.observe(fetch_states(orjson.loads(raw), self.topic), time.monotonic())
 
     def take(self) -> list[Any]:
         """What librdkafka has fetched, up to `BATCH`; else the next record to come.

@@ -1,4 +1,5 @@
-"""The command feed hands partitions over without replaying or skipping a command.
+"""The command feed hands partitions over without replaying or skipping a command,
+and fetches again a partition librdkafka keeps out of its active fetch state.
 
 A replayed command publishes its result again, so each command's result on
 `bulk.command-results` shows how often it was applied: a worker that stops,
@@ -10,7 +11,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
+from streams.command_feed import FetchWatch, fetch_states
 from streams.settings import Settings
 from tests.streams.harness import (
     Client,
@@ -100,3 +103,39 @@ def test_partitions_handed_over_mid_ingest_apply_each_command_once(
     for job_id in jobs:  # one command per job a round
         job = client.job(job_id)
         assert job.received == len(commands) // JOBS * USERS_PER_COMMAND, job
+
+
+def _stats(topic: str, states: dict[int, tuple[str, bool]]) -> dict[str, Any]:
+    """librdkafka's statistics, the fields the watch reads ("-1" is librdkafka's
+    unassigned-messages partition)."""
+    partitions = {
+        str(p): {"partition": p, "fetch_state": state, "desired": desired}
+        for p, (state, desired) in states.items()
+    }
+    partitions["-1"] = {"partition": -1, "fetch_state": "none", "desired": False}
+    return {"topics": {topic: {"partitions": partitions}, "other": {"partitions": {}}}}
+
+
+def test_fetch_states_are_those_of_the_wanted_partitions_of_the_topic() -> None:
+    stats = _stats("cmds", {0: ("active", True), 1: ("offset-query", True), 2: ("none", False)})
+    assert fetch_states(stats, "cmds") == {0: "active", 1: "offset-query"}
+    assert fetch_states(stats, "missing") == {}
+
+
+def test_a_partition_out_of_the_active_state_too_long_is_due_once() -> None:
+    watch = FetchWatch(patience=10)
+    watch.observe({0: "active", 1: "offset-query"}, now=0)
+    watch.observe({0: "active", 1: "offset-query"}, now=5)
+    assert watch.stalled(now=9) == []
+    assert watch.stalled(now=10) == [(1, "offset-query")]
+    assert watch.stalled(now=11) == []  # watched anew after a seek
+    assert watch.stalled(now=20) == [(1, "offset-query")]
+
+
+def test_a_partition_that_becomes_active_or_is_dropped_is_not_due() -> None:
+    watch = FetchWatch(patience=10)
+    watch.observe({0: "validate-epoch-wait", 1: "offset-query"}, now=0)
+    watch.observe({0: "active", 1: "offset-query"}, now=3)
+    watch.observe({0: "offset-query"}, now=4)  # 1 unassigned; 0 left "active" at 4
+    assert watch.stalled(now=12) == []
+    assert watch.stalled(now=14) == [(0, "offset-query")]
