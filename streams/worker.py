@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class Stage(StrEnum):
-    ALL = "all"  # the aggregate (faust agents) and the fan-out loop, in one process
-    AGGREGATE = "aggregate"  # only the faust agents: commands, progress, control
+    ALL = "all"  # the aggregate (faust app) and the fan-out loop, in one process
+    AGGREGATE = "aggregate"  # only the faust app: the command feed, progress, control
     FANOUT = "fanout"  # only the transactional fan-out loop
 
 
