@@ -16,8 +16,7 @@ SHORT = {
     "kills": 20_000,
     "redis-flush": 20_000,
     "redis-restart": 20_000,
-    # The full run's size: at 50k users a slice lasts 0.3 s, too short to read
-    # a throughput ratio within a few hundredths (0.79-0.86 in three runs).
+    # The full run's size: its throughput ratio is read over 2 x 100k users.
     "poison": 200_000,
     "http": 2_000,
 }
