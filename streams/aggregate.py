@@ -88,7 +88,7 @@ class Aggregate:
         message = event.message
         started = time.perf_counter()
         try:
-            command = parse_command(message.key, message.value)
+            command = parse_command(message.key, message.value, self.settings.max_command_bytes)
         except PoisonCommand as exc:
             await self.dead_letters.send(message, exc)
             metrics.COMMAND_SECONDS.labels("dlq").observe(time.perf_counter() - started)

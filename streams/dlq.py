@@ -1,7 +1,8 @@
 """Poison commands: telling them from commands (`parse_command`), and the
 dead-letter queue they go to.
 
-A command that cannot be decoded or validated is copied whole to
+A command that is over the size limit (`BULKSTREAM_MAX_COMMAND_BYTES`, told
+by its length alone), or cannot be decoded or validated, is copied whole to
 `bulk.commands.dlq`, with why (`x-bulkstream-reason`, `x-bulkstream-error`)
 and where it came from (`x-bulkstream-source`).
 
@@ -36,7 +37,7 @@ from streams.app import Pipeline
 from streams.errors import PoisonCommand
 from streams.fanout import producer_config
 from streams.producer import AsyncProducer
-from streams.topics import MAX_DEAD_LETTER_BYTES
+from streams.topics import MAX_DEAD_LETTER_BYTES, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,19 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 
-def parse_command(key: bytes | None, value: bytes | None) -> AnyCommand:
-    """Decode and validate a command; raise PoisonCommand with the reason otherwise."""
+def parse_command(
+    key: bytes | None, value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> AnyCommand:
+    """Decode and validate a command of at most `max_bytes`; raise PoisonCommand
+    with the reason otherwise."""
     if value is None:
         raise PoisonCommand("empty", "the message has no value")
+    if len(value) > max_bytes:
+        raise PoisonCommand(
+            "oversized",
+            f"the command is {len(value):,} bytes; a worker takes at most {max_bytes:,} "
+            "(BULKSTREAM_MAX_COMMAND_BYTES)",
+        )
     if len(value) >= LARGE_COMMAND_BYTES:
         errors = top_level_errors(value)
         if errors:

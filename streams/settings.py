@@ -68,6 +68,16 @@ class Settings(BaseSettings):
             "crashed worker's partitions replay (harmlessly) what came after the record."
         ),
     )
+    max_command_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        le=16 * 1024 * 1024,  # what bulk.commands takes (streams.topics.MAX_MESSAGE_BYTES)
+        description=(
+            "The largest command a worker applies. A larger one goes to the DLQ as "
+            "`oversized` without being decoded, and the API answers 413 rather than "
+            "send it. Above the API's body limit, which a command re-encodes."
+        ),
+    )
     retention_days: float = Field(default=30, gt=0)
     retention_sweep_seconds: float = Field(default=60, gt=0)
     result_ttl_seconds: int = Field(default=2 * 86_400, ge=86_400)

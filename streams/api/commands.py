@@ -45,11 +45,20 @@ class CommandGateway:
         return await self._wait_result(command)
 
     async def _produce(self, command: AnyCommand) -> None:
+        value = orjson.dumps(command.to_wire())
+        limit = self.settings.max_command_bytes
+        if len(value) > limit:
+            # A body within the API's limit can still re-encode larger (1e5 is
+            # 100000.0): a worker would dead-letter it instead of answering.
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"The command this request makes is {len(value):,} bytes; the limit is "
+                f"{limit:,} (BULKSTREAM_MAX_COMMAND_BYTES)",
+            )
         try:
             delivered = self.producer.produce(
-                self.settings.topic_commands,
-                key=command.job_id.encode(),
-                value=orjson.dumps(command.to_wire()),
+                self.settings.topic_commands, key=command.job_id.encode(), value=value
             )
         except BufferError as exc:
             raise unavailable("Kafka") from exc

@@ -186,7 +186,7 @@ def test_poison_commands_go_to_the_dlq_and_the_worker_goes_on(
         b"job-3": b"invalid",
         b"another-key": b"wrong-key",
         None: b"wrong-key",
-        b"job-6": b"undecodable",
+        b"job-6": b"oversized",  # 10 MB, over BULKSTREAM_MAX_COMMAND_BYTES (8 MB)
     }
     errors = {key: headers["x-bulkstream-error"].decode() for key, headers, _ in dlq}
     assert errors[b"job-3"] == "ingest.users: Input should be a valid array"
@@ -229,11 +229,11 @@ def test_a_poison_command_as_large_as_a_command_may_be_still_goes_to_the_dlq(
     commands topic does, or the largest poison would stop the worker."""
     start_worker()
     key = b"job-huge"
-    value = b"{" + b"x" * (MAX_MESSAGE_BYTES - 200)  # undecodable, and as large as fits
+    value = b"{" + b"x" * (MAX_MESSAGE_BYTES - 200)  # as large as fits
     client.producer.send_raw(key, value)
     client.producer.flush()
     job_id = client.create({"template": "T"})
     assert client.result(client.ingest(job_id, USERS).command_id).total == 5
     ((dlq_key, headers, dlq_value),) = read_dlq(topology, expected=1)
-    assert (dlq_key, headers["x-bulkstream-reason"]) == (key, b"undecodable")
+    assert (dlq_key, headers["x-bulkstream-reason"]) == (key, b"oversized")
     assert dlq_value == value

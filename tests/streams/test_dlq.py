@@ -98,3 +98,17 @@ def test_a_poison_command_is_described_by_where_and_what_without_its_input() -> 
     with pytest.raises(PoisonCommand) as caught:
         parse_command(b"j", many)
     assert caught.value.detail.endswith("; and 14 more errors")
+
+
+def test_a_command_over_the_limit_is_oversized_without_being_decoded() -> None:
+    """Over `max_bytes` it is poison by its size alone (bad JSON or not); at the
+    limit it is decoded as any other."""
+    with pytest.raises(PoisonCommand) as caught:
+        parse_command(b"j", b"{" + b"x" * 100, max_bytes=100)
+    assert caught.value.reason == "oversized"
+    assert caught.value.detail == (
+        "the command is 101 bytes; a worker takes at most 100 (BULKSTREAM_MAX_COMMAND_BYTES)"
+    )
+    with pytest.raises(PoisonCommand) as caught:
+        parse_command(b"j", b"{" + b"x" * 99, max_bytes=100)
+    assert caught.value.reason == "undecodable"

@@ -299,3 +299,24 @@ def test_a_job_id_ending_in_a_newline_is_unknown_not_a_500(api: ApiServer) -> No
         ):
             response = http.request(method, path, json={"users": []} if method == "POST" else None)
             assert response.status_code == 404, (method, path, response.text)
+
+
+def test_a_body_within_its_limit_whose_command_would_be_oversized_is_413(
+    api: ApiServer, topology: Settings
+) -> None:
+    """A body re-encodes into a command: `1e5` comes out as `100000.0`, so a body
+    under the API's limit can make a command over the worker's. The API says 413
+    at once rather than send what a worker would dead-letter, leaving the caller
+    waiting for a result that never comes."""
+    numbers = b"[" + b",".join([b"1e5"] * 1_000_000) + b"]"
+    body = b'{"users": [{"recipient": "r", "data": {"n": ' + numbers + b"}}]}"
+    assert len(body) < topology.api_max_body_bytes < 2 * len(body)
+    with api.client() as http:
+        job_id = http.post("/bulk", json={"message": {"template": "T"}}).json()["jobId"]
+        answer = http.post(
+            f"/bulk/{job_id}", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["type"] == "payload_too_large"
+        assert "BULKSTREAM_MAX_COMMAND_BYTES" in answer.json()["message"]
+        assert http.get(f"/bulk/{job_id}").json()["job"]["received"] == 0
