@@ -296,7 +296,7 @@ GOOD_COMMANDS_PER_POISON_ROUND = 10
 # back) can fall on one kind more than the other. One job, not a clean and a
 # poisoned one, so that both kinds go through the same partition and state
 # store. Measured clean against clean (no poison in either kind): two jobs read
-# 0.91-1.13 over six runs; one job in a fixed order 1.05-1.08 over three; one
+# 0.91-1.13 over five runs; one job in a fixed order 1.05-1.08 over three; one
 # job in coin-toss order 0.96 and 1.00.
 POISON_PAIRS = 10
 
