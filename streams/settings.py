@@ -75,7 +75,8 @@ class Settings(BaseSettings):
         description=(
             "The largest command a worker applies. A larger one goes to the DLQ as "
             "`oversized` without being decoded, and the API answers 413 rather than "
-            "send it. Above the API's body limit, which a command re-encodes."
+            "send it. Keep it above BULKSTREAM_API_MAX_BODY_BYTES: a request's command "
+            "is its body re-encoded, about as large."
         ),
     )
     retention_days: float = Field(default=30, gt=0)
