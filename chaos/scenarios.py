@@ -271,13 +271,14 @@ class Phase:
     @staticmethod
     def describe(name: str, d: dict[str, float]) -> str:
         wall = d["wall"]
+        sampled = d.get("sampled", wall)
         kinds = ", ".join(
             f"{kind} {d[f'{kind} sum']:.1f} s for {d[f'{kind} count']:,.0f}"
             for kind in ("ingest", "dlq")
             if d.get(f"{kind} count")
         )
         cpu = ", ".join(
-            f"{who} {d[f'{who} cpu'] / wall:.0%}"
+            f"{who} {d[f'{who} cpu'] / sampled:.0%}"
             for who in ("worker", "kafka", "chaos")
             if f"{who} cpu" in d
         )
@@ -386,7 +387,9 @@ def _timed_slice(
     # A job's commands are applied in order: its last result ends the slice, at
     # the moment the worker published it.
     ended = results.finished(commands[-1].command_id, timeout=900)
-    took = Phase.spent(before, phase.sample()) | {"wall": ended - released}
+    took = Phase.spent(before, phase.sample())
+    # CPU was sampled over a little more than the slice (until its result was read)
+    took |= {"sampled": took["wall"], "wall": ended - released}
     for key, amount in took.items():
         spent[key] = spent.get(key, 0.0) + amount
     return run.accepted([command.command_id for command in commands])
