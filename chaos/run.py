@@ -129,20 +129,39 @@ class Run:
 
         return wait_for(reached, timeout, f"{count} {counter}", every=0.05)
 
-    def finish(self, tally: Tally, job_id: str, timeout: float = 900) -> None:
-        """Wait for COMPLETED, then count the sends and compare the counters with the truth."""
+    def finish(
+        self, tally: Tally, job_id: str, timeout: float = 900, also: dict[str, int] | None = None
+    ) -> None:
+        """Wait for COMPLETED, then count the sends and compare the counters with the truth.
+
+        `also`: other jobs this run ran, with how many sends each must have made, once each;
+        a send of any job not named here is unexpected."""
+        also = also or {}
         job = self.client.wait_status(job_id, "COMPLETED", timeout)
         tally.counters = (job.received, job.enqueued, job.failures)
         created_at = self.created_at(job_id)
         sends = read_topic(
-            self.settings, self.settings.topic_sends, expected=tally.users, idle=10, timeout=900
+            self.settings,
+            self.settings.topic_sends,
+            expected=tally.users + sum(also.values()),
+            idle=10,
+            timeout=900,
         )
-        seen = Counter(value["messageId"] for _, value, _ in sends)
+        by_job: dict[str, Counter[str]] = {}
+        for _, value, _ in sends:
+            by_job.setdefault(value["jobId"], Counter())[value["messageId"]] += 1
+        seen = by_job.pop(job_id, Counter())
         expected = {message_id(created_at, job_id, f"user:user-{i}") for i in range(tally.users)}
-        tally.sends_seen = len(sends)
+        tally.sends_seen = sum(seen.values())
         tally.duplicates = sum(n - 1 for n in seen.values() if n > 1)
         tally.lost = len(expected - set(seen))
         tally.unexpected = len(set(seen) - expected)
+        for other, count in also.items():
+            theirs = by_job.pop(other, Counter())
+            tally.checks[f"job {other}: {count:,} sends as its counters say, each once"] = (
+                sum(theirs.values()) == len(theirs) == count
+            )
+        tally.unexpected += sum(sum(theirs.values()) for theirs in by_job.values())
 
     def created_at(self, job_id: str) -> float:
         key = f"{self.settings.redis_prefix}:{self.client.tenant}:job:{job_id}"
