@@ -113,7 +113,8 @@ class JobMessage(WireModel):
 
 
 class BulkUser(WireModel):
-    """One recipient as ingested; unknown fields are kept and echoed back."""
+    """One recipient as ingested; unknown fields are kept and echoed back, except
+    `status`, `messageId` and `error`, which a users page writes itself."""
 
     model_config = ConfigDict(extra="allow")
 

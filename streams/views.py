@@ -25,6 +25,8 @@ from streams.ids import message_id
 from streams.state import JobState
 
 ENQUEUED = b"ENQUEUED"
+# The fields a users page writes into each item beside the user as ingested.
+VIEW_FIELDS = frozenset({"status", "messageId", "error"})
 
 # Writes the job summary unless Redis already holds a newer version of it, so a
 # slow writer (a rebuild racing the live fan-out) never moves counters back.
@@ -218,7 +220,8 @@ class Views:
     def _item(
         job_id: str, created_at: float, user: dict[str, Any], status: bytes | None
     ) -> dict[str, Any]:
-        item = dict(user)
+        # A user's unknown fields are echoed, but not over the ones the view writes.
+        item = {key: value for key, value in user.items() if key not in VIEW_FIELDS}
         if status is None:
             item["status"] = UserStatus.PENDING.value
         elif status == ENQUEUED:

@@ -178,3 +178,49 @@ def test_a_users_status_is_read_from_its_page_bit_and_its_failure(
             expected = "PENDING"
         assert (position, item["status"]) == (position, expected)
         assert ("messageId" in item) == (expected == "ENQUEUED")
+
+
+def test_the_view_owns_status_message_id_and_error_over_a_users_own_fields(
+    redis_url: str, unique: str
+) -> None:
+    """Unknown fields of a user are echoed back, but not over the three the view writes:
+    a pending user with its own `messageId`, or a sent one with its own `error`, would
+    read as what it is not."""
+    job = JobState(
+        tenant="acme",
+        definition={},
+        send={},
+        created_at=1.0,
+        create_command="c",
+        applied_offset=0,
+        received=3,
+        page_size=1,
+        status=JobStatus.PROCESSING,
+    )
+    own = {"status": "SENT", "messageId": {}, "error": "mine", "tier": "gold"}
+
+    async def scenario() -> list[dict[str, Any]]:
+        client = aioredis.from_url(redis_url)
+        views = Views(client, f"t{unique}", 3600)
+        try:
+            await views.write_job("j1", job)
+            users = [(p, f"user:u{p}", {"to": {"user_id": f"u{p}"}, **own}) for p in range(3)]
+            await views.write_users("acme", "j1", users)
+            await views.write_page("acme", "j1", 1, {})  # position 1 sent
+            await views.write_page("acme", "j1", 2, {2: "No routable address"})
+            read = await views.read_users("acme", "j1", None)
+            assert read is not None
+            return read.items
+        finally:
+            await client.aclose()
+
+    pending, sent, failed = asyncio.run(scenario())
+    assert pending == {"to": {"user_id": "u0"}, "tier": "gold", "status": "PENDING"}
+    assert set(sent) == {"to", "tier", "status", "messageId"}
+    assert (sent["status"], type(sent["messageId"])) == ("ENQUEUED", str)
+    assert failed == {
+        "to": {"user_id": "u2"},
+        "tier": "gold",
+        "status": "ERROR",
+        "error": "No routable address",
+    }
