@@ -77,12 +77,14 @@ class Views:
         raw = cast(dict[bytes, bytes], self.redis.hgetall(keys.job(self.prefix, TENANT, job_id)))
         return {k.decode(): v.decode() for k, v in raw.items()} or None
 
-    def result(self, command_id: str) -> CommandResult | None:
-        raw = self.redis.get(keys.result(self.prefix, TENANT, command_id))
+    def result(self, job_id: str, command_id: str) -> CommandResult | None:
+        raw = self.redis.get(keys.result(self.prefix, TENANT, job_id, command_id))
         return None if raw is None else CommandResult.model_validate_json(raw)
 
-    def wait_result(self, command_id: str, timeout: float) -> CommandResult:
-        return wait_for(lambda: self.result(command_id), timeout, f"result of {command_id}", 0.01)
+    def wait_result(self, job_id: str, command_id: str, timeout: float) -> CommandResult:
+        return wait_for(
+            lambda: self.result(job_id, command_id), timeout, f"result of {command_id}", 0.01
+        )
 
     def wait_status(self, job_id: str, status: str, timeout: float) -> dict[str, str]:
         def probe() -> dict[str, str] | None:
@@ -122,7 +124,7 @@ def create_job(producer: CommandProducer, views: Views, timeout: float = 180) ->
     command = create_command()
     producer.send(command)
     producer.flush()
-    result = views.wait_result(command.command_id, timeout)
+    result = views.wait_result(command.job_id, command.command_id, timeout)
     assert result.ok, result
     return command
 
@@ -140,7 +142,7 @@ def ingest(
     for command in commands:
         producer.send(command)
     producer.flush(300)
-    views.wait_result(commands[-1].command_id, timeout)
+    views.wait_result(commands[-1].job_id, commands[-1].command_id, timeout)
     seconds = time.perf_counter() - started
     wanted = {c.command_id for c in commands}
     results = read_results(producer.settings, wanted)

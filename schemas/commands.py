@@ -12,16 +12,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, RootModel, model_validator
 
-from schemas.base import JsonObject, WireModel
+from schemas.base import AsSent, JsonObject, WireModel
 
 
 class NestedMessage(WireModel):
-    """The tutorial's inner `message.message` object: what to send."""
+    """The tutorial's inner `message.message` object: what to send (a Courier message:
+    `template` or `content`, `brand_id`, `data`, `routing`, `channels`, `providers`,
+    `metadata`, `to`, `timeout`, `delay`, `expiry`, `context`, `preferences`, ...)."""
 
     model_config = ConfigDict(extra="allow")
 
     template: str | None = None
     content: JsonObject | None = None
+    data: JsonObject | None = None
     routing: JsonObject | None = None
     channels: JsonObject | None = None
     providers: JsonObject | None = None
@@ -58,8 +61,8 @@ _SOMETHING_TO_SEND: dict[str, Any] = {
 }
 
 
-class JobMessage(WireModel):
-    """A job's message definition, in either shape Courier accepts.
+class JobMessage(AsSent):
+    """A job's message definition, in either shape Courier accepts; kept as sent.
 
     Nested (tutorial): `{"message": {"template": ...}, "data": ..., "brand": ..., "locale": ...}`.
     Flat (SDKs): `{"event": ..., "template": ..., "content": ..., "data": ..., "override": ...}`.
@@ -96,25 +99,53 @@ class JobMessage(WireModel):
         return self
 
     def send_definition(self) -> JsonObject:
-        """The definition every send event of the job carries, both shapes folded into one."""
-        nested = self.message
+        """What every send event of the job carries as `message`: every field the client
+        sent but `data`, both shapes folded into one object.
+
+        The outer fields come first; the nested `message.message` fields fill in
+        what the outer level leaves out (or sets to null). `data` goes to the
+        send's `data` instead (`global_data`)."""
+        sent = self.as_sent()
+        nested = sent.get("message")
         out: JsonObject = {}
-        for name in ("event", "brand", "locale", "override"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        for name in ("template", "content", "routing", "channels", "providers"):
-            value = getattr(self, name)
-            if value is None and nested is not None:
-                value = getattr(nested, name)
-            if value is not None:
-                out[name] = value
+        for source, skip in ((sent, ("message", "data")), (nested, ("data",))):
+            if not isinstance(source, dict):
+                continue
+            for name, value in source.items():
+                if name not in skip and out.get(name) is None:
+                    out[name] = value
+        return out
+
+    def global_data(self) -> JsonObject:
+        """The job's data every user's data is laid over: the nested message's `data`,
+        overlaid key by key by the outer `data` (the bulk job's global data)."""
+        out: JsonObject = {}
+        if self.message is not None and self.message.data:
+            out.update(self.message.data)
+        if self.data:
+            out.update(self.data)
         return out
 
 
-class BulkUser(WireModel):
-    """One recipient as ingested; unknown fields are kept and echoed back, except
-    `status`, `messageId` and `error`, which a users page writes itself."""
+def courier_definition(sent: JsonObject) -> JsonObject:
+    """A definition as `GET /bulk/{id}` shows it: as sent, with an `event` added when
+    the client sent no string one (Courier's SDKs require it): the template's id, as
+    Courier's own tutorial shows it, or "" for a message of inline content only."""
+    if isinstance(sent.get("event"), str):
+        return sent
+    nested = sent.get("message")
+    template = sent.get("template")
+    if not isinstance(template, str) and isinstance(nested, dict):
+        template = nested.get("template")
+    return {**sent, "event": template if isinstance(template, str) else ""}
+
+
+class BulkUser(AsSent):
+    """One recipient as ingested, kept as sent: unknown fields are echoed back, except
+    `status`, `messageId` and `error`, which a users page writes itself.
+
+    Every field is optional, as in Courier: a user without an address is
+    accepted, and fails in the fan-out with the reason. `data` may be any JSON."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -122,28 +153,46 @@ class BulkUser(WireModel):
     profile: JsonObject | None = None
     preferences: JsonObject | None = None
     recipient: str | None = None
-    data: JsonObject | None = None
+    data: Any = None
 
     def identity(self) -> str | None:
-        """The user's identity within a job, used for duplicate detection.
+        """The user's identity within a job (`identity_of`)."""
+        return identity_of(self.as_sent())
 
-        The first present (non-empty) of: `to.user_id`, `recipient`,
-        `profile.email`, `to.email`, `profile.phone_number`, `to.phone_number`.
-        Each is namespaced by its kind, so a user id never collides with an email.
-        """
-        to = self.to or {}
-        profile = self.profile or {}
-        for kind, value in (
-            ("user", to.get("user_id")),
-            ("user", self.recipient),
-            ("email", profile.get("email")),
-            ("email", to.get("email")),
-            ("phone", profile.get("phone_number")),
-            ("phone", to.get("phone_number")),
-        ):
-            if isinstance(value, str) and value:
-                return f"{kind}:{value}"
-        return None
+
+def identity_of(user: JsonObject) -> str | None:
+    """A user's identity within a job, used for duplicate detection and its messageId.
+
+    The first present (non-empty string) of: `to.user_id`, `recipient`,
+    `profile.email`, `to.email`, `profile.phone_number`, `to.phone_number`.
+    Each is namespaced by its kind, so a user id never collides with an email.
+    Strings are compared as sent, byte for byte (no case folding, no Unicode
+    normalisation). None when the user has none of them.
+    """
+    to = user.get("to")
+    profile = user.get("profile")
+    to = to if isinstance(to, dict) else {}
+    profile = profile if isinstance(profile, dict) else {}
+    for kind, value in (
+        ("user", to.get("user_id")),
+        ("user", user.get("recipient")),
+        ("email", profile.get("email")),
+        ("email", to.get("email")),
+        ("phone", profile.get("phone_number")),
+        ("phone", to.get("phone_number")),
+    ):
+        if isinstance(value, str) and value:
+            return f"{kind}:{value}"
+    return None
+
+
+def echo(user: JsonObject, identity: str | None) -> JsonObject:
+    """A user as the API shows it back (users page, duplicate errors): as sent, with
+    `recipient` added when the user sent none, holding the identity the engine derived
+    (`to.user_id`, email or phone number), as Courier's users page shows it."""
+    if "recipient" in user or not identity:
+        return user
+    return {"recipient": identity.split(":", 1)[1], **user}
 
 
 class CommandKind(StrEnum):
@@ -171,6 +220,10 @@ class CreateJob(CommandBase):
 class IngestUsers(CommandBase):
     kind: Literal[CommandKind.INGEST] = CommandKind.INGEST
     users: list[BulkUser]
+    metadata: JsonObject | None = Field(
+        default=None,
+        description="The ingest call's metadata; every send of these users carries it.",
+    )
 
 
 class RunJob(CommandBase):

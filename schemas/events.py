@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from schemas.base import JsonObject, WireModel
@@ -19,11 +21,30 @@ class SendEvent(WireModel):
     job_id: str
     tenant: str
     position: int = Field(description="The user's place in the job's ingestion order.")
-    message: JsonObject = Field(description="The job's definition: template/event/content, ...")
-    to: JsonObject
-    profile: JsonObject | None = None
-    preferences: JsonObject | None = None
-    data: JsonObject = Field(description="Job data overlaid by the user's data (user wins).")
+    message: JsonObject = Field(
+        description=(
+            "Every field of the job's definition but `data`: both of Courier's shapes "
+            "folded into one (outer fields first, then the nested message's)."
+        )
+    )
+    to: JsonObject = Field(
+        description="The user's `to` without its `data`; a legacy `recipient` as `user_id`."
+    )
+    data: Any = Field(
+        description=(
+            "The job's data, then the user's `data`, then `to.data`, laid over each other "
+            "(objects key by key; anything else replaces what was there): the user wins."
+        )
+    )
+    profile: Any = None
+    preferences: Any = None
+    recipient: str | None = Field(default=None, description="The user's own, as sent.")
+    metadata: JsonObject | None = Field(
+        default=None, description="The metadata of the ingest call that added this user."
+    )
+    extra: JsonObject | None = Field(
+        default=None, description="The user's fields that Courier does not define, as sent."
+    )
 
 
 class JobEvent(WireModel):

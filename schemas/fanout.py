@@ -8,14 +8,16 @@ meets the job's aggregate), in the same Kafka transaction as its sends.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
 from schemas.base import JsonObject, WireModel
 
-# (position in the job, identity, the user as ingested)
-PageUser = tuple[int, str, dict[str, Any]]
+# (position in the job, identity or "" for a user without one, the user as ingested),
+# then the ingest call's metadata when it had some
+PageUser = tuple[int, str, dict[str, Any]] | tuple[int, str, dict[str, Any], dict[str, Any]]
 
 
 class FanoutPage(WireModel):
@@ -55,7 +57,7 @@ class PageFields(NamedTuple):
     message: dict[str, Any]
     data: dict[str, Any]
     # decode_page gives tuples; the aggregate encodes the lists it stored per batch
-    users: list[PageUser] | list[list[Any]]
+    users: Sequence[Sequence[Any]]
 
 
 def encode_page(fields: PageFields) -> bytes:
@@ -92,5 +94,5 @@ def decode_page(raw: bytes) -> PageFields:
         created_at=wire["createdAt"],
         message=wire["message"],
         data=wire["data"],
-        users=[(position, identity, user) for position, identity, user in wire["users"]],
+        users=[tuple(user) for user in wire["users"]],
     )

@@ -40,6 +40,8 @@ from schemas.commands import (
     IngestError,
     IngestUsers,
     RunJob,
+    echo,
+    identity_of,
 )
 from schemas.fanout import PageFields, encode_page_spliced
 from schemas.views import JobStatus
@@ -50,7 +52,7 @@ from streams.dedupe import DedupeIndex
 from streams.dlq import DeadLetters, parse_command
 from streams.errors import JobFailed, PoisonCommand
 from streams.jobs import Jobs
-from streams.paging import MissingUsers, cut_pages, encode_batch, read_batch
+from streams.paging import MissingUsers, StoredUser, cut_pages, encode_batch, read_batch
 from streams.state import (
     JobState,
     batch_key,
@@ -63,10 +65,6 @@ from streams.topics import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-NO_IDENTITY = (
-    "User has no identity: needs one of to.user_id, recipient, profile.email, "
-    "to.email, profile.phone_number or to.phone_number"
-)
 DUPLICATE = "Duplicate user"
 PAGES_IN_FLIGHT = 32
 
@@ -156,8 +154,27 @@ class Aggregate:
     # -- create --------------------------------------------------------------
     async def create(self, command: CreateJob, offset: int) -> None:
         job = self.jobs.load(command.job_id)
+        definition = command.message.as_sent()
         if job is not None:
-            if job.create_command == command.command_id and job.tenant == command.tenant:
+            same_tenant = job.tenant == command.tenant
+            if same_tenant and job.create_command != command.command_id:
+                # The same create under another claim of its Idempotency-Key (the API
+                # derives the job id from it): the same job when the message is too.
+                same = job.definition == definition
+                await self.finish(
+                    self.result(command, True)
+                    if same
+                    else self.result(
+                        command,
+                        False,
+                        ErrorType.CONFLICT,
+                        f"Job {command.job_id} already exists with another message",
+                    ),
+                    offset,
+                    store=False,
+                )
+                return
+            if same_tenant:
                 self.jobs.save(command.job_id, job)  # a replay: rewrite, the same value
                 await self.views.write_job(command.job_id, job)
                 await self.finish(self.result(command, True), offset, store=False)
@@ -169,9 +186,9 @@ class Aggregate:
             return
         job = JobState(
             tenant=command.tenant,
-            definition=command.message.to_wire(),
+            definition=definition,
             send=command.message.send_definition(),
-            data=command.message.data or {},
+            data=command.message.global_data(),
             created_at=command.created_at,
             create_command=command.command_id,
             applied_offset=offset,
@@ -203,26 +220,29 @@ class Aggregate:
             base = job.received
         own = str(offset).encode()
 
-        accepted: list[tuple[int, str, dict[str, Any]]] = []
+        accepted: list[StoredUser] = []
         errors: list[IngestError] = []
         seen: set[str] = set()
+        metadata = command.metadata
         for user in command.users:
-            identity = user.identity()
-            wire = user.to_wire()
-            if identity is None:
-                errors.append(IngestError(error=NO_IDENTITY, user=wire))
-                continue
-            if identity in seen:
-                errors.append(IngestError(error=DUPLICATE, user=wire))
-                continue
-            seen.add(identity)
-            holder = self.dedupe.holder(partition, job_id, identity)
-            if holder is not None and holder != own:
-                errors.append(IngestError(error=DUPLICATE, user=wire))
-                continue
-            accepted.append((base + len(accepted), identity, wire))
+            wire = user.as_sent()
+            identity = identity_of(wire)
+            if identity is not None:
+                if identity in seen or self.dedupe.holder(partition, job_id, identity) not in (
+                    None,
+                    own,
+                ):
+                    errors.append(IngestError(error=DUPLICATE, user=echo(wire, identity)))
+                    continue
+                seen.add(identity)
+            # A user without an identity is accepted (Courier does) and never a
+            # duplicate; the fan-out fails it with the reason (no routable address).
+            stored: StoredUser = [base + len(accepted), identity or "", wire]
+            if metadata is not None:
+                stored.append(metadata)
+            accepted.append(stored)
 
-        self.dedupe.add(partition, job_id, [identity for _, identity, _ in accepted], offset)
+        self.dedupe.add(partition, job_id, list(seen), offset)
         self.state[batch_key(job_id, offset)] = encode_batch(accepted)
         if not applied:
             metrics.USERS_INGESTED.inc(len(accepted))

@@ -82,18 +82,20 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
             "kind": command.kind,
         }
         if args.wait:
-            result = asyncio.run(_wait_result(settings, command.tenant, command.command_id))
+            result = asyncio.run(
+                _wait_result(settings, command.tenant, command.job_id, command.command_id)
+            )
             line["result"] = result
         print(json.dumps(line))
     return 0
 
 
-async def _wait_result(settings: Settings, tenant: str, command_id: str) -> Any:
+async def _wait_result(settings: Settings, tenant: str, job_id: str, command_id: str) -> Any:
     views = _views(settings)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            result = await views.read_result(tenant, command_id)
+            result = await views.read_result(tenant, job_id, command_id)
             if result is not None:
                 return result.to_wire()
             await asyncio.sleep(0.1)

@@ -53,5 +53,5 @@ class DedupeIndex:
             if db.get(message.key) is None:  # deleted again later in this batch (a purge)
                 continue
             job_id, offset = parsed
-            identities = [user[1] for user in decode_batch(message.value)]
+            identities = [user[1] for user in decode_batch(message.value) if user[1]]
             self.add(message.partition, job_id, identities, offset)

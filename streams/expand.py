@@ -1,9 +1,18 @@
 """Pure logic of the fan-out: one user of a job becomes one send event, or a failure.
 
-Data merge rule: the send's `data` is the job's global `data`, overlaid key by
-key by the user's `data`, then by the user's `to.data` (the user wins). The
-overlay is shallow: a nested object given by the user replaces the job's
-object of the same key whole; it is not merged into it.
+Data merge rule: the send's `data` starts as the job's data (the nested
+message's `data`, overlaid by the job's global `data`), then the user's
+`data`, then the user's `to.data` are laid over it (the user wins). An
+object laid over an object overlays it key by key, shallowly: a nested
+object given by the user replaces the job's object of the same key whole.
+Anything else a user gives as data (a list, a string, a number) replaces
+what was there whole; a missing or null `data` changes nothing.
+
+What a send carries: every field of the definition (`message`, see
+`JobMessage.send_definition`) and of the user: `to` (without its `data`,
+with a legacy `recipient` as `user_id` when there is none), the merged
+`data`, `profile`, `preferences` and `recipient` as sent, the ingest call's
+`metadata`, and the user's fields Courier does not define under `extra`.
 
 Routing rule: a user is routable when it has an address the definition can
 use. A `to.user_id` (or legacy `recipient`) is routable on every channel,
@@ -28,16 +37,22 @@ _NOT_DIGITS = re.compile(r"\D")
 JsonObject = dict[str, Any]
 
 
-def merged_data(global_data: JsonObject | None, user: JsonObject) -> JsonObject:
-    out: JsonObject = dict(global_data or {})
-    user_data = user.get("data")
-    if isinstance(user_data, dict):
-        out.update(user_data)
+# The user's fields a send carries under their own names; any other goes under `extra`.
+USER_FIELDS = frozenset({"to", "data", "profile", "preferences", "recipient"})
+_TO_AND_DATA = frozenset({"to", "data"})
+
+
+def merged_data(global_data: JsonObject | None, user: JsonObject) -> Any:
+    """The send's `data` (the merge rule above)."""
+    out: Any = dict(global_data or {})
     to = user.get("to")
-    if isinstance(to, dict):
-        to_data = to.get("data")
-        if isinstance(to_data, dict):
-            out.update(to_data)
+    for layer in (user.get("data"), to.get("data") if isinstance(to, dict) else None):
+        if layer is None:
+            continue
+        if isinstance(layer, dict) and isinstance(out, dict):
+            out.update(layer)
+        else:
+            out = dict(layer) if isinstance(layer, dict) else layer
     return out
 
 
@@ -106,6 +121,20 @@ def send_to(user: JsonObject) -> JsonObject:
     return to
 
 
+def _user_parts(user: JsonObject, metadata: JsonObject | None) -> JsonObject:
+    """The fields of a send that come from the user as sent, after `to` and `data`."""
+    parts: JsonObject = {}
+    for name in ("profile", "preferences", "recipient"):
+        value = user.get(name)
+        if value is not None:
+            parts[name] = value
+    if metadata is not None:
+        parts["metadata"] = metadata
+    if len(user) > len(USER_FIELDS.intersection(user)):
+        parts["extra"] = {k: v for k, v in user.items() if k not in USER_FIELDS}
+    return parts
+
+
 def build_send(
     *,
     job_id: str,
@@ -116,9 +145,10 @@ def build_send(
     position: int,
     identity: str,
     user: JsonObject,
+    metadata: JsonObject | None = None,
 ) -> JsonObject:
     """The wire form of one SendEvent (schemas/events.py), built without validation cost."""
-    send: JsonObject = {
+    return {
         "messageId": message_id(created_at, job_id, identity),
         "jobId": job_id,
         "tenant": tenant,
@@ -126,14 +156,8 @@ def build_send(
         "message": definition,
         "to": send_to(user),
         "data": merged_data(global_data, user),
+        **_user_parts(user, metadata),
     }
-    profile = user.get("profile")
-    if isinstance(profile, dict):
-        send["profile"] = profile
-    preferences = user.get("preferences")
-    if isinstance(preferences, dict):
-        send["preferences"] = preferences
-    return send
 
 
 class PageSends:
@@ -163,7 +187,13 @@ class PageSends:
         ) + b',"position":'
         self.after_position = b',"message":' + orjson.dumps(definition) + b',"to":'
 
-    def build(self, position: int, identity: str, user: JsonObject) -> tuple[bytes, bytes]:
+    def build(
+        self,
+        position: int,
+        identity: str,
+        user: JsonObject,
+        metadata: JsonObject | None = None,
+    ) -> tuple[bytes, bytes]:
         """(messageId, the send event's JSON) of one routable user."""
         digest = self.hash.copy()
         digest.update(identity.encode())
@@ -187,11 +217,9 @@ class PageSends:
             b',"data":',
             orjson.dumps(data),
         ]
-        profile = user.get("profile")
-        if isinstance(profile, dict):
-            parts += (b',"profile":', orjson.dumps(profile))
-        preferences = user.get("preferences")
-        if isinstance(preferences, dict):
-            parts += (b',"preferences":', orjson.dumps(preferences))
+        if metadata is not None or not _TO_AND_DATA.issuperset(user):
+            rest = _user_parts(user, metadata)
+            if rest:  # its fields, spliced in after `data`: ',"profile":...'
+                parts += (b",", orjson.dumps(rest)[1:-1])
         parts.append(b"}")
         return mid, b"".join(parts)

@@ -258,12 +258,13 @@ class FanoutLoop:
             global_data=page.data,
         )
         topic, produce = self.s.topic_sends, producer.produce
-        for position, identity, user in page.users:
+        for entry in page.users:
+            position, identity, user = entry[0], entry[1], entry[2]
             reason = unroutable_reason(user, page.message, channels)
             if reason is not None:
                 failures.append((position, reason))
                 continue
-            key, send = sends.build(position, identity, user)
+            key, send = sends.build(position, identity, user, entry[3] if len(entry) > 3 else None)
             try:
                 produce(topic, send, key)
             except BufferError:

@@ -13,6 +13,11 @@ def new_job_id(now: float | None = None) -> str:
     return f"1-{stamp:08x}-{secrets.token_hex(12)}"
 
 
+def new_command_id() -> str:
+    """A fresh command id, for a request without an Idempotency-Key."""
+    return secrets.token_hex(16)
+
+
 def message_id(created_at: float, job_id: str, identity: str) -> str:
     """The send's id for one (job, user): the same inputs always give the same id.
 

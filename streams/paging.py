@@ -14,12 +14,13 @@ plain JSON list an earlier version stored; it is read as well.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
 
-# (position in the job, identity, the user as ingested), as decoded
+# [position in the job, identity ("" for a user without one), the user as ingested,
+# and the ingest call's metadata when it had some], as stored and decoded
 StoredUser = list[Any]
 
 MAGIC = b"\x00B1"  # no JSON text starts with NUL
@@ -41,7 +42,7 @@ class StoredBatch(NamedTuple):
         return self.users[begin : self.ends[stop - 1]]
 
 
-def encode_batch(users: list[tuple[int, str, dict[str, Any]]]) -> bytes:
+def encode_batch(users: Sequence[Sequence[Any]]) -> bytes:
     """The stored form of one ingest command's accepted users (positions contiguous)."""
     first = users[0][0] if users else 0
     if any(user[0] != first + i for i, user in enumerate(users)):
@@ -81,7 +82,7 @@ def decode_batch(raw: bytes) -> list[StoredUser]:
 
 
 def _from_list(users: list[StoredUser]) -> StoredBatch:
-    encoded = encode_batch([(u[0], u[1], u[2]) for u in users])
+    encoded = encode_batch(users)
     return read_batch(encoded)
 
 

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     api_max_users: int = Field(default=1000, ge=1)
     api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     api_result_timeout: float = Field(default=10.0, gt=0)
+    api_body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The whole request body must arrive within this (408)."
+    )
+    api_max_json_depth: int = Field(
+        default=100,
+        ge=8,
+        le=190,  # the worker's JSON parser stops at 200; later stages add two levels
+        description="How deeply a request body may nest objects and arrays (400 beyond).",
+    )
     idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
 
     def env(self, **overrides: Any) -> dict[str, str]:

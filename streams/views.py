@@ -18,7 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from schemas.commands import BulkUser, CommandResult
+from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import JobStatus, JobView, UserStatus
 from streams import keys
 from streams.ids import message_id
@@ -91,7 +91,7 @@ class Views:
         key = keys.job(self.prefix, job.tenant, job_id)
         args: list[bytes | str | int] = [
             job.version,
-            orjson.dumps(job.definition),
+            orjson.dumps(courier_definition(job.definition)),
             job.received,
             job.enqueued,
             job.failures,
@@ -121,9 +121,10 @@ class Views:
             yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
 
     async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:
-        """Each user (position, identity, user as ingested) under its position."""
+        """Each user (position, identity, user as ingested, ...) under its position."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        for position, _identity, user in users:
+        for stored in users:
+            position, user = stored[0], stored[2]
             by_bucket.setdefault(keys.bucket_of(position), {})[position] = orjson.dumps(user)
         if not by_bucket:
             return
@@ -149,7 +150,7 @@ class Views:
             await pipe.execute()
 
     async def write_result(self, result: CommandResult, ttl: int) -> None:
-        key = keys.result(self.prefix, result.tenant, result.command_id)
+        key = keys.result(self.prefix, result.tenant, result.job_id, result.command_id)
         await self.redis.set(key, orjson.dumps(result.to_wire()), ex=ttl)
 
     async def mark_alive(self) -> None:
@@ -171,8 +172,8 @@ class Views:
             status=JobStatus(_text(raw[b"status"])),
         )
 
-    async def read_result(self, tenant: str, command_id: str) -> CommandResult | None:
-        raw = await self.redis.get(keys.result(self.prefix, tenant, command_id))
+    async def read_result(self, tenant: str, job_id: str, command_id: str) -> CommandResult | None:
+        raw = await self.redis.get(keys.result(self.prefix, tenant, job_id, command_id))
         return None if raw is None else CommandResult.model_validate_json(raw)
 
     async def read_users(self, tenant: str, job_id: str, cursor: str | None) -> UsersPage | None:
@@ -221,12 +222,12 @@ class Views:
         job_id: str, created_at: float, user: dict[str, Any], status: bytes | None
     ) -> dict[str, Any]:
         # A user's unknown fields are echoed, but not over the ones the view writes.
-        item = {key: value for key, value in user.items() if key not in VIEW_FIELDS}
+        identity = identity_of(user)
+        item = {key: value for key, value in echo(user, identity).items() if key not in VIEW_FIELDS}
         if status is None:
             item["status"] = UserStatus.PENDING.value
         elif status == ENQUEUED:
             item["status"] = UserStatus.ENQUEUED.value
-            identity = BulkUser.model_validate(user).identity()
             if identity is not None:
                 item["messageId"] = message_id(created_at, job_id, identity)
         else:

@@ -17,12 +17,10 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import RedisError
@@ -33,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from schemas.base import JsonObject
 from schemas.commands import (
     AnyCommand,
     BulkUser,
@@ -45,18 +44,20 @@ from schemas.commands import (
 )
 from streams.api import openapi
 from streams.api.auth import ApiKeys
+from streams.api.bodies import parse_object, read_body
 from streams.api.commands import CommandGateway
 from streams.api.errors import (
     ApiError,
     from_validation,
     invalid,
     not_found,
+    too_large,
     unauthorized,
     unavailable,
 )
 from streams.api.idempotency import Claim, Idempotency, fingerprint
 from streams.api.observe import HttpMetrics, metrics_endpoint
-from streams.ids import new_job_id
+from streams.ids import new_command_id, new_job_id
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.views import InvalidCursor, Views
@@ -74,6 +75,7 @@ class CreateJobBody(BaseModel):
 class IngestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     users: list[BulkUser]
+    metadata: JsonObject | None = None
 
 
 class Api:
@@ -101,31 +103,21 @@ class Api:
         return tenant
 
     async def body(self, request: Request, *, required: bool = True) -> tuple[bytes, Any]:
-        limit = self.settings.api_max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "payload_too_large", f"Request body is over {limit} bytes")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "payload_too_large", f"Request body is over {limit} bytes")
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        settings = self.settings
+        raw = await read_body(
+            request.stream(),
+            request.headers.get("content-length"),
+            settings.api_max_body_bytes,
+            settings.api_body_timeout_seconds,
+        )
         if not raw.strip():
             if required:
                 raise invalid("Request body must be a JSON object")
             return raw, {}
         content_type = request.headers.get("content-type", "application/json")
         if "json" not in content_type.split(";")[0].lower():
-            raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise invalid(f"Request body is not valid JSON: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise invalid("Request body must be a JSON object")
-        return raw, parsed
+            raise ApiError(415, "Send the body as application/json")
+        return raw, parse_object(raw, settings.api_max_json_depth)
 
     @staticmethod
     def job_id(request: Request) -> str:
@@ -139,18 +131,16 @@ class Api:
         request: Request,
         tenant: str,
         raw: bytes,
-        handler: Callable[[str], Awaitable[Response]],
+        handler: Callable[[Claim | None], Awaitable[Response]],
     ) -> Response:
-        """Run a write once per Idempotency-Key; the handler gets the command id to use."""
-
-        async def with_claim(claim: Claim | None) -> Response:
-            return await handler(claim.command_id if claim else uuid.uuid4().hex)
+        """Run a write once per Idempotency-Key; the handler gets the key's claim (its
+        command id, and the job id a create makes), or None without a key."""
 
         return await self.idempotency.run(
             tenant,
             request.headers.get("idempotency-key"),
             fingerprint(request.method, request.url.path, raw),
-            with_claim,
+            handler,
         )
 
     async def submit(self, command: AnyCommand) -> CommandResult:
@@ -159,8 +149,20 @@ class Api:
             return result
         if result.error_type is ErrorType.NOT_FOUND:
             raise not_found(command.job_id)
-        if result.error_type in (ErrorType.ALREADY_RUN, ErrorType.CONFLICT):
-            raise ApiError(409, "conflict", result.message or "Conflict")
+        if result.error_type is ErrorType.ALREADY_RUN:
+            # Courier: 400 invalid_request_error (never a 409, which the SDKs retry).
+            name = (
+                "BulkJobDuplicateInvocationError"
+                if isinstance(command, RunJob)
+                else "BulkJobAlreadySubmittedError"
+            )
+            raise invalid(f"{name}: {result.message}")
+        if result.error_type is ErrorType.CONFLICT:
+            # Only a create whose Idempotency-Key made this job id before, for
+            # another message, meets an existing job.
+            raise ApiError(
+                422, "This Idempotency-Key already created a job with a different message"
+            )
         raise invalid(result.message or "The command could not be applied")
 
     # -- endpoints -----------------------------------------------------------
@@ -168,15 +170,15 @@ class Api:
         tenant = self.tenant(request)
         raw, body = await self.body(request)
 
-        async def handle(command_id: str) -> Response:
+        async def handle(claim: Claim | None) -> Response:
             try:
                 parsed = CreateJobBody.model_validate(body)
             except ValidationError as exc:
                 raise from_validation(exc) from exc
-            job_id = new_job_id()
+            job_id = claim.job_id if claim else new_job_id()
             await self.submit(
                 CreateJob(
-                    command_id=command_id,
+                    command_id=claim.command_id if claim else new_command_id(),
                     tenant=tenant,
                     job_id=job_id,
                     message=parsed.message,
@@ -192,21 +194,24 @@ class Api:
         job_id = self.job_id(request)
         raw, body = await self.body(request)
 
-        async def handle(command_id: str) -> Response:
+        async def handle(claim: Claim | None) -> Response:
             users = body.get("users")
             if isinstance(users, list) and len(users) > self.settings.api_max_users:
-                raise ApiError(
-                    413,
-                    "payload_too_large",
-                    f"{len(users)} users in one request; the limit is "
-                    f"{self.settings.api_max_users}",
+                raise too_large(
+                    f"{len(users)} users in one request; the limit is {self.settings.api_max_users}"
                 )
             try:
                 parsed = IngestBody.model_validate(body)
             except ValidationError as exc:
                 raise from_validation(exc) from exc
             result = await self.submit(
-                IngestUsers(command_id=command_id, tenant=tenant, job_id=job_id, users=parsed.users)
+                IngestUsers(
+                    command_id=claim.command_id if claim else new_command_id(),
+                    tenant=tenant,
+                    job_id=job_id,
+                    users=parsed.users,
+                    metadata=parsed.metadata,
+                )
             )
             errors = [e.to_wire() for e in result.errors or []]
             return JSONResponse({"errors": errors, "total": result.total or 0})
@@ -218,7 +223,8 @@ class Api:
         job_id = self.job_id(request)
         raw, _ = await self.body(request, required=False)
 
-        async def handle(command_id: str) -> Response:
+        async def handle(claim: Claim | None) -> Response:
+            command_id = claim.command_id if claim else new_command_id()
             await self.submit(RunJob(command_id=command_id, tenant=tenant, job_id=job_id))
             return Response(status_code=202)
 
@@ -281,11 +287,10 @@ def _guard(
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, method not allowed) as JSON, their headers
+    (a 405's `Allow`) kept."""
     assert isinstance(exc, HTTPException)
-    kinds = {404: "not_found", 405: "method_not_allowed"}
-    return ApiError(
-        exc.status_code, kinds.get(exc.status_code, "invalid_request"), str(exc.detail)
-    ).response()
+    return ApiError(exc.status_code, str(exc.detail), dict(exc.headers or {})).response()
 
 
 def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:

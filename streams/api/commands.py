@@ -52,7 +52,6 @@ class CommandGateway:
             # 100000.0): a worker would dead-letter it instead of answering.
             raise ApiError(
                 413,
-                "payload_too_large",
                 f"The command this request makes is {len(value):,} bytes; the limit is "
                 f"{limit:,} (BULKSTREAM_MAX_COMMAND_BYTES)",
             )
@@ -71,14 +70,15 @@ class CommandGateway:
         deadline = time.monotonic() + self.settings.api_result_timeout
         pause = 0.002
         while time.monotonic() < deadline:
-            result = await self.views.read_result(command.tenant, command.command_id)
-            if result is not None:
+            result = await self.views.read_result(
+                command.tenant, command.job_id, command.command_id
+            )
+            if result is not None and result.kind == command.kind:
                 return result
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
         raise ApiError(
             503,
-            "unavailable",
             "The command is queued but no worker has applied it yet; retry with the same "
             "Idempotency-Key",
             {"Retry-After": "5"},

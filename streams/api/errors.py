@@ -1,31 +1,64 @@
-"""The API's errors: every one answers JSON `{"message", "type"}`."""
+"""The API's errors: every one answers JSON `{"message", "type"}` with Courier's type strings.
+
+Courier's reference ("Responses & Error Codes") gives `invalid_request_error`
+for 400, 404, 409 and 413 (and so for every other 4xx of a request the client
+must change), `authentication_error` for 401, `authorization_error` for 403,
+`rate_limit_error` for 429 and `api_error` for 5xx. `message` is for people:
+it names the field or the limit.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
 
+class ErrorType(StrEnum):
+    INVALID_REQUEST = "invalid_request_error"
+    AUTHENTICATION = "authentication_error"
+    AUTHORIZATION = "authorization_error"
+    RATE_LIMIT = "rate_limit_error"
+    API = "api_error"
+
+
 class ApiError(Exception):
     def __init__(
-        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        kind: ErrorType | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.kind = kind
+        self.kind = kind or _type_of(status)
         self.message = message
         self.headers = headers or {}
 
     def response(self) -> JSONResponse:
         return JSONResponse(
-            {"message": self.message, "type": self.kind},
+            {"message": self.message, "type": self.kind.value},
             status_code=self.status,
             headers=self.headers,
         )
 
 
+def _type_of(status: int) -> ErrorType:
+    if status == 401:
+        return ErrorType.AUTHENTICATION
+    if status == 403:
+        return ErrorType.AUTHORIZATION
+    if status == 429:
+        return ErrorType.RATE_LIMIT
+    if status >= 500:
+        return ErrorType.API
+    return ErrorType.INVALID_REQUEST
+
+
 def invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
+    return ApiError(400, message)
 
 
 def from_validation(exc: ValidationError, root: str = "") -> ApiError:
@@ -39,15 +72,18 @@ def from_validation(exc: ValidationError, root: str = "") -> ApiError:
 def unauthorized() -> ApiError:
     return ApiError(
         401,
-        "authentication_error",
         "Missing or unknown API key; send Authorization: Bearer <key>",
         {"WWW-Authenticate": "Bearer"},
     )
 
 
 def not_found(job_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"Job {job_id} not found")
+    return ApiError(404, f"Job {job_id} not found")
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, message)
 
 
 def unavailable(what: str) -> ApiError:
-    return ApiError(503, "unavailable", f"{what} is unavailable; retry later", {"Retry-After": "5"})
+    return ApiError(503, f"{what} is unavailable; retry later", {"Retry-After": "5"})

@@ -135,9 +135,11 @@ class Client:
         self.settings = settings
         self.tenant = tenant
         self.producer = CommandProducer(settings)
+        self.jobs: dict[str, str] = {}  # command id -> job id, of the commands sent
 
     def send(self, record: dict[str, Any]) -> Any:
         command = complete_command(record, self.tenant)
+        self.jobs[command.command_id] = command.job_id
         self.producer.send(command)
         self.producer.flush()
         return command
@@ -170,10 +172,15 @@ class Client:
 
         return asyncio.run(go())
 
-    def result(self, command_id: str, timeout: float = 60, every: float = 0.2) -> CommandResult:
+    def result(
+        self, command_id: str, timeout: float = 60, every: float = 0.2, job_id: str | None = None
+    ) -> CommandResult:
+        """The result of a command: one this client sent, or one of `job_id`."""
+        job_id = job_id or self.jobs[command_id]
+
         def probe() -> CommandResult | None:
             result: CommandResult | None = self._read(
-                lambda v: v.read_result(self.tenant, command_id)
+                lambda v: v.read_result(self.tenant, job_id, command_id)
             )
             return result
 

@@ -64,7 +64,7 @@ def test_views_come_back_whole_after_redis_lost_them(
         assert client.job(job) == view
 
     # And on demand: views lost, marker kept, `bulkstream rebuild-views` restores them.
-    _delete_prefix(redis_client, f"{topology.redis_prefix}:acme")
+    _delete_prefix(redis_client, f"{topology.redis_prefix}:4:acme")
     assert client.job(done) is None
     subprocess.run(
         [sys.executable, "-m", "streams.cli", "rebuild-views"],
@@ -112,9 +112,9 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     client.result(client.ingest(waiting, [{"to": {"user_id": "a"}}]).command_id)
     client.result(client.run(finished).command_id)
     client.wait_status(finished, "COMPLETED", 60)
-    ttl = redis_client.ttl(f"{topology.redis_prefix}:acme:job:{finished}")
+    ttl = redis_client.ttl(keys.job(topology.redis_prefix, "acme", finished))
     assert 0 < ttl <= 4
-    assert redis_client.ttl(f"{topology.redis_prefix}:acme:job:{waiting}") == -1
+    assert redis_client.ttl(keys.job(topology.redis_prefix, "acme", waiting)) == -1
 
     # The purge removes the state too: the job is then unknown to the aggregate.
     def purged() -> bool:
@@ -215,10 +215,16 @@ def test_the_view_owns_status_message_id_and_error_over_a_users_own_fields(
             await client.aclose()
 
     pending, sent, failed = asyncio.run(scenario())
-    assert pending == {"to": {"user_id": "u0"}, "tier": "gold", "status": "PENDING"}
-    assert set(sent) == {"to", "tier", "status", "messageId"}
+    assert pending == {
+        "recipient": "u0",
+        "to": {"user_id": "u0"},
+        "tier": "gold",
+        "status": "PENDING",
+    }
+    assert set(sent) == {"recipient", "to", "tier", "status", "messageId"}
     assert (sent["status"], type(sent["messageId"])) == ("ENQUEUED", str)
     assert failed == {
+        "recipient": "u2",
         "to": {"user_id": "u2"},
         "tier": "gold",
         "status": "ERROR",

@@ -47,8 +47,14 @@ def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiServer) -> None:
         job_id = created.json()["jobId"]
         # Read-your-writes: the job is there as soon as the create answered.
         job = http.get(f"/bulk/{job_id}").json()["job"]
+        # As sent, plus the `event` Courier's SDKs require (the template, as in Courier's
+        # own tutorial).
         assert job == {
-            "definition": {"message": {"template": "TPL"}, "data": {"company": "Acme"}},
+            "definition": {
+                "message": {"template": "TPL"},
+                "data": {"company": "Acme"},
+                "event": "TPL",
+            },
             "enqueued": 0,
             "failures": 0,
             "received": 0,
@@ -75,6 +81,7 @@ def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiServer) -> None:
         users = _all_users(http, job_id)
         assert [u["status"] for u in users] == ["ENQUEUED"] * 3
         assert users[0]["to"] == {"user_id": "spike", "data": {"n": 1}}
+        assert [u["recipient"] for u in users] == ["spike", "faye", "e@x.io"]
         assert all(u["messageId"].startswith("1-") for u in users)
 
 
@@ -122,7 +129,7 @@ def test_every_error_code(api: ApiServer) -> None:
 
         bad = http.post("/bulk", json={"message": {"data": {}}})
         assert bad.status_code == 400
-        assert bad.json()["type"] == "invalid_request"
+        assert bad.json()["type"] == "invalid_request_error"
         assert "message" in bad.json()["message"]
         assert (
             http.post(
@@ -153,7 +160,7 @@ def test_every_error_code(api: ApiServer) -> None:
             f"/bulk/{job_id}", json={"users": [{"recipient": f"u{i}"} for i in range(1001)]}
         )
         assert too_many.status_code == 413
-        assert too_many.json()["type"] == "payload_too_large"
+        assert too_many.json()["type"] == "invalid_request_error"
         huge = http.post(
             f"/bulk/{job_id}",
             json={"users": [{"recipient": "r", "data": {"x": "y" * (7 * 1024 * 1024)}}]},
@@ -164,11 +171,15 @@ def test_every_error_code(api: ApiServer) -> None:
 
         assert http.post(f"/bulk/{job_id}", json={"users": [{"recipient": "a"}]}).status_code == 200
         assert http.post(f"/bulk/{job_id}/run").status_code == 202
+        # Courier answers 400 (a 409 would be retried by its SDKs).
         again = http.post(f"/bulk/{job_id}/run")
-        assert again.status_code == 409
-        assert again.json()["type"] == "conflict"
+        assert again.status_code == 400
+        assert again.json()["type"] == "invalid_request_error"
+        assert again.json()["message"].startswith("BulkJobDuplicateInvocationError: ")
         late = http.post(f"/bulk/{job_id}", json={"users": [{"recipient": "b"}]})
-        assert late.status_code == 409
+        assert late.status_code == 400
+        assert late.json()["type"] == "invalid_request_error"
+        assert late.json()["message"].startswith("BulkJobAlreadySubmittedError: ")
 
         key = {"Idempotency-Key": "error-codes-1"}
         assert (
@@ -176,8 +187,11 @@ def test_every_error_code(api: ApiServer) -> None:
         )
         mismatch = http.post("/bulk", json={"message": {"template": "B"}}, headers=key)
         assert mismatch.status_code == 422
-        assert mismatch.json()["type"] == "idempotency_error"
-        assert http.request("DELETE", "/bulk").status_code == 405
+        assert mismatch.json()["type"] == "invalid_request_error"
+        not_allowed = http.request("DELETE", "/bulk")
+        assert not_allowed.status_code == 405
+        assert not_allowed.headers["Allow"] == "POST"
+        assert not_allowed.json()["type"] == "invalid_request_error"
         assert http.get("/nowhere").status_code == 404
 
 
@@ -195,7 +209,7 @@ def test_tenants_are_isolated(api: ApiServer) -> None:
             theirs = globex.request(method, path.format(job_id), json=body)
             missing = globex.request(method, path.format(other), json=body)
             assert theirs.status_code == missing.status_code == 404
-            assert theirs.json()["type"] == missing.json()["type"] == "not_found"
+            assert theirs.json()["type"] == missing.json()["type"] == "invalid_request_error"
             assert theirs.json()["message"].replace(job_id, "ID") == missing.json()[
                 "message"
             ].replace(other, "ID")
@@ -273,7 +287,7 @@ def test_503_when_redis_or_kafka_is_unreachable(topology: Settings, tmp_path: Pa
             ):
                 assert response.status_code == 503
                 assert response.headers["Retry-After"] == "5"
-                assert response.json()["type"] == "unavailable"
+                assert response.json()["type"] == "api_error"
     finally:
         stop_api(no_redis)
     no_kafka = start_api(topology, tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
@@ -317,6 +331,6 @@ def test_a_body_within_its_limit_whose_command_would_be_oversized_is_413(
             f"/bulk/{job_id}", content=body, headers={"Content-Type": "application/json"}
         )
         assert answer.status_code == 413, answer.text
-        assert answer.json()["type"] == "payload_too_large"
+        assert answer.json()["type"] == "invalid_request_error"
         assert "BULKSTREAM_MAX_COMMAND_BYTES" in answer.json()["message"]
         assert http.get(f"/bulk/{job_id}").json()["job"]["received"] == 0
