@@ -22,6 +22,31 @@ from pydantic.alias_generators import to_camel
 
 JsonObject = dict[str, Any]
 
+# What a number on the wire may be: an integer of 64 bits (signed or unsigned), or a
+# finite double. orjson, which every stage encodes with, holds nothing else.
+INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def first_inexact_number(value: Any) -> str | None:
+    """The path (`users.3.data.n`) of the first number in `value` that the wire cannot
+    carry exactly (an integer outside 64 bits, an infinite or NaN float), or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not INT_RANGE[0] <= item <= INT_RANGE[1]:
+                return path or "(top)"
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return path or "(top)"
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
 
 class WireModel(BaseModel):
     """Serialises by alias (camelCase) and accepts either spelling on input."""

@@ -18,12 +18,14 @@ nothing). The producer is opened when the worker starts (`open`).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from schemas.base import first_inexact_number
 from schemas.commands import (
     AnyCommand,
     CommandEnvelope,
@@ -49,6 +51,8 @@ MAX_ERRORS_DESCRIBED = 20
 # converted anew each time, so it takes ~30 ms to reject an invalid 10 MB
 # command, ten times what it takes to accept a valid one of that size.
 LARGE_COMMAND_BYTES = 1024 * 1024
+# A number that may not fit the wire: a long run of digits, or a large exponent.
+_SUSPECT_NUMBER = re.compile(rb"\d{19}|[eE][+-]?\d{3}")
 MODELS: dict[str, type[BaseModel]] = {
     CommandKind.CREATE.value: CreateJob,
     CommandKind.INGEST.value: IngestUsers,
@@ -80,6 +84,12 @@ def parse_command(
         raise PoisonCommand(_reason(errors), describe(errors)) from exc
     if key is None or key.decode(errors="replace") != command.job_id:
         raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
+    if _SUSPECT_NUMBER.search(value):
+        where = first_inexact_number(command.to_wire())
+        if where is not None:
+            raise PoisonCommand(
+                "invalid", f"{where}: a number beyond 64-bit integers or finite doubles"
+            )
     return command
 
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import orjson
 
+from schemas.base import first_inexact_number
 from streams.api.errors import ApiError, invalid, too_large
 
 # orjson refuses to encode deeper than this many levels of containers.
 _ORJSON_MAX_DEPTH = 254
-_INT_RANGE = (-(2**63), 2**64 - 1)
 # A run of digits long enough to leave the 64-bit range (2**64 has 20 digits; 19 can
 # already be over 2**63), or an exponent large enough to overflow a double.
 _SUSPECT_NUMBER = re.compile(rb"\d{19}")
@@ -90,17 +90,5 @@ def check_depth(value: Any, max_depth: int) -> None:
 
 def inexact_number(raw: bytes) -> str | None:
     """The path of the first integer outside 64 bits, or None. (Only called when the
-    body holds a long run of digits, so the slow parser rarely runs.)"""
-    parsed = json.loads(raw)
-    stack: list[tuple[str, Any]] = [("", parsed)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-            return path or "body"
-        if isinstance(value, dict):
-            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(value))
-    return None
+    body holds a long run of digits, so the exact, slower parser rarely runs.)"""
+    return first_inexact_number(json.loads(raw))

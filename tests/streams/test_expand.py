@@ -19,6 +19,22 @@ def test_user_data_wins_key_by_key_and_nested_objects_are_replaced_whole() -> No
     assert merged == {"a": 1, "b": 200, "c": 3, "nested": {"x": 10}}
 
 
+@pytest.mark.parametrize(
+    ("user", "data"),
+    [
+        ({"data": [1, 2]}, [1, 2]),  # anything but an object replaces what was there
+        ({"data": "text"}, "text"),
+        ({"data": 7}, 7),
+        ({"data": None}, {"g": 1}),  # null changes nothing
+        ({"data": [1], "to": {"data": {"a": 1}}}, {"a": 1}),  # an object over a list
+        ({"data": {"a": 1}, "to": {"data": False}}, False),
+        ({"to": {"data": None}}, {"g": 1}),
+    ],
+)
+def test_data_that_is_not_an_object_replaces_whole(user: dict[str, Any], data: Any) -> None:
+    assert merged_data({"g": 1}, user) == data
+
+
 def test_merge_does_not_modify_the_global_data() -> None:
     global_data = {"a": 1}
     merged_data(global_data, {"data": {"a": 2}})
@@ -125,13 +141,67 @@ USERS = [
     {"profile": {"email": "p@example.com"}, "preferences": {"notifications": {}}},
     {"to": {"user_id": 'ü-ñ "quoted"', "phone_number": "+1 555 010 9999"}, "data": {"x": [1]}},
     {"to": {}, "data": "not an object", "profile": "not an object"},
+    {
+        "to": {
+            "user_id": "u9",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "list_id": "l1",
+            "locale": "fr",
+            "preferences": {"notifications": {}},
+            "context": {"tenant_id": "t1"},
+        },
+        "custom": {"k": 1},
+        "recipient": None,
+        "tier": "gold",
+    },
+    {"data": [1, 2], "to": {"user_id": "x", "data": {"a": 1}}},
+    {"to": {"user_id": "u"}, "recipient": "r"},
+    {"to": {"user_id": "u"}, "data": {"n": 1}, "messageId": "own", "status": "mine"},
 ]
 
 
+def test_a_send_carries_every_field_of_the_user() -> None:
+    user = {
+        "to": {"user_id": "u", "tenant_id": "t1", "list_id": "l", "data": {"a": 1}},
+        "recipient": "r",
+        "profile": {"email": "a@b.io"},
+        "preferences": {"notifications": {}},
+        "data": [1],
+        "custom": {"k": 1},
+    }
+    send = build_send(
+        job_id="j",
+        tenant="t",
+        created_at=1.0,
+        definition={"template": "T", "brand_id": "B", "metadata": {"tags": ["x"]}},
+        global_data={"g": 1},
+        position=0,
+        identity="user:u",
+        user=user,
+        metadata={"trace": "abc"},
+    )
+    assert send == {
+        "messageId": message_id(1.0, "j", "user:u"),
+        "jobId": "j",
+        "tenant": "t",
+        "position": 0,
+        "message": {"template": "T", "brand_id": "B", "metadata": {"tags": ["x"]}},
+        "to": {"user_id": "u", "tenant_id": "t1", "list_id": "l"},
+        "data": {"a": 1},
+        "recipient": "r",
+        "profile": {"email": "a@b.io"},
+        "preferences": {"notifications": {}},
+        "metadata": {"trace": "abc"},
+        "extra": {"custom": {"k": 1}},
+    }
+
+
+@pytest.mark.parametrize("metadata", [None, {"trace": "t", "tags": ["a"]}])
 @pytest.mark.parametrize("global_data", [None, {}, {"a": 1, "b": 2, "nested": {"x": 1}}])
 @pytest.mark.parametrize("user", USERS)
 def test_page_sends_are_byte_for_byte_the_dumped_build_send(
-    user: dict[str, Any], global_data: dict[str, Any] | None
+    user: dict[str, Any], global_data: dict[str, Any] | None, metadata: dict[str, Any] | None
 ) -> None:
     job_id = new_job_id(1_764_000_000)
     definition = {"template": "T", "routing": {"method": "single", "channels": ["email"]}}
@@ -151,9 +221,10 @@ def test_page_sends_are_byte_for_byte_the_dumped_build_send(
         position=1234,
         identity="user:u1",
         user=user,
+        metadata=metadata,
     )
-    key, value = sends.build(1234, "user:u1", user)
+    key, value = sends.build(1234, "user:u1", user, metadata)
     assert key == expected["messageId"].encode()
     assert value == orjson.dumps(expected)
     # The page's shared parts are not changed by a user.
-    assert sends.build(1234, "user:u1", user) == (key, value)
+    assert sends.build(1234, "user:u1", user, metadata) == (key, value)
