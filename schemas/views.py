@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from schemas.base import JsonObject, WireModel
 
@@ -31,10 +31,14 @@ class JobView(WireModel):
 
 
 class UserView(WireModel):
-    """A user as ingested, plus its status; extra fields are the user's own."""
+    """A user as sent, plus its recipient and status; extra fields are the user's own."""
 
     model_config = ConfigDict(extra="allow")
 
+    recipient: str | None = Field(
+        default=None,
+        description="The user's own `recipient`, else the identity derived from it.",
+    )
     status: UserStatus
     message_id: str | None = None
     error: str | None = None

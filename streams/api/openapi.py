@@ -34,18 +34,23 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 COMMON = {
-    "400": _error("Invalid request (the message names the field)"),
+    "400": _error(
+        "Invalid request (the message names the field or the limit); also, as Courier "
+        "answers it, a second run or an ingest after the run"
+    ),
     "401": _error("Missing or unknown API key", ("WWW-Authenticate",)),
     "503": _error("Kafka or Redis is unavailable", ("Retry-After",)),
 }
 WRITE = {
     **COMMON,
-    "409": _error(
-        "Conflict, or a request with this Idempotency-Key is in progress", ("Retry-After",)
-    ),
+    "408": _error("The request body did not arrive in time"),
+    "409": _error("A request with this Idempotency-Key is in progress", ("Retry-After",)),
     "413": _error("Body over the size limit, or too many users in one request"),
     "415": _error("The body is not JSON"),
-    "422": _error("This Idempotency-Key was used with a different request"),
+    "422": _error(
+        "This Idempotency-Key was used with a different request (or, for a create, made a "
+        "job with a different message)"
+    ),
 }
 JOB_ID = {
     "name": "job_id",
@@ -76,13 +81,29 @@ def document(max_users: int) -> dict[str, Any]:
             "Error": {
                 "type": "object",
                 "required": ["message", "type"],
-                "properties": {"message": {"type": "string"}, "type": {"type": "string"}},
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {
+                        "type": "string",
+                        "enum": [
+                            "invalid_request_error",
+                            "authentication_error",
+                            "authorization_error",
+                            "rate_limit_error",
+                            "api_error",
+                        ],
+                    },
+                },
             },
             "UserItem": {
                 "allOf": [{"$ref": REF.format(model="BulkUser")}],
                 "type": "object",
                 "required": ["status"],
                 "properties": {
+                    "recipient": {
+                        "type": ["string", "null"],
+                        "description": "The user's own, or the identity derived from it",
+                    },
                     "status": {"type": "string", "enum": ["PENDING", "ENQUEUED", "ERROR"]},
                     "messageId": {"type": "string"},
                     "error": {"type": "string"},
@@ -178,7 +199,11 @@ def document(max_users: int) -> dict[str, Any]:
                                             "type": "array",
                                             "maxItems": max_users,
                                             "items": {"$ref": REF.format(model="BulkUser")},
-                                        }
+                                        },
+                                        "metadata": {
+                                            "type": ["object", "null"],
+                                            "description": "Carried to these users' sends",
+                                        },
                                     },
                                 }
                             }
