@@ -86,5 +86,7 @@ class AsSent(WireModel):
 
     def as_sent(self) -> JsonObject:
         """The object as the client sent it (as dumped, for a model built in Python)."""
-        sent: JsonObject = self.to_wire()
-        return sent
+        if self._sent is not None:
+            return self._sent
+        dumped: JsonObject = self.to_wire()
+        return dumped
