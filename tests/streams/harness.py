@@ -348,9 +348,10 @@ def send_generated(
 def generated_commands(
     client: Client, job_id: str, first: int, stop: int, batch: int = 1000
 ) -> Iterator[AnyCommand]:
-    """Ingest commands of generated users `first`..`stop - 1`, `batch` users each."""
+    """Ingest commands of generated users `first`..`stop - 1`, `batch` users each (the
+    client remembers their job, for `Client.result`)."""
     for start in range(first, stop, batch):
-        yield complete_command(
+        command = complete_command(
             {
                 "kind": "ingest",
                 "jobId": job_id,
@@ -364,6 +365,8 @@ def generated_commands(
             },
             client.tenant,
         )
+        client.jobs[command.command_id] = job_id
+        yield command
 
 
 def await_accepted(client: Client, commands: list[str]) -> int:

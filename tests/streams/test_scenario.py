@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.commands import BulkUser
+from streams import keys
 from streams.ids import message_id
 from streams.settings import Settings
 from tests.streams.harness import Client, WorkerProcess, read_topic
@@ -32,7 +33,7 @@ def test_create_ingest_three_batches_run_completed(
     ]
     batch2: list[dict[str, Any]] = [
         {"to": {"user_id": "spike"}},  # duplicate of batch 1
-        {"to": {"data": {"name": "nobody"}}},  # no identity at all: rejected
+        {"to": {"data": {"name": "nobody"}}},  # no address at all: accepted, fails in fan-out
         {"profile": {"email": "ed@example.com"}},  # email only, but the job is sms only
         {"to": {"user_id": "jet"}},
         {"to": {"user_id": "jet"}},  # duplicate within the batch
@@ -46,56 +47,59 @@ def test_create_ingest_three_batches_run_completed(
     r2 = client.result(client.ingest(job_id, batch2).command_id)
     r3 = client.result(client.ingest(job_id, batch3).command_id)
     assert (r1.ok, r1.total, r1.errors) == (True, 3, [])
-    assert r2.total == 2
+    assert r2.total == 3
     assert r2.errors is not None
     assert [(e.error, e.user) for e in r2.errors] == [
-        ("Duplicate user", {"to": {"user_id": "spike"}}),
-        (
-            "User has no identity: needs one of to.user_id, recipient, profile.email, "
-            "to.email, profile.phone_number or to.phone_number",
-            {"to": {"data": {"name": "nobody"}}},
-        ),
-        ("Duplicate user", {"to": {"user_id": "jet"}}),
+        ("Duplicate user", {"recipient": "spike", "to": {"user_id": "spike"}}),
+        ("Duplicate user", {"recipient": "jet", "to": {"user_id": "jet"}}),
     ]
     assert r3.total == 250
 
     job = client.job(job_id)
-    assert (job.status, job.received, job.enqueued, job.failures) == ("CREATED", 255, 0, 0)
+    assert (job.status, job.received, job.enqueued, job.failures) == ("CREATED", 256, 0, 0)
     assert job.definition["brand"] == "BRAND"
 
     run = client.result(client.run(job_id).command_id)
     assert run.ok
     job = client.wait_status(job_id, "COMPLETED", 120)
-    assert (job.received, job.enqueued, job.failures) == (255, 254, 1)
+    assert (job.received, job.enqueued, job.failures) == (256, 254, 2)
 
     # The sends topic, read_committed: one send per routable user, nothing else.
     sends = read_topic(topology, topology.topic_sends, expected=254, idle=3)
     by_id = {value["messageId"]: value for _, value, _ in sends}
     assert len(sends) == len(by_id) == 254
     users = client.users(job_id)
-    assert len(users) == 255
-    expected_order = [*batch1, batch2[2], batch2[3], *batch3]
-    assert [
-        {k: v for k, v in u.items() if k not in ("status", "messageId", "error")} for u in users
-    ] == expected_order
+    assert len(users) == 256
+    expected_order = [*batch1, *batch2[1:4], *batch3]
+    view_fields = ("status", "messageId", "error", "recipient")
+    assert [{k: v for k, v in u.items() if k not in view_fields} for u in users] == expected_order
+    assert [u.get("recipient") for u in users[:6]] == [
+        "spike",
+        "faye",
+        "+1 555 000 2222",
+        None,  # no identity: nothing to show
+        "ed@example.com",
+        "jet",
+    ]
 
     created_at = float(
         client._read(
-            lambda v: v.redis.hget(f"{topology.redis_prefix}:acme:job:{job_id}", "createdAt")
+            lambda v: v.redis.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
         )
     )
     for position, item in enumerate(users):
         identity = BulkUser.model_validate(expected_order[position]).identity()
-        assert identity is not None
-        mid = message_id(created_at, job_id, identity)
         if item["status"] == "ERROR":
-            assert item == {
+            assert {k: v for k, v in item.items() if k != "recipient"} == {
                 **expected_order[position],
                 "status": "ERROR",
                 "error": "No routable address for channel(s) sms",
             }
-            assert mid not in by_id
+            if identity is not None:
+                assert message_id(created_at, job_id, identity) not in by_id
             continue
+        assert identity is not None
+        mid = message_id(created_at, job_id, identity)
         assert item["status"] == "ENQUEUED"
         assert item["messageId"] == mid
         send = by_id[mid]
