@@ -18,7 +18,7 @@ export REDIS_URL := redis://127.0.0.1:6379/0
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test lint fmt schemas demo bench chaos image image-name clean
+.PHONY: help venv up down status test lint fmt schemas demo bench chaos image image-name image-test clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,6 +77,11 @@ image: venv ## build the container image bulkstream:<version> with docker or pod
 
 image-name: ## print the image's name and tag
 	@echo $(IMAGE)
+
+IMAGE_TEST_ARGS ?=
+
+image-test: venv $(LOCAL_STACK) image ## build the image; 2 worker + 1 API containers: SDK flow, 100k job, a worker SIGKILLed
+	$(BIN)/python -m tests.image --image $(IMAGE) $(IMAGE_TEST_ARGS)
 
 clean: down ## stop services and remove all local state (.local/)
 	rm -rf .local
