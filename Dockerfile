@@ -27,10 +27,14 @@ COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY schemas ./schemas
 # The context is mounted (not copied) for the wheels, so no layer keeps them.
+# Behind a TLS-intercepting proxy, give pip the proxy's CA as the build secret
+# `pip-ca` (make image: IMAGE_PIP_CA=/etc/ssl/certs/ca-certificates.crt).
 # pip and setuptools leave the virtualenv; then everything the worker and the
 # API load is imported once: a missing system library fails the build.
 RUN --mount=type=bind,target=/context \
-    echo "wheels: ${WHEELS:-none, from the index} ${WHEELS_DIGEST}" \
+    --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && echo "wheels: ${WHEELS:-none, from the index} ${WHEELS_DIGEST}" \
  && /opt/bulkstream/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links /context/$WHEELS} . \
  && /opt/bulkstream/bin/pip uninstall --yes pip setuptools \
  && /opt/bulkstream/bin/python -c "import streams.worker, streams.api.app, streams.healthcheck"

@@ -9,6 +9,8 @@
 #   IMAGE_WHEELS  yes: install from wheels built here from the tested virtualenv
 #                 (pip reaches no index inside the build); no: pip in the build
 #                 uses the index; auto (default): yes with the local base.
+#   IMAGE_PIP_CA  a CA bundle for pip inside the build (the build secret
+#                 `pip-ca`), where a proxy intercepts TLS and IMAGE_WHEELS=no.
 #   PYTHON        the virtualenv's python, for the wheels (Python 3.11).
 set -euo pipefail
 
@@ -66,9 +68,12 @@ if [[ "$IMAGE_WHEELS" == yes ]]; then
 fi
 
 flags=()
+if [[ -n "${IMAGE_PIP_CA:-}" ]]; then
+  flags+=(--secret "id=pip-ca,src=$IMAGE_PIP_CA")
+fi
 if [[ "$ENGINE" == podman ]]; then
   # chroot: no runtime needed to build; docker format: keeps the HEALTHCHECK.
-  flags=(--isolation chroot --format docker)
+  flags+=(--isolation chroot --format docker)
 fi
 started=$(date +%s)
 "$ENGINE" build "${flags[@]}" \

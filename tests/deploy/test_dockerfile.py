@@ -88,9 +88,12 @@ def _copies(stage: list[Instruction]) -> list[tuple[list[str], str]]:
     return found
 
 
-def _install_run() -> str:
+def _install_run() -> tuple[list[str], list[str]]:
+    """The build stage's install RUN: its --mount options and its `&&`-joined commands."""
     (run,) = [args for args in _args("RUN", BUILD) if "pip install" in args]
-    return run
+    mounts = re.findall(r"--mount=(\S+)", run)
+    command = re.sub(r"--mount=\S+\s*", "", run)
+    return mounts, [part.strip() for part in command.split("&&")]
 
 
 def _expand(command: str, wheels: str) -> str:
@@ -145,16 +148,10 @@ def test_two_stages_on_one_base_image_given_as_a_build_argument() -> None:
 
 
 def test_the_install_step_installs_the_copied_project_without_a_cache() -> None:
-    run = _install_run()
-    assert run.startswith("--mount=type=bind,target=/context ")
+    mounts, commands = _install_run()
+    assert "type=bind,target=/context" in mounts, "the wheels come from the mounted context"
     for wheels in ("", "build/image/wheels"):
-        (install,) = [
-            part.strip()
-            for part in _expand(run, wheels)
-            .removeprefix("--mount=type=bind,target=/context")
-            .split("&&")
-            if "pip install" in part
-        ]
+        (install,) = [_expand(c, wheels) for c in commands if "pip install" in c]
         assert install.startswith("/opt/bulkstream/bin/pip install --no-cache-dir ")
         assert install.endswith(" ."), "the project as the build stage copied it"
         if wheels:
@@ -164,10 +161,24 @@ def test_the_install_step_installs_the_copied_project_without_a_cache() -> None:
             assert "--find-links" not in install
 
 
+def test_a_ca_bundle_for_pip_can_be_given_as_a_build_secret() -> None:
+    mounts, commands = _install_run()
+    assert "type=secret,id=pip-ca" in mounts
+    assert commands[0] == (
+        "if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi"
+    ), "the secret, when given, is pip's CA bundle for the install"
+    assert all("pip-ca" not in args for args in _args("ENV", BUILD) + _args("ENV", FINAL))
+
+
 def test_the_venv_leaves_pip_behind_and_imports_what_the_commands_load() -> None:
-    run = _install_run()
-    assert "pip uninstall --yes pip setuptools" in run
-    assert re.search(r"python -c \"import streams\.worker, streams\.api\.app", run)
+    _, commands = _install_run()
+    install = next(n for n, c in enumerate(commands) if "pip install" in c)
+    assert commands[install + 1] == "/opt/bulkstream/bin/pip uninstall --yes pip setuptools"
+    assert re.fullmatch(
+        r'/opt/bulkstream/bin/python -c "import streams\.worker, streams\.api\.app, '
+        r'streams\.healthcheck"',
+        commands[install + 2],
+    )
 
 
 def test_the_final_stage_copies_only_the_venv_and_installs_nothing() -> None:
