@@ -152,6 +152,7 @@ class Container:
     def remove(self) -> None:
         if self.created:
             self.save_logs()
-            self.engine("rm", "--force", self.name, check=False, timeout=120)
+            # --volumes: the anonymous volume of the image's VOLUME, too (the API's)
+            self.engine("rm", "--force", "--volumes", self.name, check=False, timeout=120)
         if self.volume is not None:
             self.engine("volume", "rm", "--force", self.volume, check=False)
