@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SERVICES := deploy/local/services.sh
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+# The image `make image` builds; docker-compose.yml and deploy/kubernetes/ name it.
+IMAGE ?= bulkstream:$(VERSION)
 
 ifeq ($(strip $(KAFKA_BOOTSTRAP_SERVERS)$(REDIS_URL)),)
 LOCAL_STACK := up
@@ -15,10 +18,10 @@ export REDIS_URL := redis://127.0.0.1:6379/0
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test lint fmt schemas demo bench chaos clean
+.PHONY: help venv up down status test lint fmt schemas demo bench chaos image image-name image-test clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create the virtualenv and install bulkstream with its dev tools
 
@@ -68,6 +71,17 @@ CHAOS_ARGS ?=
 
 chaos: venv $(LOCAL_STACK) ## the reliability suite: faults on 200k-user jobs; writes docs/reliability.md (CHAOS_ARGS="--users 50000")
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+image: venv ## build the container image bulkstream:<version> with docker or podman (no registry: a Debian base, wheels from .venv)
+	IMAGE=$(IMAGE) PYTHON=$(BIN)/python deploy/image/build.sh
+
+image-name: ## print the image's name and tag
+	@echo $(IMAGE)
+
+IMAGE_TEST_ARGS ?=
+
+image-test: venv $(LOCAL_STACK) image ## build the image; 2 worker + 1 API containers: SDK flow, 100k job, a worker SIGKILLed
+	$(BIN)/python -m tests.image --image $(IMAGE) $(IMAGE_TEST_ARGS)
 
 clean: down ## stop services and remove all local state (.local/)
 	rm -rf .local

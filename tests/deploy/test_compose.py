@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from streams.settings import Settings
+from tests.deploy import made_image
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+IMAGE = made_image()
 UNPREFIXED = {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
 
 
@@ -29,7 +31,7 @@ def services() -> dict[str, Any]:
 
 
 def _bulkstream(services: dict[str, Any]) -> dict[str, Any]:
-    return {name: s for name, s in services.items() if s.get("image") == "bulkstream:dev"}
+    return {name: s for name, s in services.items() if s.get("image") == IMAGE}
 
 
 def test_the_full_stack_is_there(services: dict[str, Any]) -> None:
@@ -37,6 +39,16 @@ def test_the_full_stack_is_there(services: dict[str, Any]) -> None:
     assert len(workers) == 2, workers
     assert "api" in services
     assert {"kafka", "redis"} <= set(services)
+
+
+def test_bulkstream_services_build_the_image_from_the_dockerfile(services: dict[str, Any]) -> None:
+    """`docker compose build` makes what `make image` makes, on a base of the user's choice."""
+    built = {name: s for name, s in services.items() if "build" in s}
+    assert set(built) == set(_bulkstream(services)), f"services building {IMAGE}: {sorted(built)}"
+    for name, service in built.items():
+        assert service["build"]["context"] == ".", name
+        assert service["build"].get("dockerfile", "Dockerfile") == "Dockerfile", name
+        assert service["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}", name
 
 
 def test_every_service_has_a_healthcheck(services: dict[str, Any]) -> None:

@@ -4,17 +4,24 @@ Every YAML document there is loaded and checked against what the code reads
 and serves: variable names are `Settings` fields, the ConfigMap parses with
 `Settings`, probes hit declared ports and existing API routes, the container
 arguments parse with the CLI, and KEDA watches the consumer groups and topics
-the worker uses. No Kafka or Redis is needed.
+the worker uses. No Kafka or Redis is needed. Every object also passes the
+schemas of the Kubernetes API (kubernetes-validate, strict: an unknown field
+fails, as `kubectl apply` would reject it) and the ScaledObject its KEDA
+CRD's schema (tests/deploy/schemas/), offline; the Deployments run the image
+`make image` builds.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import TypeAdapter
@@ -24,6 +31,7 @@ from streams.api.app import create_api
 from streams.api.auth import ApiKeys
 from streams.cli import build_parser
 from streams.settings import Settings
+from tests.deploy import made_image
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -31,6 +39,10 @@ PREFIX = "BULKSTREAM_"
 # The two variables read without the prefix (validation aliases in Settings).
 UNPREFIXED = {"KAFKA_BOOTSTRAP_SERVERS": "kafka_bootstrap_servers", "REDIS_URL": "redis_url"}
 POD_NAME = "bulkstream-worker-5d9c7b8f4-x2x7q"  # what fieldRef metadata.name gives
+# The oldest Kubernetes minor still in common support, and the newest the
+# installed kubernetes-validate knows.
+KUBERNETES_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
+KEDA_CRD = ROOT / "tests" / "deploy" / "schemas" / "keda.sh_scaledobjects-v2.20.2.yaml"
 
 Doc = dict[str, Any]
 
@@ -401,3 +413,78 @@ def test_max_replicas_do_not_exceed_partitions(
         f"maxReplicaCount {high} > BULKSTREAM_PARTITIONS {partitions}: the extra replicas "
         "would get no partition and sit idle"
     )
+
+
+# -- schemas and image ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_core_object_passes_the_kubernetes_schema(version: str) -> None:
+    core = [doc for doc in OBJECTS if doc["kind"] != "ScaledObject"]
+    assert {doc["kind"] for doc in core} == {"ConfigMap", "Secret", "Deployment", "Service"}
+    for doc in core:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{doc['kind']} {doc['metadata']['name']} (Kubernetes {version}): {exc}")
+
+
+def test_the_schema_check_rejects_an_unknown_field() -> None:
+    deployment = copy.deepcopy(objects("Deployment")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePulPolicy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def _strict(schema: Doc) -> Doc:
+    """A CRD's OpenAPI v3 schema as strict JSON Schema: an object that lists its
+    properties (and does not keep unknown fields) takes no others."""
+    out: Doc = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: _strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = _strict(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [_strict(sub) for sub in value]
+        elif not key.startswith("x-kubernetes-") and key != "nullable":
+            out[key] = value
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    keeps_unknown = schema.get("x-kubernetes-preserve-unknown-fields")
+    if "properties" in schema and "additionalProperties" not in schema and not keeps_unknown:
+        out["additionalProperties"] = False
+    return out
+
+
+def _keda_validator(api_version: str) -> jsonschema.protocols.Validator:
+    (crd,) = [doc for doc in yaml.safe_load_all(KEDA_CRD.read_text()) if doc]
+    group = crd["spec"]["group"]
+    for version in crd["spec"]["versions"]:
+        if f"{group}/{version['name']}" == api_version:
+            schema = _strict(version["schema"]["openAPIV3Schema"])
+            return jsonschema.Draft4Validator(schema)
+    raise AssertionError(f"{KEDA_CRD.name} has no version {api_version}")
+
+
+def test_the_scaled_object_passes_the_keda_crd_schema() -> None:
+    (scaled,) = objects("ScaledObject")
+    validator = _keda_validator(scaled["apiVersion"])
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(scaled)]
+    assert not errors, errors
+    wrong = copy.deepcopy(scaled)
+    wrong["spec"]["maxReplicas"] = wrong["spec"].pop("maxReplicaCount")
+    assert list(validator.iter_errors(wrong)), "the KEDA schema check lets an unknown field by"
+
+
+def test_deployments_run_the_image_make_image_builds() -> None:
+    image = made_image()
+    for deployment, container in containers():
+        assert container["image"] == image, (
+            f"Deployment {deployment['metadata']['name']} runs {container['image']}, "
+            f"`make image` builds {image}"
+        )
+        assert container["imagePullPolicy"] == "IfNotPresent", "a locally loaded image runs"
