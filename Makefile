@@ -45,10 +45,11 @@ test: venv $(LOCAL_STACK) ## install, start the services and run the whole suite
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here" >&2; exit 1; fi; \
 	exit $$rc
 
-lint: venv ## ruff and mypy (strict on streams and schemas)
+lint: venv ## ruff, mypy (strict on streams and schemas) and the layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv ## format the code with ruff
 	$(BIN)/ruff check --fix .

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import orjson
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .env import Options, Run, say
 from .jobs import BATCH, MESSAGE, Views, generated_users

@@ -18,10 +18,10 @@ import time
 import orjson
 
 from schemas.commands import CreateJob, IngestUsers
-from streams.expand import build_send
-from streams.producer import CommandProducer
+from streams.fanout.sends import build_send
+from streams.kafka.producer import CommandProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.harness import WorkerProcess
 
 from .env import Options, Run, say

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import orjson
 
-from streams.producer import CommandProducer
+from streams.kafka.producer import CommandProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .env import Options, Run, say
 from .jobs import BATCH, Views, create_job, ingest, ingest_commands

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from schemas.commands import CommandResult, CreateJob, IngestUsers, RunJob
-from streams import keys
-from streams.producer import CommandProducer, complete_command
+from streams.kafka.producer import CommandProducer, complete_command
 from streams.settings import Settings
+from streams.views import keys
 from tests.streams.harness import wait_for
 
 from .env import TENANT, redis_client

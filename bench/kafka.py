@@ -18,9 +18,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, NewTopic, TopicPartition
 
 from schemas.commands import CommandResult
-from streams.fanout import producer_config
+from streams.kafka.config import producer_config
+from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.settings import Settings
-from streams.topics import MAX_MESSAGE_BYTES
 
 
 def create_topic(settings: Settings, name: str, partitions: int) -> None:

@@ -8,9 +8,9 @@ default N = 1,000,000: 1M over 100k).
 
 from __future__ import annotations
 
-from streams.producer import CommandProducer
+from streams.kafka.producer import CommandProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.harness import peak_rss_kib
 
 from .env import Options, Run, say

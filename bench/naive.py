@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.commands import BulkUser, JobMessage
-from streams.expand import build_send
+from streams.fanout.sends import build_send
 from streams.settings import Settings
 
 

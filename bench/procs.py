@@ -1,6 +1,6 @@
 """The processes a scenario starts: real `bulkstream worker`s and `bulkstream api`.
 
-Workers are `tests.streams.harness.WorkerProcess` (a `python -m streams.cli
+Workers are `tests.streams.harness.WorkerProcess` (a `python -m streams.ops.cli
 worker` each, its log in the run's log folder). Also: waiting until they
 are ready, their CPU time from /proc, and what their logs complain about.
 """
@@ -169,7 +169,7 @@ class ApiProcess:
         env = settings_env(self.settings, api_port=self.port, api_keys=f"{TENANT}:{self.key}")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "api", "--host", "127.0.0.1"],
+                [sys.executable, "-m", "streams.ops.cli", "api", "--host", "127.0.0.1"],
                 env=env,
                 cwd=REPO,
                 stdout=log,

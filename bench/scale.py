@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from streams.state import JobState
+from streams.aggregate.state import JobState
 
 from .jobs import MESSAGE
 from .results import ScenarioResult

@@ -15,9 +15,9 @@ import time
 
 import orjson
 
-from streams.producer import CommandProducer
+from streams.kafka.producer import CommandProducer
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.harness import settings_env, wait_for
 
 from .env import REPO, Options, Run, redis_client, say

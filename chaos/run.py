@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from streams.ids import message_id
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.api.conftest import ApiServer, start_api, stop_api
 from tests.streams.harness import (
     Client,

@@ -58,8 +58,8 @@ from streams.api.errors import (
 from streams.api.idempotency import Claim, Idempotency, fingerprint
 from streams.api.observe import HttpMetrics, metrics_endpoint
 from streams.ids import new_command_id, new_job_id
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from streams.views import InvalidCursor, Views
 
 log = logging.getLogger(__name__)

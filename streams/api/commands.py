@@ -15,8 +15,8 @@ import orjson
 from schemas.commands import AnyCommand, CommandResult
 from streams.api.errors import ApiError, unavailable
 from streams.errors import DeliveryFailed
-from streams.fanout import producer_config
-from streams.producer import AsyncProducer
+from streams.kafka.config import producer_config
+from streams.kafka.producer import AsyncProducer
 from streams.settings import Settings
 from streams.views import Views
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from starlette.responses import Response
 
-from streams import keys
 from streams.api.errors import ApiError
+from streams.views import keys
 
 PENDING_MS = 60_000
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streams.cli import build_parser
-from streams.healthcheck import endpoint, main_command
+from streams.ops.cli import build_parser
+from streams.ops.healthcheck import endpoint, main_command
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -280,7 +280,7 @@ def test_the_entrypoint_is_the_wheels_command(wheel: zipfile.ZipFile) -> None:
     (entry_points,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
     parsed = configparser.ConfigParser()
     parsed.read_string(wheel.read(entry_points).decode())
-    assert parsed["console_scripts"]["bulkstream"] == "streams.cli:main"
+    assert parsed["console_scripts"]["bulkstream"] == "streams.ops.cli:main"
     assert _args("ENTRYPOINT", FINAL) == ['["bulkstream"]']
     (command,) = _args("CMD", FINAL)
     build_parser().parse_args(command.strip('[]"').split('", "'))

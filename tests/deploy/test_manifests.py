@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from streams.api.app import create_api
 from streams.api.auth import ApiKeys
-from streams.cli import build_parser
+from streams.ops.cli import build_parser
 from streams.settings import Settings
 from tests.deploy import made_image
 

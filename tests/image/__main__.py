@@ -28,10 +28,10 @@ import redis
 import yaml
 from courier import Courier
 
-from streams.demo import post
 from streams.ids import message_id
+from streams.kafka.topics import ensure_topics
+from streams.ops.demo import post
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.image.engine import ROOT, STATE_DIR, Container, Engine, detect_engine
 from tests.streams.harness import drop_topics, fresh_settings, read_topic
 

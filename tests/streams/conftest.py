@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.harness import Client, WorkerProcess
 
 

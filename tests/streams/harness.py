@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
 from schemas.commands import AnyCommand, CommandResult
-from streams.producer import CommandProducer, complete_command
+from streams.kafka.producer import CommandProducer, complete_command
 from streams.settings import Settings
 from streams.views import Views
 
@@ -54,7 +54,7 @@ class WorkerProcess:
         env = settings_env(self.settings, worker_id=self.worker_id)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--stage", self.stage],
+            [sys.executable, "-m", "streams.ops.cli", "worker", "--stage", self.stage],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

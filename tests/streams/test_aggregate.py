@@ -7,10 +7,10 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Producer
 
-from streams.fanout import producer_config
-from streams.producer import complete_command
+from streams.kafka.config import producer_config
+from streams.kafka.producer import complete_command
+from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.settings import Settings
-from streams.topics import MAX_MESSAGE_BYTES
 from tests.streams.harness import Client, WorkerProcess, read_dlq, read_topic, wait_for
 
 USERS = [{"to": {"user_id": f"u{i}"}} for i in range(5)]

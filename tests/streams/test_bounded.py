@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from streams.bounded import BoundedCalls
 from streams.errors import CallStuck
+from streams.kafka.bounded import BoundedCalls
 
 
 def test_a_call_gives_its_result_or_its_error() -> None:

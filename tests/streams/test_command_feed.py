@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from streams.command_feed import FetchWatch, fetch_states
+from streams.aggregate.command_feed import FetchWatch, fetch_states
 from streams.settings import Settings
 from tests.streams.harness import (
     Client,

@@ -9,7 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.commands import CommandEnvelope
-from streams.dlq import LARGE_COMMAND_BYTES, describe, parse_command, top_level_errors
+from streams.aggregate.dead_letters import (
+    LARGE_COMMAND_BYTES,
+    describe,
+    parse_command,
+    top_level_errors,
+)
 from streams.errors import PoisonCommand
 
 BIG = "x" * LARGE_COMMAND_BYTES

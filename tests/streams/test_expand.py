@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.expand import PageSends, build_send, merged_data, send_to, unroutable_reason
+from streams.fanout.sends import PageSends, build_send, merged_data, send_to, unroutable_reason
 from streams.ids import message_id, new_job_id
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.streams.harness import (
     Client,
     WorkerProcess,

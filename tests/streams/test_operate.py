@@ -28,7 +28,7 @@ USERS = 3000
 
 def _cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
+        [sys.executable, "-m", "streams.ops.cli", *args],
         env=settings_env(settings),
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.paging import (
+from streams.aggregate.paging import (
     MissingUsers,
     StoredBatch,
     cut_pages,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas.commands import BulkUser
-from streams import keys
 from streams.ids import message_id
 from streams.settings import Settings
+from streams.views import keys
 from tests.streams.harness import Client, WorkerProcess, read_topic
 
 SMS_ONLY: dict[str, Any] = {"channels": ["sms"]}

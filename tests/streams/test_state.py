@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.state import (
+from streams.aggregate.state import (
     JobState,
     batch_key,
     batch_prefix,
@@ -16,7 +16,8 @@ from streams.state import (
     job_prefix,
     parse_batch_key,
 )
-from streams.views import InvalidCursor, decode_cursor, encode_cursor
+from streams.views import InvalidCursor
+from streams.views.store import decode_cursor, encode_cursor
 
 
 def _job() -> JobState:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from streams.kafka.topics import MAX_DEAD_LETTER_BYTES, SIZE_LIMIT, ensure_topics, specs
 from streams.settings import Settings
-from streams.topics import MAX_DEAD_LETTER_BYTES, SIZE_LIMIT, ensure_topics, specs
 from tests.streams.harness import wait_for
 
 

@@ -16,11 +16,11 @@ import redis
 import redis.asyncio as aioredis
 
 from schemas.views import JobStatus
-from streams import keys
-from streams.control import VIEWS_CHECK_SECONDS
+from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
+from streams.aggregate.state import JobState
 from streams.settings import Settings
-from streams.state import JobState
-from streams.views import Views, encode_cursor
+from streams.views import Views, keys
+from streams.views.store import encode_cursor
 from tests.streams.harness import Client, WorkerProcess, settings_env, wait_for
 
 
@@ -67,7 +67,7 @@ def test_views_come_back_whole_after_redis_lost_them(
     _delete_prefix(redis_client, f"{topology.redis_prefix}:4:acme")
     assert client.job(done) is None
     subprocess.run(
-        [sys.executable, "-m", "streams.cli", "rebuild-views"],
+        [sys.executable, "-m", "streams.ops.cli", "rebuild-views"],
         env=settings_env(topology),
         check=True,
         capture_output=True,

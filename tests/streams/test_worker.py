@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from streams.worker import GC_THRESHOLD
+from streams.ops.worker import GC_THRESHOLD
 
 
 def _in_fresh_python(code: str) -> str:

@@ -49,7 +49,7 @@ def start_api(settings: Settings, log_dir: Path, **overrides: object) -> ApiServ
     log_path = log_dir / f"api-{port}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "api"],
+            [sys.executable, "-m", "streams.ops.cli", "api"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

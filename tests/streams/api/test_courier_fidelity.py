@@ -16,9 +16,9 @@ import pytest
 import redis
 from courier import BadRequestError, Courier
 
-from streams import keys
 from streams.api.idempotency import job_id_for
 from streams.settings import Settings
+from streams.views import keys
 from tests.streams.api.conftest import KEYS, ApiServer, start_api, stop_api
 from tests.streams.harness import WorkerProcess, read_topic, wait_for
 

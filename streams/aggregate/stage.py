@@ -46,14 +46,13 @@ from schemas.commands import (
 from schemas.fanout import PageFields, encode_page_spliced
 from schemas.views import JobStatus
 from streams import metrics
-from streams.app import Pipeline, partition_db
-from streams.command_feed import CommandEvent, CommandFeed
-from streams.dedupe import DedupeIndex
-from streams.dlq import DeadLetters, parse_command
-from streams.errors import JobFailed, PoisonCommand
-from streams.jobs import Jobs
-from streams.paging import MissingUsers, StoredUser, cut_pages, encode_batch, read_batch
-from streams.state import (
+from streams.aggregate.command_feed import CommandFeed
+from streams.aggregate.dead_letters import DeadLetters, parse_command
+from streams.aggregate.dedupe import DedupeIndex
+from streams.aggregate.jobs import Jobs
+from streams.aggregate.paging import MissingUsers, StoredUser, cut_pages, encode_batch, read_batch
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import (
     JobState,
     batch_key,
     batch_prefix,
@@ -61,7 +60,10 @@ from streams.state import (
     jobs_index_key,
     scan_prefix,
 )
-from streams.topics import MAX_MESSAGE_BYTES
+from streams.errors import JobFailed, PoisonCommand
+from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.runtime.app import partition_db
+from streams.runtime.events import CommandEvent
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,14 @@ from typing import Any
 import faust
 import mode
 
-from streams import diagnostics, local_state, metrics
-from streams.app import Pipeline, create_app
-from streams.fanout import FanoutLoop
-from streams.logs import logging_config, setup_logging
+from streams import aggregate, metrics
+from streams.aggregate.pipeline import Pipeline, build_pipeline
+from streams.fanout.loop import FanoutLoop
+from streams.kafka.topics import ensure_topics
 from streams.metrics import Health
+from streams.ops.logs import logging_config, setup_logging
+from streams.runtime import diagnostics, local_state
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
         return 0
 
     local_state.discard_stale_stores(settings)
-    pipeline = create_app(settings)
+    pipeline = build_pipeline(settings)
+    aggregate.register(pipeline)
     app = pipeline.app
     health.ready["aggregate"] = False
     lag = metrics.LagGauge(settings.app_id)

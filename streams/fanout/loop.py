@@ -21,21 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
-from rocksdict import Options, Rdict
 
 from schemas.fanout import PageProgress, decode_page
 from streams import metrics
-from streams.bounded import BoundedCalls
 from streams.errors import CallStuck
-from streams.expand import PageSends, routing_channels, unroutable_reason
+from streams.fanout.done import DoneStore
+from streams.fanout.sends import PageSends, routing_channels, unroutable_reason
+from streams.kafka.bounded import BoundedCalls
+from streams.kafka.config import producer_config
 from streams.settings import Settings
-from streams.topics import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -44,51 +42,6 @@ _RESTORED_AT = b"\x00restored-at\x00"
 # when librdkafka does not keep to its own (streams.bounded).
 TXN_CALL_SECONDS = 60.0
 TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
-
-
-class DoneStore:
-    """Local mirror of the done-markers topic: which pages are already fanned out."""
-
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.db = Rdict(str(path), Options(raw_mode=True))
-
-    def __contains__(self, key: bytes) -> bool:
-        return self.db.get(key) is not None
-
-    def add(self, key: bytes) -> None:
-        self.db[key] = b"1"
-
-    def discard(self, key: bytes) -> None:
-        self.db.delete(key)
-
-    def restored_at(self, partition: int) -> int | None:
-        raw = self.db.get(_RESTORED_AT + str(partition).encode())
-        return None if raw is None else int(raw)
-
-    def set_restored_at(self, partition: int, offset: int) -> None:
-        self.db[_RESTORED_AT + str(partition).encode()] = str(offset).encode()
-
-    def close(self) -> None:
-        self.db.close()
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """The producer settings every bulkstream producer shares (and the benchmarks copy)."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "partitioner": "murmur2_random",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "batch.size": 1_000_000,
-        "message.max.bytes": MAX_MESSAGE_BYTES,
-        # The local queue is what a fan-out runs ahead of the broker: bounded in bytes
-        # too (librdkafka's default is 1 GB), so a worker's memory does not follow the
-        # size of the job. 32 MB is over 100k sends, ample to keep the broker busy.
-        "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 32 * 1024,
-    }
 
 
 class FanoutLoop:

@@ -14,9 +14,9 @@ from typing import Any
 
 from schemas.fanout import PageProgress
 from schemas.views import JobStatus
-from streams.app import Pipeline
-from streams.jobs import Jobs
-from streams.state import failure_key
+from streams.aggregate.jobs import Jobs
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import failure_key
 
 log = logging.getLogger(__name__)
 

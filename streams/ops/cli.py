@@ -35,7 +35,7 @@ def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.worker import Stage, run_worker
+    from streams.ops.worker import Stage, run_worker
 
     return run_worker(settings, Stage(args.stage))
 
@@ -64,7 +64,7 @@ def _views(settings: Settings) -> Views:
 
 
 def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.producer import CommandProducer, complete_command
+    from streams.kafka.producer import CommandProducer, complete_command
 
     try:
         commands = [complete_command(r, args.tenant) for r in _records(args.files)]
@@ -105,7 +105,7 @@ async def _wait_result(settings: Settings, tenant: str, job_id: str, command_id:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.watch import TERMINAL, watch
+    from streams.ops.watch import TERMINAL, watch
 
     async def read() -> Any:
         views = _views(settings)
@@ -132,7 +132,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.producer import CommandProducer
+    from streams.kafka.producer import CommandProducer
 
     producer = CommandProducer(settings)
     producer.rebuild_views()
@@ -145,7 +145,7 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from streams.api.app import create_api
-    from streams.logs import logging_config
+    from streams.ops.logs import logging_config
 
     uvicorn.run(
         create_api(settings),
@@ -158,7 +158,7 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import run_demo
+    from streams.ops.demo import run_demo
 
     return run_demo(settings, users=args.users, workers=args.workers)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka.admin import (
     AdminClient,
@@ -168,42 +167,3 @@ def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float
             future.result(timeout=timeout)
         except KafkaException as exc:
             raise RuntimeError(f"could not raise {SIZE_LIMIT} of {resource.name}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The faust topic objects of one app."""
-
-    commands: Any
-    commands_dlq: Any
-    command_results: Any
-    job_events: Any
-    progress: Any
-    control: Any
-    fanout_pages: Any
-
-
-def declare(app: Any, settings: Settings) -> Topics:
-    s = specs(settings)
-
-    def topic(role: str) -> Any:
-        spec = s[role]
-        return app.topic(
-            spec.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=spec.partitions,
-            config=spec.config,
-        )
-
-    return Topics(
-        commands=topic("commands"),
-        commands_dlq=topic("commands_dlq"),
-        command_results=topic("command_results"),
-        job_events=topic("job_events"),
-        progress=topic("progress"),
-        control=topic("control"),
-        fanout_pages=topic("fanout_pages"),
-    )

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.cli import build_parser
+from streams.ops.cli import build_parser
 from streams.settings import Settings
 
 COMMANDS = {"worker", "api"}

@@ -1,9 +1,9 @@
-"""Builds the one faust app of a worker from Settings: topics, the state table, agents.
+"""The one faust app of a worker, built from Settings: its topics and its state table.
 
-The aggregate stage is faust (at-least-once, every state change idempotent),
-reading `bulk.commands` through its own librdkafka feed (streams/command_feed.py);
-the fan-out stage is a confluent-kafka transactional loop (streams/fanout.py)
-that the worker runs beside it as a service.
+The aggregate stage (streams/aggregate/) runs on it (at-least-once, every
+state change idempotent), reading `bulk.commands` through its own librdkafka
+feed; the fan-out stage (streams/fanout/) is a confluent-kafka transactional
+loop that the worker runs beside it as a service.
 """
 
 from __future__ import annotations
@@ -14,20 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import faust
-import redis.asyncio as aioredis
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
-from streams.topics import MAX_MESSAGE_BYTES, Topics, declare
-from streams.views import Views
 
 # How long the broker may hold a fetch that found nothing new (faust fixes 1.5 s).
 # aiokafka has one fetch in flight per broker and leaves out of it a partition
@@ -201,17 +195,15 @@ class BulkApp(faust.App):
 
 
 @dataclass(frozen=True)
-class Pipeline:
-    """Everything the agents share: settings, the app, its topics, state and views."""
+class Runtime:
+    """A worker's faust app, its topic objects and its state table."""
 
-    settings: Settings
-    app: Any
+    app: BulkApp
     topics: Topics
-    state: Any
-    views: Views
+    state: DurableTable
 
 
-def create_app(settings: Settings) -> Pipeline:
+def create_runtime(settings: Settings) -> Runtime:
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
     datadir = settings.data_dir / settings.worker_id / "faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -258,35 +250,7 @@ def create_app(settings: Settings) -> Pipeline:
             },
         )
     )
-    views = Views(
-        patient_redis(settings.redis_url), settings.redis_prefix, settings.retention_seconds
-    )
-    pipeline = Pipeline(settings=settings, app=app, topics=topics, state=state, views=views)
-
-    from streams import aggregate, control, progress
-
-    aggregate.register(pipeline)
-    progress.register(pipeline)
-    control.register(pipeline)
-    return pipeline
-
-
-def patient_redis(url: str) -> aioredis.Redis:
-    """The worker's Redis: an outage (down, restarting, paused) is waited out, never raised.
-
-    Views are derived, so an agent may as well wait for Redis: its event stays
-    unacked and nothing is lost. A client that raised instead would take the
-    worker down. Time-outs turn a paused server into retries too."""
-    return aioredis.from_url(
-        url,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        retry=Retry(
-            ExponentialBackoff(cap=2.0, base=0.1),
-            retries=-1,  # for ever
-            supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
-        ),
-    )
+    return Runtime(app=app, topics=topics, state=cast(DurableTable, state))
 
 
 def deliveries_of(app: Any) -> Deliveries:
@@ -302,12 +266,12 @@ async def delivered(sending: Awaitable[Any]) -> Any:
     return await (await sending)
 
 
-def held_partitions(pipeline: Pipeline) -> frozenset[int]:
+def held_partitions(app: Any, state: Any) -> frozenset[int]:
     """The partitions of the state this worker holds (faust assigns them, with
     the same partitions of `bulk.progress` and `bulk.control`)."""
-    changelog = pipeline.state.changelog_topic.get_topic_name()
+    changelog = state.changelog_topic.get_topic_name()
     return frozenset(
-        tp.partition for tp in pipeline.app.assignor.assigned_actives() if tp.topic == changelog
+        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog
     )
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from rocksdict import WriteBatch
 
-from streams.app import partition_db
-from streams.paging import decode_batch
-from streams.state import identity_key, parse_batch_key
+from streams.aggregate.paging import decode_batch
+from streams.aggregate.state import identity_key, parse_batch_key
+from streams.runtime.app import partition_db
 
 
 class DedupeIndex:

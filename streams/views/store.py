@@ -12,17 +12,21 @@ import binascii
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import JobStatus, JobView, UserStatus
-from streams import keys
 from streams.ids import message_id
-from streams.state import JobState
+from streams.views import keys
 
 ENQUEUED = b"ENQUEUED"
 # The fields a users page writes into each item beside the user as ingested.
@@ -43,6 +47,39 @@ ERROR_PREFIX = "ERROR:"
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class JobRecord(Protocol):
+    """What the views read of a job's record (the aggregate's `JobState`)."""
+
+    tenant: str
+    version: int
+    definition: dict[str, Any]
+    received: int
+    enqueued: int
+    failures: int
+    status: JobStatus
+    created_at: float
+    page_size: int | None
+    completed_at: float | None
+
+
+def patient_redis(url: str) -> aioredis.Redis:
+    """The worker's Redis: an outage (down, restarting, paused) is waited out, never raised.
+
+    Views are derived, so an agent may as well wait for Redis: its event stays
+    unacked and nothing is lost. A client that raised instead would take the
+    worker down. Time-outs turn a paused server into retries too."""
+    return aioredis.from_url(
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
+        retry=Retry(
+            ExponentialBackoff(cap=2.0, base=0.1),
+            retries=-1,  # for ever
+            supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
+        ),
+    )
 
 
 class InvalidCursor(ValueError):
@@ -87,7 +124,7 @@ class Views:
         self._write_job = redis.register_script(_WRITE_JOB)
 
     # -- writing (the worker) ------------------------------------------------
-    async def write_job(self, job_id: str, job: JobState) -> None:
+    async def write_job(self, job_id: str, job: JobRecord) -> None:
         key = keys.job(self.prefix, job.tenant, job_id)
         args: list[bytes | str | int] = [
             job.version,
@@ -108,12 +145,12 @@ class Views:
                     pipe.expire(name, ttl)
                 await pipe.execute()
 
-    async def delete_job(self, job_id: str, job: JobState) -> None:
+    async def delete_job(self, job_id: str, job: JobRecord) -> None:
         names = list(self._job_keys(job_id, job))
         for start in range(0, len(names), 1000):
             await self.redis.delete(*names[start : start + 1000])
 
-    def _job_keys(self, job_id: str, job: JobState) -> Iterable[str]:
+    def _job_keys(self, job_id: str, job: JobRecord) -> Iterable[str]:
         yield keys.job(self.prefix, job.tenant, job_id)
         yield keys.pages(self.prefix, job.tenant, job_id)
         for bucket in range(-(-job.received // keys.USERS_PER_BUCKET)):

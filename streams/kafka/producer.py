@@ -17,10 +17,10 @@ from confluent_kafka import Producer
 from schemas.commands import AnyCommand, CommandEnvelope
 from schemas.control import RebuildViews
 from streams.errors import DeliveryFailed
-from streams.fanout import producer_config
 from streams.ids import new_job_id
+from streams.kafka.config import producer_config
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 
 def complete_command(raw: dict[str, Any], tenant: str) -> AnyCommand:

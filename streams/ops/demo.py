@@ -30,9 +30,9 @@ from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 
 from schemas.views import JobStatus, JobView
+from streams.kafka.topics import ensure_topics
+from streams.ops.watch import watch
 from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.watch import watch
 
 TENANT = "demo"
 BATCH = 1000
@@ -68,7 +68,7 @@ class Stack:
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", *args],
+                [sys.executable, "-m", "streams.ops.cli", *args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -10,8 +10,8 @@ import orjson
 from schemas.events import JobEvent
 from schemas.views import JobStatus
 from streams import metrics
-from streams.app import Pipeline
-from streams.state import JobState, expire_key_for, job_key
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import JobState, expire_key_for, job_key
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 
 from schemas.control import ControlMessage, PurgeJob, RebuildViews
-from streams.app import Pipeline, delivered, held_partitions, partition_db
-from streams.jobs import Jobs
-from streams.paging import decode_batch
-from streams.state import (
+from streams.aggregate.jobs import Jobs
+from streams.aggregate.paging import decode_batch
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import (
     EXPIRE_PREFIX,
     JOBS_PREFIX,
     SEP,
@@ -34,6 +34,7 @@ from streams.state import (
     jobs_index_key,
     scan_prefix,
 )
+from streams.runtime.app import delivered, held_partitions, partition_db
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def register(pipeline: Pipeline) -> None:
 
     async def sweep_expired() -> None:
         now = time.time()
-        for partition in held_partitions(pipeline):
+        for partition in held_partitions(pipeline.app, pipeline.state):
             db = partition_db(pipeline.state, partition)
             for key, _ in scan_prefix(db, EXPIRE_PREFIX):
                 due, job_id = expire_key_job(key)

@@ -29,21 +29,20 @@ The feed keeps the guarantees of a faust agent on its own:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from faust import streams as faust_streams
 
-from streams.app import Pipeline, deliveries_of, held_partitions, partition_db
-from streams.state import cursor_key
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import cursor_key
+from streams.runtime.app import deliveries_of, held_partitions, partition_db
+from streams.runtime.events import CommandEvent, in_event
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +66,6 @@ class CommandMessage:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-class CommandEvent:
-    """The event a command is applied in: faust's table finds the partition a
-    write belongs to through the current event (`faust.streams.current_event`)."""
-
-    __slots__ = ("__weakref__", "message")
-
-    def __init__(self, message: CommandMessage) -> None:
-        self.message = message
-
-
-@contextlib.contextmanager
-def in_event(message: CommandMessage) -> Iterator[CommandEvent]:
-    """Table reads and writes inside go to the message's partition."""
-    event = CommandEvent(message)
-    current: Any = faust_streams._current_event
-    token = current.set(weakref.ref(event))
-    try:
-        yield event
-    finally:
-        current.reset(token)
 
 
 def consumer_config(pipeline: Pipeline) -> dict[str, Any]:
@@ -198,7 +175,7 @@ class CommandFeed:
             async with self.lock:
                 if self.stopped or not self.ready():
                     continue
-                wanted = held_partitions(self.pipeline)
+                wanted = held_partitions(self.pipeline.app, self.pipeline.state)
                 if wanted != self.assigned:
                     await self.reassign(wanted)
                 if not self.assigned:

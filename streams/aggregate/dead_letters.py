@@ -35,11 +35,11 @@ from schemas.commands import (
     RunJob,
 )
 from streams import metrics
-from streams.app import Pipeline
+from streams.aggregate.pipeline import Pipeline
 from streams.errors import PoisonCommand
-from streams.fanout import producer_config
-from streams.producer import AsyncProducer
-from streams.topics import MAX_DEAD_LETTER_BYTES, MAX_MESSAGE_BYTES
+from streams.kafka.config import producer_config
+from streams.kafka.producer import AsyncProducer
+from streams.kafka.topics import MAX_DEAD_LETTER_BYTES, MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Kafka plumbing: the topics (declared once), client settings, producers, bounded calls."""

@@ -1,0 +1,26 @@
+"""Client settings every bulkstream producer shares (and the benchmarks copy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.settings import Settings
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The producer settings every bulkstream producer shares (and the benchmarks copy)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "partitioner": "murmur2_random",
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "message.max.bytes": MAX_MESSAGE_BYTES,
+        # The local queue is what a fan-out runs ahead of the broker: bounded in bytes
+        # too (librdkafka's default is 1 GB), so a worker's memory does not follow the
+        # size of the job. 32 MB is over 100k sends, ample to keep the broker busy.
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 32 * 1024,
+    }

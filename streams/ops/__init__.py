@@ -1,0 +1,1 @@
+"""Operator tools: the worker process, the CLI, the demo, live status, logs, health."""

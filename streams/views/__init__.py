@@ -1,0 +1,9 @@
+"""The Redis views: job summaries, users with their status, command results.
+
+Derived from the aggregate's state, written as absolute values, rebuildable
+(`streams.aggregate.housekeeping`). Key layout: `streams.views.keys`.
+"""
+
+from streams.views.store import InvalidCursor, JobRecord, UsersPage, Views, patient_redis
+
+__all__ = ["InvalidCursor", "JobRecord", "UsersPage", "Views", "patient_redis"]
