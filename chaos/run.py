@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams import keys
 from streams.ids import message_id
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -164,7 +165,7 @@ class Run:
         tally.unexpected += sum(sum(theirs.values()) for theirs in by_job.values())
 
     def created_at(self, job_id: str) -> float:
-        key = f"{self.settings.redis_prefix}:{self.client.tenant}:job:{job_id}"
+        key = keys.job(self.settings.redis_prefix, self.client.tenant, job_id)
         return float(self.client._read(lambda v: v.redis.hget(key, "createdAt")))
 
 

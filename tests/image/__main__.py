@@ -28,6 +28,7 @@ import redis
 import yaml
 from courier import Courier
 
+from streams import keys
 from streams.demo import post
 from streams.ids import message_id
 from streams.settings import Settings
@@ -171,7 +172,7 @@ class Stack:
         return Courier(api_key=self.key, base_url=self.api_url, _strict_response_validation=True)
 
     def created_at(self, job_id: str) -> float:
-        key = f"{self.settings.redis_prefix}:{TENANT}:job:{job_id}"
+        key = keys.job(self.settings.redis_prefix, TENANT, job_id)
         raw = redis.Redis.from_url(self.settings.redis_url).hget(key, "createdAt")
         assert raw is not None, f"no createdAt in {key}"
         return float(raw)

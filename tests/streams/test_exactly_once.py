@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from streams import keys
 from streams.ids import message_id
 from streams.settings import Settings
 from tests.streams.harness import (
@@ -54,7 +55,7 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
     assert ingest_generated(client, job_id, USERS) == USERS
     created_at = float(
         client._read(
-            lambda v: v.redis.hget(f"{topology.redis_prefix}:acme:job:{job_id}", "createdAt")
+            lambda v: v.redis.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
         )
     )
     client.run(job_id)
