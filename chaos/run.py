@@ -19,6 +19,7 @@ from typing import Any
 from streams.ids import message_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
+from streams.views import keys
 from tests.streams.api.conftest import ApiServer, start_api, stop_api
 from tests.streams.harness import (
     Client,
@@ -164,7 +165,7 @@ class Run:
         tally.unexpected += sum(sum(theirs.values()) for theirs in by_job.values())
 
     def created_at(self, job_id: str) -> float:
-        key = f"{self.settings.redis_prefix}:{self.client.tenant}:job:{job_id}"
+        key = keys.job(self.settings.redis_prefix, self.client.tenant, job_id)
         return float(self.client._read(lambda v: v.redis.hget(key, "createdAt")))
 
 

@@ -32,6 +32,7 @@ from streams.ids import message_id
 from streams.kafka.topics import ensure_topics
 from streams.ops.demo import post
 from streams.settings import Settings
+from streams.views.store import keys
 from tests.image.engine import ROOT, STATE_DIR, Container, Engine, detect_engine
 from tests.streams.harness import drop_topics, fresh_settings, read_topic
 
@@ -171,7 +172,7 @@ class Stack:
         return Courier(api_key=self.key, base_url=self.api_url, _strict_response_validation=True)
 
     def created_at(self, job_id: str) -> float:
-        key = f"{self.settings.redis_prefix}:{TENANT}:job:{job_id}"
+        key = keys.job(self.settings.redis_prefix, TENANT, job_id)
         raw = redis.Redis.from_url(self.settings.redis_url).hget(key, "createdAt")
         assert raw is not None, f"no createdAt in {key}"
         return float(raw)

@@ -11,6 +11,7 @@ from typing import Any
 
 from streams.ids import message_id
 from streams.settings import Settings
+from streams.views import keys
 from tests.streams.harness import (
     Client,
     WorkerProcess,
@@ -54,7 +55,7 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
     assert ingest_generated(client, job_id, USERS) == USERS
     created_at = float(
         client._read(
-            lambda v: v.redis.hget(f"{topology.redis_prefix}:acme:job:{job_id}", "createdAt")
+            lambda v: v.redis.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
         )
     )
     client.run(job_id)
