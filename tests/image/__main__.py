@@ -32,7 +32,7 @@ from streams.ids import message_id
 from streams.kafka.topics import ensure_topics
 from streams.ops.demo import post
 from streams.settings import Settings
-from streams.views.store import keys
+from streams.views import keys
 from tests.image.engine import ROOT, STATE_DIR, Container, Engine, detect_engine
 from tests.streams.harness import drop_topics, fresh_settings, read_topic
 
