@@ -22,7 +22,8 @@ from streams.fanout.loop import FanoutLoop
 from streams.kafka.topics import ensure_topics
 from streams.metrics import Health
 from streams.ops.logs import logging_config, setup_logging
-from streams.runtime import diagnostics, local_state
+from streams.runtime import diagnostics
+from streams.runtime.access import read_lags
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,19 +65,18 @@ def _glibc() -> Any:
 # glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 # Blocks this large and up come from mmap: each a fresh mapping that the kernel
-# zeroes page by page, unmapped again on free. A command of 10 MB is copied
-# five times on its way in through aiokafka, and once more into the DLQ; in
-# fresh mappings that took ~8 ms a copy (page faults), in reused heap ~1 ms.
-# 32 MB is glibc's ceiling, and above the largest message (16 MB).
+# zeroes page by page (page faults on every copy), unmapped again on free.
+# Large commands and dead letters are copied several times; served from the
+# reused heap instead. 32 MB is glibc's ceiling, and above the largest message
+# (16 MB).
 MMAP_THRESHOLD = 32 * 1024 * 1024
 # Free memory at the top of a heap kept for reuse; the trim every 5 s
 # (`trim_malloc`) hands back all of it anyway.
 TRIM_THRESHOLD = 64 * 1024 * 1024
 # Collect the youngest objects after this many more allocations than frees
 # (CPython: 700). An ingest command builds ~10k objects (its users' models)
-# that live until it is applied: at 700 they were swept into the oldest
-# generation, whose full collections came 2-4 times per 40 commands at ~80 ms
-# each, a fifth of the agents' time.
+# that live until it is applied: at 700 they reach the oldest generation,
+# whose full collections then cost the agents a large share of their time.
 GC_THRESHOLD = 10_000
 
 
@@ -121,20 +121,11 @@ def trim_malloc() -> None:
 def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
     """Records not yet read, per partition of the agents' topics this worker
     holds, and commands not yet applied (the command feed's own count)."""
-    consumer = pipeline.app.consumer
     topics = {
         pipeline.topics.progress.get_topic_name(),
         pipeline.topics.control.get_topic_name(),
     }
-    read = getattr(consumer, "_read_offset", {})
-    lags = []
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        high = consumer.highwater(tp)
-        last = read.get(tp)
-        if high is not None and high >= 0:
-            lags.append((tp.topic, tp.partition, high - (last + 1 if last is not None else 0)))
+    lags = read_lags(pipeline.app, topics)
     feed = pipeline.app.feed
     return lags + (feed.lags() if feed is not None else [])
 
@@ -168,7 +159,6 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
         loop.run()
         return 0
 
-    local_state.discard_stale_stores(settings)
     pipeline = build_pipeline(settings)
     aggregate.register(pipeline)
     app = pipeline.app
