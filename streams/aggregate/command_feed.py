@@ -41,8 +41,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import cursor_key
-from streams.runtime.app import deliveries_of, held_partitions, partition_db
-from streams.runtime.events import CommandEvent, in_event
+from streams.runtime.access import held_partitions, partition_db
+from streams.runtime.app import deliveries_of
+from streams.runtime.patches.current_event import CommandEvent, in_event
 
 log = logging.getLogger(__name__)
 

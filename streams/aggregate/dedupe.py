@@ -21,7 +21,7 @@ from rocksdict import WriteBatch
 
 from streams.aggregate.paging import decode_batch
 from streams.aggregate.state import identity_key, parse_batch_key
-from streams.runtime.app import partition_db
+from streams.runtime.access import partition_db
 
 
 class DedupeIndex:

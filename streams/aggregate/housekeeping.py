@@ -34,7 +34,8 @@ from streams.aggregate.state import (
     jobs_index_key,
     scan_prefix,
 )
-from streams.runtime.app import delivered, held_partitions, partition_db
+from streams.runtime.access import held_partitions, partition_db
+from streams.runtime.app import delivered
 
 log = logging.getLogger(__name__)
 

@@ -48,8 +48,8 @@ from streams.aggregate.state import (
 )
 from streams.errors import JobFailed, PoisonCommand
 from streams.kafka.topics import MAX_MESSAGE_BYTES
-from streams.runtime.app import partition_db
-from streams.runtime.events import CommandEvent
+from streams.runtime.access import partition_db
+from streams.runtime.patches.current_event import CommandEvent
 
 log = logging.getLogger(__name__)
 

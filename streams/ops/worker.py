@@ -9,12 +9,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
-
-import faust
-import mode
 
 from streams import aggregate, metrics
 from streams.aggregate.pipeline import Pipeline, build_pipeline
@@ -22,7 +18,9 @@ from streams.fanout.loop import FanoutLoop
 from streams.kafka.topics import ensure_topics
 from streams.metrics import Health
 from streams.ops.logs import logging_config, setup_logging
-from streams.runtime import diagnostics, local_state
+from streams.runtime import diagnostics
+from streams.runtime.access import read_lags
+from streams.runtime.service import ThreadService, run_app
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,26 +30,6 @@ class Stage(StrEnum):
     ALL = "all"  # the aggregate (faust app) and the fan-out loop, in one process
     AGGREGATE = "aggregate"  # only the faust app: the command feed, progress, control
     FANOUT = "fanout"  # only the transactional fan-out loop
-
-
-class FanoutService(mode.Service):
-    """Runs the blocking fan-out loop on its own thread beside the faust agents."""
-
-    def __init__(
-        self, settings: Settings, on_joined: Callable[[], None] | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.fanout = FanoutLoop(settings, on_joined=on_joined)
-        self._thread: threading.Thread | None = None
-
-    async def on_start(self) -> None:
-        self._thread = threading.Thread(target=self.fanout.run, name="fanout", daemon=True)
-        self._thread.start()
-
-    async def on_stop(self) -> None:
-        self.fanout.stop()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 60)
 
 
 def _glibc() -> Any:
@@ -120,20 +98,11 @@ def trim_malloc() -> None:
 def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
     """Records not yet read, per partition of the agents' topics this worker
     holds, and commands not yet applied (the command feed's own count)."""
-    consumer = pipeline.app.consumer
     topics = {
         pipeline.topics.progress.get_topic_name(),
         pipeline.topics.control.get_topic_name(),
     }
-    read = getattr(consumer, "_read_offset", {})
-    lags = []
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        high = consumer.highwater(tp)
-        last = read.get(tp)
-        if high is not None and high >= 0:
-            lags.append((tp.topic, tp.partition, high - (last + 1 if last is not None else 0)))
+    lags = read_lags(pipeline.app, topics)
     feed = pipeline.app.feed
     return lags + (feed.lags() if feed is not None else [])
 
@@ -167,7 +136,6 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
         loop.run()
         return 0
 
-    local_state.discard_stale_stores(settings)
     pipeline = build_pipeline(settings)
     aggregate.register(pipeline)
     app = pipeline.app
@@ -195,11 +163,9 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
     services = []
     if stage is Stage.ALL:
         health.ready["fanout"] = False
-        services.append(FanoutService(settings, on_joined=joined))
-    worker = faust.Worker(
-        app, *services, loglevel=settings.log_level, logging_config=logging_config(settings)
-    )
-    worker.execute_from_commandline()
+        fanout = FanoutLoop(settings, on_joined=joined)
+        services.append(ThreadService(fanout.run, fanout.stop, name="fanout"))
+    run_app(app, *services, loglevel=settings.log_level, logging_config=logging_config(settings))
     return 0
 
 

@@ -4,194 +4,85 @@ The aggregate stage (streams/aggregate/) runs on it (at-least-once, every
 state change idempotent), reading `bulk.commands` through its own librdkafka
 feed; the fan-out stage (streams/fanout/) is a confluent-kafka transactional
 loop that the worker runs beside it as a service.
+
+Every change of faust, mode or aiokafka behaviour is a patch of its own in
+streams/runtime/patches/ (each names the upstream issue or the failure it
+prevents); here they are put together.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types.tuples import ack_lock
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.runtime.patches import stale_stores
+from streams.runtime.patches.buffer_pause import NoBufferPause
+from streams.runtime.patches.durable_commit import (
+    CommitAfterDeliveries,
+    Deliveries,
+    HasDeliveries,
+    TrackedChangelog,
+    delivered,
+    deliveries_of,
+)
+from streams.runtime.patches.feed_handover import Feed, PauseFeedOnRevoke, StopFeedFirst
+from streams.runtime.patches.fetch_wait import ShortFetchWait
+from streams.runtime.patches.flow_control import KeepQueuesOnResume
+from streams.runtime.patches.read_committed import ReadCommitted
+from streams.runtime.patches.restore_hooks import RestoreHooks
+from streams.runtime.patches.stale_acks import RefuseStaleAcks
 from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
 
-# How long the broker may hold a fetch that found nothing new (faust fixes 1.5 s).
-# aiokafka has one fetch in flight per broker and leaves out of it a partition
-# whose fetched records are not all consumed yet; so while the agent works
-# through a batch of commands, the fetch in flight may name only idle
-# partitions (progress, control), and the commands partition cannot be fetched
-# again until the broker gives that one up. Under a steady ingest, each such
-# wait was a stall: up to 1.5 s of an idle agent with commands waiting.
-FETCH_MAX_WAIT_MS = 100
+__all__ = [
+    "BulkApp",
+    "Deliveries",
+    "DurableTable",
+    "Feed",
+    "Runtime",
+    "create_runtime",
+    "delivered",
+    "deliveries_of",
+]
 
 
-class _ReadCommittedConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """faust reads read_committed only in its own exactly_once mode, which we do not use
-    (its open bugs); progress comes from Kafka transactions, so aborted records must
-    stay invisible to the aggregate. The fetch wait is ours too (FETCH_MAX_WAIT_MS)."""
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
+class _ConsumerThread(ReadCommitted, ShortFetchWait, aiokafka_driver.AIOKafkaConsumerThread):
+    pass
 
 
-class _Consumer(aiokafka_driver.Consumer):
+class _Consumer(
+    PauseFeedOnRevoke,
+    RefuseStaleAcks,
+    NoBufferPause,
+    CommitAfterDeliveries,
+    aiokafka_driver.Consumer,
+):
     def _new_consumer_thread(self) -> Any:
-        return _ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    # faust pauses a partition whose stream buffer is nearly full and resumes it
-    # when the buffer drains, but it resets its record of paused partitions on
-    # a rebalance, so a pause taken just before one can outlive it. Without the
-    # pause, a full buffer simply blocks delivery until the agent takes the
-    # next event: the same bound on memory, with nothing to forget.
-    def on_buffer_full(self, tp: Any) -> None:
-        pass
-
-    def on_buffer_drop(self, tp: Any) -> None:
-        pass
-
-    # A stream skips (and then acks) a message fetched before a rebalance, or
-    # delivered while flow is suspended for one; the ack lets the next commit
-    # pass a message nobody processed. Such a message is refetched after the
-    # rebalance (faust seeks every partition to its committed offset), so it
-    # must stay unacked. A message an agent finished during the rebalance is
-    # likewise left to be redone: every agent here is replay-safe.
-    def ack(self, message: Any) -> bool:
-        app = self.app
-        if message.generation_id != app.consumer_generation_id or not app.flow_control.is_active():
-            with ack_lock:
-                message.acked = True
-                self._unacked_messages.discard(message)
-            return False
-        return bool(super().ack(message))
-
-    # The commands feed reads outside faust's streams: it finishes its command and
-    # records its position before faust revokes (and closes) the partitions' state.
-    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
-        feed = cast(BulkApp, self.app).feed
-        if feed is not None:
-            await feed.pause()
-        await super().on_partitions_revoked(revoked)
-
-    # Durability before commit: the offsets about to be committed are of events
-    # already acked, whose records (changelog, results, DLQ) were sent before their ack.
-    async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
-        await deliveries_of(self.app).settled()
-        return bool(await super()._commit_offsets(offsets, start_new_transaction))
-
-
-class _FlowControl(FlowControlEvent):
-    """faust's flow control, except that resuming does not empty the stream queues.
-
-    faust resumes flow at the end of a recovery, after it has already resumed
-    fetching the new partitions and moved its read offsets past what it
-    fetched; emptying the queues then drops those messages for good (a lost
-    command, or a stalled partition). Stale messages are already dropped when
-    partitions are revoked (`flow_control.clear()`), so nothing is lost by
-    keeping them here."""
-
-    def resume(self) -> None:
-        self._suspend.clear()
-        self._resume.set()
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
 class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
-class Deliveries:
-    """Records sent but not yet acknowledged by the broker: changelog records,
-    command results, job events, dead letters.
-
-    faust hands records to a buffer and, before committing offsets, "flushes"
-    it with a 0.1 s patience that gives up under load; records can then be
-    lost while the offset of the event that made them is committed. The
-    consumer here awaits every record tracked so far before it commits any
-    offset (`_Consumer._commit_offsets`), so a committed offset always means
-    what its event sent is in Kafka. An agent therefore never waits for its
-    own sends: the next event goes on while they travel.
-    """
-
-    def __init__(self) -> None:
-        self._pending: set[asyncio.Future[Any]] = set()
-
-    def track(self, future: asyncio.Future[Any]) -> None:
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-
-    async def send(self, sending: Awaitable[asyncio.Future[Any]]) -> None:
-        """Queue a faust send (`topic.send(...)`) to be acknowledged before the next commit."""
-        self.track(await sending)
-
-    async def settled(self) -> None:
-        """Every record tracked until now is in Kafka (raises if one failed)."""
-        if self._pending:
-            await asyncio.gather(*list(self._pending))
+class DurableTable(RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
+    """The state table: changelog records acknowledged before any commit, and
+    restore hooks to rebuild what is kept locally only."""
 
 
-class DurableTable(faust.Table):  # type: ignore[type-arg]
-    """A faust table whose changelog records are acknowledged before any commit
-    (see `Deliveries`), and that can rebuild local-only data on restore."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # Called with every batch of changelog events restored into RocksDB, after it
-        # is applied: to rebuild what the state keeps locally without a changelog.
-        self.restore_hooks: list[Callable[[list[Any]], None]] = []
-
-    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        events = list(batch)
-        super().apply_changelog_batch(events)
-        for hook in self.restore_hooks:
-            hook(events)
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        deliveries_of(self.app).track(future)
-        return future
-
-
-class Feed(Protocol):
-    """Input the app reads outside faust's streams (`streams/command_feed.py`)."""
-
-    async def pause(self) -> None:
-        """Finish the work in hand and hold until the next assignment is restored."""
-
-    async def stop(self) -> None:
-        """Finish the work in hand and read no more."""
-
-    def lags(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, records not yet applied) of each partition read."""
-
-
-class BulkApp(faust.App):
-    feed: Feed | None = None
-
-    async def on_stop(self) -> None:
-        if self.feed is not None:
-            await self.feed.stop()
-        await super().on_stop()
-
+class BulkApp(StopFeedFirst, HasDeliveries, faust.App):
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
-        return _FlowControl(loop=self.loop)
-
-    @cached_property
-    def deliveries(self) -> Deliveries:
-        return Deliveries()
+        return KeepQueuesOnResume(loop=self.loop)
 
 
 @dataclass(frozen=True)
@@ -204,6 +95,8 @@ class Runtime:
 
 
 def create_runtime(settings: Settings) -> Runtime:
+    # Before faust opens any store: one ahead of its changelog would stop it.
+    stale_stores.discard_stale_stores(settings)
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
     datadir = settings.data_dir / settings.worker_id / "faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -251,30 +144,3 @@ def create_runtime(settings: Settings) -> Runtime:
         )
     )
     return Runtime(app=app, topics=topics, state=cast(DurableTable, state))
-
-
-def deliveries_of(app: Any) -> Deliveries:
-    """The `Deliveries` of a bulkstream app (faust types its components' app as AppT)."""
-    return cast(BulkApp, app).deliveries
-
-
-async def delivered(sending: Awaitable[Any]) -> Any:
-    """Send with faust and wait until the broker acknowledged the record.
-
-    For a send outside any event (a timer's), or one that must land before
-    the event goes on; an event's own records go through `Deliveries.send`."""
-    return await (await sending)
-
-
-def held_partitions(app: Any, state: Any) -> frozenset[int]:
-    """The partitions of the state this worker holds (faust assigns them, with
-    the same partitions of `bulk.progress` and `bulk.control`)."""
-    changelog = state.changelog_topic.get_topic_name()
-    return frozenset(
-        tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog
-    )
-
-
-def partition_db(state: Any, partition: int) -> Any:
-    """The RocksDB (rocksdict) store of one partition of a faust table."""
-    return state.data._db_for_partition(partition)

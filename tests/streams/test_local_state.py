@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
 
-from streams.runtime.local_state import changelog_topic
+from streams.runtime.patches.stale_stores import changelog_topic
 from streams.settings import Settings
 from tests.streams.harness import Client, WorkerProcess, wait_for
 

@@ -1,12 +1,22 @@
-"""The worker's local state checked against the cluster before faust starts.
+"""Patch: a local store ahead of its changelog is deleted before faust starts.
 
-A partition's RocksDB is a cache of its changelog topic and remembers the
-changelog offset it has applied. If the topic is now behind that offset, it
-was deleted and made again (a cluster reset, topics dropped by hand), and
-the local store describes a world that no longer exists: faust then refuses
-to start (`ConsistencyError`) and the worker crash-loops. Such a store is
-deleted here instead, and faust rebuilds it from the changelog, which is the
-truth (the dedupe index with it, from the batch records).
+Upstream: a partition's RocksDB is a cache of its changelog topic and
+remembers the changelog offset it has applied. If the topic is now behind
+that offset, it was deleted and made again (a cluster reset, topics dropped
+by hand), and faust refuses to start: "The persisted offset for changelog
+topic partition is higher than the last offset in that topic"
+(`ConsistencyError`, faust-streaming#158, open; 0.15.3 and master).
+
+Failure it prevents: a worker crash-looping on a store that describes a
+world that no longer exists (faust's `recovery_consistency_check=False`
+would start on it instead, with its stale data). Such a store is deleted
+here instead, and faust rebuilds it from the changelog, which is the truth
+(the dedupe index with it, from the batch records). It reads faust's on-disk
+layout (the store paths and the key of a store's applied offset), so it
+lives here.
+
+Regression test: tests/streams/test_local_state.py (a real worker over a
+remade changelog).
 """
 
 from __future__ import annotations
