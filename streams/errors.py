@@ -16,20 +16,12 @@ class PoisonCommand(BulkstreamError):
         self.detail = detail
 
 
-class ServiceUnavailable(BulkstreamError):
-    """Kafka or Redis did not answer in time."""
-
-
 class DeliveryFailed(BulkstreamError):
     """The broker did not take a record; librdkafka's delivery report says why."""
 
 
 class CallStuck(BulkstreamError):
-    """A client call did not return by its deadline (see `streams.bounded`)."""
-
-
-class FanoutFenced(BulkstreamError):
-    """Another incarnation of this fan-out worker took over its transactional id."""
+    """A client call did not return by its deadline (see `streams.kafka.bounded`)."""
 
 
 class JobFailed(BulkstreamError):

@@ -1,11 +1,11 @@
-"""The commands stage's input: `bulk.commands` read through librdkafka, one
-command at a time, into the aggregate (`streams/aggregate.py`).
+"""The aggregate's input: `bulk.commands` read through librdkafka, one command at
+a time, into the stage (`streams.aggregate.stage`).
 
-faust's own consumer (aiokafka) reads records in Python: a command as large
-as the topic takes (16 MB) was copied six times and checksummed on faust's
-consumer thread, under the GIL, about 45 ms for 10 MB, and the event loop
-applying the good commands lost another ~65 ms to it. librdkafka fetches on
-its own threads without the GIL; Python sees each value once.
+Not through faust's own consumer (aiokafka), which reads records in Python:
+a large command is copied several times and checksummed under the GIL, and
+the event loop applying the good commands pays for it (docs/architecture.md).
+librdkafka fetches on its own threads without the GIL; Python sees each value
+once.
 
 The feed keeps the guarantees of a faust agent on its own:
 
@@ -13,7 +13,7 @@ The feed keeps the guarantees of a faust agent on its own:
   holds partition p of the state (faust assigns the state's changelog,
   `bulk.progress` and `bulk.control` co-partitioned), and only once that
   partition's state is restored. Before faust revokes partitions or stops,
-  it `pause`s the feed (`streams/app.py`): the command being applied ends,
+  it `pause`s the feed (`streams.runtime`): the command being applied ends,
   and nothing more is read until the next assignment is restored.
 * *Position.* The offset of the last command applied to a partition is kept
   in the state itself (`cursor_key`), not in a consumer group: written every
@@ -109,9 +109,8 @@ class FetchWatch:
 
     A defence, not a path of normal operation: librdkafka keeps a fetch state
     per partition (offset query, epoch validation, active, ...), and a
-    partition stuck outside "active" holds its commands back until the worker
-    restarts. Once, in a test, a command that sat on a partition of its own
-    was never applied within 60 s; the cause was not found."""
+    partition stuck outside "active" would hold its commands back until the
+    worker restarts. The history is in the CHANGELOG."""
 
     def __init__(self, patience: float = STALL_SECONDS) -> None:
         self.patience = patience

@@ -9,10 +9,10 @@ and where it came from (`x-bulkstream-source`).
 The copy goes through librdkafka, not faust's aiokafka producer: poison can
 be large (up to the topic's 16 MB limit), and aiokafka would copy and
 checksum it in Python on the event loop that applies the good commands.
-librdkafka compresses it (lz4, on its own thread): the broker, which shares
-the machine with the workers, took 35-45 ms of CPU to write an uncompressed
-10 MB dead letter, 5 ms compressed (poison of text; random bytes gain
-nothing). The producer is opened when the worker starts (`open`).
+librdkafka compresses it (lz4, on its own thread), which spares the broker
+most of the cost of a large write (docs/architecture.md has the figures).
+The producer is opened when the worker starts (`open`), so the first poison
+command does not wait for its connection.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ MAX_ERROR_HEADER = 4000
 MAX_ERRORS_DESCRIBED = 20
 # From this size on, a command's top-level fields are checked before pydantic
 # sees it: pydantic gives each missing field an error holding the whole input,
-# converted anew each time, so it takes ~30 ms to reject an invalid 10 MB
-# command, ten times what it takes to accept a valid one of that size.
+# converted anew each time, so rejecting a large invalid command costs it many
+# times what accepting a valid one does.
 LARGE_COMMAND_BYTES = 1024 * 1024
 # A number that may not fit the wire: a long run of digits, or a large exponent.
 _SUSPECT_NUMBER = re.compile(rb"\d{19}|[eE][+-]?\d{3}")

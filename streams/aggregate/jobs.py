@@ -1,4 +1,4 @@
-"""What every agent does to a job record: load, save, publish its lifecycle, finish it."""
+"""What every agent does to a job record: load it, write it, publish its lifecycle."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from schemas.events import JobEvent
 from schemas.views import JobStatus
 from streams import metrics
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.state import JobState, expire_key_for, job_key
+from streams.aggregate.rules import Effects
+from streams.aggregate.state import JobState, expire_key_for, job_key, jobs_index_key
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +29,15 @@ class Jobs:
         raw = self.state.get(job_key(job_id))
         return None if raw is None else JobState.from_bytes(raw)
 
-    def save(self, job_id: str, job: JobState) -> None:
+    def write(self, job_id: str, job: JobState, effects: Effects) -> None:
+        """Write the job record whole (a new version), and index it as the rules say:
+        a new job in the partition's jobs, a finished one in the purge index."""
+        if effects.created:
+            self.state[jobs_index_key(job_id)] = b""
+        if effects.finished:
+            self.state[expire_key_for(job_id, job, self.retention_seconds)] = b""
         job.version += 1
         self.state[job_key(job_id)] = job.to_bytes()
-
-    def finish(self, job_id: str, job: JobState, status: JobStatus, reason: str | None) -> None:
-        """Move to COMPLETED or ERROR and enter the purge index; the caller saves."""
-        job.status, job.reason, job.completed_at = status, reason, time.time()
-        self.state[expire_key_for(job_id, job, self.retention_seconds)] = b""
 
     async def lifecycle(self, job_id: str, job: JobState, previous: JobStatus | None) -> None:
         """Publish a status change on the job-events topic (at least once)."""

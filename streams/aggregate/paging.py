@@ -7,8 +7,7 @@ the byte offset where each one ends. A page is then a few byte slices of the
 stored batches, spliced: the run of a job never decodes or re-encodes a user.
 
 Stored value: MAGIC, first position and count (little-endian u64 each),
-`count` u64 end offsets, then the users' JSON. A value without MAGIC is the
-plain JSON list an earlier version stored; it is read as well.
+`count` u64 end offsets, then the users' JSON.
 """
 
 from __future__ import annotations
@@ -63,8 +62,8 @@ def encode_batch(users: Sequence[Sequence[Any]]) -> bytes:
 
 
 def read_batch(raw: bytes) -> StoredBatch:
-    if not raw.startswith(MAGIC):  # written by an earlier version: a JSON list
-        return _from_list(orjson.loads(raw))
+    if not raw.startswith(MAGIC):
+        raise ValueError("not a stored batch")
     first, count = _HEAD.unpack_from(raw, len(MAGIC))
     at = len(MAGIC) + _HEAD.size
     ends = struct.unpack_from(f"<{count}Q", raw, at)
@@ -73,17 +72,9 @@ def read_batch(raw: bytes) -> StoredBatch:
 
 def decode_batch(raw: bytes) -> list[StoredUser]:
     """The users of a stored batch, decoded."""
-    if not raw.startswith(MAGIC):
-        users: list[StoredUser] = orjson.loads(raw)
-        return users
     batch = read_batch(raw)
     decoded: list[StoredUser] = orjson.loads(b"[" + batch.users + b"]")
     return decoded
-
-
-def _from_list(users: list[StoredUser]) -> StoredBatch:
-    encoded = encode_batch(users)
-    return read_batch(encoded)
 
 
 def cut_pages(

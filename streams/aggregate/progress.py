@@ -10,10 +10,11 @@ job completes when `enqueued + failures == received`.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from schemas.fanout import PageProgress
-from schemas.views import JobStatus
+from streams.aggregate import rules
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import failure_key
@@ -30,28 +31,18 @@ class Progress:
     async def handle(self, event: Any) -> None:
         report = PageProgress.model_validate_json(event.message.value)
         job_id = report.job_id
-        job = self.jobs.load(job_id)
-        if job is None or job.page_size is None:
+        effects = rules.page_done(self.jobs.load(job_id), report, time.time())
+        job = effects.job
+        if job is None:
             log.warning("progress for unknown or unrun job %s page %d", job_id, report.page)
             return
-        failures = dict(report.failures)
-        completed_now = False
-        if not job.page_done(report.page):
-            job.mark_page_done(report.page)
-            job.enqueued += report.enqueued
-            job.failures += len(failures)
-            if job.status is JobStatus.PROCESSING and job.enqueued + job.failures >= job.received:
-                self.jobs.finish(job_id, job, JobStatus.COMPLETED, None)
-                completed_now = True
-        # Rewritten even when already counted: a replay must leave the changelog whole.
-        for position, reason in failures.items():
+        for position, reason in effects.page_failures.items():
             self.state[failure_key(job_id, position)] = reason.encode()
-        self.jobs.save(job_id, job)
-
-        await self.views.write_page(job.tenant, job_id, report.page, failures)
+        self.jobs.write(job_id, job, effects)
+        await self.views.write_page(job.tenant, job_id, report.page, effects.page_failures)
         await self.views.write_job(job_id, job)
-        if completed_now:
-            await self.jobs.lifecycle(job_id, job, JobStatus.PROCESSING)
+        if effects.lifecycle:
+            await self.jobs.lifecycle(job_id, job, effects.previous)
 
 
 def register(pipeline: Pipeline) -> None:

@@ -1,24 +1,15 @@
-"""The job aggregate: applies the commands of `bulk.commands` (key = job id),
-which the command feed (`streams/command_feed.py`) reads in offset order.
-
-It applies create / ingest / run to the job's state, records each command's
-result, writes the Redis views, and on run cuts the job into fan-out pages.
+"""The aggregate stage's command side: each command of `bulk.commands` (key = job id),
+read in offset order by the command feed, through the job rules (`rules`) and
+into the state, the views, `bulk.command-results` and `bulk.job-events`; on
+run, the job cut into fan-out pages.
 
 Commands are delivered at least once (a crash replays those applied since
-the feed's last cursor), so every step is replay-safe:
-
-* a command's result is stored under its command id with the offset it was
-  applied at; the same command id at another offset (a duplicate delivery)
-  only re-emits that result, while the same offset (a replay after a crash)
-  redoes the command's writes, which are idempotent;
-* the job record is written whole (one atomic table write) and remembers
-  the offset of the last command folded into it (`applied_offset`), so a
-  replayed ingest never counts its users twice;
-* the dedupe index maps each identity to the offset of the command that
-  accepted it, so a replayed ingest recognises its own users;
-* pages are deterministic (`<job>:<n>` holds positions [n*P, (n+1)*P)), so a
-  replayed run re-emits identical pages, and the fan-out skips pages it
-  already committed.
+the feed's last cursor). The rules say why each is replay-safe; here, every
+write is idempotent: the job record is written whole (one atomic table
+write), an ingest's batch under its offset, the dedupe index with the
+accepting offset, and pages are deterministic (`<job>:<n>` holds positions
+[n*P, (n+1)*P)), so a replayed run re-emits identical pages and the fan-out
+skips those it already committed.
 """
 
 from __future__ import annotations
@@ -33,31 +24,26 @@ import orjson
 
 from schemas.commands import (
     AnyCommand,
-    CommandKind,
     CommandResult,
     CreateJob,
-    ErrorType,
-    IngestError,
     IngestUsers,
-    RunJob,
-    echo,
-    identity_of,
 )
 from schemas.fanout import PageFields, encode_page_spliced
-from schemas.views import JobStatus
 from streams import metrics
+from streams.aggregate import rules
 from streams.aggregate.command_feed import CommandFeed
 from streams.aggregate.dead_letters import DeadLetters, parse_command
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.paging import MissingUsers, StoredUser, cut_pages, encode_batch, read_batch
+from streams.aggregate.paging import MissingUsers, cut_pages, encode_batch, read_batch
 from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.rules import Effects
 from streams.aggregate.state import (
     JobState,
     batch_key,
     batch_prefix,
     command_key,
-    jobs_index_key,
+    job_key,
     scan_prefix,
 )
 from streams.errors import JobFailed, PoisonCommand
@@ -67,8 +53,34 @@ from streams.runtime.events import CommandEvent
 
 log = logging.getLogger(__name__)
 
-DUPLICATE = "Duplicate user"
 PAGES_IN_FLIGHT = 32
+
+
+class StateReads:
+    """The rules' view of one partition's state (`rules.JobReads`)."""
+
+    def __init__(self, state: Any, dedupe: DedupeIndex, partition: int) -> None:
+        self.state, self.dedupe, self.partition = state, dedupe, partition
+
+    def job(self, job_id: str) -> JobState | None:
+        raw = self.state.get(job_key(job_id))
+        return None if raw is None else JobState.from_bytes(raw)
+
+    def stored_result(self, job_id: str, command_id: str) -> tuple[int, CommandResult] | None:
+        raw = self.state.get(command_key(job_id, command_id))
+        if raw is None:
+            return None
+        record = orjson.loads(raw)
+        return record["offset"], CommandResult.model_validate(record["result"])
+
+    def holder(self, job_id: str, identity: str) -> int | None:
+        held = self.dedupe.holder(self.partition, job_id, identity)
+        return None if held is None else int(held)
+
+    def batch_first(self, job_id: str, offset: int) -> int | None:
+        raw = self.state.get(batch_key(job_id, offset))
+        batch = read_batch(raw) if raw is not None else None
+        return batch.first if batch is not None and batch.ends else None
 
 
 class Aggregate:
@@ -97,26 +109,48 @@ class Aggregate:
         metrics.COMMAND_SECONDS.labels(command.kind.value).observe(time.perf_counter() - started)
 
     async def apply(self, command: AnyCommand, message: Any) -> None:
+        offset, partition = message.offset, message.partition
+        reads = StateReads(self.state, self.dedupe, partition)
         if isinstance(command, CreateJob):
-            await self.create(command, message.offset)
+            effects = rules.create(reads, command, offset)
         elif isinstance(command, IngestUsers):
-            await self.ingest(command, message.offset, message.partition)
+            effects = rules.ingest(reads, command, offset)
         else:
-            await self.run(command, message.offset, message.partition)
+            effects = rules.run(reads, command, offset, time.time(), self.settings.fanout_page_size)
+        await self.carry_out(command.job_id, effects, offset, partition)
+        if effects.emit_pages and effects.job is not None:
+            try:
+                await self.emit_pages(command.job_id, effects.job, partition)
+            except JobFailed as exc:
+                await self.fail(command.job_id, str(exc))
 
-    # -- helpers -------------------------------------------------------------
-    def prior_result(self, command: AnyCommand, offset: int) -> CommandResult | None:
-        """The stored result of this command id if it was applied at another offset."""
-        raw = self.state.get(command_key(command.job_id, command.command_id))
-        if raw is None:
-            return None
-        record = orjson.loads(raw)
-        if record["offset"] == offset:
-            return None
-        result = CommandResult.model_validate(record["result"])
-        return result if result.tenant == command.tenant else None
+    async def carry_out(self, job_id: str, effects: Effects, offset: int, partition: int) -> None:
+        """Apply a rule's effects: the state first (batch, then the job record), then the
+        views, the lifecycle event and the result, in that order, so that a result or a
+        view is never ahead of the state it reports."""
+        job = effects.job
+        if effects.batch is not None:
+            self.dedupe.add(partition, job_id, effects.identities, offset)
+            self.state[batch_key(job_id, offset)] = encode_batch(effects.batch)
+        if effects.counted:
+            metrics.USERS_INGESTED.inc(effects.counted)
+        if job is not None:
+            self.jobs.write(job_id, job, effects)
+        if effects.batch and job is not None:
+            await self.views.write_users(job.tenant, job_id, effects.batch)
+        if job is not None:
+            await self.views.write_job(job_id, job)
+        if effects.lifecycle and job is not None:
+            await self.jobs.lifecycle(job_id, job, effects.previous)
+        if effects.result is not None:
+            if effects.again:
+                await self.publish_result(effects.result)
+            else:
+                await self.finish(effects.result, offset, store=effects.keep_result)
 
-    async def finish(self, result: CommandResult, offset: int, *, store: bool = True) -> None:
+    # -- results -------------------------------------------------------------
+    async def finish(self, result: CommandResult, offset: int, *, store: bool) -> None:
+        """Count a command's result, keep it under its id (`store`) and publish it."""
         metrics.COMMANDS.labels(result.kind.value, "ok" if result.ok else "error").inc()
         if store:
             record = {"offset": offset, "result": result.to_wire()}
@@ -131,186 +165,14 @@ class Aggregate:
             )
         )
 
-    @staticmethod
-    def result(
-        command: AnyCommand,
-        ok: bool,
-        error_type: ErrorType | None = None,
-        message: str | None = None,
-        **extra: Any,
-    ) -> CommandResult:
-        return CommandResult(
-            command_id=command.command_id,
-            tenant=command.tenant,
-            job_id=command.job_id,
-            kind=CommandKind(command.kind),
-            ok=ok,
-            error_type=error_type,
-            message=message,
-            **extra,
-        )
-
-    def not_found(self, command: AnyCommand) -> CommandResult:
-        return self.result(command, False, ErrorType.NOT_FOUND, f"Job {command.job_id} not found")
-
-    # -- create --------------------------------------------------------------
-    async def create(self, command: CreateJob, offset: int) -> None:
-        job = self.jobs.load(command.job_id)
-        definition = command.message.as_sent()
-        if job is not None:
-            same_tenant = job.tenant == command.tenant
-            if same_tenant and job.create_command != command.command_id:
-                # The same create under another claim of its Idempotency-Key (the API
-                # derives the job id from it): the same job when the message is too.
-                same = job.definition == definition
-                await self.finish(
-                    self.result(command, True)
-                    if same
-                    else self.result(
-                        command,
-                        False,
-                        ErrorType.CONFLICT,
-                        f"Job {command.job_id} already exists with another message",
-                    ),
-                    offset,
-                    store=False,
-                )
-                return
-            if same_tenant:
-                self.jobs.save(command.job_id, job)  # a replay: rewrite, the same value
-                await self.views.write_job(command.job_id, job)
-                await self.finish(self.result(command, True), offset, store=False)
-            else:
-                message = f"Job {command.job_id} already exists"
-                await self.finish(
-                    self.result(command, False, ErrorType.CONFLICT, message), offset, store=False
-                )
-            return
-        job = JobState(
-            tenant=command.tenant,
-            definition=definition,
-            send=command.message.send_definition(),
-            data=command.message.global_data(),
-            created_at=command.created_at,
-            create_command=command.command_id,
-            applied_offset=offset,
-        )
-        self.state[jobs_index_key(command.job_id)] = b""
-        self.jobs.save(command.job_id, job)
-        await self.views.write_job(command.job_id, job)
-        await self.jobs.lifecycle(command.job_id, job, None)
-        await self.finish(self.result(command, True), offset, store=False)
-
-    # -- ingest --------------------------------------------------------------
-    async def ingest(self, command: IngestUsers, offset: int, partition: int) -> None:
-        job_id = command.job_id
-        job = self.jobs.load(job_id)
-        if job is None or job.tenant != command.tenant:
-            await self.finish(self.not_found(command), offset, store=False)
-            return
-        prior = self.prior_result(command, offset)
-        if prior is not None:
-            await self.publish_result(prior)
-            return
-        applied = job.applied_offset >= offset
-        if not applied and job.status is not JobStatus.CREATED:
-            message = f"Job {job_id} has already been run; create a new job to add users"
-            await self.finish(self.result(command, False, ErrorType.ALREADY_RUN, message), offset)
-            return
-        base = self.replayed_base(job_id, offset) if applied else None
-        if base is None:
-            base = job.received
-        own = str(offset).encode()
-
-        accepted: list[StoredUser] = []
-        errors: list[IngestError] = []
-        seen: set[str] = set()
-        metadata = command.metadata
-        for user in command.users:
-            wire = user.as_sent()
-            identity = identity_of(wire)
-            if identity is not None:
-                if identity in seen or self.dedupe.holder(partition, job_id, identity) not in (
-                    None,
-                    own,
-                ):
-                    errors.append(IngestError(error=DUPLICATE, user=echo(wire, identity)))
-                    continue
-                seen.add(identity)
-            # A user without an identity is accepted (Courier does) and never a
-            # duplicate; the fan-out fails it with the reason (no routable address).
-            stored: StoredUser = [base + len(accepted), identity or "", wire]
-            if metadata is not None:
-                stored.append(metadata)
-            accepted.append(stored)
-
-        self.dedupe.add(partition, job_id, list(seen), offset)
-        self.state[batch_key(job_id, offset)] = encode_batch(accepted)
-        if not applied:
-            metrics.USERS_INGESTED.inc(len(accepted))
-            job.received += len(accepted)
-            job.applied_offset = offset
-        self.jobs.save(job_id, job)
-
-        await self.views.write_users(job.tenant, job_id, accepted)
-        await self.views.write_job(job_id, job)
-        await self.finish(self.result(command, True, errors=errors, total=len(accepted)), offset)
-
-    def replayed_base(self, job_id: str, offset: int) -> int | None:
-        """The first position an ingest already folded into the job gave its users.
-
-        Its batch key was written before the job record, so it is there; a batch
-        that accepted nobody has no first position, and needs none."""
-        raw = self.state.get(batch_key(job_id, offset))
-        batch = read_batch(raw) if raw is not None else None
-        return batch.first if batch is not None and batch.ends else None
-
     # -- run -----------------------------------------------------------------
-    async def run(self, command: RunJob, offset: int, partition: int) -> None:
-        job_id = command.job_id
-        job = self.jobs.load(job_id)
-        if job is None or job.tenant != command.tenant:
-            await self.finish(self.not_found(command), offset, store=False)
-            return
-        prior = self.prior_result(command, offset)
-        if prior is not None:
-            await self.publish_result(prior)
-            return
-        if job.run_offset is not None and job.run_offset != offset:
-            message = f"Job {job_id} has already been run"
-            await self.finish(self.result(command, False, ErrorType.ALREADY_RUN, message), offset)
-            return
-        first_time = job.run_offset is None
-        if first_time:
-            previous = job.status
-            job.run_offset = offset
-            job.run_at = time.time()
-            job.applied_offset = offset
-            job.page_size = self.settings.fanout_page_size
-            if job.received == 0:
-                self.jobs.finish(job_id, job, JobStatus.COMPLETED, None)
-            else:
-                job.status = JobStatus.PROCESSING
-        self.jobs.save(job_id, job)
-        await self.views.write_job(job_id, job)
-        if first_time:
-            await self.jobs.lifecycle(job_id, job, previous)
-        await self.finish(self.result(command, True), offset)
-        if job.status is JobStatus.PROCESSING:
-            try:
-                await self.emit_pages(job_id, job, partition)
-            except JobFailed as exc:
-                await self.fail(job_id, str(exc))
-
     async def fail(self, job_id: str, reason: str) -> None:
         """End a job in ERROR: it could not be fanned out at all."""
-        job = self.jobs.load(job_id)
-        if job is None or job.status is not JobStatus.PROCESSING:
-            return
-        self.jobs.finish(job_id, job, JobStatus.ERROR, reason)
-        self.jobs.save(job_id, job)
-        await self.views.write_job(job_id, job)
-        await self.jobs.lifecycle(job_id, job, JobStatus.PROCESSING)
+        effects = rules.job_failed(self.jobs.load(job_id), reason, time.time())
+        if effects.job is not None:
+            self.jobs.write(job_id, effects.job, effects)
+            await self.views.write_job(job_id, effects.job)
+            await self.jobs.lifecycle(job_id, effects.job, effects.previous)
 
     async def emit_pages(self, job_id: str, job: JobState, partition: int) -> None:
         """Cut the job into pages of positions [n*P, (n+1)*P) and send those not done yet."""

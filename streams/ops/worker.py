@@ -64,19 +64,18 @@ def _glibc() -> Any:
 # glibc's mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 # Blocks this large and up come from mmap: each a fresh mapping that the kernel
-# zeroes page by page, unmapped again on free. A command of 10 MB is copied
-# five times on its way in through aiokafka, and once more into the DLQ; in
-# fresh mappings that took ~8 ms a copy (page faults), in reused heap ~1 ms.
-# 32 MB is glibc's ceiling, and above the largest message (16 MB).
+# zeroes page by page (page faults on every copy), unmapped again on free.
+# Large commands and dead letters are copied several times; served from the
+# reused heap instead. 32 MB is glibc's ceiling, and above the largest message
+# (16 MB).
 MMAP_THRESHOLD = 32 * 1024 * 1024
 # Free memory at the top of a heap kept for reuse; the trim every 5 s
 # (`trim_malloc`) hands back all of it anyway.
 TRIM_THRESHOLD = 64 * 1024 * 1024
 # Collect the youngest objects after this many more allocations than frees
 # (CPython: 700). An ingest command builds ~10k objects (its users' models)
-# that live until it is applied: at 700 they were swept into the oldest
-# generation, whose full collections came 2-4 times per 40 commands at ~80 ms
-# each, a fifth of the agents' time.
+# that live until it is applied: at 700 they reach the oldest generation,
+# whose full collections then cost the agents a large share of their time.
 GC_THRESHOLD = 10_000
 
 

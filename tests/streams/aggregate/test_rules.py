@@ -1,0 +1,409 @@
+"""The job rules in memory: every branch of create, ingest, run, page reports and
+failure, replays included, in milliseconds. The real-stack tests beside them
+(test_aggregate.py, test_scenario.py, test_exactly_once.py) run the same rules
+through faust, RocksDB, Kafka and Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from schemas.commands import CommandResult, CreateJob, IngestUsers, RunJob
+from schemas.fanout import PageProgress
+from schemas.views import JobStatus
+from streams.aggregate import rules
+from streams.aggregate.rules import Effects
+from streams.aggregate.state import JobState
+
+JOB = "1-job"
+
+
+class Memory:
+    """A partition's state as plain dicts, read the way `JobReads` says and written as
+    the stage writes the effects (the job record whole, as bytes)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+        self.results: dict[tuple[str, str], tuple[int, CommandResult]] = {}
+        self.holders: dict[tuple[str, str], int] = {}
+        self.batches: dict[tuple[str, int], list[list[Any]]] = {}
+        self.events: list[tuple[JobStatus | None, JobStatus]] = []
+        self.finished: set[str] = set()
+
+    # JobReads
+    def job(self, job_id: str) -> JobState | None:
+        raw = self.records.get(job_id)
+        return None if raw is None else JobState.from_bytes(raw)
+
+    def stored_result(self, job_id: str, command_id: str) -> tuple[int, CommandResult] | None:
+        return self.results.get((job_id, command_id))
+
+    def holder(self, job_id: str, identity: str) -> int | None:
+        return self.holders.get((job_id, identity))
+
+    def batch_first(self, job_id: str, offset: int) -> int | None:
+        batch = self.batches.get((job_id, offset))
+        return batch[0][0] if batch else None
+
+    # what the stage does with the effects
+    def carry_out(self, job_id: str, effects: Effects, offset: int) -> Effects:
+        if effects.batch is not None:
+            for identity in effects.identities:
+                self.holders[(job_id, identity)] = offset
+            self.batches[(job_id, offset)] = effects.batch
+        if effects.job is not None:
+            effects.job.version += 1
+            self.records[job_id] = effects.job.to_bytes()
+            if effects.lifecycle:
+                self.events.append((effects.previous, effects.job.status))
+            if effects.finished:
+                self.finished.add(job_id)
+        if effects.result is not None and effects.keep_result:
+            self.results[(job_id, effects.result.command_id)] = (offset, effects.result)
+        return effects
+
+    # commands
+    def create(self, offset: int, command_id: str = "c-create", **kw: Any) -> Effects:
+        command = CreateJob.model_validate(
+            {
+                "commandId": command_id,
+                "tenant": kw.get("tenant", "acme"),
+                "jobId": JOB,
+                "message": kw.get("message", {"template": "T", "data": {"g": 1}}),
+                "createdAt": 1.0,
+            }
+        )
+        return self.carry_out(JOB, rules.create(self, command, offset), offset)
+
+    def ingest(
+        self, offset: int, users: list[dict[str, Any]], command_id: str = "", **kw: Any
+    ) -> Effects:
+        command = IngestUsers.model_validate(
+            {
+                "commandId": command_id or f"c-ingest-{offset}",
+                "tenant": kw.get("tenant", "acme"),
+                "jobId": JOB,
+                "users": users,
+                **({"metadata": kw["metadata"]} if "metadata" in kw else {}),
+            }
+        )
+        return self.carry_out(JOB, rules.ingest(self, command, offset), offset)
+
+    def run(self, offset: int, command_id: str = "", tenant: str = "acme") -> Effects:
+        command = RunJob(command_id=command_id or f"c-run-{offset}", tenant=tenant, job_id=JOB)
+        effects = rules.run(self, command, offset, now=100.0, page_size=2)
+        return self.carry_out(JOB, effects, offset)
+
+    def page(self, page: int, enqueued: int, failures: list[tuple[int, str]]) -> Effects:
+        report = PageProgress(
+            job_id=JOB, tenant="acme", page=page, enqueued=enqueued, failures=failures
+        )
+        return self.carry_out(JOB, rules.page_done(self.job(JOB), report, now=200.0), 0)
+
+    def state(self) -> JobState:
+        job = self.job(JOB)
+        assert job is not None
+        return job
+
+
+def users(*ids: str) -> list[dict[str, Any]]:
+    return [{"to": {"user_id": i}} for i in ids]
+
+
+def errors_of(effects: Effects) -> list[tuple[str, Any]]:
+    assert effects.result is not None
+    return [(e.error, e.user) for e in effects.result.errors or []]
+
+
+# -- create -----------------------------------------------------------------------
+
+
+def test_create_makes_a_created_job_with_its_definition_as_sent() -> None:
+    memory = Memory()
+    message = {"message": {"template": "T", "data": {"a": 1}}, "data": {"b": 2}, "x": None}
+    effects = memory.create(0, message=message)
+    assert effects.result is not None
+    assert effects.result.ok
+    assert (effects.created, effects.lifecycle, effects.previous) == (True, True, None)
+    job = memory.state()
+    assert (job.status, job.definition, job.send, job.data) == (
+        JobStatus.CREATED,
+        message,
+        {"x": None, "template": "T"},
+        {"a": 1, "b": 2},
+    )
+    assert memory.events == [(None, JobStatus.CREATED)]
+
+
+def test_create_replayed_rewrites_the_same_record_and_announces_nothing() -> None:
+    memory = Memory()
+    memory.create(0)
+    before = memory.state()
+    again = memory.create(0)
+    assert again.result is not None
+    assert again.result.ok
+    assert (again.created, again.lifecycle) == (False, False)
+    after = memory.state()
+    assert after.model_copy(update={"version": before.version}) == before
+    assert len(memory.events) == 1
+
+
+def test_a_create_under_another_command_id_is_the_same_job_only_for_the_same_message() -> None:
+    memory = Memory()
+    memory.create(0)
+    same = memory.create(5, command_id="c-other")
+    assert same.result is not None
+    assert same.result.ok
+    assert same.job is None
+    other = memory.create(6, command_id="c-third", message={"event": "E"})
+    assert other.result is not None
+    assert (other.result.ok, other.result.error_type) == (False, "conflict")
+    assert other.job is None
+    assert memory.state().definition == {"template": "T", "data": {"g": 1}}
+
+
+def test_a_create_of_another_tenant_for_an_existing_id_is_a_conflict() -> None:
+    memory = Memory()
+    memory.create(0)
+    clash = memory.create(1, command_id="c-create", tenant="globex")
+    assert clash.result is not None
+    assert (clash.result.ok, clash.result.error_type, clash.job) == (False, "conflict", None)
+
+
+# -- ingest -----------------------------------------------------------------------
+
+
+def test_ingest_of_a_missing_or_foreign_job_is_not_found() -> None:
+    memory = Memory()
+    missing = memory.ingest(1, users("a"))
+    assert missing.result is not None
+    assert missing.result.error_type == "not_found"
+    memory.create(0)
+    foreign = memory.ingest(2, users("a"), tenant="globex")
+    assert foreign.result is not None
+    assert foreign.result.error_type == "not_found"
+    assert (foreign.job, foreign.keep_result) == (None, False)
+    assert memory.state().received == 0
+
+
+def test_ingest_gives_positions_in_order_and_reports_duplicates_with_their_recipient() -> None:
+    memory = Memory()
+    memory.create(0)
+    first = memory.ingest(1, users("a", "b", "a"))
+    assert first.result is not None
+    assert (first.result.total, first.counted) == (2, 2)
+    assert errors_of(first) == [("Duplicate user", {"recipient": "a", "to": {"user_id": "a"}})]
+    second = memory.ingest(2, [{"profile": {"email": "e@x.io"}}, *users("b", "c")])
+    assert errors_of(second) == [("Duplicate user", {"recipient": "b", "to": {"user_id": "b"}})]
+    assert second.batch == [
+        [2, "email:e@x.io", {"profile": {"email": "e@x.io"}}],
+        [3, "user:c", {"to": {"user_id": "c"}}],
+    ]
+    job = memory.state()
+    assert (job.received, job.applied_offset) == (4, 2)
+    assert second.keep_result
+
+
+def test_users_without_an_identity_are_accepted_and_never_duplicates() -> None:
+    memory = Memory()
+    memory.create(0)
+    effects = memory.ingest(1, [{}, {}, {"data": [1]}, {"to": {"user_id": ""}}])
+    assert effects.result is not None
+    assert effects.result.total == 4
+    assert [user[1] for user in effects.batch or []] == ["", "", "", ""]
+    assert effects.identities == []
+
+
+def test_ingest_metadata_goes_with_every_accepted_user() -> None:
+    memory = Memory()
+    memory.create(0)
+    effects = memory.ingest(1, users("a", "a", "b"), metadata={"trace": "t"})
+    assert [user[3] for user in effects.batch or []] == [{"trace": "t"}, {"trace": "t"}]
+
+
+def test_an_ingest_replayed_at_its_offset_keeps_its_positions_and_counts_nothing() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a", "b"))
+    first = memory.ingest(2, users("c", "d", "a"))
+    memory.ingest(3, users("e"))
+    replay = memory.ingest(2, users("c", "d", "a"))  # its own users are not duplicates
+    assert replay.batch == first.batch
+    assert errors_of(replay) == errors_of(first)
+    assert replay.counted == 0
+    assert (memory.state().received, memory.state().applied_offset) == (5, 3)
+
+
+def test_a_replayed_ingest_that_accepted_nobody_stays_empty() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a"))
+    memory.ingest(2, users("a"))
+    replay = memory.ingest(2, users("a"))
+    assert (replay.batch, replay.counted, memory.state().received) == ([], 0, 1)
+
+
+def test_the_same_command_id_at_another_offset_only_publishes_its_result_again() -> None:
+    memory = Memory()
+    memory.create(0)
+    first = memory.ingest(1, users("a", "b"), command_id="c-dup")
+    again = memory.ingest(7, users("a", "b"), command_id="c-dup")
+    assert (again.again, again.result, again.job, again.batch) == (True, first.result, None, None)
+    assert memory.state().received == 2
+
+
+def test_a_stored_result_of_another_tenant_is_not_replayed_to_this_one() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.results[(JOB, "c-x")] = (
+        9,
+        rules.result(
+            IngestUsers(command_id="c-x", tenant="globex", job_id=JOB, users=[]), True, total=0
+        ),
+    )
+    effects = memory.ingest(10, users("a"), command_id="c-x")
+    assert not effects.again
+    assert effects.result is not None
+    assert effects.result.total == 1
+
+
+def test_ingest_after_the_run_is_already_run_and_kept() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a"))
+    memory.run(2)
+    late = memory.ingest(3, users("b"))
+    assert late.result is not None
+    assert (late.result.ok, late.result.error_type, late.keep_result) == (
+        False,
+        "already_run",
+        True,
+    )
+    assert (late.job, memory.state().received) == (None, 1)
+
+
+# -- run --------------------------------------------------------------------------
+
+
+def test_run_of_a_missing_or_foreign_job_is_not_found() -> None:
+    memory = Memory()
+    assert memory.run(1).result.error_type == "not_found"  # type: ignore[union-attr]
+    memory.create(0)
+    assert memory.run(2, tenant="globex").result.error_type == "not_found"  # type: ignore[union-attr]
+    assert memory.state().status is JobStatus.CREATED
+
+
+def test_run_starts_processing_once_and_cuts_pages() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a", "b", "c"))
+    run = memory.run(2)
+    assert (run.lifecycle, run.previous, run.emit_pages, run.finished) == (
+        True,
+        JobStatus.CREATED,
+        True,
+        False,
+    )
+    job = memory.state()
+    assert (job.status, job.run_offset, job.applied_offset, job.page_size, job.run_at) == (
+        JobStatus.PROCESSING,
+        2,
+        2,
+        2,
+        100.0,
+    )
+    assert job.pages_total() == 2
+    replay = memory.run(2)  # a replay at its own offset emits its pages again, nothing else
+    assert (replay.lifecycle, replay.emit_pages, replay.result.ok) == (False, True, True)  # type: ignore[union-attr]
+    second = memory.run(3)
+    assert second.result is not None
+    assert (second.result.error_type, second.keep_result, second.job) == ("already_run", True, None)
+    assert memory.events == [(None, JobStatus.CREATED), (JobStatus.CREATED, JobStatus.PROCESSING)]
+
+
+def test_an_empty_job_completes_at_its_run() -> None:
+    memory = Memory()
+    memory.create(0)
+    run = memory.run(1)
+    assert (run.emit_pages, run.finished) == (False, True)
+    job = memory.state()
+    assert (job.status, job.completed_at) == (JobStatus.COMPLETED, 100.0)
+
+
+def test_a_run_replayed_after_completion_emits_nothing() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a"))
+    memory.run(2)
+    memory.page(0, 1, [])
+    assert memory.run(2).emit_pages is False
+
+
+# -- page reports ------------------------------------------------------------------
+
+
+def test_page_reports_count_once_and_complete_the_job() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a", "b", "c"))
+    memory.run(2)
+    first = memory.page(0, 1, [(1, "No routable address")])
+    assert (first.page, first.page_failures, first.lifecycle) == (
+        0,
+        {1: "No routable address"},
+        False,
+    )
+    again = memory.page(0, 1, [(1, "No routable address")])
+    assert again.page_failures == {1: "No routable address"}  # kept again, counted once
+    assert (memory.state().enqueued, memory.state().failures) == (1, 1)
+    last = memory.page(1, 1, [])
+    assert (last.lifecycle, last.previous, last.finished) == (True, JobStatus.PROCESSING, True)
+    job = memory.state()
+    assert (job.status, job.enqueued, job.failures, job.completed_at) == (
+        JobStatus.COMPLETED,
+        2,
+        1,
+        200.0,
+    )
+    late = memory.page(1, 1, [])
+    assert (late.lifecycle, memory.state().enqueued) == (False, 2)
+
+
+@pytest.mark.parametrize("ran", [False, True])
+def test_reports_of_unknown_or_unrun_jobs_change_nothing(ran: bool) -> None:
+    memory = Memory()
+    if ran:
+        memory.create(0)
+    effects = memory.page(0, 1, [])
+    assert effects == Effects()
+
+
+# -- failure ----------------------------------------------------------------------
+
+
+def test_a_job_that_cannot_be_fanned_out_ends_in_error_only_from_processing() -> None:
+    memory = Memory()
+    assert rules.job_failed(None, "why", 1.0) == Effects()
+    memory.create(0)
+    assert rules.job_failed(memory.state(), "why", 1.0) == Effects()
+    memory.ingest(1, users("a"))
+    memory.run(2)
+    failed = memory.carry_out(JOB, rules.job_failed(memory.state(), "page too large", 300.0), 0)
+    assert (failed.lifecycle, failed.previous, failed.finished) == (
+        True,
+        JobStatus.PROCESSING,
+        True,
+    )
+    job = memory.state()
+    assert (job.status, job.reason, job.completed_at) == (JobStatus.ERROR, "page too large", 300.0)
+
+
+def test_a_run_delivered_twice_answers_its_first_result_again() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a"))
+    first = memory.run(2, command_id="c-run")
+    again = memory.run(9, command_id="c-run")
+    assert (again.again, again.result, again.emit_pages) == (True, first.result, False)
+    assert memory.state().run_offset == 2
