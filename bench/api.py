@@ -14,6 +14,7 @@ fan-out ran while they were served).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -23,19 +24,20 @@ import orjson
 
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-
-from .env import Options, Run, say
-from .jobs import BATCH, MESSAGE, Views, generated_users
-from .latency import LoadResult, open_loop, percentile
-from .procs import (
+from streams.testing.processes import (
     ApiProcess,
-    busy_fraction,
     cpu_seconds,
-    log_findings,
-    machine_busy,
     start_workers,
     stop_all,
+    wait_ready,
 )
+from streams.testing.reader import ViewReader
+from streams.testing.users import BATCH, generated_users
+
+from .env import TENANT, Options, Run, say
+from .jobs import MESSAGE
+from .latency import LoadResult, open_loop, percentile
+from .procs import busy_fraction, get_latency_buckets, log_findings, machine_busy
 from .results import Figure, ScenarioResult, check
 
 CLIENTS = 4
@@ -55,7 +57,7 @@ def run(bench: Run, opts: Options) -> ScenarioResult:
 
 
 async def _ingest(api: ApiProcess, users: int) -> tuple[str, float]:
-    headers = {"Authorization": f"Bearer {api.key}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {api.keys[TENANT]}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=CLIENTS)
     async with httpx.AsyncClient(
         base_url=api.url, headers=headers, timeout=120, limits=limits
@@ -85,7 +87,7 @@ async def _ingest(api: ApiProcess, users: int) -> tuple[str, float]:
 
 
 async def _run(api: ApiProcess, job_id: str) -> None:
-    headers = {"Authorization": f"Bearer {api.key}"}
+    headers = {"Authorization": f"Bearer {api.keys[TENANT]}"}
     async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=60) as http:
         ran = await http.post(f"/bulk/{job_id}/run")
         if ran.status_code != 202:
@@ -101,17 +103,17 @@ def _window(
     async def go() -> LoadResult:
         if run_first:
             await _run(api, job_id)
-        return await open_loop("127.0.0.1", api.port, f"/bulk/{job_id}", api.key, RATE, seconds)
+        key = api.keys[TENANT]
+        return await open_loop("127.0.0.1", api.port, f"/bulk/{job_id}", key, RATE, seconds)
 
-    assert api.proc is not None
-    before = api.get_latency_buckets()
-    cpu, busy = cpu_seconds(api.proc.pid), machine_busy()
+    before = get_latency_buckets(api)
+    cpu, busy = cpu_seconds(api.pid), machine_busy()
     started = time.perf_counter()
     load = asyncio.run(go())
     elapsed = time.perf_counter() - started
-    return load, _server_side(before, api.get_latency_buckets()) | {
-        "api_cpu_share": (cpu_seconds(api.proc.pid) - cpu) / elapsed,
-        "api_cpu_ms_per_request": (cpu_seconds(api.proc.pid) - cpu) * 1000 / len(load.samples),
+    return load, _server_side(before, get_latency_buckets(api)) | {
+        "api_cpu_share": (cpu_seconds(api.pid) - cpu) / elapsed,
+        "api_cpu_ms_per_request": (cpu_seconds(api.pid) - cpu) * 1000 / len(load.samples),
         "machine_busy": busy_fraction(busy, machine_busy()),
     }
 
@@ -130,23 +132,24 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
     ensure_topics(s)
     say(f"http: starting {opts.workers} workers and the API")
     workers = start_workers(s, opts.workers, bench.log_dir, "http")
-    api = ApiProcess(s, bench.log_dir)
-    views = Views(s)
+    api = ApiProcess(s, bench.log_dir, keys={TENANT: secrets.token_urlsafe(24)})
+    views = ViewReader(s, TENANT)
     try:
         api.start()
+        wait_ready([api], timeout=60)
         say(f"http: ingesting {n:,} users from {CLIENTS} clients (timed)")
         job_id, seconds = asyncio.run(_ingest(api, n))
-        job = views.job(job_id) or {}
-        check(int(job.get("received", -1)) == n, f"view: received = {n:,}", result)
+        job = views.job(job_id)
+        check(job is not None and job.received == n, f"view: received = {n:,}", result)
         say(f"http: GET /bulk/{{id}} at {RATE:.0f}/s for {IDLE_WINDOW:.0f} s, nothing running")
         idle, idle_server = _window(api, job_id, IDLE_WINDOW, run_first=False)
         say(f"http: run, and GET /bulk/{{id}} at {RATE:.0f}/s for {WINDOW:.0f} s")
         started = time.perf_counter()
         load, server = _window(api, job_id, WINDOW, run_first=True)
         _save(bench.log_dir / "http-latency.csv", load)
-        job = views.wait_status(job_id, "COMPLETED", max(900.0, n / 500))
+        job = views.wait_status(job_id, "COMPLETED", max(900.0, n / 500), every=0.02)
         fanout_seconds = time.perf_counter() - started
-        counts = (int(job["received"]), int(job["enqueued"]), int(job["failures"]))
+        counts = (job.received, job.enqueued, job.failures)
         check(counts == (n, n, 0), "the job ran to COMPLETED with every user enqueued", result)
     finally:
         api.stop()

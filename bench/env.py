@@ -26,7 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from streams.settings import Settings
-from tests.streams.harness import fresh_settings
+from streams.testing.topics import fresh_settings
 
 REPO = Path(__file__).resolve().parent.parent
 TENANT = "bench"

@@ -22,20 +22,13 @@ from streams.fanout.sends import build_send
 from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.streams.harness import WorkerProcess
+from streams.testing.processes import WorkerProcess, cpu_seconds, start_workers, stop_all
+from streams.testing.reader import ViewReader
 
-from .env import Options, Run, say
-from .jobs import Views, create_job, ingest, ingest_commands, run_command
+from .env import TENANT, Options, Run, say
+from .jobs import create_job, ingest, ingest_commands, run_command
 from .kafka import create_topic, raw_push, read_stats
-from .procs import (
-    busy_fraction,
-    cpu_seconds,
-    log_findings,
-    machine_busy,
-    sends_counter,
-    start_workers,
-    stop_all,
-)
+from .procs import busy_fraction, log_findings, machine_busy, sends_counter
 from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
 from .scale import record_round_trip
@@ -67,7 +60,11 @@ def ceiling_records(create: CreateJob, commands: list[IngestUsers]) -> list[tupl
 
 
 def _timed_run(
-    producer: CommandProducer, views: Views, job_id: str, users: int, workers: list[WorkerProcess]
+    producer: CommandProducer,
+    views: ViewReader,
+    job_id: str,
+    users: int,
+    workers: list[WorkerProcess],
 ) -> dict[str, float]:
     cpu_before = [cpu_seconds(w.pid) for w in workers]
     busy_before = machine_busy()
@@ -75,7 +72,7 @@ def _timed_run(
     started = time.perf_counter()
     producer.send(run_command(job_id))
     producer.flush()
-    views.wait_status(job_id, "COMPLETED", max(900.0, users / 500))
+    views.wait_status(job_id, "COMPLETED", max(900.0, users / 500), every=0.02)
     seconds = time.perf_counter() - started
     cpu = [cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
     return {
@@ -103,7 +100,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
     say(f"fanout: starting {opts.workers} workers")
     workers = start_workers(s, opts.workers, bench.log_dir, "fanout")
     producer = CommandProducer(s, create_topics=False)
-    views = Views(s)
+    views = ViewReader(s, TENANT)
     try:
         create = create_job(producer, views)
         commands = ingest_commands(create.job_id, n)
@@ -117,8 +114,8 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
             ingest(producer, views, ingest_commands(extra.job_id, n))
         say("fanout: run -> COMPLETED (timed)")
         timing = _timed_run(producer, views, create.job_id, n, workers)
-        job = views.job(create.job_id) or {}
-        counts = (int(job["received"]), int(job["enqueued"]), int(job["failures"]))
+        job = views.job(create.job_id)
+        counts = (job.received, job.enqueued, job.failures) if job else None
         check(
             counts == (n, n, 0), f"view counters received/enqueued/failures = {n:,}/{n:,}/0", result
         )
@@ -234,7 +231,7 @@ def split_cpu(
 def _profile(
     bench: Run,
     producer: CommandProducer,
-    views: Views,
+    views: ViewReader,
     job_id: str,
     users: int,
     workers: list[WorkerProcess],
@@ -249,7 +246,7 @@ def _profile(
     try:
         producer.send(run_command(job_id))
         producer.flush()
-        views.wait_status(job_id, "COMPLETED", max(900.0, users / 300))
+        views.wait_status(job_id, "COMPLETED", max(900.0, users / 300), every=0.02)
     finally:
         paths = profiler.stop()
     summary = summarize(paths)

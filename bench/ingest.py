@@ -15,11 +15,14 @@ import orjson
 from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
+from streams.testing.processes import cpu_seconds, start_workers, stop_all
+from streams.testing.reader import ViewReader
+from streams.testing.users import BATCH
 
-from .env import Options, Run, say
-from .jobs import BATCH, Views, create_job, ingest, ingest_commands
+from .env import TENANT, Options, Run, say
+from .jobs import create_job, ingest, ingest_commands
 from .kafka import create_topic, raw_push
-from .procs import busy_fraction, cpu_seconds, log_findings, machine_busy, start_workers, stop_all
+from .procs import busy_fraction, log_findings, machine_busy
 from .results import Figure, ScenarioResult, check
 
 
@@ -39,7 +42,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
     say(f"ingest: starting {opts.workers} workers")
     workers = start_workers(s, opts.workers, bench.log_dir, "ingest")
     producer = CommandProducer(s, create_topics=False)
-    views = Views(s)
+    views = ViewReader(s, TENANT)
     try:
         create = create_job(producer, views)
         commands = ingest_commands(create.job_id, n)
@@ -50,8 +53,8 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         cpu = [cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
         busy = busy_fraction(busy_before, machine_busy())
         check(ingested.accepted == n, f"results: {n:,} users accepted", result)
-        job = views.job(create.job_id) or {}
-        check(int(job.get("received", -1)) == n, f"view: received = {n:,}", result)
+        job = views.job(create.job_id)
+        check(job is not None and job.received == n, f"view: received = {n:,}", result)
     finally:
         stop_all(workers)
         views.close()

@@ -11,11 +11,12 @@ from __future__ import annotations
 from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.streams.harness import peak_rss_kib
+from streams.testing.processes import peak_rss_kib, start_workers, stop_all
+from streams.testing.reader import ViewReader
 
-from .env import Options, Run, say
-from .jobs import Views, create_job, ingest, ingest_commands, run_command
-from .procs import log_findings, start_workers, stop_all
+from .env import TENANT, Options, Run, say
+from .jobs import create_job, ingest, ingest_commands, run_command
+from .procs import log_findings
 from .results import Figure, ScenarioResult, check
 
 
@@ -59,14 +60,14 @@ def _peaks(
     say(f"memory: {opts.workers} fresh workers, a job of {users:,} users")
     workers = start_workers(s, opts.workers, bench.log_dir, f"memory-{_label(users)}")
     producer = CommandProducer(s, create_topics=False)
-    views = Views(s)
+    views = ViewReader(s, TENANT)
     try:
         create = create_job(producer, views)
         ingest(producer, views, ingest_commands(create.job_id, users))
         producer.send(run_command(create.job_id))
         producer.flush()
-        job = views.wait_status(create.job_id, "COMPLETED", max(900.0, users / 300))
-        enqueued = int(job["enqueued"])
+        job = views.wait_status(create.job_id, "COMPLETED", max(900.0, users / 300), every=0.02)
+        enqueued = job.enqueued
         check(enqueued == users, f"{_label(users)} job COMPLETED with {users:,} enqueued", result)
         return {w.worker_id: peak_rss_kib(w.pid) for w in workers}
     finally:

@@ -18,13 +18,13 @@ import orjson
 from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.streams.harness import settings_env, wait_for
+from streams.testing.processes import cpu_seconds, settings_env, wait_for
 
 from .env import REPO, Options, Run, redis_client, say
 from .jobs import create_command, ingest_commands, run_command
 from .kafka import read_stats
 from .naive import done_key, ingested_key
-from .procs import cpu_seconds, log_findings
+from .procs import log_findings
 from .results import ScenarioResult, check
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from tests.streams.api.conftest import ApiServer
-from tests.streams.api.fuzz import Fuzzed, fuzz
+from streams.testing.fuzz import Fuzzed, fuzz
+from streams.testing.processes import ApiProcess
 
-# Per operation, mode and target (see tests/streams/api/fuzz.py): 16 kinds of case x 125,
+# Per operation, mode and target (see streams/testing/fuzz.py): 16 kinds of case x 125,
 # and 1 for a real job's GET: 2,001 cases.
 EXAMPLES = 125
 
@@ -27,7 +27,7 @@ class Abused:
     job_id: str  # the job the generated cases ran, whose sends are counted too
 
 
-def abuse(api: ApiServer) -> Abused:
+def abuse(api: ApiProcess) -> Abused:
     fuzzed, notes = Fuzzed(), []
     try:
         fuzz(api, EXAMPLES, into=fuzzed)
@@ -41,7 +41,7 @@ def abuse(api: ApiServer) -> Abused:
     return Abused(answers, fuzzed.total, checks, notes, fuzzed.job_id)
 
 
-def _by_hand(api: ApiServer, answers: Counter[int]) -> dict[str, bool]:
+def _by_hand(api: ApiProcess, answers: Counter[int]) -> dict[str, bool]:
     with api.client("acme") as acme, api.client("globex") as globex, api.client(None) as nobody:
         job_id = acme.post("/bulk", json={"message": {"template": "T"}}).json()["jobId"]
         big = b'{"users": [' + b",".join([b'{"to": {"email": "a@b.co"}}'] * 300_000) + b"]}"

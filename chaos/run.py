@@ -19,19 +19,9 @@ from typing import Any
 from streams.ids import message_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.views import keys
-from tests.streams.api.conftest import ApiServer, start_api, stop_api
-from tests.streams.harness import (
-    Client,
-    WorkerProcess,
-    await_accepted,
-    drop_topics,
-    fresh_settings,
-    ingest_generated,
-    read_topic,
-    send_generated,
-    wait_for,
-)
+from streams.testing.client import Client, await_accepted, ingest_generated, send_generated
+from streams.testing.processes import ApiProcess, WorkerProcess, wait_for
+from streams.testing.topics import drop_topics, fresh_settings, read_topic
 
 
 @dataclass
@@ -74,7 +64,7 @@ class Run:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.client = Client(self.settings)
         self.workers: dict[str, WorkerProcess] = {}
-        self.api: ApiServer | None = None
+        self.api: ApiProcess | None = None
         self.rng = random.Random(seed)
 
     def start_worker(self, worker_id: str) -> WorkerProcess:
@@ -88,15 +78,16 @@ class Run:
         self.start_worker(victim)
         return victim
 
-    def start_api(self) -> ApiServer:
-        self.api = start_api(self.settings, self.log_dir)
+    def start_api(self) -> ApiProcess:
+        self.api = ApiProcess(self.settings, self.log_dir).start()
         return self.api
 
     def close(self) -> None:
         if self.api is not None:
-            stop_api(self.api)
+            self.api.stop()
         for worker in self.workers.values():
             worker.stop()
+        self.client.close()
         drop_topics(self.settings, self.tag)
 
     # -- the job -------------------------------------------------------------
@@ -165,8 +156,7 @@ class Run:
         tally.unexpected += sum(sum(theirs.values()) for theirs in by_job.values())
 
     def created_at(self, job_id: str) -> float:
-        key = keys.job(self.settings.redis_prefix, self.client.tenant, job_id)
-        return float(self.client._read(lambda v: v.redis.hget(key, "createdAt")))
+        return self.client.created_at(job_id)
 
 
 def timed(tally: Tally, started: float) -> None:

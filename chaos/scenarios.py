@@ -19,7 +19,9 @@ from chaos import services
 from chaos.results import ResultTimes
 from chaos.run import Run, Tally, timed
 from streams.settings import Settings
-from tests.streams.harness import generated_commands, read_dlq
+from streams.testing.client import generated_commands
+from streams.testing.processes import cpu_seconds
+from streams.testing.topics import read_dlq
 
 Scenario = Callable[[Settings, Path, int, int], Tally]
 
@@ -244,7 +246,7 @@ class Phase:
 
     def clocks(self) -> dict[str, float]:
         found = {
-            f"{name} cpu": services.cpu_seconds(pid)
+            f"{name} cpu": cpu_seconds(pid)
             for name, pid in [*self.pids.items(), ("chaos", os.getpid())]
         }
         return found | {"wall": time.monotonic()}

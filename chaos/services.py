@@ -64,9 +64,3 @@ def pause(service: str) -> None:
 
 def resume(service: str) -> None:
     os.kill(pid(service), signal.SIGCONT)
-
-
-def cpu_seconds(target: int) -> float:
-    """CPU time (user + system) a process has used so far."""
-    fields = Path(f"/proc/{target}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.settings import Settings
-from tests.streams.harness import drop_topics
+from streams.testing.topics import drop_topics
 
 NO_SERVICES = (
     "no {what}: set {var}, or run `make up` (starts Kafka and Redis locally), "

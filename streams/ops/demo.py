@@ -1,24 +1,19 @@
 """`bulkstream demo`: the product's main job, end to end, on the running services.
 
-Starts the workers and the API as real processes (logs in `<data dir>/../demo`),
-creates a job of generated users through the HTTP API, ingests them in
-1,000-user requests from a few concurrent clients, runs it, shows the live
-progress until COMPLETED, then prints a summary and three of the send events
-a delivery worker would consume. The processes are stopped at the end; Kafka
-and Redis stay up.
+Starts the workers and the API as real processes (the testing harness's,
+`streams.testing.processes`; logs in `<data dir>/../demo`), creates a job of
+generated users through the HTTP API, ingests them in 1,000-user requests
+from a few concurrent clients, runs it, shows the live progress until
+COMPLETED, then prints a summary and three of the send events a delivery
+worker would consume. The processes are stopped at the end; Kafka and Redis
+stay up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,116 +28,74 @@ from schemas.views import JobStatus, JobView
 from streams.kafka.topics import ensure_topics
 from streams.ops.watch import watch
 from streams.settings import Settings
+from streams.testing.processes import (
+    ApiProcess,
+    BulkstreamProcess,
+    NotReady,
+    start_workers,
+    stop_all,
+    wait_ready,
+)
+from streams.testing.users import BATCH
+from streams.testing.users import generated_users as numbered_users
 
 TENANT = "demo"
-BATCH = 1000
 CLIENTS = 4
-_METRICS_AT = re.compile(rb'metrics, health and readiness on (http://[^\s"]+)')
 
 
 class DemoFailed(Exception):
     """The demo could not reach COMPLETED; the message says where it stopped."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Stack:
-    """The worker and API processes of the demo."""
+    """The worker and API processes of the demo (`streams.testing.processes`)."""
 
     def __init__(self, settings: Settings, workers: int, key: str, log_dir: Path) -> None:
         self.settings = settings
         self.log_dir = log_dir
-        self.api_port = _free_port()
-        self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.key = key
         self.workers = workers
-        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-
-    def _spawn(self, name: str, args: list[str], **overrides: Any) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSTREAM_")}
-        env |= self.settings.env(**overrides)
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.ops.cli", *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append((name, proc, log_path))
+        self.api = ApiProcess(settings, log_dir, keys={TENANT: key})
+        self.api_url = self.api.url
+        self.procs: list[BulkstreamProcess] = []
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for n in range(1, self.workers + 1):
-            self._spawn(f"worker-{n}", ["worker"], worker_id=f"demo-{n}", metrics_port=0)
-        self._spawn(
-            "api",
-            ["api", "--host", "127.0.0.1", "--port", str(self.api_port)],
-            api_keys=f"{TENANT}:{self.key}",
-        )
+        workers = self.settings.model_copy(update={"metrics_port": 0})
+        self.procs += start_workers(workers, self.workers, self.log_dir, "demo", ready=False)
+        self.procs.append(self.api)
+        self.api.start()
 
     def stop(self) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc, _ in self.procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs)
 
     def check_alive(self) -> None:
-        for name, proc, log_path in self.procs:
-            if proc.poll() is not None:
-                raise DemoFailed(f"{name} exited with {proc.returncode}; see {log_path}")
+        for proc in self.procs:
+            if not proc.alive():
+                raise DemoFailed(f"{proc.name} exited with {proc.returncode}; see {proc.log_path}")
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Until the API and every worker answer /readyz (workers have joined their groups)."""
-        deadline = time.monotonic() + timeout
-        pending = {name: log for name, _, log in self.procs if name.startswith("worker")}
-        pending["api"] = self.log_dir / "api.log"
-        while pending:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
-            for name, log_path in list(pending.items()):
-                if name == "api":
-                    url = self.api_url
-                else:
-                    found = _METRICS_AT.search(log_path.read_bytes())
-                    if found is None:
-                        continue
-                    url = found.group(1).decode()
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        del pending[name]
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.5)
+        wait_ready(self.procs, timeout)
 
 
 @contextmanager
 def running(stack: Stack) -> Iterator[Stack]:
-    stack.start()
     try:
+        stack.start()
         yield stack
+    except NotReady as exc:
+        raise DemoFailed(str(exc)) from None
     finally:
         stack.stop()
 
 
 def generated_users(start: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "to": {"user_id": f"demo-user-{i}", "email": f"demo-user-{i}@example.com"},
-            "data": {"name": f"User {i}", "plan": ("free", "pro", "team")[i % 3]},
-        }
-        for i in range(start, start + count)
-    ]
+    return numbered_users(start, count, prefix="demo-user", data=_profile)
+
+
+def _profile(i: int) -> dict[str, Any]:
+    return {"name": f"User {i}", "plan": ("free", "pro", "team")[i % 3]}
 
 
 async def post(http: httpx.AsyncClient, url: str, body: dict[str, Any] | None = None) -> Any:

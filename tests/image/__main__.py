@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +31,11 @@ from streams.ids import message_id
 from streams.kafka.topics import ensure_topics
 from streams.ops.demo import post
 from streams.settings import Settings
+from streams.testing.processes import free_port
+from streams.testing.topics import drop_topics, fresh_settings, read_topic
+from streams.testing.users import generated_users
 from streams.views import keys
 from tests.image.engine import ROOT, STATE_DIR, Container, Engine, detect_engine
-from tests.streams.harness import drop_topics, fresh_settings, read_topic
 
 TENANT = "imagetest"
 # Pages of 50 users (the default is 500): 2,000 fan-out transactions for 100k
@@ -65,13 +66,6 @@ class Checks:
     @property
     def failed(self) -> list[str]:
         return [name for name, held in self.results.items() if not held]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(
@@ -283,13 +277,6 @@ def sdk_flow(checks: Checks, stack: Stack) -> tuple[str, set[str]]:
         f"{[(item.to.user_id if item.to else None, item.status) for item in items]}",
     )
     return job_id, ids
-
-
-def generated_users(start: int, count: int) -> list[dict[str, Any]]:
-    return [
-        {"to": {"user_id": f"user-{i}", "email": f"user-{i}@example.com"}, "data": {"n": i}}
-        for i in range(start, start + count)
-    ]
 
 
 async def _ingest(stack: Stack, job_id: str, users: int) -> int:

@@ -9,7 +9,8 @@ import pytest
 
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.streams.harness import Client, WorkerProcess
+from streams.testing.client import Client
+from streams.testing.processes import WorkerProcess
 
 
 @pytest.fixture
@@ -40,5 +41,6 @@ def start_worker(topology: Settings, tmp_path: Path) -> Iterator[Callable[..., W
 
 
 @pytest.fixture
-def client(topology: Settings) -> Client:
-    return Client(topology)
+def client(topology: Settings) -> Iterator[Client]:
+    with Client(topology) as client:
+        yield client

@@ -11,7 +11,9 @@ from streams.kafka.config import producer_config
 from streams.kafka.producer import complete_command
 from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.settings import Settings
-from tests.streams.harness import Client, WorkerProcess, read_dlq, read_topic, wait_for
+from streams.testing.client import Client
+from streams.testing.processes import WorkerProcess, wait_for
+from streams.testing.topics import read_dlq, read_topic
 
 USERS = [{"to": {"user_id": f"u{i}"}} for i in range(5)]
 
@@ -66,7 +68,9 @@ def test_commands_compressed_by_their_producer_are_applied(
     for command_id in sent:
         result = client.result(command_id, job_id=job_id)
         assert (result.ok, result.total) == (True, 100)
-    assert client.job(job_id).received == 400
+    job = client.job(job_id)
+    assert job is not None
+    assert job.received == 400
 
 
 def test_a_worker_opens_its_dead_letter_producer_when_it_starts(
@@ -87,13 +91,15 @@ def test_tenants_cannot_see_or_touch_each_others_jobs(
     job_id = client.create({"template": "T"})
     client.result(client.ingest(job_id, USERS).command_id)
 
-    intruder = Client(topology, tenant="globex")
-    ingest = intruder.result(intruder.ingest(job_id, [{"to": {"user_id": "x"}}]).command_id)
-    run = intruder.result(intruder.run(job_id).command_id)
-    assert (ingest.error_type, run.error_type) == ("not_found", "not_found")
-    assert intruder.job(job_id) is None
-    assert client.job(job_id).received == 5
-    assert client.job(job_id).status == "CREATED"
+    with Client(topology, tenant="globex") as intruder:
+        ingest = intruder.result(intruder.ingest(job_id, [{"to": {"user_id": "x"}}]).command_id)
+        run = intruder.result(intruder.run(job_id).command_id)
+        assert (ingest.error_type, run.error_type) == ("not_found", "not_found")
+        assert intruder.job(job_id) is None
+    job = client.job(job_id)
+    assert job is not None
+    assert job.received == 5
+    assert job.status == "CREATED"
 
 
 def test_the_same_command_twice_changes_nothing_the_second_time(
@@ -117,6 +123,7 @@ def test_the_same_command_twice_changes_nothing_the_second_time(
     )
     assert (first.ok, first.total, first.errors) == (True, 5, [])
     job = client.job("1-replay-job")
+    assert job is not None
     assert (job.received, job.status) == (5, "CREATED")
     results = [v for _, v, _ in read_topic(topology, topology.topic_command_results)]
     ingest_results = [r for r in results if r["commandId"] == "c-ingest"]

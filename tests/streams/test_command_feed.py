@@ -15,15 +15,9 @@ from typing import Any
 
 from streams.aggregate.command_feed import FetchWatch, fetch_states
 from streams.settings import Settings
-from tests.streams.harness import (
-    Client,
-    WorkerProcess,
-    await_accepted,
-    members_with_partitions,
-    read_topic,
-    send_generated,
-    wait_for,
-)
+from streams.testing.client import Client, await_accepted, send_generated
+from streams.testing.processes import WorkerProcess, wait_for
+from streams.testing.topics import members_with_partitions, read_topic
 
 JOBS = 8  # over the 8 partitions (most of them)
 USERS_PER_COMMAND = 100
@@ -102,6 +96,7 @@ def test_partitions_handed_over_mid_ingest_apply_each_command_once(
     assert len(results) == JOBS + len(commands)
     for job_id in jobs:  # one command per job a round
         job = client.job(job_id)
+        assert job is not None
         assert job.received == len(commands) // JOBS * USERS_PER_COMMAND, job
 
 

@@ -11,15 +11,9 @@ from typing import Any
 
 from streams.ids import message_id
 from streams.settings import Settings
-from streams.views import keys
-from tests.streams.harness import (
-    Client,
-    WorkerProcess,
-    ingest_generated,
-    members_with_partitions,
-    read_topic,
-    wait_for,
-)
+from streams.testing.client import Client, ingest_generated
+from streams.testing.processes import WorkerProcess, wait_for
+from streams.testing.topics import members_with_partitions, read_topic
 
 USERS = 100_000
 KILLS_AT = (0.15, 0.45, 0.75)  # kill when this share of the job is enqueued
@@ -53,11 +47,7 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
     _wait_both_workers_joined(topology)
     job_id = client.create({"template": "T", "data": {"campaign": "kill-test"}})
     assert ingest_generated(client, job_id, USERS) == USERS
-    created_at = float(
-        client._read(
-            lambda v: v.redis.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
-        )
-    )
+    created_at = client.created_at(job_id)
     client.run(job_id)
 
     rng = random.Random(7)
@@ -160,6 +150,7 @@ def test_an_ingest_burst_while_workers_join_loses_no_command(
     job_id = client.create({"template": "T"})
     assert ingest_generated(client, job_id, USERS) == USERS
     job = client.job(job_id)
+    assert job is not None
     assert (job.status, job.received) == ("CREATED", USERS)
 
 

@@ -8,7 +8,8 @@ from confluent_kafka.admin import AdminClient
 
 from streams.runtime.patches.stale_stores import changelog_topic
 from streams.settings import Settings
-from tests.streams.harness import Client, WorkerProcess, wait_for
+from streams.testing.client import Client
+from streams.testing.processes import WorkerProcess, wait_for
 
 USERS = [{"to": {"user_id": f"u{i}"}} for i in range(5)]
 

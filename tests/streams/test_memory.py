@@ -8,13 +8,9 @@ import pytest
 
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from tests.streams.harness import (
-    Client,
-    WorkerProcess,
-    fresh_settings,
-    ingest_generated,
-    peak_rss_kib,
-)
+from streams.testing.client import Client, ingest_generated
+from streams.testing.processes import WorkerProcess, peak_rss_kib
+from streams.testing.topics import fresh_settings
 
 
 def _peak_rss_for_job(
@@ -22,12 +18,12 @@ def _peak_rss_for_job(
 ) -> int:
     """Peak RSS (KiB) of one fresh worker that ingests and fans out one job of `users`."""
     ensure_topics(settings)
-    client = Client(settings)
-    worker = start_worker("mem", settings=settings)
-    job_id = client.create({"template": "T", "data": {"campaign": "memory"}})
-    assert ingest_generated(client, job_id, users) == users
-    client.run(job_id)
-    job = client.wait_status(job_id, "COMPLETED", 1500)
+    with Client(settings) as client:
+        worker = start_worker("mem", settings=settings)
+        job_id = client.create({"template": "T", "data": {"campaign": "memory"}})
+        assert ingest_generated(client, job_id, users) == users
+        client.run(job_id)
+        job = client.wait_status(job_id, "COMPLETED", 1500)
     assert job.enqueued == users
     peak = peak_rss_kib(worker.pid)
     worker.stop()

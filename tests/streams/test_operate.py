@@ -15,13 +15,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
-from tests.streams.harness import (
-    Client,
-    WorkerProcess,
-    ingest_generated,
-    settings_env,
-    wait_for,
-)
+from streams.testing.client import Client, ingest_generated
+from streams.testing.processes import WorkerProcess, settings_env, wait_for
 
 USERS = 3000
 

@@ -8,8 +8,9 @@ from typing import Any
 from schemas.commands import BulkUser
 from streams.ids import message_id
 from streams.settings import Settings
-from streams.views import keys
-from tests.streams.harness import Client, WorkerProcess, read_topic
+from streams.testing.client import Client
+from streams.testing.processes import WorkerProcess
+from streams.testing.topics import read_topic
 
 SMS_ONLY: dict[str, Any] = {"channels": ["sms"]}
 
@@ -56,6 +57,7 @@ def test_create_ingest_three_batches_run_completed(
     assert r3.total == 250
 
     job = client.job(job_id)
+    assert job is not None
     assert (job.status, job.received, job.enqueued, job.failures) == ("CREATED", 256, 0, 0)
     assert job.definition["brand"] == "BRAND"
 
@@ -86,11 +88,7 @@ def test_create_ingest_three_batches_run_completed(
         "jet",
     ]
 
-    created_at = float(
-        client._read(
-            lambda v: v.redis.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
-        )
-    )
+    created_at = client.created_at(job_id)
     for position, item in enumerate(users):
         identity = BulkUser.model_validate(expected_order[position]).identity()
         if item["status"] == "ERROR":

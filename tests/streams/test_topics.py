@@ -7,7 +7,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from streams.kafka.topics import MAX_DEAD_LETTER_BYTES, SIZE_LIMIT, ensure_topics, specs
 from streams.settings import Settings
-from tests.streams.harness import wait_for
+from streams.testing.processes import wait_for
 
 
 @pytest.fixture

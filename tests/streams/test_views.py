@@ -19,9 +19,10 @@ from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
 from streams.aggregate.state import JobState
 from streams.settings import Settings
+from streams.testing.client import Client
+from streams.testing.processes import WorkerProcess, settings_env, wait_for
 from streams.views import Views, keys
 from streams.views.store import encode_cursor
-from tests.streams.harness import Client, WorkerProcess, settings_env, wait_for
 
 
 def _job_with_failures(client: Client) -> str:
@@ -53,7 +54,9 @@ def test_views_come_back_whole_after_redis_lost_them(
     client.wait_status(done, "COMPLETED", 60)
     pending = _job_with_failures(client)  # never run: every user PENDING
     before = {job: (client.job(job), client.users(job)) for job in (done, pending)}
-    assert before[done][0].failures == 1
+    summary = before[done][0]
+    assert summary is not None
+    assert summary.failures == 1
     assert [u["status"] for u in before[done][1]].count("ENQUEUED") == 241
 
     # Redis loses everything of ours, the marker included: the worker notices and rebuilds.
@@ -125,7 +128,9 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     assert client.job(finished) is None
     kept = client.result(client.ingest(waiting, [{"to": {"user_id": "b"}}]).command_id)
     assert (kept.ok, kept.total) == (True, 1)
-    assert client.job(waiting).received == 2
+    job = client.job(waiting)
+    assert job is not None
+    assert job.received == 2
 
 
 def test_a_users_status_is_read_from_its_page_bit_and_its_failure(

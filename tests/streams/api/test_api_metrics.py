@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tests.streams.api.conftest import ApiServer
+from streams.testing.processes import ApiProcess
 from tests.streams.test_operate import samples_of
 
 
-def test_api_counts_requests_by_route_template(api: ApiServer) -> None:
+def test_api_counts_requests_by_route_template(api: ApiProcess) -> None:
     with api.client() as http:
         job_id = http.post("/bulk", json={"message": {"template": "T"}}).json()["jobId"]
         assert http.get(f"/bulk/{job_id}").status_code == 200

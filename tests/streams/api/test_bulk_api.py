@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from streams.settings import Settings
-from tests.streams.api.conftest import ApiServer, start_api, stop_api
-from tests.streams.harness import read_topic, wait_for
+from streams.testing.processes import ApiProcess, wait_for
+from streams.testing.topics import read_topic
 
 
 def _wait_completed(client: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _all_users(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
         params = {"cursor": page["paging"]["cursor"]}
 
 
-def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiServer) -> None:
+def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiProcess) -> None:
     with api.client() as http:
         assert http.get("/readyz").json() == {"status": "ready"}
         created = http.post(
@@ -85,7 +85,9 @@ def test_tutorial_shape_job_with_duplicates_end_to_end(api: ApiServer) -> None:
         assert all(u["messageId"].startswith("1-") for u in users)
 
 
-def test_sdk_flat_shape_and_2500_users_paged_to_the_end(api: ApiServer, topology: Settings) -> None:
+def test_sdk_flat_shape_and_2500_users_paged_to_the_end(
+    api: ApiProcess, topology: Settings
+) -> None:
     with api.client() as http:
         job_id = http.post(
             "/bulk",
@@ -117,7 +119,7 @@ def test_sdk_flat_shape_and_2500_users_paged_to_the_end(api: ApiServer, topology
     }
 
 
-def test_every_error_code(api: ApiServer) -> None:
+def test_every_error_code(api: ApiProcess) -> None:
     with api.client() as http, api.client(tenant=None) as anonymous:
         error = {
             "message": "Missing or unknown API key; send Authorization: Bearer <key>",
@@ -195,7 +197,7 @@ def test_every_error_code(api: ApiServer) -> None:
         assert http.get("/nowhere").status_code == 404
 
 
-def test_tenants_are_isolated(api: ApiServer) -> None:
+def test_tenants_are_isolated(api: ApiProcess) -> None:
     with api.client("acme") as acme, api.client("globex") as globex:
         job_id = acme.post("/bulk", json={"message": {"template": "T"}}).json()["jobId"]
         acme.post(f"/bulk/{job_id}", json={"users": [{"recipient": "a"}]})
@@ -217,7 +219,7 @@ def test_tenants_are_isolated(api: ApiServer) -> None:
         assert (job["received"], job["status"]) == (1, "CREATED")
 
 
-def test_idempotent_replay_has_one_effect(api: ApiServer, topology: Settings) -> None:
+def test_idempotent_replay_has_one_effect(api: ApiProcess, topology: Settings) -> None:
     with api.client() as http:
         key = {"Idempotency-Key": "create-once"}
         first = http.post("/bulk", json={"message": {"template": "T"}}, headers=key)
@@ -254,7 +256,7 @@ def test_idempotent_replay_has_one_effect(api: ApiServer, topology: Settings) ->
 
 def test_in_flight_conflict_and_503_when_no_worker(topology: Settings, tmp_path: Path) -> None:
     # No worker: the command is accepted by Kafka but nobody answers it.
-    server = start_api(topology, tmp_path, api_result_timeout=3.0)
+    server = ApiProcess(topology, tmp_path, api_result_timeout=3.0).start()
     try:
         with server.client() as http:
             answers: list[httpx.Response] = []
@@ -273,11 +275,11 @@ def test_in_flight_conflict_and_503_when_no_worker(topology: Settings, tmp_path:
             assert answers[0].status_code == 503
             assert answers[0].headers["Retry-After"] == "5"
     finally:
-        stop_api(server)
+        server.stop()
 
 
 def test_503_when_redis_or_kafka_is_unreachable(topology: Settings, tmp_path: Path) -> None:
-    no_redis = start_api(topology, tmp_path, redis_url="redis://127.0.0.1:1/0")
+    no_redis = ApiProcess(topology, tmp_path, redis_url="redis://127.0.0.1:1/0").start()
     try:
         with no_redis.client() as http:
             for response in (
@@ -289,8 +291,8 @@ def test_503_when_redis_or_kafka_is_unreachable(topology: Settings, tmp_path: Pa
                 assert response.headers["Retry-After"] == "5"
                 assert response.json()["type"] == "api_error"
     finally:
-        stop_api(no_redis)
-    no_kafka = start_api(topology, tmp_path, kafka_bootstrap_servers="127.0.0.1:1")
+        no_redis.stop()
+    no_kafka = ApiProcess(topology, tmp_path, kafka_bootstrap_servers="127.0.0.1:1").start()
     try:
         with no_kafka.client() as http:
             response = http.post("/bulk", json={"message": {"template": "T"}})
@@ -298,10 +300,10 @@ def test_503_when_redis_or_kafka_is_unreachable(topology: Settings, tmp_path: Pa
             assert http.get("/readyz").status_code == 503
             assert http.get("/healthz").status_code == 200
     finally:
-        stop_api(no_kafka)
+        no_kafka.stop()
 
 
-def test_a_job_id_ending_in_a_newline_is_unknown_not_a_500(api: ApiServer) -> None:
+def test_a_job_id_ending_in_a_newline_is_unknown_not_a_500(api: ApiProcess) -> None:
     """schemathesis found it: Python's `$` matched before a final newline, pydantic's
     pattern did not, and POST /bulk/<id>%0A/run answered 500."""
     with api.client() as http:
@@ -316,7 +318,7 @@ def test_a_job_id_ending_in_a_newline_is_unknown_not_a_500(api: ApiServer) -> No
 
 
 def test_a_body_within_its_limit_whose_command_would_be_oversized_is_413(
-    api: ApiServer, topology: Settings
+    api: ApiProcess, topology: Settings
 ) -> None:
     """A body re-encodes into a command: `1e5` comes out as `100000.0`, so a body
     under the API's limit can make a command over the worker's. The API says 413

@@ -18,15 +18,15 @@ from courier import BadRequestError, Courier
 
 from streams.api.idempotency import job_id_for
 from streams.settings import Settings
+from streams.testing.processes import KEYS, ApiProcess, WorkerProcess, wait_for
+from streams.testing.topics import read_topic
 from streams.views import keys
-from tests.streams.api.conftest import KEYS, ApiServer, start_api, stop_api
-from tests.streams.harness import WorkerProcess, read_topic, wait_for
 
 TERMINAL = ("COMPLETED", "ERROR")
 
 
 @pytest.fixture
-def sdk(api: ApiServer) -> Iterator[Courier]:
+def sdk(api: ApiProcess) -> Iterator[Courier]:
     client = Courier(api_key=KEYS["acme"], base_url=api.url, _strict_response_validation=True)
     yield client
     client.close()
@@ -53,7 +53,7 @@ def _sends_of(topology: Settings, job_id: str, expected: int) -> dict[int, dict[
 
 
 def test_run_twice_and_ingest_after_run_are_400_and_not_retried(
-    api: ApiServer, sdk: Courier
+    api: ApiProcess, sdk: Courier
 ) -> None:
     """Points 1, 2: Courier's 400 invalid_request_error; the SDK does not retry a 400."""
     job_id = sdk.bulk.create_job(message={"event": "E"}).job_id
@@ -87,7 +87,7 @@ def _refused_twice(counting: Courier, job_id: str) -> None:
 
 
 def test_users_without_an_address_or_with_any_data_are_accepted_and_fail_visibly(
-    api: ApiServer, sdk: Courier, topology: Settings
+    api: ApiProcess, sdk: Courier, topology: Settings
 ) -> None:
     """Points 3, 4, 5, 9: no silent drop; `recipient` on every item; strict parsing."""
     job_id = sdk.bulk.create_job(message={"event": "E", "data": {"g": 1}}).job_id
@@ -141,7 +141,7 @@ def test_users_without_an_address_or_with_any_data_are_accepted_and_fail_visibly
 
 
 def test_definition_and_users_come_back_as_sent_and_reach_the_send_whole(
-    api: ApiServer, sdk: Courier, topology: Settings
+    api: ApiProcess, sdk: Courier, topology: Settings
 ) -> None:
     """Points 6, 7, 8, 9: echo as sent (nulls, unknown keys, key order); every field of
     the nested message and of the user on the send; the data merge order."""
@@ -216,7 +216,7 @@ def test_definition_and_users_come_back_as_sent_and_reach_the_send_whole(
 def test_a_create_retried_after_a_5xx_makes_one_job(topology: Settings, tmp_path: Path) -> None:
     """Point 13: the job id comes from (tenant, Idempotency-Key); the retry reuses the
     claim's command id, so the job is made once, whatever the first attempt did."""
-    server = start_api(topology, tmp_path, api_result_timeout=2.0)
+    server = ApiProcess(topology, tmp_path, api_result_timeout=2.0).start()
     worker: WorkerProcess | None = None
     try:
         with server.client() as http:
@@ -245,7 +245,7 @@ def test_a_create_retried_after_a_5xx_makes_one_job(topology: Settings, tmp_path
             records.close()
             assert http.post("/bulk", json=body, headers=key).json() == {"jobId": job_id}
     finally:
-        stop_api(server)
+        server.stop()
         if worker is not None:
             worker.stop()
     creates = [
@@ -259,7 +259,7 @@ def test_a_create_retried_after_a_5xx_makes_one_job(topology: Settings, tmp_path
 
 
 def test_a_key_used_again_after_its_record_expired_makes_a_new_command(
-    api: ApiServer, topology: Settings, redis_client: redis.Redis
+    api: ApiProcess, topology: Settings, redis_client: redis.Redis
 ) -> None:
     """Point 14: command ids are unique per claim, so the new ingest is applied, not
     answered with the old result."""
@@ -277,7 +277,7 @@ def test_a_key_used_again_after_its_record_expired_makes_a_new_command(
         assert http.get(f"/bulk/{job_id}").json()["job"]["received"] == 3
 
 
-def test_job_ids_never_reach_another_key(api: ApiServer) -> None:
+def test_job_ids_never_reach_another_key(api: ApiProcess) -> None:
     """Point 11: an id that names no job is a 404, whatever it holds."""
     with api.client() as http:
         job_id = http.post("/bulk", json={"message": {"event": "E"}}).json()["jobId"]

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.streams.api.conftest import KEYS, ApiServer
+from streams.testing.processes import KEYS, ApiProcess
 
 NODE_DIR = Path(__file__).resolve().parents[2] / "node"
 
@@ -27,7 +27,7 @@ def _node_sdk() -> None:
         )
 
 
-def test_courier_node_sdk_create_add_run_retrieve_list_and_refusals(api: ApiServer) -> None:
+def test_courier_node_sdk_create_add_run_retrieve_list_and_refusals(api: ApiProcess) -> None:
     _node_sdk()
     env = os.environ | {"COURIER_BASE_URL": api.url, "COURIER_API_KEY": KEYS["acme"]}
     done = subprocess.run(

@@ -6,10 +6,10 @@ import time
 
 from courier import Courier
 
-from tests.streams.api.conftest import KEYS, ApiServer
+from streams.testing.processes import KEYS, ApiProcess
 
 
-def test_trycourier_sdk_create_add_run_retrieve_list(api: ApiServer) -> None:
+def test_trycourier_sdk_create_add_run_retrieve_list(api: ApiProcess) -> None:
     client = Courier(api_key=KEYS["acme"], base_url=api.url)
     created = client.bulk.create_job(
         message={"event": "WELCOME", "data": {"company": "Acme"}, "brand": "BRAND"}

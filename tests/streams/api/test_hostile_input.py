@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from streams.settings import Settings
-from tests.streams.api.conftest import KEYS, ApiServer, start_api, stop_api
-from tests.streams.harness import WorkerProcess, read_topic, wait_for
+from streams.testing.processes import KEYS, ApiProcess, WorkerProcess, wait_for
+from streams.testing.topics import read_topic
 
 BODY_SECONDS = 2.0
 
@@ -24,12 +24,12 @@ BODY_SECONDS = 2.0
 @pytest.fixture
 def slow_api(
     topology: Settings, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
-) -> Iterator[ApiServer]:
+) -> Iterator[ApiProcess]:
     """The API with a short body deadline, beside one worker."""
     start_worker()
-    server = start_api(topology, tmp_path, api_body_timeout_seconds=BODY_SECONDS)
+    server = ApiProcess(topology, tmp_path, api_body_timeout_seconds=BODY_SECONDS).start()
     yield server
-    stop_api(server)
+    server.stop()
 
 
 def _nested(depth: int) -> Any:
@@ -39,7 +39,7 @@ def _nested(depth: int) -> Any:
     return value
 
 
-def _raw_post(api: ApiServer, path: str, body: bytes) -> tuple[int, bytes]:
+def _raw_post(api: ApiProcess, path: str, body: bytes) -> tuple[int, bytes]:
     with httpx.Client(base_url=api.url, timeout=30) as http:
         answer = http.post(
             path,
@@ -49,7 +49,7 @@ def _raw_post(api: ApiServer, path: str, body: bytes) -> tuple[int, bytes]:
     return answer.status_code, answer.content
 
 
-def _slow_body(api: ApiServer, path: str) -> tuple[float, bytes]:
+def _slow_body(api: ApiProcess, path: str) -> tuple[float, bytes]:
     """A body that trickles in a byte a second: (seconds until the answer, the answer)."""
     host, port = api.url.removeprefix("http://").split(":")
     body = b'{"users": [{"recipient": "slow"}]}'
@@ -80,7 +80,7 @@ def _slow_body(api: ApiServer, path: str) -> tuple[float, bytes]:
 
 
 def test_hostile_input_gets_4xx_and_the_job_still_runs_exactly(
-    slow_api: ApiServer, topology: Settings
+    slow_api: ApiProcess, topology: Settings
 ) -> None:
     api = slow_api
     answers: list[int] = []

@@ -3,15 +3,15 @@ accepted and invalid input refused, on a real job of the caller and on guessed i
 
 from __future__ import annotations
 
-from tests.streams.api.conftest import ApiServer
-from tests.streams.api.fuzz import fuzz
+from streams.testing.fuzz import fuzz
+from streams.testing.processes import ApiProcess
 
 # Per operation, mode (valid, invalid) and target (real job, guessed id): 16 kinds of case
 # with room for 40 each, and a real job's GET, whose only input is the id, with room for 1.
 EXAMPLES = 40
 
 
-def test_api_conforms_to_its_openapi(api: ApiServer) -> None:
+def test_api_conforms_to_its_openapi(api: ApiProcess) -> None:
     fuzzed = fuzz(api, EXAMPLES)
     print(f"\nschemathesis cases: {dict(fuzzed.cases)}\nanswers: {dict(fuzzed.answers)}")
     assert fuzzed.total >= 500

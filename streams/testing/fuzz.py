@@ -1,10 +1,13 @@
 """schemathesis against a live API: valid and invalid requests, each answer checked against
 /openapi.json.
 
-Shared by the API's fuzz test (`test_openapi_fuzz.py`) and the reliability suite's HTTP
-abuse scenario (`chaos/http.py`). Every operation gets valid (positive) and invalid
-(negative) cases; one that names a job gets them both on a real job of the caller's tenant
-and on generated ids, so the job routes are exercised past their 404.
+Shared by the API's fuzz test (`tests/streams/api/test_openapi_fuzz.py`) and the
+reliability suite's HTTP abuse scenario (`chaos/http.py`). It needs the dev extra
+(schemathesis, hypothesis): nothing the product runs imports it.
+
+Every operation gets valid (positive) and invalid (negative) cases; one that names a job
+gets them both on a real job of the caller's tenant and on generated ids, so the job
+routes are exercised past their 404.
 
 Each answer goes through schemathesis's checks: no 5xx, status code, content type, headers
 and body as documented, valid input accepted and invalid input refused.
@@ -23,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
-from tests.streams.api.conftest import KEYS, ApiServer
+from streams.testing.processes import ApiProcess
 
 # Stricter than schemathesis's defaults, which allow 5xx and, though the key is valid here,
 # 401 and 403: valid input may only meet a missing job (404), a job past that step (400,
@@ -54,7 +57,9 @@ class Fuzzed:
         return sum(self.cases.values())
 
 
-def fuzz(api: ApiServer, examples: int, tenant: str = "acme", into: Fuzzed | None = None) -> Fuzzed:
+def fuzz(
+    api: ApiProcess, examples: int, tenant: str = "acme", into: Fuzzed | None = None
+) -> Fuzzed:
     """Up to `examples` generated cases per operation, mode and target, counted in `into`;
     raise on the first answer that fails a check (hypothesis then shrinks it to a minimal
     request)."""
@@ -63,7 +68,7 @@ def fuzz(api: ApiServer, examples: int, tenant: str = "acme", into: Fuzzed | Non
             # The key goes through the schema's security scheme rather than as a header
             # schemathesis does not know of, so that it neither generates keys of its own
             # nor counts an invalid case as one that left the key out.
-            "auth": {"openapi": {"bearer": {"bearer": KEYS[tenant]}}},
+            "auth": {"openapi": {"bearer": {"bearer": api.keys[tenant]}}},
             "generation": {"with-security-parameters": False},
             "checks": {
                 "positive_data_acceptance": {"expected-statuses": ACCEPTED},
@@ -135,7 +140,7 @@ def _run(strategy: Any, label: str, examples: int, fuzzed: Fuzzed, strict_400: b
     check()
 
 
-def _job_with_users(api: ApiServer, tenant: str) -> str:
+def _job_with_users(api: ApiProcess, tenant: str) -> str:
     with api.client(tenant) as client:
         job_id: str = client.post("/bulk", json={"message": {"template": "T"}}).json()["jobId"]
         users = [{"to": {"email": f"u{i}@example.com"}} for i in range(20)]

@@ -1,0 +1,348 @@
+"""The processes of a stack: real `bulkstream worker`s and `bulkstream api`, one spawner.
+
+Each is `python -m streams.ops.cli <command>` with the settings passed in its
+environment (`settings_env`), its output in a log file. Workers are watched:
+`wait_for` fails at once, with the worker's log, when one that should be
+running died. Also: waiting until a group of them is ready, stopping them
+all, and the CPU time and peak memory of a live process from /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from streams.settings import Settings
+
+T = TypeVar("T")
+
+# The API's tenants and their keys, unless a caller names its own.
+KEYS = {"acme": "sk-acme-0123456789", "globex": "sk-globex-9876543210"}
+
+_METRICS_AT = re.compile(rb'metrics, health and readiness on (http://[^\s"]+)')
+_FANOUT = re.compile(rb"fan-out (\S+): partitions (assigned|revoked) \[([0-9, ]*)\]")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class NotReady(AssertionError):
+    """A process died, or was not ready in time; the message says which (with its log)."""
+
+
+def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment that makes a `bulkstream` process use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULKSTREAM_")}
+    return env | settings.env(**overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BulkstreamProcess:
+    """`python -m streams.ops.cli <args>` over `settings` (with `overrides`), its output
+    appended to `log_path`."""
+
+    name = "process"
+    stop_timeout = 60.0
+
+    def __init__(
+        self, settings: Settings, args: list[str], log_path: Path, **overrides: Any
+    ) -> None:
+        self.settings = settings
+        self.args = args
+        self.log_path = log_path
+        self.overrides = overrides
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
+
+    def start(self) -> Self:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.ops.cli", *self.args],
+                env=settings_env(self.settings, **self.overrides),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_alive(self) -> None:
+        if self.proc is not None and not self.alive():
+            raise NotReady(f"{self.name} exited with {self.returncode}:\n{self.log_tail()}")
+
+    def terminate(self) -> None:
+        """SIGTERM, as an orchestrator does; `stop` waits for the exit."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, no goodbye."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; the exit code, or None if it had to be killed (or never ran)."""
+        if self.proc is None:
+            return None
+        self.terminate()
+        try:
+            self.proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+            return None
+        return self.proc.returncode
+
+    def log(self) -> bytes:
+        """This run's log: what it wrote since `start` (a log file may hold earlier runs)."""
+        if not self.log_path.exists():
+            return b""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read()
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def served_at(self) -> str | None:
+        """Where it serves /metrics, /healthz and /readyz, if known yet."""
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Whether it answers /readyz with 200 now."""
+        url = self.served_at()
+        try:
+            return url is not None and httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+# Workers that should be running: waiting fails at once, with the log, when one died.
+WATCHED: list[WorkerProcess] = []
+
+
+class WorkerProcess(BulkstreamProcess):
+    """A real `bulkstream worker --stage <stage>`; its log is `worker-<id>.log` in `log_dir`."""
+
+    def __init__(
+        self, settings: Settings, worker_id: str, log_dir: Path, stage: str = "all"
+    ) -> None:
+        super().__init__(
+            settings,
+            ["worker", "--stage", stage],
+            log_dir / f"worker-{worker_id}.log",
+            worker_id=worker_id,
+        )
+        self.worker_id = worker_id
+        self.stage = stage
+        self.name = f"worker {worker_id}"
+
+    def start(self) -> Self:
+        super().start()
+        WATCHED.append(self)
+        return self
+
+    def kill(self) -> None:
+        if self in WATCHED:
+            WATCHED.remove(self)
+        super().kill()
+
+    def stop(self) -> int | None:
+        if self in WATCHED:
+            WATCHED.remove(self)
+        return super().stop()
+
+    def served_at(self) -> str | None:
+        found = _METRICS_AT.search(self.log())
+        return found.group(1).decode() if found else None
+
+    def metrics_url(self, timeout: float = 60) -> str:
+        """Where this worker serves /metrics, /healthz and /readyz (from its log)."""
+        return wait_for(self.served_at, timeout, f"worker {self.worker_id} to serve its metrics")
+
+    def fanout_partitions(self) -> set[int] | None:
+        """The fan-out partitions it holds now, per its log (None: none assigned yet)."""
+        last = None
+        for found in _FANOUT.finditer(self.log()):
+            last = found
+        if last is None or last.group(2) == b"revoked":
+            return None
+        return {int(p) for p in last.group(3).split(b",") if p.strip()}
+
+
+class ApiProcess(BulkstreamProcess):
+    """A real `bulkstream api` on a free port of 127.0.0.1, with `keys` (tenant -> key);
+    its log is `api-<port>.log` in `log_dir`."""
+
+    name = "the API"
+    stop_timeout = 30.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        keys: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.keys = dict(KEYS if keys is None else keys)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            settings,
+            ["api"],
+            log_dir / f"api-{self.port}.log",
+            **{
+                "api_host": "127.0.0.1",
+                "api_port": self.port,
+                "api_keys": ",".join(f"{tenant}:{key}" for tenant, key in self.keys.items()),
+                **overrides,
+            },
+        )
+
+    def start(self, timeout: float = 60) -> Self:
+        """Start it and wait until it answers /healthz (up; /readyz also needs the services)."""
+        super().start()
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise NotReady(f"the API did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def served_at(self) -> str | None:
+        return self.url
+
+    def metrics_url(self) -> str:
+        """Where it serves /metrics (beside the Bulk API)."""
+        return self.url
+
+    def client(self, tenant: str | None = "acme", **headers: str) -> httpx.Client:
+        """An HTTP client of the API, with `tenant`'s key (None: without a key)."""
+        if tenant is not None:
+            headers["Authorization"] = f"Bearer {self.keys[tenant]}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
+    """Poll `probe` until it gives a true value; fail at once if a watched worker died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for worker in WATCHED:
+            if not worker.alive():
+                WATCHED.remove(worker)
+                raise NotReady(f"worker {worker.worker_id} died:\n{worker.log_tail()}")
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def start_workers(
+    settings: Settings, count: int, log_dir: Path, name: str, *, ready: bool = True
+) -> list[WorkerProcess]:
+    """`count` workers of every stage, `<name>-1`..`<name>-<count>`; ready when this
+    returns (every one's /readyz, the fan-out group settled) unless `ready=False`."""
+    workers = [WorkerProcess(settings, f"{name}-{n}", log_dir).start() for n in range(1, count + 1)]
+    if ready:
+        wait_ready(workers, settled=True)
+    return workers
+
+
+def fanout_settled(workers: list[WorkerProcess]) -> bool:
+    """Every fan-out partition held by exactly one worker, and every worker holding some."""
+    partitions = workers[0].settings.partitions
+    held = [w.fanout_partitions() for w in workers]
+    if any(h is None for h in held):
+        return False
+    sets = [h for h in held if h is not None]
+    everyone = len(workers) > partitions or all(sets)
+    return everyone and sum(map(len, sets)) == partitions == len(set().union(*sets))
+
+
+def wait_ready(
+    processes: Sequence[BulkstreamProcess], timeout: float = 180, settled: bool = False
+) -> None:
+    """Until every process answers /readyz with 200 in the same round.
+
+    `settled`: and the fan-out group of the workers among them has settled (each
+    partition assigned to one of them), twice in a row 1 s apart. /readyz says a
+    worker's fan-out loop joined its group, not that the group's rebalance is
+    over: a run right after it would wait for that rebalance."""
+    for process in processes:
+        process.ensure_alive()
+        if isinstance(process, WorkerProcess):
+            process.metrics_url(timeout)
+    workers = [p for p in processes if isinstance(p, WorkerProcess)]
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < (2 if settled else 1):
+        for process in processes:
+            process.ensure_alive()
+        if time.monotonic() > deadline:
+            waiting = [p.name for p in processes if not p.ready()]
+            raise NotReady(f"not ready after {timeout:.0f} s: {', '.join(waiting) or 'fan-out'}")
+        ready = all(p.ready() for p in processes)
+        ready = ready and (not settled or not workers or fanout_settled(workers))
+        streak = streak + 1 if ready else 0
+        if streak < (2 if settled else 1):
+            time.sleep(1.0 if settled else 0.5)
+
+
+def stop_all(processes: Iterable[BulkstreamProcess]) -> None:
+    """SIGTERM every process at once, then wait for each (killing what does not stop)."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The peak resident set size of a live process (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
