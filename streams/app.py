@@ -9,8 +9,9 @@ that the worker runs beside it as a service.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 import faust
@@ -114,6 +115,16 @@ class _FlowControl(FlowControlEvent):
 class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
+    # Every topic faust creates (the state changelog, the assignor's leader topic)
+    # gets the configuration all of bulkstream's topics carry (min.insync.replicas);
+    # its replication factor is the app's `topic_replication_factor`.
+    async def _create_topic(
+        self, owner: Any, client: Any, topic: str, partitions: int, replication: int, **kwargs: Any
+    ) -> None:
+        common = cast(BulkApp, self.app).topic_config
+        kwargs["config"] = {**common, **(kwargs.get("config") or {})}
+        await super()._create_topic(owner, client, topic, partitions, replication, **kwargs)
+
 
 class Deliveries:
     """Records sent but not yet acknowledged by the broker: changelog records,
@@ -182,6 +193,8 @@ class Feed(Protocol):
 
 class BulkApp(faust.App):
     feed: Feed | None = None
+    # Configuration of every topic faust creates for this app (Settings.topic_config).
+    topic_config: Mapping[str, str] = MappingProxyType({})
 
     async def on_stop(self) -> None:
         if self.feed is not None:
@@ -239,6 +252,7 @@ def create_app(settings: Settings) -> Pipeline:
         # Bounded memory: prefetch a few commands, not the whole topic.
         stream_buffer_maxsize=32,
     )
+    app.topic_config = settings.topic_config()
     topics = declare(app, settings)
     state = app.tables.add(
         DurableTable(

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,7 +38,24 @@ class Settings(BaseSettings):
     topic_progress: str = "bulk.progress"
     topic_control: str = "bulk.control"
     partitions: int = Field(default=8, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Replicas of every topic bulkstream creates (its own, and faust's changelog and "
+            "assignor topics). 1 for a single dev broker; 3 on a real cluster."
+        ),
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "`min.insync.replicas` of every topic bulkstream creates: how many replicas "
+            "must have a write before an acks=all producer (all of ours) is answered. "
+            "Unset: the broker's default. 2 with 3 replicas: one broker can be lost "
+            "without losing or refusing a write."
+        ),
+    )
 
     # Worker.
     app_id: str = "bulkstream"
@@ -112,6 +129,23 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     api_result_timeout: float = Field(default=10.0, gt=0)
     idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
+
+    @model_validator(mode="after")
+    def _replicas_can_be_in_sync(self) -> Settings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) is more than "
+                f"replication_factor ({self.replication_factor}): no write could be accepted"
+            )
+        return self
+
+    def topic_config(self) -> dict[str, str]:
+        """Configuration every topic bulkstream creates carries, whoever creates it."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     def env(self, **overrides: Any) -> dict[str, str]:
         """The environment variables that give another process these settings."""
