@@ -298,7 +298,14 @@ class FanoutLoop:
         self._lag_at = now
         lags = []
         for tp in consumer.position(consumer.assignment()):
-            low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+            except KafkaException as exc:
+                # The partition's leader is away (a broker lost, a leader moving): the
+                # gauge keeps its values until the next round; the fan-out goes on.
+                # Raised, this ended the session: a rebalance of the group over a metric.
+                log.debug("fan-out lag of %s/%d unknown: %s", tp.topic, tp.partition, exc)
+                return
             if high >= 0:
                 lags.append((tp.topic, tp.partition, high - (tp.offset if tp.offset >= 0 else low)))
         self.lag.update(lags)
