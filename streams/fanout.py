@@ -40,10 +40,18 @@ from streams.topics import MAX_MESSAGE_BYTES
 log = logging.getLogger(__name__)
 
 _RESTORED_AT = b"\x00restored-at\x00"
-# librdkafka's own timeout for a transactional call, and ours on top of it for
+# librdkafka's own timeout for `init_transactions`, and ours on top of it for
 # when librdkafka does not keep to its own (streams.bounded).
 TXN_CALL_SECONDS = 60.0
 TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
+# The calls inside a transaction (send offsets, commit, abort) get the
+# transaction's own timeout, and our deadline this much more: past
+# transaction.timeout.ms the coordinator aborts the transaction anyway, so
+# waiting longer only holds the pages up. On a 3-broker cluster, with the
+# killed broker the fan-out group's coordinator, `send_offsets_to_transaction`
+# sat out the former fixed 75 s (librdkafka #5511); a broker's failover itself
+# took 10-14 s there (docs/reliability.md).
+TXN_DEADLINE_MARGIN = 5.0
 
 
 class DoneStore:
@@ -111,6 +119,8 @@ class FanoutLoop:
         self.worker_tag = settings.worker_id.encode()
         self.done = DoneStore(settings.data_dir / settings.worker_id / "fanout-done")
         self.sent = 0
+        self.in_txn_seconds = settings.transaction_timeout_ms / 1000
+        self.in_txn_deadline = self.in_txn_seconds + TXN_DEADLINE_MARGIN
 
     def stop(self) -> None:
         self.stopping.set()
@@ -159,7 +169,7 @@ class FanoutLoop:
                 "max.partition.fetch.bytes": 1024 * 1024,
                 "queued.max.messages.kbytes": 4096,
                 "max.poll.interval.ms": 600_000,
-                "session.timeout.ms": 10_000,
+                "session.timeout.ms": self.s.fanout_session_timeout_ms,
             }
         )
         consumer.subscribe(
@@ -182,9 +192,9 @@ class FanoutLoop:
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():
-                abort = partial(producer.abort_transaction, TXN_CALL_SECONDS)
+                abort = partial(producer.abort_transaction, self.in_txn_seconds)
                 stuck = True  # until the abort returns
-                calls.call(abort, TXN_CALL_DEADLINE, "abort_transaction")
+                calls.call(abort, self.in_txn_deadline, "abort_transaction")
                 stuck = False
             raise
         except CallStuck:
@@ -225,13 +235,13 @@ class FanoutLoop:
         ]
         group = consumer.consumer_group_metadata()
         calls.call(
-            partial(producer.send_offsets_to_transaction, offsets, group, TXN_CALL_SECONDS),
-            TXN_CALL_DEADLINE,
+            partial(producer.send_offsets_to_transaction, offsets, group, self.in_txn_seconds),
+            self.in_txn_deadline,
             "send_offsets_to_transaction",
         )
         calls.call(
-            partial(producer.commit_transaction, TXN_CALL_SECONDS),
-            TXN_CALL_DEADLINE,
+            partial(producer.commit_transaction, self.in_txn_seconds),
+            self.in_txn_deadline,
             "commit_transaction",
         )
         for key in committed:

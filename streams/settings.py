@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
     transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    fanout_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        description=(
+            "`session.timeout.ms` of the fan-out consumer group: how long a worker that "
+            "died without leaving keeps its pages' partitions."
+        ),
+    )
     worker_niceness: int = Field(
         default=0,
         ge=0,
