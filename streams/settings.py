@@ -66,7 +66,17 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".local/state")
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
-    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    transaction_timeout_ms: int = Field(
+        default=30_000,
+        ge=1000,
+        description=(
+            "The fan-out's `transaction.timeout.ms`; librdkafka caps each send's delivery "
+            "time at it. Keep it above a broker's failover (10-14 s measured on 3 brokers): "
+            "at 10 s, every broker loss timed sends out and aborted the transactions. It "
+            "is also how long a worker that died for good (not restarted under its worker "
+            "id) holds its open transaction."
+        ),
+    )
     fanout_session_timeout_ms: int = Field(
         default=10_000,
         ge=6_000,
