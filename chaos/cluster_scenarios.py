@@ -26,6 +26,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ class HttpJob:
     same key on 408, 409, 429 and 5xx (after Retry-After), timeouts and transport
     errors, as Courier's SDKs retry. Every answer is kept."""
 
-    def __init__(self, api: ApiServer, deadline: float = 900) -> None:
+    def __init__(self, api: ApiServer, alive: Callable[[], None], deadline: float = 900) -> None:
         self.api = api
+        self.alive = alive  # raises when a process the answers depend on died
         self.deadline = deadline
         self.answers: list[Answer] = []
         self._lock = threading.Lock()
@@ -98,6 +100,7 @@ class HttpJob:
                     raise AssertionError(f"POST {path}: {status} {response.text[:300]}")
             if time.monotonic() > give_up:
                 raise AssertionError(f"POST {path}: no answer but {code} in {self.deadline} s")
+            self.alive()
             retry_after = response.headers.get("Retry-After") if response is not None else None
             time.sleep(float(retry_after) if retry_after else 1.0)
 
@@ -249,6 +252,14 @@ def _inject(ctx: Context, plan: Plan, down: float) -> Fault:
     return fault
 
 
+def _workers_alive(run: Run) -> None:
+    """Raise if a worker is gone (its exit code: negative for the signal that ended it)."""
+    for worker_id, worker in run.workers.items():
+        if not worker.alive():
+            code = worker.proc.returncode if worker.proc is not None else None
+            raise AssertionError(f"worker {worker_id} exited ({code}):\n{worker.log_tail(20)}")
+
+
 def _checks_on_topics(tally: Tally, run: Run, cluster: LocalCluster) -> None:
     """Every topic of the run (bulkstream's and faust's) has the replicas and
     min.insync.replicas the settings ask for."""
@@ -310,7 +321,7 @@ def _cluster_scenario(
         for worker_id in ("w1", "w2"):
             run.start_worker(worker_id)
         api = run.start_api()
-        http = HttpJob(api)
+        http = HttpJob(api, alive=partial(_workers_alive, run))
         job_id = http.create()
         ctx = Context(run, cluster, job_id)
         tail = SendsTail(base.kafka_bootstrap_servers, run.settings.topic_sends).start()
