@@ -139,6 +139,27 @@ stop_node() { # stop_node NODE SIGNAL
   rm -f "$f"
 }
 
+stop_all() { # SIGTERM every node at once: stopped one by one, the last node
+  # waits for good on a controlled shutdown its lost quorum cannot grant.
+  local n pids=()
+  for n in "${NODES[@]}"; do
+    if alive "$n"; then
+      pids+=("$n:$(cat "$(pid_file "$n")")")
+      log "node $n (pid $(cat "$(pid_file "$n")")): SIGTERM"
+      kill -TERM "$(cat "$(pid_file "$n")")"
+    else
+      log "node $n not running (no live pid file)"
+    fi
+  done
+  local entry pid
+  for entry in "${pids[@]}"; do
+    n="${entry%%:*}"; pid="${entry#*:}"
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "node $n did not stop in 60 s; SIGKILL"; kill -9 "$pid"; fi
+    rm -f "$(pid_file "$n")"
+  done
+}
+
 node_arg() {
   [[ "${1:-}" =~ ^[123]$ ]] || { echo "NODE must be 1, 2 or 3" >&2; exit 2; }
 }
@@ -161,7 +182,7 @@ case "${1:-}" in
       exit 1
     fi
     log "bootstrap servers: $(bootstrap)" ;;
-  down) for n in "${NODES[@]}"; do stop_node "$n" TERM; done ;;
+  down) stop_all ;;
   status) status ;;
   bootstrap) bootstrap ;;
   start) node_arg "${2:-}"; jars; start_node "$2"; wait_brokers "$2" ;;
