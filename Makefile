@@ -10,18 +10,21 @@ SERVICES := deploy/local/services.sh
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 # The image `make image` builds; docker-compose.yml and deploy/kubernetes/ name it.
 IMAGE ?= bulkstream:$(VERSION)
+CLUSTER := deploy/local/cluster.sh
 
 ifeq ($(strip $(KAFKA_BOOTSTRAP_SERVERS)$(REDIS_URL)),)
 LOCAL_STACK := up
+LOCAL_REDIS := redis-up
 export KAFKA_BOOTSTRAP_SERVERS := 127.0.0.1:9092
 export REDIS_URL := redis://127.0.0.1:6379/0
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status test lint fmt schemas demo bench chaos image image-name image-test clean
+.PHONY: help venv up down status test lint fmt schemas demo bench chaos image image-name image-test clean \
+	redis-up cluster-up cluster-down cluster-status chaos-cluster
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## create the virtualenv and install bulkstream with its dev tools
 
@@ -84,5 +87,24 @@ IMAGE_TEST_ARGS ?=
 image-test: venv $(LOCAL_STACK) image ## build the image; 2 worker + 1 API containers: SDK flow, 100k job, a worker SIGKILLed
 	$(BIN)/python -m tests.image --image $(IMAGE) $(IMAGE_TEST_ARGS)
 
-clean: down ## stop services and remove all local state (.local/)
+
+redis-up: ## start only the local Redis (harmless if running)
+	$(SERVICES) redis-up
+
+cluster-up: venv ## three local KRaft brokers (127.0.0.1:19092,19192,19292; state in .local/cluster/)
+	PYTHON=$(BIN)/python $(CLUSTER) up
+
+cluster-down: ## stop the three brokers that `make cluster-up` started
+	$(CLUSTER) down
+
+cluster-status: ## say whether each of the three brokers is running
+	$(CLUSTER) status
+
+chaos-cluster: venv cluster-up $(LOCAL_REDIS) ## broker faults on the 3-broker cluster (replication 3, min ISR 2); writes its section of docs/reliability.md
+	KAFKA_BOOTSTRAP_SERVERS=$$($(CLUSTER) bootstrap) \
+	BULKSTREAM_REPLICATION_FACTOR=$${BULKSTREAM_REPLICATION_FACTOR:-3} \
+	BULKSTREAM_MIN_INSYNC_REPLICAS=$${BULKSTREAM_MIN_INSYNC_REPLICAS:-2} \
+	$(BIN)/python -m chaos --cluster $(CHAOS_ARGS)
+
+clean: down cluster-down ## stop services and remove all local state (.local/)
 	rm -rf .local

@@ -2,6 +2,7 @@
 
 python -m chaos                      # every scenario, 200,000 users, 5 kill rounds
 python -m chaos --users 20000 --rounds 2 --only kills,poison
+python -m chaos --cluster            # the multi-broker faults, on `make cluster-up`'s cluster
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos.report import write_report
+from chaos.cluster import LocalCluster
+from chaos.cluster_scenarios import CLUSTER_SCENARIOS, DOWN_SECONDS, ClusterTally
+from chaos.report import write_cluster_report, write_report
 from chaos.run import Tally
 from chaos.scenarios import SCENARIOS
 from streams.settings import Settings
@@ -26,17 +29,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=5, help="kills during ingest, and during fan-out"
     )
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--only", default=None, help="comma-separated scenarios")
     parser.add_argument("--out", type=Path, default=Path("docs/reliability.md"))
     parser.add_argument("--no-report", action="store_true", help="print, do not write the doc")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the broker faults on a 3-broker cluster (make cluster-up; KAFKA_BOOTSTRAP_SERVERS "
+        "its brokers, BULKSTREAM_REPLICATION_FACTOR=3, BULKSTREAM_MIN_INSYNC_REPLICAS=2)",
+    )
+    parser.add_argument(
+        "--down",
+        type=float,
+        default=DOWN_SECONDS,
+        help="--cluster: seconds a killed broker stays down",
+    )
     args = parser.parse_args(argv)
-    names = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(SCENARIOS))
+    known: dict[str, object] = dict(CLUSTER_SCENARIOS if args.cluster else SCENARIOS)
+    names = [name.strip() for name in (args.only or ",".join(known)).split(",") if name.strip()]
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}")
 
     logs = Path(tempfile.mkdtemp(prefix="bulkstream-chaos-"))
     base = Settings(data_dir=logs / "state", metrics_port=0)
+    if args.cluster:
+        return _cluster(parser, args, argv, names, base, logs)
     tallies: list[Tally] = []
     for name in names:
         print(f"[chaos] {name}: {args.users:,} users", flush=True)
@@ -59,6 +77,52 @@ def main(argv: list[str] | None = None) -> int:
             when=datetime.now(UTC),
             machine=f"{platform.machine()}, Python {platform.python_version()}",
             logs=logs,
+        )
+        print(f"[chaos] wrote {args.out} (logs in {logs})")
+    return 0 if all(t.ok for t in tallies) else 1
+
+
+def _cluster(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    names: list[str],
+    base: Settings,
+    logs: Path,
+) -> int:
+    brokers = LocalCluster(base.kafka_bootstrap_servers).metadata().brokers
+    if len(brokers) < 3 or base.replication_factor < 3:
+        parser.error(
+            f"--cluster wants 3 brokers and BULKSTREAM_REPLICATION_FACTOR=3; "
+            f"{base.kafka_bootstrap_servers} has {len(brokers)} broker(s), the replication "
+            f"factor is {base.replication_factor} (use `make chaos-cluster`)"
+        )
+    tallies: list[ClusterTally] = []
+    for name in names:
+        print(f"[chaos] cluster {name}: {args.users:,} users", flush=True)
+        try:
+            tally = CLUSTER_SCENARIOS[name](base, logs, args.users, args.down)
+        except Exception:
+            tally = ClusterTally(name, args.users)
+            tally.checks["scenario ran to the end"] = False
+            tally.notes.append(traceback.format_exc(limit=3).strip().splitlines()[-1])
+            traceback.print_exc()
+        tallies.append(tally)
+        print(f"[chaos] {name}: {'OK' if tally.ok else 'FAILED'} {tally}", flush=True)
+    command = " ".join(["python -m chaos", *(argv if argv is not None else sys.argv[1:])])
+    if not args.no_report:
+        isr = base.min_insync_replicas or "the broker's default"
+        write_cluster_report(
+            args.out,
+            tallies,
+            command=command,
+            when=datetime.now(UTC),
+            machine=f"{platform.machine()}, Python {platform.python_version()}",
+            logs=logs,
+            settings=(
+                f"`BULKSTREAM_REPLICATION_FACTOR={base.replication_factor}`, "
+                f"`BULKSTREAM_MIN_INSYNC_REPLICAS={isr}`"
+            ),
         )
         print(f"[chaos] wrote {args.out} (logs in {logs})")
     return 0 if all(t.ok for t in tallies) else 1

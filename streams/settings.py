@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,7 +38,24 @@ class Settings(BaseSettings):
     topic_progress: str = "bulk.progress"
     topic_control: str = "bulk.control"
     partitions: int = Field(default=8, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Replicas of every topic bulkstream creates (its own, and faust's changelog and "
+            "assignor topics). 1 for a single dev broker; 3 on a real cluster."
+        ),
+    )
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "`min.insync.replicas` of every topic bulkstream creates: how many replicas "
+            "must have a write before an acks=all producer (all of ours) is answered. "
+            "Unset: the broker's default. 2 with 3 replicas: one broker can be lost "
+            "without losing or refusing a write."
+        ),
+    )
 
     # Worker.
     app_id: str = "bulkstream"
@@ -49,7 +66,25 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".local/state")
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
-    transaction_timeout_ms: int = Field(default=10_000, ge=1000)
+    transaction_timeout_ms: int = Field(
+        default=30_000,
+        ge=1000,
+        description=(
+            "The fan-out's `transaction.timeout.ms`; librdkafka caps each send's delivery "
+            "time at it. Keep it above a broker's failover (10-14 s measured on 3 brokers): "
+            "at 10 s, every broker loss timed sends out and aborted the transactions. It "
+            "is also how long a worker that died for good (not restarted under its worker "
+            "id) holds its open transaction."
+        ),
+    )
+    fanout_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        description=(
+            "`session.timeout.ms` of the fan-out consumer group: how long a worker that "
+            "died without leaving keeps its pages' partitions."
+        ),
+    )
     worker_niceness: int = Field(
         default=0,
         ge=0,
@@ -71,7 +106,7 @@ class Settings(BaseSettings):
     max_command_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=64 * 1024,
-        le=16 * 1024 * 1024,  # what bulk.commands takes (streams.topics.MAX_MESSAGE_BYTES)
+        le=16 * 1024 * 1024,  # what bulk.commands takes (streams.kafka.topics.MAX_MESSAGE_BYTES)
         description=(
             "The largest command a worker applies. A larger one goes to the DLQ as "
             "`oversized` without being decoded, and the API answers 413 rather than "
@@ -121,6 +156,23 @@ class Settings(BaseSettings):
         description="How deeply a request body may nest objects and arrays (400 beyond).",
     )
     idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
+
+    @model_validator(mode="after")
+    def _replicas_can_be_in_sync(self) -> Settings:
+        if self.min_insync_replicas is not None and (
+            self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) is more than "
+                f"replication_factor ({self.replication_factor}): no write could be accepted"
+            )
+        return self
+
+    def topic_config(self) -> dict[str, str]:
+        """Configuration every topic bulkstream creates carries, whoever creates it."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
     def env(self, **overrides: Any) -> dict[str, str]:
         """The environment variables that give another process these settings."""

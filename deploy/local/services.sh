@@ -2,7 +2,7 @@
 # Starts, stops and reports the local Kafka broker (KRaft, single node) and
 # Redis server that bulkstream's tests and demo run against, without Docker.
 #
-#   deploy/local/services.sh up|down|status
+#   deploy/local/services.sh up|down|status|redis-up
 #
 # State (jars, Kafka data, logs, pid files) lives in $BULKSTREAM_LOCAL_DIR
 # (default: .local/ at the repository root, git-ignored). `down` stops only
@@ -163,7 +163,8 @@ status() {
 
 case "${1:-}" in
   up) kafka_up; redis_up ;;
+  redis-up) redis_up ;;
   down) stop kafka "$KAFKA_PID"; stop redis "$REDIS_PID" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|redis-up" >&2; exit 2 ;;
 esac

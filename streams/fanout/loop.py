@@ -38,10 +38,18 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 _RESTORED_AT = b"\x00restored-at\x00"
-# librdkafka's own timeout for a transactional call, and ours on top of it for
+# librdkafka's own timeout for `init_transactions`, and ours on top of it for
 # when librdkafka does not keep to its own (streams.bounded).
 TXN_CALL_SECONDS = 60.0
 TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
+# The calls inside a transaction (send offsets, commit, abort) get the
+# transaction's own timeout, and our deadline this much more: past
+# transaction.timeout.ms the coordinator aborts the transaction anyway, so
+# waiting longer only holds the pages up. On a 3-broker cluster, with the
+# killed broker the fan-out group's coordinator, `send_offsets_to_transaction`
+# sat out the former fixed 75 s (librdkafka #5511); a broker's failover itself
+# took 10-14 s there (docs/reliability.md).
+TXN_DEADLINE_MARGIN = 5.0
 
 
 class FanoutLoop:
@@ -64,6 +72,8 @@ class FanoutLoop:
         self.worker_tag = settings.worker_id.encode()
         self.done = DoneStore(settings.data_dir / settings.worker_id / "fanout-done")
         self.sent = 0
+        self.in_txn_seconds = settings.transaction_timeout_ms / 1000
+        self.in_txn_deadline = self.in_txn_seconds + TXN_DEADLINE_MARGIN
 
     def stop(self) -> None:
         self.stopping.set()
@@ -112,7 +122,7 @@ class FanoutLoop:
                 "max.partition.fetch.bytes": 1024 * 1024,
                 "queued.max.messages.kbytes": 4096,
                 "max.poll.interval.ms": 600_000,
-                "session.timeout.ms": 10_000,
+                "session.timeout.ms": self.s.fanout_session_timeout_ms,
             }
         )
         consumer.subscribe(
@@ -135,9 +145,9 @@ class FanoutLoop:
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():
-                abort = partial(producer.abort_transaction, TXN_CALL_SECONDS)
+                abort = partial(producer.abort_transaction, self.in_txn_seconds)
                 stuck = True  # until the abort returns
-                calls.call(abort, TXN_CALL_DEADLINE, "abort_transaction")
+                calls.call(abort, self.in_txn_deadline, "abort_transaction")
                 stuck = False
             raise
         except CallStuck:
@@ -178,13 +188,13 @@ class FanoutLoop:
         ]
         group = consumer.consumer_group_metadata()
         calls.call(
-            partial(producer.send_offsets_to_transaction, offsets, group, TXN_CALL_SECONDS),
-            TXN_CALL_DEADLINE,
+            partial(producer.send_offsets_to_transaction, offsets, group, self.in_txn_seconds),
+            self.in_txn_deadline,
             "send_offsets_to_transaction",
         )
         calls.call(
-            partial(producer.commit_transaction, TXN_CALL_SECONDS),
-            TXN_CALL_DEADLINE,
+            partial(producer.commit_transaction, self.in_txn_seconds),
+            self.in_txn_deadline,
             "commit_transaction",
         )
         for key in committed:
@@ -252,7 +262,14 @@ class FanoutLoop:
         self._lag_at = now
         lags = []
         for tp in consumer.position(consumer.assignment()):
-            low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=1.0)
+            except KafkaException as exc:
+                # The partition's leader is away (a broker lost, a leader moving): the
+                # gauge keeps its values until the next round; the fan-out goes on.
+                # Raised, this ended the session: a rebalance of the group over a metric.
+                log.debug("fan-out lag of %s/%d unknown: %s", tp.topic, tp.partition, exc)
+                return
             if high >= 0:
                 lags.append((tp.topic, tp.partition, high - (tp.offset if tp.offset >= 0 else low)))
         self.lag.update(lags)

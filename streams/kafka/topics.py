@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka.admin import (
     AdminClient,
@@ -46,7 +47,8 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
     n = settings.partitions
     retention = str(int(settings.retention_days * DAY_MS) + DAY_MS)
     big = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
-    kept = {"retention.ms": retention}
+    # Every topic also carries the settings' min.insync.replicas, when one is set.
+    kept = {"retention.ms": retention, **settings.topic_config()}
     return {
         "commands": TopicSpec(settings.topic_commands, "job id", {**big, **kept}, n),
         "commands_dlq": TopicSpec(
@@ -78,8 +80,12 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     existing ones to what this release needs. Nothing else of an existing topic
     is touched: its retention or partitions may have been chosen on purpose."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    listed = admin.list_topics(timeout=timeout).topics
+    existing = set(listed)
     all_specs = specs(settings).values()
+    for spec in all_specs:
+        if spec.name in listed:
+            warn_if_fewer_replicas(spec.name, listed[spec.name], settings.replication_factor)
     wanted = [
         NewTopic(
             spec.name,
@@ -102,6 +108,20 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     if sized:
         raise_size_limits(admin, sized, timeout)
     await_leaders(admin, [spec.name for spec in all_specs], timeout)
+
+
+def warn_if_fewer_replicas(name: str, metadata: Any, wanted: int) -> None:
+    """An existing topic keeps its replicas (changing them is a reassignment, an
+    operator's job): say so when it has fewer than the settings ask for."""
+    replicas = min((len(p.replicas) for p in metadata.partitions.values()), default=wanted)
+    if replicas < wanted:
+        log.warning(
+            "topic %s has %d replica(s) per partition, BULKSTREAM_REPLICATION_FACTOR is %d: "
+            "existing topics are not changed (reassign their partitions to add replicas)",
+            name,
+            replicas,
+            wanted,
+        )
 
 
 def await_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
