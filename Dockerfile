@@ -37,7 +37,7 @@ RUN --mount=type=bind,target=/context \
  && echo "wheels: ${WHEELS:-none, from the index} ${WHEELS_DIGEST}" \
  && /opt/bulkstream/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links /context/$WHEELS} . \
  && /opt/bulkstream/bin/pip uninstall --yes pip setuptools \
- && /opt/bulkstream/bin/python -c "import streams.worker, streams.api.app, streams.healthcheck"
+ && /opt/bulkstream/bin/python -c "import streams.ops.worker, streams.api.app, streams.ops.healthcheck"
 
 # -- the image: the base, the virtualenv, a user -------------------------------
 FROM ${BASE_IMAGE}
@@ -62,6 +62,6 @@ EXPOSE 8080 9100
 # /healthz of whichever process runs: the API's port (--port or
 # BULKSTREAM_API_PORT) or the worker's (BULKSTREAM_METRICS_PORT).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-m", "streams.healthcheck"]
+  CMD ["python", "-m", "streams.ops.healthcheck"]
 ENTRYPOINT ["bulkstream"]
 CMD ["worker"]

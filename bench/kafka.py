@@ -1,6 +1,6 @@
 """Raw Kafka: the baselines (a bare confluent-kafka producer) and reading back what was sent.
 
-The baseline producer uses `streams.fanout.producer_config` (the same acks,
+The baseline producer uses `streams.kafka.config.producer_config` (the same acks,
 idempotence, linger and batch size as every bulkstream producer) and pushes
 records built and serialised before the clock starts, to a fresh topic with
 the same number of partitions: the ceiling of what this broker and client

@@ -85,8 +85,8 @@ STAGES = (
     ("Aggregate.emit_pages", "aggregate: cutting the job into pages"),
     ("FanoutLoop._fan_out", "fan-out: building and producing the sends"),
     ("FanoutLoop", "fan-out: consuming pages, transactions"),
-    ("streams/progress.py", "aggregate: folding page progress"),
-    ("streams/views.py", "Redis views"),
+    ("streams/aggregate/progress.py", "aggregate: folding page progress"),
+    ("streams/views/", "Redis views"),
 )
 OTHER = "other (faust, asyncio, timers, metrics)"
 

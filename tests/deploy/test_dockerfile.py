@@ -247,7 +247,7 @@ def test_labels_name_the_project_its_version_and_license() -> None:
 
 def test_the_healthcheck_probes_the_main_process() -> None:
     (healthcheck,) = _args("HEALTHCHECK", FINAL)
-    assert healthcheck.endswith('CMD ["python", "-m", "streams.healthcheck"]')
+    assert healthcheck.endswith('CMD ["python", "-m", "streams.ops.healthcheck"]')
     settings = Settings(metrics_host="0.0.0.0", metrics_port=9100, api_host="::", api_port=8080)
     script = "/opt/bulkstream/bin/bulkstream"
     python = "/opt/bulkstream/bin/python3"

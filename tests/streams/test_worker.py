@@ -16,12 +16,12 @@ def _in_fresh_python(code: str) -> str:
 
 def test_tune_gc_freezes_what_start_up_made_and_raises_the_young_threshold() -> None:
     out = _in_fresh_python(
-        "import gc; from streams.worker import tune_gc; tune_gc(); "
+        "import gc; from streams.ops.worker import tune_gc; tune_gc(); "
         "print(gc.get_threshold()[0], gc.get_freeze_count() > 10_000)"
     )
     assert out == f"{GC_THRESHOLD} True"
 
 
 def test_tune_malloc_is_taken_by_glibc() -> None:
-    out = _in_fresh_python("from streams.worker import tune_malloc; print(tune_malloc())")
+    out = _in_fresh_python("from streams.ops.worker import tune_malloc; print(tune_malloc())")
     assert out == "True"
