@@ -175,8 +175,8 @@ def test_the_venv_leaves_pip_behind_and_imports_what_the_commands_load() -> None
     install = next(n for n, c in enumerate(commands) if "pip install" in c)
     assert commands[install + 1] == "/opt/bulkstream/bin/pip uninstall --yes pip setuptools"
     assert re.fullmatch(
-        r'/opt/bulkstream/bin/python -c "import streams\.worker, streams\.api\.app, '
-        r'streams\.healthcheck"',
+        r'/opt/bulkstream/bin/python -c "import streams\.ops\.worker, streams\.api\.app, '
+        r'streams\.ops\.healthcheck"',
         commands[install + 2],
     )
 
