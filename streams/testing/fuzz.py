@@ -36,7 +36,8 @@ ACCEPTED = ["2xx", "400", "404", "409"]
 # ... or for what the schema cannot say: numbers beyond 64 bits, nesting beyond the limit.
 REFUSED_VALID = re.compile(
     r"^(BulkJobDuplicateInvocationError: |BulkJobAlreadySubmittedError: "
-    r"|.*: integers must fit in 64 bits|Request body is nested deeper than )"
+    r"|.*: integers must fit in 64 bits|Request body is nested deeper than )",
+    re.DOTALL,  # a field path may hold any character, a newline included
 )
 # Invalid input is refused as invalid (400, 413 for too many users, 415, 422) or stops at
 # the missing job or its state first.
