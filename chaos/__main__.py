@@ -12,8 +12,10 @@ import platform
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from chaos.cluster import LocalCluster
 from chaos.cluster_scenarios import CLUSTER_SCENARIOS, DOWN_SECONDS, ClusterTally
@@ -55,18 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings(data_dir=logs / "state", metrics_port=0)
     if args.cluster:
         return _cluster(parser, args, argv, names, base, logs)
-    tallies: list[Tally] = []
-    for name in names:
-        print(f"[chaos] {name}: {args.users:,} users", flush=True)
-        try:
-            tally = SCENARIOS[name](base, logs, args.users, args.rounds)
-        except Exception:
-            tally = Tally(name, args.users)
-            tally.checks["scenario ran to the end"] = False
-            tally.notes.append(traceback.format_exc(limit=3).strip().splitlines()[-1])
-            traceback.print_exc()
-        tallies.append(tally)
-        print(f"[chaos] {name}: {'OK' if tally.ok else 'FAILED'} {tally}", flush=True)
+    tallies = _each(
+        names,
+        "",
+        args.users,
+        lambda name: SCENARIOS[name](base, logs, args.users, args.rounds),
+        lambda name: Tally(name, args.users),
+    )
 
     command = " ".join(["python -m chaos", *(argv if argv is not None else sys.argv[1:])])
     if not args.no_report:
@@ -97,18 +94,13 @@ def _cluster(
             f"{base.kafka_bootstrap_servers} has {len(brokers)} broker(s), the replication "
             f"factor is {base.replication_factor} (use `make chaos-cluster`)"
         )
-    tallies: list[ClusterTally] = []
-    for name in names:
-        print(f"[chaos] cluster {name}: {args.users:,} users", flush=True)
-        try:
-            tally = CLUSTER_SCENARIOS[name](base, logs, args.users, args.down)
-        except Exception:
-            tally = ClusterTally(name, args.users)
-            tally.checks["scenario ran to the end"] = False
-            tally.notes.append(traceback.format_exc(limit=3).strip().splitlines()[-1])
-            traceback.print_exc()
-        tallies.append(tally)
-        print(f"[chaos] {name}: {'OK' if tally.ok else 'FAILED'} {tally}", flush=True)
+    tallies = _each(
+        names,
+        "cluster ",
+        args.users,
+        lambda name: CLUSTER_SCENARIOS[name](base, logs, args.users, args.down),
+        lambda name: ClusterTally(name, args.users),
+    )
     command = " ".join(["python -m chaos", *(argv if argv is not None else sys.argv[1:])])
     if not args.no_report:
         isr = base.min_insync_replicas or "the broker's default"
@@ -126,6 +118,32 @@ def _cluster(
         )
         print(f"[chaos] wrote {args.out} (logs in {logs})")
     return 0 if all(t.ok for t in tallies) else 1
+
+
+T = TypeVar("T", Tally, ClusterTally)
+
+
+def _each(
+    names: list[str],
+    kind: str,
+    users: int,
+    scenario: Callable[[str], T],
+    failed: Callable[[str], T],
+) -> list[T]:
+    """Run each named scenario in turn; one that raised is a failed tally saying why."""
+    tallies: list[T] = []
+    for name in names:
+        print(f"[chaos] {kind}{name}: {users:,} users", flush=True)
+        try:
+            tally = scenario(name)
+        except Exception:
+            tally = failed(name)
+            tally.checks["scenario ran to the end"] = False
+            tally.notes.append(traceback.format_exc(limit=3).strip().splitlines()[-1])
+            traceback.print_exc()
+        tallies.append(tally)
+        print(f"[chaos] {name}: {'OK' if tally.ok else 'FAILED'} {tally}", flush=True)
+    return tallies
 
 
 if __name__ == "__main__":

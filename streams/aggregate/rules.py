@@ -118,6 +118,17 @@ def _prior(reads: JobReads, command: AnyCommand, offset: int) -> Effects | None:
     return Effects(result=stored[1], again=True)
 
 
+def _job_for(
+    reads: JobReads, command: IngestUsers | RunJob, offset: int
+) -> tuple[JobState | None, Effects | None]:
+    """The job a command of an existing job is for, or what answers the command at once:
+    `not_found` (another tenant's job too), or its result kept from another offset."""
+    job = reads.job(command.job_id)
+    if job is None or job.tenant != command.tenant:
+        return None, not_found(command)
+    return job, _prior(reads, command, offset)
+
+
 def finish(job: JobState, status: JobStatus, reason: str | None, now: float) -> None:
     """Move the job to COMPLETED or ERROR."""
     job.status, job.reason, job.completed_at = status, reason, now
@@ -160,12 +171,10 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
     batch) already holds its identity (`Duplicate user`, echoed with its recipient).
     A user without an identity is accepted, and never a duplicate; having no address
     either, it fails in the fan-out with the reason."""
-    job = reads.job(command.job_id)
-    if job is None or job.tenant != command.tenant:
-        return not_found(command)
-    prior = _prior(reads, command, offset)
-    if prior is not None:
-        return prior
+    job, answered = _job_for(reads, command, offset)
+    if answered is not None:
+        return answered
+    assert job is not None
     applied = job.applied_offset >= offset
     if not applied and job.status is not JobStatus.CREATED:
         message = f"Job {command.job_id} has already been run; create a new job to add users"
@@ -213,12 +222,10 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
 def run(reads: JobReads, command: RunJob, offset: int, now: float, page_size: int) -> Effects:
     """The one run of a job: PROCESSING, cut into pages of `page_size` users (an empty
     job goes straight to COMPLETED). A run at another offset is `already_run`."""
-    job = reads.job(command.job_id)
-    if job is None or job.tenant != command.tenant:
-        return not_found(command)
-    prior = _prior(reads, command, offset)
-    if prior is not None:
-        return prior
+    job, answered = _job_for(reads, command, offset)
+    if answered is not None:
+        return answered
+    assert job is not None
     if job.run_offset is not None and job.run_offset != offset:
         message = f"Job {command.job_id} has already been run"
         return Effects(
