@@ -108,7 +108,7 @@ def compute(fan: dict[str, Any], ing: dict[str, Any] | None) -> ScenarioResult:
         f"{workers} fan-out worker{'s, a core each,' if workers > 1 else ' on one core'} and "
         f"at least as many partitions of the pages topic (a partition feeds one worker; today's "
         f"{partitions} cap one job's fan-out at about {fan_cap:,.0f} sends/s). The job record "
-        f"(`streams.state.JobState`, written whole) holds counters and a bitmap of the pages "
+        f"(`streams.aggregate.state.JobState`, written whole) holds counters and a bitmap of the pages "
         f"done, not the users: at 100M users it is {record_bytes / 1e3:,.0f} kB, and one "
         f"decode and re-encode of it took {record_s * 1000:,.2f} ms here; the aggregate does "
         f"that once per ingest command ({commands:,}: at most {_hours(ingest_records_s)} in "
