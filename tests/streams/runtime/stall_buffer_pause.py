@@ -2,7 +2,10 @@
 buffer, across a worker joining and leaving, still gets every record.
 
 Not a test that fails without the patch (see the patch's docstring): the
-stall needs a pause taken in the milliseconds around a revocation."""
+stall needs a pause taken in the milliseconds around a revocation. Out of
+`make test` (pytest collects test_*.py only): once, in a fresh-clone run of
+.ci/run, it timed out waiting for every record after both rebalances, with
+the patch in. Run it by its path: `.venv/bin/pytest tests/streams/runtime/stall_buffer_pause.py`."""
 
 from __future__ import annotations
 
