@@ -5,7 +5,7 @@ aggregate only reaches once every page's sends are committed). Then checked:
 the job's counters are N, and a read_committed reader of the sends topic finds
 N records with N distinct messageIds, each keyed by its own messageId. The
 ceiling: a bare confluent-kafka producer pushing N send events of the same
-job, built with `streams.fanout.sends.build_send` and serialised before the clock
+job, built with `streams.sends.build_send` and serialised before the clock
 starts, to a fresh topic with the same partitions and producer settings.
 With `--profile`, a second job of the same size is fanned out (untimed)
 under py-spy.
@@ -18,9 +18,9 @@ import time
 import orjson
 
 from schemas.commands import CreateJob, IngestUsers
-from streams.fanout.sends import build_send
 from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
+from streams.sends import build_send
 from streams.settings import Settings
 from streams.testing.processes import WorkerProcess, cpu_seconds, start_workers, stop_all
 from streams.testing.reader import ViewReader

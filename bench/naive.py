@@ -5,7 +5,7 @@ environment like any bulkstream process (topics, Redis prefix, data folder).
 Its agent reads the same commands: it keeps a job's definition and its
 ingested users in memory and, on the run command, does
 `await sends_topic.send(...)` once per recipient (the same send events,
-built with `streams.fanout.sends.build_send`). No transactions, no pages, no
+built with `streams.sends.build_send`). No transactions, no pages, no
 state: just the obvious loop. For the benchmark it writes to Redis how many
 users it holds (`<prefix>:naive:<job>:ingested`) and, once the broker
 acknowledged the last send, `<prefix>:naive:<job>:done`.
@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.commands import BulkUser, JobMessage
-from streams.fanout.sends import build_send
+from streams.sends import build_send
 from streams.settings import Settings
 
 

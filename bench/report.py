@@ -35,7 +35,7 @@ _SCENARIOS = {
     "committed); then the job's counters must be N and a read_committed reader must find N "
     "sends with N distinct messageIds. Baseline: one bare confluent-kafka producer "
     "(`streams.kafka.config.producer_config`: same acks, idempotence, linger, batch size) "
-    "pushing the same N send events, built with `streams.fanout.sends.build_send` and "
+    "pushing the same N send events, built with `streams.sends.build_send` and "
     "serialised before the clock starts, to a fresh topic with the same partitions.",
     "naive": "`bench/naive.py`: the fan-out one writes first, one faust agent that keeps the "
     "job's users in memory and, on the run command, does `await sends_topic.send(...)` once "

@@ -30,9 +30,9 @@ from schemas.fanout import PageProgress, decode_page
 from streams import metrics
 from streams.errors import CallStuck
 from streams.fanout.done import DoneStore
-from streams.fanout.sends import PageSends, routing_channels, unroutable_reason
 from streams.kafka.bounded import BoundedCalls
 from streams.kafka.config import producer_config
+from streams.sends import PageSends, routing_channels, unroutable_reason
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class FanoutLoop:
         try:
             while not self.stopping.is_set():
                 self._report_lag(consumer)
-                messages = consumer.consume(self.s.fanout_pages_per_transaction, timeout=0.5)
+                messages = self._take(consumer)
                 pages = [m for m in messages if m.error() is None]
                 for m in messages:
                     if m.error() is not None:
@@ -160,6 +160,19 @@ class FanoutLoop:
             calls.close()
             if not stuck:
                 producer.flush(10)
+
+    def _take(self, consumer: Consumer) -> list[Message]:
+        """The pages librdkafka has fetched, up to a transaction's worth; else the next
+        page to come (within 0.5 s).
+
+        `consume(n, timeout)` waits for n pages or the timeout, whichever comes
+        first: with fewer pages coming (a small job, a rate-limited one, the last
+        pages of a window), every transaction waited the timeout out."""
+        messages: list[Message] = consumer.consume(self.s.fanout_pages_per_transaction, 0)
+        if not messages:
+            message = consumer.poll(0.5)
+            messages = [message] if message is not None else []
+        return messages
 
     def _transaction(
         self, producer: Producer, consumer: Consumer, calls: BoundedCalls, pages: list[Message]

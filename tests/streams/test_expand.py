@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.fanout.sends import PageSends, build_send, merged_data, send_to, unroutable_reason
 from streams.ids import message_id, new_job_id
+from streams.sends import PageSends, build_send, merged_data, send_to, unroutable_reason
 
 
 def test_user_data_wins_key_by_key_and_nested_objects_are_replaced_whole() -> None:

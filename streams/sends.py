@@ -1,4 +1,4 @@
-"""Pure logic of the fan-out: one user of a job becomes one send event, or a failure.
+"""What a send event is: one user of a job becomes one send event, or a failure. Pure.
 
 Data merge rule: the send's `data` starts as the job's data (the nested
 message's `data`, overlaid by the job's global `data`), then the user's
