@@ -7,10 +7,12 @@ delivered twice has one effect), the `tenant` that owns the job and the
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, RootModel, model_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator, model_validator
 
 from schemas.base import AsSent, JsonObject, WireModel
 
@@ -198,7 +200,10 @@ def echo(user: JsonObject, identity: str | None) -> JsonObject:
 class CommandKind(StrEnum):
     CREATE = "create"  # create a job with its message definition
     INGEST = "ingest"  # add a batch of users to a CREATED job
-    RUN = "run"  # start the one-time fan-out of a job
+    RUN = "run"  # start the one-time fan-out of a job (or a dry run of it)
+    CANCEL = "cancel"  # stop a job for good: the users not sent yet never are
+    PAUSE = "pause"  # hold a running job: no send is committed until it is resumed
+    RESUME = "resume"  # carry a paused job on
 
 
 # Ids end up in Kafka keys, RocksDB keys and Redis keys: no control characters.
@@ -226,11 +231,83 @@ class IngestUsers(CommandBase):
     )
 
 
-class RunJob(CommandBase):
+def rfc3339(text: str) -> datetime:
+    """A time as RFC 3339 has it: a date, a time and an offset (`Z` or `+hh:mm`)."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError("must be an RFC 3339 time with an offset, like 2026-12-01T17:00:00Z")
+    return datetime.fromisoformat(text.replace("z", "Z"))
+
+
+def rfc3339_utc(at: float | None) -> str | None:
+    """A Unix time as RFC 3339 in UTC (`2026-12-01T17:00:00.250Z`), or None."""
+    if at is None:
+        return None
+    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+class RunOptions(WireModel):
+    """What `POST /bulk/{id}/run` may carry as its body (all optional, bulkstream's own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheduled_at: str | None = Field(
+        default=None,
+        description="Start the run at this time (RFC 3339); a time past runs at once.",
+    )
+    sends_per_second: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=10_000_000,
+        description="At most this many sends per second, over all workers together.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        strict=True,
+        description="Resolve everything a run would, write no send; the job stays CREATED.",
+    )
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            rfc3339(value)
+        return value
+
+    @model_validator(mode="after")
+    def _dry_run_alone(self) -> RunOptions:
+        if self.dry_run and (self.scheduled_at is not None or self.sends_per_second is not None):
+            raise ValueError("dryRun takes no scheduledAt or sendsPerSecond")
+        return self
+
+    def start_time(self) -> float | None:
+        """The scheduled start as a Unix time, or None."""
+        return None if self.scheduled_at is None else rfc3339(self.scheduled_at).timestamp()
+
+
+class RunJob(CommandBase, RunOptions):
     kind: Literal[CommandKind.RUN] = CommandKind.RUN
 
 
-AnyCommand = CreateJob | IngestUsers | RunJob
+class CancelJob(CommandBase):
+    kind: Literal[CommandKind.CANCEL] = CommandKind.CANCEL
+
+
+class PauseJob(CommandBase):
+    kind: Literal[CommandKind.PAUSE] = CommandKind.PAUSE
+
+
+class ResumeJob(CommandBase):
+    kind: Literal[CommandKind.RESUME] = CommandKind.RESUME
+
+
+# The commands that steer a job once it exists (answered once they have settled).
+ControlCommand = CancelJob | PauseJob | ResumeJob
+AnyCommand = CreateJob | IngestUsers | RunJob | CancelJob | PauseJob | ResumeJob
 Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
 
@@ -241,6 +318,7 @@ class CommandEnvelope(RootModel[Command]):
 class ErrorType(StrEnum):
     NOT_FOUND = "not_found"  # the job does not exist (for this tenant)
     ALREADY_RUN = "already_run"  # ingest or run on a job that already ran
+    NOT_ALLOWED = "not_allowed"  # a control command the job's status does not allow
     CONFLICT = "conflict"  # a different create for an existing job id
     INVALID = "invalid"  # the command could not be applied as sent
 

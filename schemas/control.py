@@ -22,5 +22,18 @@ class PurgeJob(WireModel):
     job_id: str
 
 
-class ControlMessage(RootModel[Annotated[RebuildViews | PurgeJob, Field(discriminator="kind")]]):
+class ReleasePages(WireModel):
+    """Hand a running job's next pages to the fan-out, as its window and its send-rate
+    limit allow; start a scheduled job that is due. With `again`, first hand over once
+    more every page handed over and not reported yet (a new owner of the partition)."""
+
+    kind: Literal["release"] = "release"
+    job_id: str
+    again: bool = False
+
+
+AnyControl = RebuildViews | PurgeJob | ReleasePages
+
+
+class ControlMessage(RootModel[Annotated[AnyControl, Field(discriminator="kind")]]):
     pass

@@ -59,3 +59,12 @@ class JobEvent(WireModel):
     failures: int
     at: float
     reason: str | None = None
+    # bulkstream's job control, on the jobs that use it:
+    canceled: int | None = Field(default=None, description="Users never sent (CANCELED).")
+    scheduled_at: str | None = Field(default=None, description="A scheduled run's start.")
+    sends_per_second: int | None = Field(default=None, description="The run's rate limit.")
+    dry_run: JsonObject | None = Field(
+        default=None,
+        description="A dry run's outcome (status, routable, unroutable), on the event "
+        "that reports it (status stays CREATED).",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
@@ -14,20 +15,59 @@ class JobStatus(StrEnum):
     PROCESSING = "PROCESSING"  # run accepted; the fan-out is emitting sends
     COMPLETED = "COMPLETED"  # every received user is enqueued or failed
     ERROR = "ERROR"  # the job failed as a whole (see the lifecycle event's reason)
+    # Only on jobs that use bulkstream's job control (never on a Courier-only client's):
+    SCHEDULED = "SCHEDULED"  # run accepted for a later time (`scheduledAt`)
+    PAUSED = "PAUSED"  # paused: no send of the job is committed until it is resumed
+    CANCELED = "CANCELED"  # canceled: counts are final; `canceled` users were never sent
+
+
+# Statuses a job never leaves.
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.CANCELED})
 
 
 class UserStatus(StrEnum):
     PENDING = "PENDING"  # ingested, no send event yet
     ENQUEUED = "ENQUEUED"  # its send event is committed on the sends topic
     ERROR = "ERROR"  # no send event could be made (see `error`)
+    CANCELED = "CANCELED"  # its job was canceled before its send was made (never sent)
+
+
+class DryRun(WireModel):
+    """What a dry run found: the job run as it would be, without one send written."""
+
+    status: Literal["COMPLETED", "ERROR"]
+    routable: int = Field(description="Users a run would send to.")
+    unroutable: int = Field(description="Users a run would fail (no routable address).")
+    sample: list[JsonObject] = Field(
+        description=(
+            "Up to 10 send events of the first routable users, exactly as the run would "
+            "build them, but with `messageId` null: a dry run burns no message id."
+        )
+    )
+    reason: str | None = Field(default=None, description="Why the dry run failed (ERROR).")
 
 
 class JobView(WireModel):
+    """`GET /bulk/{id}`'s `job`. Courier's five fields always; bulkstream's own only on
+    jobs that use them, so a Courier-only client never sees them."""
+
     definition: JsonObject
     enqueued: int
     failures: int
     received: int
     status: JobStatus
+    canceled: int | None = Field(
+        default=None,
+        description="Users never sent because the job was canceled (CANCELED jobs only): "
+        "received = enqueued + failures + canceled.",
+    )
+    scheduled_at: str | None = Field(
+        default=None, description="When a scheduled run starts (RFC 3339, UTC)."
+    )
+    sends_per_second: int | None = Field(
+        default=None, description="The run's send-rate limit, over all workers together."
+    )
+    dry_run: DryRun | None = None
 
 
 class UserView(WireModel):

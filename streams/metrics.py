@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 COMMANDS = Counter(
     "bulkstream_commands",
-    "Commands the aggregate handled, by kind (create/ingest/run) and outcome (ok/error/dlq).",
+    "Commands the aggregate answered, by kind (create/ingest/run/cancel/pause/resume) and "
+    "outcome (ok/error/dlq); a cancel or pause once it settled.",
     ["kind", "outcome"],
 )
 COMMAND_SECONDS = Histogram(
@@ -33,6 +34,21 @@ COMMAND_SECONDS = Histogram(
 )
 USERS_INGESTED = Counter("bulkstream_users_ingested", "Users accepted into jobs.")
 SENDS = Counter("bulkstream_sends", "Send events committed by the fan-out.")
+USERS_CANCELED = Counter(
+    "bulkstream_users_canceled", "Users of canceled jobs never sent (counted when it settles)."
+)
+CONTROL_SETTLE_SECONDS = Histogram(
+    "bulkstream_job_control_settle_seconds",
+    "From a pause or cancel applied to the job held (no page out).",
+    ["operation"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PAGES_RELEASED = Counter(
+    "bulkstream_pages_released", "Pages handed to the fan-out (again after a takeover too)."
+)
+DRY_RUN_USERS = Counter(
+    "bulkstream_dry_run_users", "Users resolved by dry runs, by outcome.", ["outcome"]
+)
 SEND_FAILURES = Counter("bulkstream_send_failures", "Users the fan-out could not route.")
 FANOUT_PAGES = Counter("bulkstream_fanout_pages", "Pages of users fanned out (committed).")
 CONSUMER_LAG = Gauge(

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".local/state")
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
+    fanout_window_pages: int = Field(
+        default=128,
+        ge=2,
+        description="Pages of one job handed to the fan-out and not yet reported, at most. "
+        "A pause or cancel waits for these (the fan-out is not told); a larger window "
+        "rides out a slower report loop.",
+    )
     transaction_timeout_ms: int = Field(
         default=30_000,
         ge=1000,
@@ -146,6 +153,12 @@ class Settings(BaseSettings):
     api_max_users: int = Field(default=1000, ge=1)
     api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     api_result_timeout: float = Field(default=10.0, gt=0)
+    api_settle_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a cancel or pause waits for the job to be held before a 503 "
+        "(retry with the same Idempotency-Key).",
+    )
     api_body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="The whole request body must arrive within this (408)."
     )

@@ -1,6 +1,7 @@
-"""Housekeeping of the job state: rebuilding the Redis views and purging expired jobs.
+"""Housekeeping of the job state: rebuilding the Redis views, purging expired jobs, and
+applying releases of pages (`streams.aggregate.release`).
 
-Both act on the state of one partition, so they run as a faust agent on
+All act on the state of one partition, so they run as a faust agent on
 `bulk.control`, co-partitioned with the commands: a message on partition p
 is handled by the worker that owns the state of partition p.
 
@@ -17,16 +18,19 @@ from typing import Any
 
 import orjson
 
-from schemas.control import ControlMessage, PurgeJob, RebuildViews
+from schemas.control import ControlMessage, PurgeJob, RebuildViews, ReleasePages
+from schemas.views import DryRun
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.release import Releases
 from streams.aggregate.state import (
     EXPIRE_PREFIX,
     JOBS_PREFIX,
     SEP,
     JobState,
     batch_prefix,
+    dry_run_key,
     expire_key_for,
     expire_key_job,
     job_key,
@@ -43,8 +47,9 @@ VIEWS_CHECK_SECONDS = 5.0  # how often a worker looks for the views marker in Re
 
 
 class Control:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, releases: Releases) -> None:
         self.p = pipeline
+        self.releases = releases
         self.state = pipeline.state
         self.views = pipeline.views
         self.jobs = Jobs(pipeline)
@@ -56,6 +61,8 @@ class Control:
             await self.rebuild(partition)
         elif isinstance(message, PurgeJob):
             await self.purge(message.job_id, partition)
+        elif isinstance(message, ReleasePages):
+            await self.releases.apply(message, partition)
 
     async def rebuild(self, partition: int) -> None:
         db = partition_db(self.state, partition)
@@ -85,6 +92,9 @@ class Control:
                 if job.page_done(page):
                     await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
         await self.views.write_job(job_id, job)
+        dry_run = db.get(dry_run_key(job_id))
+        if dry_run is not None:
+            await self.views.write_dry_run(job.tenant, job_id, DryRun.model_validate_json(dry_run))
 
     async def purge(self, job_id: str, partition: int) -> None:
         job = self.jobs.load(job_id)
@@ -102,8 +112,8 @@ class Control:
         log.info("job %s tenant %s purged (%d state keys)", job_id, job.tenant, len(doomed))
 
 
-def register(pipeline: Pipeline) -> None:
-    control = Control(pipeline)
+def register(pipeline: Pipeline, releases: Releases) -> None:
+    control = Control(pipeline, releases)
     app, topics, settings = pipeline.app, pipeline.topics, pipeline.settings
 
     async def housekeeping(stream: Any) -> None:

@@ -78,34 +78,47 @@ def decode_batch(raw: bytes) -> list[StoredUser]:
 
 
 def cut_pages(
-    batches: Iterable[StoredBatch], size: int, received: int
+    batches: Iterable[StoredBatch],
+    size: int,
+    received: int,
+    first_page: int = 0,
+    stop_page: int | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """(page number, the JSON array of its users) for every page of a job of `received`.
+    """(page number, the JSON array of its users) for pages [first_page, stop_page) of a
+    job of `received` (every page from `first_page` when `stop_page` is None).
 
-    Raises MissingUsers at the first gap, or at the end when users are missing."""
-    expected = 0
+    `batches` come in position order, from the one holding the first page's first
+    user (or earlier). Raises MissingUsers at the first gap, or at the end when users
+    of the pages asked for are missing."""
+    start = first_page * size
+    stop = received if stop_page is None else min(received, stop_page * size)
+    expected: int | None = None
     parts: list[bytes] = []
-    number = 0
+    number = first_page
     for batch in batches:
+        if expected is not None and expected >= stop:
+            break
         count = len(batch.ends)
-        if not count:
+        if not count or batch.first + count <= start:
             continue
-        if batch.first != expected:
+        due = start if expected is None else expected
+        if batch.first > due or (expected is not None and batch.first != expected):
             raise MissingUsers(
-                f"positions {expected} onwards are missing (a batch starts at {batch.first})"
+                f"positions {due} onwards are missing (a batch starts at {batch.first})"
             )
         expected = batch.first + count
-        i = 0
-        while i < count:
+        i = max(start, batch.first) - batch.first
+        while i < count and batch.first + i < stop:
             position = batch.first + i
             if position // size != number:
                 if parts:
                     yield number, b"[" + b",".join(parts) + b"]"
                 parts, number = [], position // size
-            j = min(count, i + (number + 1) * size - position)
+            j = min(count, i + (number + 1) * size - position, stop - batch.first)
             parts.append(batch.slice(i, j))
             i = j
     if parts:
         yield number, b"[" + b",".join(parts) + b"]"
-    if expected != received:
-        raise MissingUsers(f"{received - expected} of {received} users are missing")
+    reached = start if expected is None else expected
+    if reached < stop or (stop_page is None and reached != received):
+        raise MissingUsers(f"{stop - min(reached, stop)} of {received} users are missing")

@@ -17,7 +17,11 @@ identified by its id and its offset on `bulk.commands`:
   effects: an ingest already folded into the job (`applied_offset`) does not
   count its users again and gives them the positions its batch holds; a run
   already applied changes nothing but emits its pages again;
-* a page report already counted (the job's page bitmap) changes no counter.
+* a page report already counted (the job's page bitmap) changes no counter;
+* a control command waiting for its hold is named once in the record
+  (`control.wait_for_settle`); once answered, its result is kept.
+
+Job control (cancel, pause, resume, releases) is in `streams.aggregate.control`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from schemas.commands import (
     AnyCommand,
     CommandKind,
     CommandResult,
+    ControlCommand,
     CreateJob,
     ErrorType,
     IngestError,
@@ -39,6 +44,7 @@ from schemas.commands import (
 )
 from schemas.fanout import PageProgress
 from schemas.views import JobStatus
+from streams.aggregate import control
 from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
 
@@ -76,10 +82,14 @@ class Effects:
     counted: int = 0  # users counted into `received` for the first time
     lifecycle: bool = False  # publish the job's status change ...
     previous: JobStatus | None = None  # ... from this status
-    finished: bool = False  # entered COMPLETED or ERROR: due for purge after retention
-    emit_pages: bool = False  # cut the job into pages and send those not done
+    finished: bool = False  # entered COMPLETED, ERROR or CANCELED: purged after retention
+    emit: tuple[int, int] | None = None  # hand pages [a, b) to the fan-out (but those done)
     page: int | None = None  # a page report: its page ...
     page_failures: dict[int, str] = field(default_factory=dict)  # ... and who failed in it
+    answers: list[CommandResult] = field(default_factory=list)  # control commands settled
+    held: float | None = None  # ... after the job was held this long (seconds)
+    dry_run: bool = False  # run the job dry: resolve its sends, write none
+    release: bool = False  # a report made room: ask for the job's next pages
 
 
 def result(
@@ -119,7 +129,7 @@ def _prior(reads: JobReads, command: AnyCommand, offset: int) -> Effects | None:
 
 
 def _job_for(
-    reads: JobReads, command: IngestUsers | RunJob, offset: int
+    reads: JobReads, command: IngestUsers | RunJob | ControlCommand, offset: int
 ) -> tuple[JobState | None, Effects | None]:
     """The job a command of an existing job is for, or what answers the command at once:
     `not_found` (another tenant's job too), or its result kept from another offset."""
@@ -176,6 +186,11 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
         return answered
     assert job is not None
     applied = job.applied_offset >= offset
+    if not applied and job.status is JobStatus.CANCELED:
+        message = f"Job {command.job_id} was canceled; create a new job to add users"
+        return Effects(
+            result=result(command, False, ErrorType.NOT_ALLOWED, message), keep_result=True
+        )
     if not applied and job.status is not JobStatus.CREATED:
         message = f"Job {command.job_id} has already been run; create a new job to add users"
         return Effects(
@@ -219,58 +234,159 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
     )
 
 
-def run(reads: JobReads, command: RunJob, offset: int, now: float, page_size: int) -> Effects:
-    """The one run of a job: PROCESSING, cut into pages of `page_size` users (an empty
-    job goes straight to COMPLETED). A run at another offset is `already_run`."""
+def run(
+    reads: JobReads, command: RunJob, offset: int, now: float, page_size: int, window: int
+) -> Effects:
+    """The one run of a job: PROCESSING (SCHEDULED until `scheduledAt`), its first pages
+    handed over (an empty job goes straight to COMPLETED). A run at another offset is
+    `already_run`. A dry run changes nothing of the job: the stage resolves its sends."""
     job, answered = _job_for(reads, command, offset)
     if answered is not None:
         return answered
     assert job is not None
+    if job.status is JobStatus.CANCELED and job.run_offset is None:
+        message = f"Job {command.job_id} was canceled"
+        return Effects(
+            result=result(command, False, ErrorType.NOT_ALLOWED, message), keep_result=True
+        )
     if job.run_offset is not None and job.run_offset != offset:
         message = f"Job {command.job_id} has already been run"
         return Effects(
             result=result(command, False, ErrorType.ALREADY_RUN, message), keep_result=True
         )
+    if command.dry_run:
+        return Effects(result=result(command, True), keep_result=True, dry_run=True)
     effects = Effects(result=result(command, True), keep_result=True, job=job)
     if job.run_offset is None:
         effects.lifecycle, effects.previous = True, job.status
         job.run_offset = job.applied_offset = offset
         job.run_at = now
-        job.page_size = page_size
+        rate = command.sends_per_second
+        job.page_size = page_size if rate is None else control.rate_page_size(rate, page_size)
+        job.sends_per_second = rate
+        job.scheduled_at = command.start_time()
+        job.released = 0
         if job.received == 0:
             finish(job, JobStatus.COMPLETED, None, now)
             effects.finished = True
+        elif job.scheduled_at is not None and job.scheduled_at > now:
+            job.status = JobStatus.SCHEDULED
         else:
             job.status = JobStatus.PROCESSING
-    effects.emit_pages = job.status is JobStatus.PROCESSING
+            job.pace_at = now
+            control.hand_over(job, now, window)
+    if job.status is JobStatus.PROCESSING:
+        # First applied, or replayed: every page out (again), none of those counted.
+        effects.emit = (job.lowest_pending(), control.released(job))
     return effects
 
 
-def page_done(job: JobState | None, report: PageProgress, now: float) -> Effects:
+def steer(
+    reads: JobReads, command: ControlCommand, offset: int, now: float, window: int
+) -> Effects:
+    """Cancel, pause or resume a job. Cancel and pause answer once their hold settles
+    (`control.settle`); resume at once, its first pages handed over."""
+    job, answered = _job_for(reads, command, offset)
+    if answered is not None:
+        return answered
+    assert job is not None
+    kind = CommandKind(command.kind)
+    refused = control.refusal(job, kind)
+    if refused is not None:
+        return Effects(result=result(command, False, *refused), keep_result=True)
+    effects = Effects(job=job)
+    previous = job.status
+    if kind is CommandKind.RESUME:
+        if job.status is JobStatus.PAUSED:
+            scheduled = job.scheduled_at is not None and job.scheduled_at > now
+            job.status = JobStatus.SCHEDULED if scheduled else JobStatus.PROCESSING
+            job.pace_at = now
+        job.hold = None
+        effects.answers, effects.held = control.answers(job, command.job_id, now)
+        start = control.hand_over(job, now, window)
+        if job.status is JobStatus.PROCESSING and (job.released or 0) > start:
+            effects.emit = (start, job.released or 0)
+        effects.result, effects.keep_result = result(command, True), True
+    elif job.status in (JobStatus.CANCELED, JobStatus.PAUSED) and (
+        kind is CommandKind.PAUSE or job.status is JobStatus.CANCELED
+    ):
+        return Effects(result=result(command, True), keep_result=True)  # already so
+    elif kind is CommandKind.PAUSE and job.status is JobStatus.SCHEDULED and job.hold is None:
+        job.status = JobStatus.PAUSED
+        effects.result, effects.keep_result = result(command, True), True
+    else:
+        if kind is CommandKind.CANCEL or job.hold is None:
+            job.hold = "cancel" if kind is CommandKind.CANCEL else "pause"
+            job.hold_since = job.hold_since or now
+        control.wait_for_settle(job, command.command_id, kind)
+        settled_from = control.settle(job, now)
+        if settled_from is not None:
+            effects.answers, effects.held = control.answers(job, command.job_id, now)
+    if job.status is not previous:
+        effects.lifecycle, effects.previous = True, previous
+        effects.finished = job.status in (JobStatus.CANCELED, JobStatus.COMPLETED)
+    return effects
+
+
+def release(job: JobState | None, now: float, window: int, again: bool) -> Effects:
+    """The job's next pages, as its window and rate allow; a due SCHEDULED job starts.
+    `again`: every page out is handed over once more (a new owner of the partition)."""
+    if job is None or job.released is None:
+        return Effects()
+    effects = Effects(job=job)
+    if control.start_if_due(job, now):
+        effects.lifecycle, effects.previous = True, JobStatus.SCHEDULED
+    before = (job.released, job.pace_at)
+    start = control.hand_over(job, now, window)
+    if again and job.status is JobStatus.PROCESSING:
+        start = job.lowest_pending()
+    if job.released > start:
+        effects.emit = (start, job.released)
+    if not effects.lifecycle and effects.emit is None and (job.released, job.pace_at) == before:
+        return Effects()  # nothing changed, nothing to send
+    return effects
+
+
+def page_done(job: JobState | None, report: PageProgress, now: float, window: int) -> Effects:
     """A fanned-out page: its counts into the job once (the page bitmap), its failures
     kept (again, on a replay, so that the changelog stays whole); COMPLETED when every
-    user is enqueued or failed. Nothing for an unknown or unrun job."""
+    user is enqueued or failed; a hold settles once no page is out. Nothing for an
+    unknown or unrun job."""
     if job is None or job.page_size is None:
         return Effects()
     failures = dict(report.failures)
     effects = Effects(job=job, page=report.page, page_failures=failures)
-    if not job.page_done(report.page):
-        job.mark_page_done(report.page)
-        job.enqueued += report.enqueued
-        job.failures += len(failures)
-        if job.status is JobStatus.PROCESSING and job.enqueued + job.failures >= job.received:
-            finish(job, JobStatus.COMPLETED, None, now)
-            effects.lifecycle, effects.previous, effects.finished = (
-                True,
-                JobStatus.PROCESSING,
-                True,
-            )
+    if job.page_done(report.page):
+        return effects
+    job.mark_page_done(report.page)
+    job.enqueued += report.enqueued
+    job.failures += len(failures)
+    previous = job.status
+    if job.status is JobStatus.PROCESSING and job.enqueued + job.failures >= job.received:
+        finish(job, JobStatus.COMPLETED, None, now)
+        job.hold = None
+    else:
+        control.settle(job, now)
+    if job.status is not previous:
+        effects.lifecycle, effects.previous = True, previous
+        effects.finished = job.status in (JobStatus.COMPLETED, JobStatus.CANCELED)
+        effects.answers, effects.held = control.answers(job, report.job_id, now)
+    effects.release = control.wants_release(job, now, window)
     return effects
 
 
-def job_failed(job: JobState | None, reason: str, now: float) -> Effects:
+def job_failed(job: JobState | None, job_id: str, reason: str, now: float) -> Effects:
     """A job that cannot be fanned out at all ends in ERROR (only from PROCESSING)."""
     if job is None or job.status is not JobStatus.PROCESSING:
         return Effects()
     finish(job, JobStatus.ERROR, reason, now)
-    return Effects(job=job, lifecycle=True, previous=JobStatus.PROCESSING, finished=True)
+    job.hold = None
+    answers, held = control.answers(job, job_id, now)
+    return Effects(
+        job=job,
+        lifecycle=True,
+        previous=JobStatus.PROCESSING,
+        finished=True,
+        answers=answers,
+        held=held,
+    )

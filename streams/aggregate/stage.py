@@ -1,7 +1,8 @@
 """The aggregate stage's command side: each command of `bulk.commands` (key = job id),
 read in offset order by the command feed, through the job rules (`rules`) and
 into the state, the views, `bulk.command-results` and `bulk.job-events`; on
-run, the job cut into fan-out pages.
+run (and resume), the job's first pages handed to the fan-out
+(`streams.aggregate.release`); on a dry run, its sends resolved and none written.
 
 Commands are delivered at least once (a crash replays those applied since
 the feed's last cursor). The rules say why each is replay-safe; here, every
@@ -17,43 +18,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import Any
 
 import orjson
 
-from schemas.commands import (
-    AnyCommand,
-    CommandResult,
-    CreateJob,
-    IngestUsers,
-)
-from schemas.fanout import PageFields, encode_page_spliced
+from schemas.commands import AnyCommand, CommandResult, CreateJob, IngestUsers, RunJob
 from streams import metrics
-from streams.aggregate import rules
+from streams.aggregate import dry_run, rules
 from streams.aggregate.command_feed import CommandFeed
 from streams.aggregate.dead_letters import DeadLetters, parse_command
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.paging import MissingUsers, cut_pages, encode_batch, read_batch
+from streams.aggregate.paging import MissingUsers, encode_batch, read_batch
 from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.release import Releases, batches_from
 from streams.aggregate.rules import Effects
 from streams.aggregate.state import (
     JobState,
     batch_key,
-    batch_prefix,
     command_key,
+    dry_run_key,
     job_key,
-    scan_prefix,
+    position_key,
 )
-from streams.errors import JobFailed, PoisonCommand
-from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.errors import PoisonCommand
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import CommandEvent
 
 log = logging.getLogger(__name__)
-
-PAGES_IN_FLIGHT = 32
 
 
 class StateReads:
@@ -84,14 +76,13 @@ class StateReads:
 
 
 class Aggregate:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, releases: Releases) -> None:
         self.p = pipeline
         self.state = pipeline.state
         self.views = pipeline.views
-        self.topics = pipeline.topics
         self.settings = pipeline.settings
-        self.deliveries = pipeline.app.deliveries
         self.jobs = Jobs(pipeline)
+        self.releases = releases
         self.dedupe = DedupeIndex(pipeline.state)
         self.dead_letters = DeadLetters(pipeline)
 
@@ -111,27 +102,39 @@ class Aggregate:
     async def apply(self, command: AnyCommand, message: Any) -> None:
         offset, partition = message.offset, message.partition
         reads = StateReads(self.state, self.dedupe, partition)
+        now, window = time.time(), self.settings.fanout_window_pages
         if isinstance(command, CreateJob):
             effects = rules.create(reads, command, offset)
         elif isinstance(command, IngestUsers):
             effects = rules.ingest(reads, command, offset)
+        elif isinstance(command, RunJob):
+            page_size = self.settings.fanout_page_size
+            effects = rules.run(reads, command, offset, now, page_size, window)
         else:
-            effects = rules.run(reads, command, offset, time.time(), self.settings.fanout_page_size)
+            effects = rules.steer(reads, command, offset, now, window)
         await self.carry_out(command.job_id, effects, offset, partition)
-        if effects.emit_pages and effects.job is not None:
-            try:
-                await self.emit_pages(command.job_id, effects.job, partition)
-            except JobFailed as exc:
-                await self.fail(command.job_id, str(exc))
+        if effects.dry_run:
+            await self.dry_run(command.job_id, partition)
+        if effects.emit is not None and effects.job is not None:
+            # After the record: a crash before the next cursor replays the command,
+            # whose pages go out again.
+            await self.releases.emit(command.job_id, effects.job, partition, *effects.emit)
+        if effects.result is not None:
+            if effects.again:
+                await self.jobs.publish(effects.result)
+            else:
+                await self.jobs.answer(effects.result, offset, store=effects.keep_result)
 
     async def carry_out(self, job_id: str, effects: Effects, offset: int, partition: int) -> None:
         """Apply a rule's effects: the state first (batch, then the job record), then the
-        views, the lifecycle event and the result, in that order, so that a result or a
-        view is never ahead of the state it reports."""
+        views and the lifecycle event, so that a result or a view is never ahead of the
+        state it reports. The command's own result is published by `apply`, last."""
         job = effects.job
         if effects.batch is not None:
             self.dedupe.add(partition, job_id, effects.identities, offset)
             self.state[batch_key(job_id, offset)] = encode_batch(effects.batch)
+            if effects.batch:
+                self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()
         if effects.counted:
             metrics.USERS_INGESTED.inc(effects.counted)
         if job is not None:
@@ -142,80 +145,28 @@ class Aggregate:
             await self.views.write_job(job_id, job)
         if effects.lifecycle and job is not None:
             await self.jobs.lifecycle(job_id, job, effects.previous)
-        if effects.result is not None:
-            if effects.again:
-                await self.publish_result(effects.result)
-            else:
-                await self.finish(effects.result, offset, store=effects.keep_result)
+        if job is not None:
+            await self.jobs.settled(job, effects)
 
-    # -- results -------------------------------------------------------------
-    async def finish(self, result: CommandResult, offset: int, *, store: bool) -> None:
-        """Count a command's result, keep it under its id (`store`) and publish it."""
-        metrics.COMMANDS.labels(result.kind.value, "ok" if result.ok else "error").inc()
-        if store:
-            record = {"offset": offset, "result": result.to_wire()}
-            self.state[command_key(result.job_id, result.command_id)] = orjson.dumps(record)
-        await self.publish_result(result)
-
-    async def publish_result(self, result: CommandResult) -> None:
-        await self.views.write_result(result, self.settings.result_ttl_seconds)
-        await self.deliveries.send(
-            self.topics.command_results.send(
-                key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
-            )
-        )
-
-    # -- run -----------------------------------------------------------------
-    async def fail(self, job_id: str, reason: str) -> None:
-        """End a job in ERROR: it could not be fanned out at all."""
-        effects = rules.job_failed(self.jobs.load(job_id), reason, time.time())
-        if effects.job is not None:
-            self.jobs.write(job_id, effects.job, effects)
-            await self.views.write_job(job_id, effects.job)
-            await self.jobs.lifecycle(job_id, effects.job, effects.previous)
-
-    async def emit_pages(self, job_id: str, job: JobState, partition: int) -> None:
-        """Cut the job into pages of positions [n*P, (n+1)*P) and send those not done yet."""
-        size = job.page_size or self.settings.fanout_page_size
-        in_flight: deque[Any] = deque()
-        sent = 0
+    # -- dry run -------------------------------------------------------------
+    async def dry_run(self, job_id: str, partition: int) -> None:
+        """Resolve the job's sends without writing one; keep the outcome and show it."""
+        job = self.jobs.load(job_id)
+        assert job is not None
         db = partition_db(self.state, partition)
-        stored = (read_batch(raw) for _, raw in scan_prefix(db, batch_prefix(job_id)))
-        fields = PageFields(
-            job_id=job_id,
-            tenant=job.tenant,
-            page=0,
-            page_size=size,
-            created_at=job.created_at,
-            message=job.send,
-            data=job.data,
-            users=[],
-        )
         try:
-            for number, users in cut_pages(stored, size, job.received):
-                if job.page_done(number):
-                    continue
-                value = encode_page_spliced(fields._replace(page=number), users)
-                if len(value) > MAX_MESSAGE_BYTES:
-                    raise JobFailed(
-                        f"page {number} is {len(value)} bytes, over the {MAX_MESSAGE_BYTES} "
-                        "byte limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
-                    )
-                key = f"{job_id}:{number}".encode()
-                in_flight.append(await self.topics.fanout_pages.send(key=key, value=value))
-                sent += 1
-                # A few pages in flight at a time: memory stays flat however large the job.
-                while len(in_flight) > PAGES_IN_FLIGHT:
-                    await in_flight.popleft()
+            outcome = await dry_run.resolve(job_id, job, batches_from(db, job_id, 0))
         except MissingUsers as exc:
-            raise JobFailed(f"accepted users are missing from the state: {exc}") from exc
-        # Delivered before the run command's offset may be committed.
-        await asyncio.gather(*in_flight)
-        log.info("job %s: %d pages sent to the fan-out", job_id, sent)
+            outcome = dry_run.failed(f"accepted users are missing from the state: {exc}")
+        self.state[dry_run_key(job_id)] = orjson.dumps(outcome.to_wire())
+        metrics.DRY_RUN_USERS.labels("routable").inc(outcome.routable)
+        metrics.DRY_RUN_USERS.labels("unroutable").inc(outcome.unroutable)
+        await self.views.write_dry_run(job.tenant, job_id, outcome)
+        await self.jobs.dry_run(job_id, job, outcome)
 
 
-def register(pipeline: Pipeline) -> None:
-    aggregate = Aggregate(pipeline)
+def register(pipeline: Pipeline, releases: Releases) -> None:
+    aggregate = Aggregate(pipeline, releases)
     pipeline.state.restore_hooks.append(aggregate.dedupe.index_restored)
 
     # After the consumer stopped (nothing more to dead-letter), before faust's own flush.

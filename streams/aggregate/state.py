@@ -5,8 +5,14 @@
     <job>\0b\0<offset:020>     the users one ingest command accepted, in arrival order
     <job>\0c\0<command id>     the command's result and the offset it was applied at
     <job>\0f\0<position:012>   why a user failed in the fan-out
+    <job>\0x\0<position:012>   offset of the batch whose first user has this position
+    <job>\0d                  the job's last dry run (its outcome and sample sends)
     \0jobs\0<job>              index of the partition's jobs (rebuilding views)
     \0expire\0<due:015>\0<job> a completed job, due for purging at `due`
+    \0active\0<job>            a job SCHEDULED, PROCESSING or PAUSED (a new owner re-sends
+                               its pages in flight)
+    \0due\0<ms:015>\0<job>     a job with something to do at that time: a scheduled run
+                               to start, a rate-limited page to hand over
     \0cursor\0<partition>     offset of the last command applied on this partition
 
 All of a job's keys live on its partition and share a prefix, so a RocksDB
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field
@@ -62,6 +68,14 @@ def failure_key(job_id: str, position: int) -> bytes:
     return f"{job_id}{SEP}f{SEP}{position:012d}".encode()
 
 
+def position_key(job_id: str, position: int) -> bytes:
+    return f"{job_id}{SEP}x{SEP}{position:012d}".encode()
+
+
+def dry_run_key(job_id: str) -> bytes:
+    return f"{job_id}{SEP}d".encode()
+
+
 def job_prefix(job_id: str) -> bytes:
     return f"{job_id}{SEP}".encode()
 
@@ -69,6 +83,22 @@ def job_prefix(job_id: str) -> bytes:
 JOBS_PREFIX = f"{SEP}jobs{SEP}".encode()
 EXPIRE_PREFIX = f"{SEP}expire{SEP}".encode()
 CURSOR_PREFIX = f"{SEP}cursor{SEP}".encode()
+ACTIVE_PREFIX = f"{SEP}active{SEP}".encode()
+DUE_PREFIX = f"{SEP}due{SEP}".encode()
+
+
+def active_key(job_id: str) -> bytes:
+    return ACTIVE_PREFIX + job_id.encode()
+
+
+def due_key(at: float, job_id: str) -> bytes:
+    return DUE_PREFIX + f"{int(at * 1000):015d}{SEP}{job_id}".encode()
+
+
+def due_key_job(key: bytes) -> tuple[float, str]:
+    """(time in seconds, job id) of a due-index key."""
+    millis, job_id = key[len(DUE_PREFIX) :].decode().split(SEP, 1)
+    return int(millis) / 1000, job_id
 
 
 def cursor_key(partition: int) -> bytes:
@@ -118,6 +148,26 @@ class JobState(BaseModel):
     pages_done: str = Field(default="", description="Bitmap of fanned-out pages, base64.")
     completed_at: float | None = None
     reason: str | None = None
+    # Job control (streams/aggregate/control.py has the rules).
+    released: int | None = Field(
+        default=None,
+        description="Pages handed to the fan-out: pages [0, released). None before the run.",
+    )
+    hold: Literal["pause", "cancel"] | None = Field(
+        default=None, description="A pause or cancel asked for and not settled yet."
+    )
+    hold_since: float | None = None
+    waiting: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="(command id, kind) of the control commands answered when the hold settles.",
+    )
+    scheduled_at: float | None = None
+    sends_per_second: int | None = None
+    pace_at: float | None = Field(
+        default=None, description="Rate-limited: when the next page may be handed over."
+    )
+    canceled: int = 0
+    due: float | None = Field(default=None, description="The due-index entry written.")
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -137,6 +187,17 @@ class JobState(BaseModel):
             bits.extend(b"\x00" * (page // 8 + 1 - len(bits)))
         bits[page // 8] |= 1 << (page % 8)
         self.pages_done = base64.b64encode(bytes(bits)).decode()
+
+    def pages_counted(self) -> int:
+        return int.from_bytes(base64.b64decode(self.pages_done), "little").bit_count()
+
+    def lowest_pending(self) -> int:
+        """The lowest page not counted yet."""
+        bits = base64.b64decode(self.pages_done)
+        for index, byte in enumerate(bits):
+            if byte != 0xFF:
+                return index * 8 + (~byte & (byte + 1)).bit_length() - 1
+        return len(bits) * 8
 
     def pages_total(self) -> int:
         if not self.page_size:

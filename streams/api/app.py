@@ -3,6 +3,10 @@
     POST /bulk                  create a job            -> {"jobId"}
     POST /bulk/{job_id}         ingest users            -> {"errors", "total"}
     POST /bulk/{job_id}/run     run the job once        -> 202
+                                (body, all optional: scheduledAt, sendsPerSecond, dryRun)
+    POST /bulk/{job_id}/cancel  cancel, once settled    -> {"job": {...}}
+    POST /bulk/{job_id}/pause   pause, once settled     -> {"job": {...}}
+    POST /bulk/{job_id}/resume  resume                  -> {"job": {...}}
     GET  /bulk/{job_id}         the job summary         -> {"job": {...}}
     GET  /bulk/{job_id}/users   users, cursor-paged     -> {"items", "paging"}
     GET  /openapi.json, /healthz, /readyz, /metrics (Prometheus)
@@ -35,12 +39,17 @@ from schemas.base import JsonObject
 from schemas.commands import (
     AnyCommand,
     BulkUser,
+    CancelJob,
     CommandResult,
+    ControlCommand,
     CreateJob,
     ErrorType,
     IngestUsers,
     JobMessage,
+    PauseJob,
+    ResumeJob,
     RunJob,
+    RunOptions,
 )
 from streams.api import openapi
 from streams.api.auth import ApiKeys
@@ -143,8 +152,8 @@ class Api:
             handler,
         )
 
-    async def submit(self, command: AnyCommand) -> CommandResult:
-        result = await self.gateway.submit(command)
+    async def submit(self, command: AnyCommand, patience: float | None = None) -> CommandResult:
+        result = await self.gateway.submit(command, patience)
         if result.ok:
             return result
         if result.error_type is ErrorType.NOT_FOUND:
@@ -163,6 +172,8 @@ class Api:
             raise ApiError(
                 422, "This Idempotency-Key already created a job with a different message"
             )
+        if result.error_type is ErrorType.NOT_ALLOWED:
+            raise invalid(f"Job {command.job_id}: {result.message}")
         raise invalid(result.message or "The command could not be applied")
 
     # -- endpoints -----------------------------------------------------------
@@ -221,12 +232,51 @@ class Api:
     async def run(self, request: Request) -> Response:
         tenant = self.tenant(request)
         job_id = self.job_id(request)
-        raw, _ = await self.body(request, required=False)
+        raw, body = await self.body(request, required=False)
+
+        async def handle(claim: Claim | None) -> Response:
+            try:
+                options = RunOptions.model_validate(body)
+            except ValidationError as exc:
+                raise from_validation(exc) from exc
+            command_id = claim.command_id if claim else new_command_id()
+            await self.submit(
+                RunJob(
+                    command_id=command_id,
+                    tenant=tenant,
+                    job_id=job_id,
+                    **options.model_dump(exclude_defaults=True),
+                )
+            )
+            return Response(status_code=202)
+
+        return await self.write(request, tenant, raw, handle)
+
+    async def cancel(self, request: Request) -> Response:
+        return await self.steer(request, CancelJob)
+
+    async def pause(self, request: Request) -> Response:
+        return await self.steer(request, PauseJob)
+
+    async def resume(self, request: Request) -> Response:
+        return await self.steer(request, ResumeJob)
+
+    async def steer(self, request: Request, kind: type[ControlCommand]) -> Response:
+        """A control command, answered with the job view once it has settled."""
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        raw, body = await self.body(request, required=False)
+        if body:
+            raise invalid(f"{request.url.path.rsplit('/', 1)[-1]} takes no body")
 
         async def handle(claim: Claim | None) -> Response:
             command_id = claim.command_id if claim else new_command_id()
-            await self.submit(RunJob(command_id=command_id, tenant=tenant, job_id=job_id))
-            return Response(status_code=202)
+            command = kind(command_id=command_id, tenant=tenant, job_id=job_id)
+            await self.submit(command, self.settings.api_settle_timeout_seconds)
+            job = await self.views.read_job(tenant, job_id)
+            if job is None:
+                raise not_found(job_id)
+            return JSONResponse({"job": job.to_wire()})
 
         return await self.write(request, tenant, raw, handle)
 
@@ -323,6 +373,9 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         route("/bulk/{job_id}", "ingest", ["POST"]),
         route("/bulk/{job_id}", "get_job", ["GET"]),
         route("/bulk/{job_id}/run", "run", ["POST"]),
+        route("/bulk/{job_id}/cancel", "cancel", ["POST"]),
+        route("/bulk/{job_id}/pause", "pause", ["POST"]),
+        route("/bulk/{job_id}/resume", "resume", ["POST"]),
         route("/bulk/{job_id}/users", "list_users", ["GET"]),
         route("/openapi.json", "openapi", ["GET"]),
         route("/healthz", "healthz", ["GET"]),

@@ -40,9 +40,11 @@ class CommandGateway:
     def close(self) -> None:
         self.producer.close(5)
 
-    async def submit(self, command: AnyCommand) -> CommandResult:
+    async def submit(self, command: AnyCommand, patience: float | None = None) -> CommandResult:
+        """Produce the command and wait for its result (`patience` seconds, by default the API's
+        result timeout: a cancel or pause waits longer, until its hold settles)."""
         await self._produce(command)
-        return await self._wait_result(command)
+        return await self._wait_result(command, patience or self.settings.api_result_timeout)
 
     async def _produce(self, command: AnyCommand) -> None:
         value = orjson.dumps(command.to_wire())
@@ -66,8 +68,8 @@ class CommandGateway:
         except (TimeoutError, DeliveryFailed) as exc:
             raise unavailable("Kafka") from exc
 
-    async def _wait_result(self, command: AnyCommand) -> CommandResult:
-        deadline = time.monotonic() + self.settings.api_result_timeout
+    async def _wait_result(self, command: AnyCommand, patience: float) -> CommandResult:
+        deadline = time.monotonic() + patience
         pause = 0.002
         while time.monotonic() < deadline:
             result = await self.views.read_result(

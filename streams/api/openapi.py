@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.commands import BulkUser, JobMessage
+from schemas.commands import BulkUser, JobMessage, RunOptions
 from schemas.views import JobView
 
 REF = "#/components/schemas/{model}"
@@ -67,17 +67,45 @@ IDEMPOTENCY_KEY = {
 }
 
 
+def _control(verb: str, summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"{verb}Job",
+            "summary": summary,
+            "parameters": [JOB_ID, IDEMPOTENCY_KEY],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["job"],
+                        "properties": {"job": {"$ref": REF.format(model="JobView")}},
+                    },
+                    "The job, once the operation settled",
+                ),
+                "404": _error("No such job"),
+                **WRITE,
+                "400": _error(
+                    "Invalid request, or an operation the job's status does not allow "
+                    "(cancel of a COMPLETED job, pause of a job not run, ...)"
+                ),
+            },
+        }
+    }
+
+
 @cache
 def document(max_users: int) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     message = _schema(JobMessage, "validation", defs)
     user = _schema(BulkUser, "validation", defs)
     job = _schema(JobView, "serialization", defs)
+    run_options = _schema(RunOptions, "validation", defs)
     defs.update(
         {
             "JobMessage": message,
             "BulkUser": user,
             "JobView": job,
+            "RunOptions": run_options,
             "Error": {
                 "type": "object",
                 "required": ["message", "type"],
@@ -104,7 +132,11 @@ def document(max_users: int) -> dict[str, Any]:
                         "type": ["string", "null"],
                         "description": "The user's own, or the identity derived from it",
                     },
-                    "status": {"type": "string", "enum": ["PENDING", "ENQUEUED", "ERROR"]},
+                    "status": {
+                        "type": "string",
+                        "enum": ["PENDING", "ENQUEUED", "ERROR", "CANCELED"],
+                        "description": "CANCELED only on a canceled job (never sent)",
+                    },
                     "messageId": {"type": "string"},
                     "error": {"type": "string"},
                 },
@@ -236,12 +268,39 @@ def document(max_users: int) -> dict[str, Any]:
                 "post": {
                     "operationId": "runJob",
                     "parameters": [JOB_ID, IDEMPOTENCY_KEY],
+                    "requestBody": {
+                        "required": False,
+                        "description": "bulkstream's own, all optional: a start time, a "
+                        "send-rate limit, or a dry run. Without a body, Courier's run.",
+                        "content": {
+                            "application/json": {"schema": {"$ref": REF.format(model="RunOptions")}}
+                        },
+                    },
                     "responses": {
-                        "202": {"description": "The job is running"},
+                        "202": {
+                            "description": "The job is running (SCHEDULED until scheduledAt; "
+                            "a dry run's outcome shows in the job's dryRun)"
+                        },
                         "404": _error("No such job"),
                         **WRITE,
                     },
                 }
+            },
+            **{
+                f"/bulk/{{job_id}}/{verb}": _control(verb, summary)
+                for verb, summary in (
+                    (
+                        "cancel",
+                        "Cancel the job. Answers once it settled: CANCELED, counts final "
+                        "(received = enqueued + failures + canceled). Again: the same answer.",
+                    ),
+                    (
+                        "pause",
+                        "Pause the job. Answers once it settled: PAUSED, and no send of the "
+                        "job is committed until it is resumed.",
+                    ),
+                    ("resume", "Resume a paused job: PROCESSING (or SCHEDULED) again."),
+                )
             },
             "/bulk/{job_id}/users": {
                 "get": {

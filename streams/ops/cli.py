@@ -3,6 +3,8 @@
 bulkstream worker [--stage all|aggregate|fanout]
 bulkstream produce [FILE ...] [--tenant T] [--wait]
 bulkstream status JOB [--tenant T] [--watch]
+bulkstream run JOB [--tenant T] [--at TIME] [--rate N] [--dry-run]
+bulkstream cancel|pause|resume JOB [--tenant T]
 bulkstream demo [--users N] [--workers N]
 bulkstream api [--host H] [--port P]
 bulkstream rebuild-views
@@ -90,10 +92,12 @@ def _cmd_produce(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _wait_result(settings: Settings, tenant: str, job_id: str, command_id: str) -> Any:
+async def _wait_result(
+    settings: Settings, tenant: str, job_id: str, command_id: str, patience: float = 60.0
+) -> Any:
     views = _views(settings)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             result = await views.read_result(tenant, job_id, command_id)
             if result is not None:
@@ -129,6 +133,51 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"job {args.job} still {job.status.value} after {args.timeout} s", file=sys.stderr)
         return 1
     return 0 if job.status is not JobStatus.ERROR else 2
+
+
+def _cmd_steer(args: argparse.Namespace, settings: Settings) -> int:
+    """run / cancel / pause / resume: the command on `bulk.commands`, then its result and
+    the job view (a cancel or pause answers once it has settled)."""
+    from schemas.commands import CommandEnvelope
+    from streams.ids import new_command_id
+    from streams.kafka.producer import CommandProducer
+
+    raw: dict[str, Any] = {
+        "kind": args.command,
+        "commandId": new_command_id(),
+        "tenant": args.tenant,
+        "jobId": args.job,
+    }
+    if args.command == "run":
+        options = {"scheduledAt": args.at, "sendsPerSecond": args.rate, "dryRun": args.dry_run}
+        raw.update({k: v for k, v in options.items() if v not in (None, False)})
+    try:
+        command = CommandEnvelope.model_validate(raw).root
+    except ValidationError as exc:
+        print(f"invalid {args.command}: {exc}", file=sys.stderr)
+        return 2
+    producer = CommandProducer(settings)
+    producer.send(command)
+    producer.flush()
+
+    async def answer() -> tuple[Any, Any]:
+        result = await _wait_result(
+            settings, args.tenant, args.job, command.command_id, settings.api_settle_timeout_seconds
+        )
+        views = _views(settings)
+        try:
+            job = await views.read_job(args.tenant, args.job)
+        finally:
+            await views.redis.aclose()
+        return result, job
+
+    result, job = asyncio.run(answer())
+    if result is None:
+        print(f"no answer to {args.command} within the settle timeout", file=sys.stderr)
+        return 1
+    out = {"result": result, **({"job": job.to_wire()} if job is not None else {})}
+    print(json.dumps(out, indent=2))
+    return 0 if result.get("ok") else 1
 
 
 def _cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,11 +247,32 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job")
     status.add_argument("--tenant", default="default")
     status.add_argument(
-        "--watch", action="store_true", help="show live progress until COMPLETED or ERROR"
+        "--watch",
+        action="store_true",
+        help="show live progress until COMPLETED, ERROR or CANCELED",
     )
     status.add_argument("--interval", type=float, default=0.5, help="seconds between reads")
     status.add_argument("--timeout", type=float, default=None, help="give up after this long")
     status.set_defaults(func=_cmd_status)
+
+    run = sub.add_parser("run", help="run a job (at a time, at a rate, or dry) and wait")
+    run.add_argument("job")
+    run.add_argument("--tenant", default="default")
+    run.add_argument("--at", default=None, help="start at this RFC 3339 time")
+    run.add_argument("--rate", type=int, default=None, help="at most N sends per second")
+    run.add_argument(
+        "--dry-run", action="store_true", help="resolve the sends, write none (job view: dryRun)"
+    )
+    run.set_defaults(func=_cmd_steer)
+    for verb, text in (
+        ("cancel", "cancel a job; prints it once settled (CANCELED, counts final)"),
+        ("pause", "pause a job; prints it once settled (PAUSED, nothing more sent)"),
+        ("resume", "resume a paused job"),
+    ):
+        steer = sub.add_parser(verb, help=text)
+        steer.add_argument("job")
+        steer.add_argument("--tenant", default="default")
+        steer.set_defaults(func=_cmd_steer)
 
     demo = sub.add_parser("demo", help="start workers and API, run a job of generated users")
     demo.add_argument("--users", type=int, default=100_000)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from schemas.views import JobStatus, JobView
+from schemas.commands import rfc3339
+from schemas.views import FINISHED, JobStatus, JobView
 
-TERMINAL = {JobStatus.COMPLETED, JobStatus.ERROR}
+TERMINAL = FINISHED
 
 
 @dataclass
@@ -45,14 +46,27 @@ class Rate:
         return remaining / rate if rate > 0 else None
 
 
-def describe(job: JobView, rate: Rate) -> str:
+def describe(job: JobView, rate: Rate, now: float | None = None) -> str:
+    """One line of a job's progress. A rate-limited job's ETA follows its limit; a
+    scheduled one counts down to its start; a paused or canceled one has none."""
     done = job.enqueued + job.failures
-    eta = rate.eta(max(job.received - done, 0))
-    return (
+    left = max(job.received - done - (job.canceled or 0), 0)
+    eta: str = "-"
+    if job.status is JobStatus.PROCESSING:
+        eta = _duration(left / job.sends_per_second if job.sends_per_second else rate.eta(left))
+    elif job.status is JobStatus.SCHEDULED and job.scheduled_at is not None:
+        wait = rfc3339(job.scheduled_at).timestamp() - (time.time() if now is None else now)
+        eta = f"starts in {_duration(max(wait, 0.0))}"
+    parts = [
         f"{job.status.value:<10} received {job.received:,}  enqueued {job.enqueued:,}  "
-        f"failures {job.failures:,}  rate {rate.per_second():,.0f}/s  "
-        f"eta {_duration(eta) if job.status is JobStatus.PROCESSING else '-'}"
-    )
+        f"failures {job.failures:,}"
+    ]
+    if job.canceled is not None:
+        parts.append(f"canceled {job.canceled:,}")
+    limit = f" (limit {job.sends_per_second:,}/s)" if job.sends_per_second else ""
+    parts.append(f"rate {rate.per_second():,.0f}/s{limit}")
+    parts.append(f"eta {eta}")
+    return "  ".join(parts)
 
 
 def _duration(seconds: float | None) -> str:
@@ -70,7 +84,8 @@ async def watch(
     give_up_after: float | None = None,
     wait_for_job: float = 10.0,
 ) -> JobView | None:
-    """Show the job's progress until it is COMPLETED or ERROR (or `give_up_after` s); return it.
+    """Show the job's progress until it is COMPLETED, ERROR or CANCELED (or `give_up_after`
+    s); return it.
 
     A job not found within `wait_for_job` seconds (its view not written yet,
     or no such job) ends the watch with None."""
@@ -120,7 +135,7 @@ async def _watch_lines(
     while True:
         if job is not None:
             rate.add(time.monotonic(), job.enqueued + job.failures)
-            state = (job.status, job.received, job.enqueued, job.failures)
+            state = (job.status, job.received, job.enqueued, job.failures, job.canceled)
             if state != last:
                 console.print(describe(job, rate), soft_wrap=True, highlight=False)
                 last = state

@@ -44,3 +44,8 @@ def read_lags(app: Any, topics: set[str]) -> list[tuple[str, int, int]]:
         if high is not None and high >= 0:
             lags.append((tp.topic, tp.partition, high - (last + 1 if last is not None else 0)))
     return lags
+
+
+def state_ready(app: Any) -> bool:
+    """The assignment is settled and the state of every partition held is restored."""
+    return bool(app.tables.actives_ready and not app.rebalancing)

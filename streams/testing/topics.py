@@ -75,6 +75,39 @@ def read_topic(
     return out
 
 
+def read_stamped(settings: Settings, topic: str) -> list[tuple[float, Any]]:
+    """Everything committed on a topic now, as (record timestamp in seconds, json), in
+    timestamp order."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+    consumer.assign([TopicPartition(topic, p, -2) for p in metadata.partitions])
+    out: list[tuple[float, Any]] = []
+    at_eof: set[int] = set()
+    deadline = time.monotonic() + 300
+    try:
+        while len(at_eof) < len(metadata.partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add(message.partition() or 0)
+                        continue
+                    raise AssertionError(f"consumer error: {error}")
+                value = message.value()
+                out.append((message.timestamp()[1] / 1000, orjson.loads(value) if value else None))
+    finally:
+        consumer.close()
+    return sorted(out, key=lambda item: item[0])
+
+
 def read_dlq(
     settings: Settings, expected: int, timeout: float = 60.0
 ) -> list[tuple[bytes | None, dict[str, bytes], bytes]]:

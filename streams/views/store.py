@@ -23,8 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
-from schemas.commands import CommandResult, courier_definition, echo, identity_of
-from schemas.views import JobStatus, JobView, UserStatus
+from schemas.commands import CommandResult, courier_definition, echo, identity_of, rfc3339_utc
+from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
 from streams.ids import message_id
 from streams.views import keys
 
@@ -39,10 +39,23 @@ local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
            'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
-           'pageSize', ARGV[8])
+           'pageSize', ARGV[8], 'control', ARGV[9])
 return 1
 """
 ERROR_PREFIX = "ERROR:"
+
+
+def _control_fields(job: JobRecord) -> dict[str, Any]:
+    """The job view's fields of job control, only those the job uses (a Courier-only
+    client never sees them)."""
+    fields: dict[str, Any] = {}
+    if job.status is JobStatus.CANCELED:
+        fields["canceled"] = job.canceled
+    if job.scheduled_at is not None:
+        fields["scheduled_at"] = rfc3339_utc(job.scheduled_at)
+    if job.sends_per_second is not None:
+        fields["sends_per_second"] = job.sends_per_second
+    return fields
 
 
 def _text(value: bytes | str) -> str:
@@ -62,6 +75,9 @@ class JobRecord(Protocol):
     created_at: float
     page_size: int | None
     completed_at: float | None
+    canceled: int
+    scheduled_at: float | None
+    sends_per_second: int | None
 
 
 def patient_redis(url: str) -> aioredis.Redis:
@@ -135,15 +151,20 @@ class Views:
             job.status.value,
             repr(job.created_at),
             job.page_size or 0,
+            orjson.dumps(_control_fields(job)),
         ]
         await self._write_job(keys=[key], args=args)
-        if job.status in (JobStatus.COMPLETED, JobStatus.ERROR):
+        if job.status in FINISHED:
             finished = job.completed_at or time.time()
             ttl = max(1, int(finished + self.retention_seconds - time.time()))
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in self._job_keys(job_id, job):
                     pipe.expire(name, ttl)
                 await pipe.execute()
+
+    async def write_dry_run(self, tenant: str, job_id: str, outcome: DryRun) -> None:
+        key = keys.job(self.prefix, tenant, job_id)
+        await self.redis.hset(key, "dryRun", orjson.dumps(outcome.to_wire()))
 
     async def delete_job(self, job_id: str, job: JobRecord) -> None:
         names = list(self._job_keys(job_id, job))
@@ -201,12 +222,16 @@ class Views:
         raw = await self.redis.hgetall(keys.job(self.prefix, tenant, job_id))
         if not raw:
             return None
+        control = orjson.loads(raw.get(b"control") or b"{}")
+        dry_run = raw.get(b"dryRun")
         return JobView(
             definition=orjson.loads(raw[b"definition"]),
             received=int(raw[b"received"]),
             enqueued=int(raw[b"enqueued"]),
             failures=int(raw[b"failures"]),
             status=JobStatus(_text(raw[b"status"])),
+            dry_run=DryRun.model_validate_json(dry_run) if dry_run else None,
+            **control,
         )
 
     async def read_result(self, tenant: str, job_id: str, command_id: str) -> CommandResult | None:
@@ -218,8 +243,8 @@ class Views:
 
         An unknown job wins over a bad cursor: it is None, not InvalidCursor."""
         job_key = keys.job(self.prefix, tenant, job_id)
-        received_raw, created_raw, page_size_raw = await self.redis.hmget(
-            job_key, ["received", "createdAt", "pageSize"]
+        received_raw, created_raw, page_size_raw, status_raw = await self.redis.hmget(
+            job_key, ["received", "createdAt", "pageSize", "status"]
         )
         if received_raw is None:
             return None
@@ -235,6 +260,8 @@ class Views:
             pipe.getrange(keys.pages(self.prefix, tenant, job_id), first_byte, last_byte)
             users, statuses, bits = await pipe.execute()
         received, created_at = int(received_raw), float(created_raw or 0)
+        # Users still PENDING when their job was canceled were never sent.
+        unsent = UserStatus.CANCELED if status_raw == b"CANCELED" else UserStatus.PENDING
 
         def page_done(position: int) -> bool:
             if not page_size:
@@ -249,20 +276,24 @@ class Views:
             status = statuses.get(str(position).encode())
             if status is None and page_done(position):
                 status = ENQUEUED
-            items.append(self._item(job_id, created_at, user, status))
+            items.append(self._item(job_id, created_at, user, status, unsent))
         next_start = start + keys.USERS_PER_BUCKET
         more = next_start < received
         return UsersPage(items, encode_cursor(job_id, next_start) if more else None, more)
 
     @staticmethod
     def _item(
-        job_id: str, created_at: float, user: dict[str, Any], status: bytes | None
+        job_id: str,
+        created_at: float,
+        user: dict[str, Any],
+        status: bytes | None,
+        unsent: UserStatus = UserStatus.PENDING,
     ) -> dict[str, Any]:
         # A user's unknown fields are echoed, but not over the ones the view writes.
         identity = identity_of(user)
         item = {key: value for key, value in echo(user, identity).items() if key not in VIEW_FIELDS}
         if status is None:
-            item["status"] = UserStatus.PENDING.value
+            item["status"] = unsent.value
         elif status == ENQUEUED:
             item["status"] = UserStatus.ENQUEUED.value
             if identity is not None:

@@ -77,7 +77,7 @@ def test_envelope_parses_each_kind_by_discriminator() -> None:
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValidationError):
         CommandEnvelope.model_validate(
-            {"commandId": "c", "tenant": "t", "jobId": "j", "kind": "cancel"}
+            {"commandId": "c", "tenant": "t", "jobId": "j", "kind": "explode"}
         )
 
 

@@ -156,7 +156,7 @@ def test_poison_commands_go_to_the_dlq_and_the_worker_goes_on(
         (b"job-1", b"{not json"),
         (
             b"job-2",
-            orjson.dumps({"kind": "cancel", "jobId": "job-2", "commandId": "c", "tenant": "t"}),
+            orjson.dumps({"kind": "explode", "jobId": "job-2", "commandId": "c", "tenant": "t"}),
         ),
         (
             b"job-3",

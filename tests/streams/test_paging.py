@@ -80,3 +80,19 @@ def test_a_gap_between_batches_is_missing_users() -> None:
 def test_users_missing_at_the_end_are_found() -> None:
     with pytest.raises(MissingUsers, match="5 of 25"):
         list(cut_pages(_batches([10, 10]), 4, 25))
+
+
+def test_a_range_of_pages_is_cut_from_the_batch_holding_its_first_user() -> None:
+    """Pages [2, 4) of 10 users in pages of 2, the batches given from an earlier one:
+    exactly positions 4..7, in two pages."""
+    users = [[p, f"user:{p}", {"to": {"user_id": str(p)}}] for p in range(10)]
+    batches = [read_batch(encode_batch(users[a:b])) for a, b in ((0, 3), (3, 7), (7, 10))]
+    pages = list(cut_pages(batches[1:], 2, 10, first_page=2, stop_page=4))
+    assert [(n, [u[0] for u in orjson.loads(raw)]) for n, raw in pages] == [
+        (2, [4, 5]),
+        (3, [6, 7]),
+    ]
+    # The last page alone, and a range whose users are not all there.
+    assert [n for n, _ in cut_pages(batches[2:], 2, 10, first_page=4)] == [4]
+    with pytest.raises(MissingUsers):
+        list(cut_pages(batches[2:], 2, 10, first_page=2, stop_page=4))

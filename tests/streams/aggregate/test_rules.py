@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from schemas.commands import CommandResult, CreateJob, IngestUsers, RunJob
+from schemas.commands import (
+    CancelJob,
+    CommandEnvelope,
+    CommandResult,
+    CreateJob,
+    IngestUsers,
+    PauseJob,
+    ResumeJob,
+    RunJob,
+)
 from schemas.fanout import PageProgress
 from schemas.views import JobStatus
 from streams.aggregate import rules
@@ -17,6 +26,7 @@ from streams.aggregate.rules import Effects
 from streams.aggregate.state import JobState
 
 JOB = "1-job"
+WINDOW = 4  # pages of a job out at once
 
 
 class Memory:
@@ -90,16 +100,44 @@ class Memory:
         )
         return self.carry_out(JOB, rules.ingest(self, command, offset), offset)
 
-    def run(self, offset: int, command_id: str = "", tenant: str = "acme") -> Effects:
-        command = RunJob(command_id=command_id or f"c-run-{offset}", tenant=tenant, job_id=JOB)
-        effects = rules.run(self, command, offset, now=100.0, page_size=2)
+    def run(
+        self,
+        offset: int,
+        command_id: str = "",
+        tenant: str = "acme",
+        now: float = 100.0,
+        **options: Any,
+    ) -> Effects:
+        command = RunJob(
+            command_id=command_id or f"c-run-{offset}", tenant=tenant, job_id=JOB, **options
+        )
+        effects = rules.run(self, command, offset, now=now, page_size=2, window=WINDOW)
         return self.carry_out(JOB, effects, offset)
 
-    def page(self, page: int, enqueued: int, failures: list[tuple[int, str]]) -> Effects:
+    def steer(
+        self, kind: str, offset: int, now: float = 150.0, command_id: str = "", **kw: Any
+    ) -> Effects:
+        command = CommandEnvelope.model_validate(
+            {
+                "kind": kind,
+                "commandId": command_id or f"c-{kind}-{offset}",
+                "tenant": kw.get("tenant", "acme"),
+                "jobId": JOB,
+            }
+        ).root
+        assert isinstance(command, CancelJob | PauseJob | ResumeJob)
+        return self.carry_out(JOB, rules.steer(self, command, offset, now, WINDOW), offset)
+
+    def release(self, now: float, again: bool = False) -> Effects:
+        return self.carry_out(JOB, rules.release(self.job(JOB), now, WINDOW, again), 0)
+
+    def page(
+        self, page: int, enqueued: int, failures: list[tuple[int, str]], now: float = 200.0
+    ) -> Effects:
         report = PageProgress(
             job_id=JOB, tenant="acme", page=page, enqueued=enqueued, failures=failures
         )
-        return self.carry_out(JOB, rules.page_done(self.job(JOB), report, now=200.0), 0)
+        return self.carry_out(JOB, rules.page_done(self.job(JOB), report, now, WINDOW), 0)
 
     def state(self) -> JobState:
         job = self.job(JOB)
@@ -299,10 +337,10 @@ def test_run_starts_processing_once_and_cuts_pages() -> None:
     memory.create(0)
     memory.ingest(1, users("a", "b", "c"))
     run = memory.run(2)
-    assert (run.lifecycle, run.previous, run.emit_pages, run.finished) == (
+    assert (run.lifecycle, run.previous, run.emit, run.finished) == (
         True,
         JobStatus.CREATED,
-        True,
+        (0, 2),
         False,
     )
     job = memory.state()
@@ -315,7 +353,7 @@ def test_run_starts_processing_once_and_cuts_pages() -> None:
     )
     assert job.pages_total() == 2
     replay = memory.run(2)  # a replay at its own offset emits its pages again, nothing else
-    assert (replay.lifecycle, replay.emit_pages, replay.result.ok) == (False, True, True)  # type: ignore[union-attr]
+    assert (replay.lifecycle, replay.emit, replay.result.ok) == (False, (0, 2), True)  # type: ignore[union-attr]
     second = memory.run(3)
     assert second.result is not None
     assert (second.result.error_type, second.keep_result, second.job) == ("already_run", True, None)
@@ -326,7 +364,7 @@ def test_an_empty_job_completes_at_its_run() -> None:
     memory = Memory()
     memory.create(0)
     run = memory.run(1)
-    assert (run.emit_pages, run.finished) == (False, True)
+    assert (run.emit, run.finished) == (None, True)
     job = memory.state()
     assert (job.status, job.completed_at) == (JobStatus.COMPLETED, 100.0)
 
@@ -337,7 +375,7 @@ def test_a_run_replayed_after_completion_emits_nothing() -> None:
     memory.ingest(1, users("a"))
     memory.run(2)
     memory.page(0, 1, [])
-    assert memory.run(2).emit_pages is False
+    assert memory.run(2).emit is None
 
 
 # -- page reports ------------------------------------------------------------------
@@ -384,12 +422,14 @@ def test_reports_of_unknown_or_unrun_jobs_change_nothing(ran: bool) -> None:
 
 def test_a_job_that_cannot_be_fanned_out_ends_in_error_only_from_processing() -> None:
     memory = Memory()
-    assert rules.job_failed(None, "why", 1.0) == Effects()
+    assert rules.job_failed(None, JOB, "why", 1.0) == Effects()
     memory.create(0)
-    assert rules.job_failed(memory.state(), "why", 1.0) == Effects()
+    assert rules.job_failed(memory.state(), JOB, "why", 1.0) == Effects()
     memory.ingest(1, users("a"))
     memory.run(2)
-    failed = memory.carry_out(JOB, rules.job_failed(memory.state(), "page too large", 300.0), 0)
+    failed = memory.carry_out(
+        JOB, rules.job_failed(memory.state(), JOB, "page too large", 300.0), 0
+    )
     assert (failed.lifecycle, failed.previous, failed.finished) == (
         True,
         JobStatus.PROCESSING,
@@ -405,5 +445,5 @@ def test_a_run_delivered_twice_answers_its_first_result_again() -> None:
     memory.ingest(1, users("a"))
     first = memory.run(2, command_id="c-run")
     again = memory.run(9, command_id="c-run")
-    assert (again.again, again.result, again.emit_pages) == (True, first.result, False)
+    assert (again.again, again.result, again.emit) == (True, first.result, None)
     assert memory.state().run_offset == 2
