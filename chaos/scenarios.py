@@ -16,6 +16,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos import services
+from chaos.control import control
 from chaos.results import ResultTimes
 from chaos.run import Run, Tally, timed
 from streams.settings import Settings
@@ -436,4 +437,5 @@ SCENARIOS: dict[str, Scenario] = {
     "paused": paused,
     "poison": poison,
     "http": http_abuse,
+    "control": control,
 }

@@ -19,6 +19,7 @@ SHORT = {
     # The full run's size: its throughput ratio is read over 2 x 100k users.
     "poison": 200_000,
     "http": 2_000,
+    "control": 20_000,
 }
 
 
