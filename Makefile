@@ -62,9 +62,11 @@ schemas: venv ## export the JSON Schemas of the wire contracts to schemas/json/
 	$(BIN)/python -m schemas.export
 
 DEMO_USERS ?= 100000
+# DEMO_RATE=5000: run the job at most that many sends a second (its ETA follows the limit)
+DEMO_RATE ?=
 
 demo: venv $(LOCAL_STACK) ## the main job: 2 workers + API, a job of DEMO_USERS (100000) users over HTTP, live progress
-	$(BIN)/bulkstream demo --users $(DEMO_USERS)
+	$(BIN)/bulkstream demo --users $(DEMO_USERS) $(if $(DEMO_RATE),--rate $(DEMO_RATE))
 
 BENCH_ARGS ?=
 

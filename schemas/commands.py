@@ -8,7 +8,7 @@ delivered twice has one effect), the `tenant` that owns the job and the
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -235,32 +235,41 @@ def rfc3339(text: str) -> datetime:
     """A time as RFC 3339 has it: a date, a time and an offset (`Z` or `+hh:mm`)."""
     if not _RFC3339.fullmatch(text):
         raise ValueError("must be an RFC 3339 time with an offset, like 2026-12-01T17:00:00Z")
-    return datetime.fromisoformat(text.replace("z", "Z"))
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        raise ValueError(f"no such date or time: {text}") from None
 
 
-def rfc3339_utc(at: float | None) -> str | None:
-    """A Unix time as RFC 3339 in UTC (`2026-12-01T17:00:00.250Z`), or None."""
-    if at is None:
-        return None
-    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+RFC3339_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(\.\d{1,6})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
+_RFC3339 = re.compile(RFC3339_PATTERN)
 
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+# A dry run goes alone: said in JSON Schema for producers and the OpenAPI document.
+_DRY_RUN_ALONE: dict[str, Any] = {
+    "not": {
+        "required": ["dryRun"],
+        "properties": {"dryRun": {"const": True}},
+        "anyOf": [{"required": ["scheduledAt"]}, {"required": ["sendsPerSecond"]}],
+    }
+}
 
 
 class RunOptions(WireModel):
     """What `POST /bulk/{id}/run` may carry as its body (all optional, bulkstream's own)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_DRY_RUN_ALONE)
 
     scheduled_at: str | None = Field(
         default=None,
         description="Start the run at this time (RFC 3339); a time past runs at once.",
+        json_schema_extra={"format": "date-time", "pattern": RFC3339_PATTERN},
     )
     sends_per_second: int | None = Field(
         default=None,
-        strict=True,
         ge=1,
         le=10_000_000,
         description="At most this many sends per second, over all workers together.",
@@ -270,6 +279,14 @@ class RunOptions(WireModel):
         strict=True,
         description="Resolve everything a run would, write no send; the job stays CREATED.",
     )
+
+    @field_validator("sends_per_second", mode="before")
+    @classmethod
+    def _a_json_integer(cls, value: Any) -> Any:
+        """An integer as JSON has it (10 or 10.0), never a string or a boolean."""
+        if isinstance(value, str | bool):
+            raise ValueError("must be an integer")
+        return value
 
     @field_validator("scheduled_at")
     @classmethod

@@ -62,7 +62,7 @@ class JobView(WireModel):
         "received = enqueued + failures + canceled.",
     )
     scheduled_at: str | None = Field(
-        default=None, description="When a scheduled run starts (RFC 3339, UTC)."
+        default=None, description="When a scheduled run starts (RFC 3339, as sent)."
     )
     sends_per_second: int | None = Field(
         default=None, description="The run's send-rate limit, over all workers together."

@@ -94,7 +94,8 @@ def hand_over(job: JobState, now: float, window: int) -> int:
 def wants_release(job: JobState, now: float, window: int) -> bool:
     """A report just made room: is a release worth asking for now?
 
-    Without a rate, once half the window is free (a release per half window);
+    Without a rate, once a quarter of the window is free (a release per quarter
+    window: the pages still out keep the fan-out busy while the release comes);
     with one, once a page is due and may go out (the pacer asks otherwise)."""
     if job.status is not JobStatus.PROCESSING or job.hold is not None or job.released is None:
         return False
@@ -102,7 +103,7 @@ def wants_release(job: JobState, now: float, window: int) -> bool:
         return False
     limit = window_of(job, window)
     if job.sends_per_second is None:
-        return out(job) <= limit // 2
+        return out(job) <= limit - max(1, limit // 4)
     return out(job) < limit and (job.pace_at is None or job.pace_at <= now)
 
 

@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from schemas.commands import CommandResult, rfc3339_utc
+from schemas.commands import CommandResult
 from schemas.events import JobEvent
 from schemas.views import DryRun, JobStatus
 from streams import metrics
@@ -134,7 +134,7 @@ class Jobs:
             at=time.time(),
             reason=job.reason,
             canceled=job.canceled if job.status is JobStatus.CANCELED else None,
-            scheduled_at=rfc3339_utc(job.scheduled_at),
+            scheduled_at=job.scheduled_text,
             sends_per_second=job.sends_per_second,
         )
 

@@ -264,7 +264,7 @@ def run(
         rate = command.sends_per_second
         job.page_size = page_size if rate is None else control.rate_page_size(rate, page_size)
         job.sends_per_second = rate
-        job.scheduled_at = command.start_time()
+        job.scheduled_at, job.scheduled_text = command.start_time(), command.scheduled_at
         job.released = 0
         if job.received == 0:
             finish(job, JobStatus.COMPLETED, None, now)

@@ -162,6 +162,7 @@ class JobState(BaseModel):
         description="(command id, kind) of the control commands answered when the hold settles.",
     )
     scheduled_at: float | None = None
+    scheduled_text: str | None = Field(default=None, description="`scheduledAt` as sent.")
     sends_per_second: int | None = None
     pace_at: float | None = Field(
         default=None, description="Rate-limited: when the next page may be handed over."

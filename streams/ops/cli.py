@@ -5,7 +5,7 @@ bulkstream produce [FILE ...] [--tenant T] [--wait]
 bulkstream status JOB [--tenant T] [--watch]
 bulkstream run JOB [--tenant T] [--at TIME] [--rate N] [--dry-run]
 bulkstream cancel|pause|resume JOB [--tenant T]
-bulkstream demo [--users N] [--workers N]
+bulkstream demo [--users N] [--workers N] [--rate N]
 bulkstream api [--host H] [--port P]
 bulkstream rebuild-views
 bulkstream settings
@@ -209,7 +209,7 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.demo import run_demo
 
-    return run_demo(settings, users=args.users, workers=args.workers)
+    return run_demo(settings, users=args.users, workers=args.workers, rate=args.rate)
 
 
 def _cmd_hash_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="start workers and API, run a job of generated users")
     demo.add_argument("--users", type=int, default=100_000)
     demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--rate", type=int, default=None, help="run the job at most N sends a second")
     demo.set_defaults(func=_cmd_demo)
 
     sub.add_parser("rebuild-views", help="rebuild the Redis views from the job state").set_defaults(

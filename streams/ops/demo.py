@@ -176,7 +176,9 @@ def sample_sends(
     return found
 
 
-async def drive(settings: Settings, stack: Stack, users: int, console: Console) -> dict[str, Any]:
+async def drive(
+    settings: Settings, stack: Stack, users: int, console: Console, rate: int | None = None
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {stack.key}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=60) as http:
         created = await post(
@@ -198,10 +200,13 @@ async def drive(settings: Settings, stack: Stack, users: int, console: Console) 
         await _ingest(http, job_id, users, console)
         t1 = time.monotonic()
         since = await asyncio.to_thread(_end_offsets, settings)
-        ran = await post(http, f"/bulk/{job_id}/run")
+        ran = await post(http, f"/bulk/{job_id}/run", {"sendsPerSecond": rate} if rate else None)
         if ran.status_code != 202:
             raise DemoFailed(f"run: {ran.status_code} {ran.text}")
-        console.print("running: one send event per user, through every worker", highlight=False)
+        pace = f", at most {rate:,} a second" if rate else ""
+        console.print(
+            f"running: one send event per user, through every worker{pace}", highlight=False
+        )
 
         async def fetch() -> JobView | None:
             stack.check_alive()
@@ -210,7 +215,8 @@ async def drive(settings: Settings, stack: Stack, users: int, console: Console) 
                 JobView.model_validate(answer.json()["job"]) if answer.status_code == 200 else None
             )
 
-        job = await watch(fetch, console=console, give_up_after=max(600, users / 100))
+        patience = max(600, users / 100, 2 * users / rate if rate else 0)
+        job = await watch(fetch, console=console, give_up_after=patience)
         t2 = time.monotonic()
     if job is None or job.status is not JobStatus.COMPLETED:
         raise DemoFailed(f"job {job_id} ended as {job.status.value if job else 'unknown'}")
@@ -223,7 +229,13 @@ async def drive(settings: Settings, stack: Stack, users: int, console: Console) 
     }
 
 
-def run_demo(settings: Settings, users: int, workers: int, console: Console | None = None) -> int:
+def run_demo(
+    settings: Settings,
+    users: int,
+    workers: int,
+    console: Console | None = None,
+    rate: int | None = None,
+) -> int:
     console = console or Console()
     ensure_topics(settings)
     stack = Stack(settings, workers, secrets.token_urlsafe(24), settings.data_dir.parent / "demo")
@@ -233,7 +245,7 @@ def run_demo(settings: Settings, users: int, workers: int, console: Console | No
     try:
         with running(stack):
             stack.wait_ready()
-            outcome = asyncio.run(drive(settings, stack, users, console))
+            outcome = asyncio.run(drive(settings, stack, users, console, rate))
     except DemoFailed as exc:
         console.print(f"demo failed: {exc}", style="red", highlight=False)
         return 1

@@ -73,6 +73,9 @@ def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 

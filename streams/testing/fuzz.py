@@ -33,10 +33,16 @@ from streams.testing.processes import ApiProcess
 # as Courier answers it: checked below to be that and nothing else) or a request with the
 # same Idempotency-Key in flight (409).
 ACCEPTED = ["2xx", "400", "404", "409"]
-# ... or for what the schema cannot say: numbers beyond 64 bits, nesting beyond the limit.
+# ... or for a job whose status does not allow the control command (pause of a job not
+# run, anything but cancel of a finished one, run or ingest of a canceled one) ...
+# ... or for what the schema cannot say: numbers beyond 64 bits, nesting beyond the limit,
+# a date the calendar does not have (Feb 31 matches the pattern).
 REFUSED_VALID = re.compile(
     r"^(BulkJobDuplicateInvocationError: |BulkJobAlreadySubmittedError: "
-    r"|.*: integers must fit in 64 bits|Request body is nested deeper than )",
+    r"|Job .+: the job (has not been run|is [A-Z]+|is being canceled)"
+    r"|Job .+ was canceled"
+    r"|.*: integers must fit in 64 bits|Request body is nested deeper than "
+    r"|scheduledAt: Value error, no such date or time: )",
     re.DOTALL,  # a field path may hold any character, a newline included
 )
 # Invalid input is refused as invalid (400, 413 for too many users, 415, 422) or stops at
@@ -52,6 +58,7 @@ class Fuzzed:
     answers: Counter[int] = field(default_factory=Counter)  # status code -> answers
     cases: Counter[str] = field(default_factory=Counter)  # "operation mode target" -> cases
     job_id: str = ""  # the real job the cases went to (and ran)
+    runs: Counter[str] = field(default_factory=Counter)  # the real job's 202s: "run", "dry run"
 
     @property
     def total(self) -> int:
@@ -133,6 +140,9 @@ def _run(strategy: Any, label: str, examples: int, fuzzed: Fuzzed, strict_400: b
         fuzzed.cases[label] += 1
         response = case.call()
         fuzzed.answers[response.status_code] += 1
+        if response.status_code == 202 and label.endswith("run positive real job"):
+            dry = isinstance(case.body, dict) and case.body.get("dryRun") is True
+            fuzzed.runs["dry run" if dry else "run"] += 1
         case.validate_response(response)
         if strict_400 and response.status_code == 400:
             # Valid input is refused only for a job past that step (or a documented limit).

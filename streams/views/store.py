@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
-from schemas.commands import CommandResult, courier_definition, echo, identity_of, rfc3339_utc
+from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
 from streams.ids import message_id
 from streams.views import keys
@@ -51,8 +51,8 @@ def _control_fields(job: JobRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if job.status is JobStatus.CANCELED:
         fields["canceled"] = job.canceled
-    if job.scheduled_at is not None:
-        fields["scheduled_at"] = rfc3339_utc(job.scheduled_at)
+    if job.scheduled_text is not None:
+        fields["scheduled_at"] = job.scheduled_text
     if job.sends_per_second is not None:
         fields["sends_per_second"] = job.sends_per_second
     return fields
@@ -76,7 +76,7 @@ class JobRecord(Protocol):
     page_size: int | None
     completed_at: float | None
     canceled: int
-    scheduled_at: float | None
+    scheduled_text: str | None
     sends_per_second: int | None
 
 

@@ -42,13 +42,15 @@ def test_a_run_hands_over_a_window_and_each_report_makes_room() -> None:
     memory = running(20)  # 10 pages
     job = memory.state()
     assert (job.released, control.out(job)) == (WINDOW, WINDOW)
-    assert report(memory, 0).release is False  # 3 out: more than half the window
-    assert report(memory, 1).release is True  # 2 out: half the window is free
+    assert memory.release(now=200.0) == Effects()  # the window is full
+    assert report(memory, 0).release is True  # 3 out: a quarter of the window is free
     release = memory.release(now=201.0)
-    assert release.emit == (4, 6)
-    assert memory.state().released == 6
+    assert release.emit == (4, 5)
+    report(memory, 1, 2)
+    assert memory.release(now=202.0).emit == (5, 7)
+    assert memory.state().released == 7
     # Nothing more to hand over while the window is full: no write, no pages.
-    assert memory.release(now=202.0) == Effects()
+    assert memory.release(now=203.0) == Effects()
 
 
 def test_a_new_owner_hands_every_page_out_over_again() -> None:

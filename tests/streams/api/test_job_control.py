@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
 from streams.testing.client import Client, ingest_generated
@@ -61,6 +62,29 @@ def sends_of(settings: Settings, job_id: str) -> list[dict[str, Any]]:
     return [v for _, v, _ in read_topic(settings, settings.topic_sends) if v["jobId"] == job_id]
 
 
+def statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]:
+    """The job's lifecycle events on `bulk.job-events`, each status once, in order."""
+    events: list[dict[str, Any]] = []
+    for _, event, _ in read_topic(settings, settings.topic_job_events):
+        if event["jobId"] == job_id and (
+            not events
+            or (event["status"], event.get("previous"))
+            != (events[-1]["status"], events[-1].get("previous"))
+        ):
+            events.append(event)
+    return events
+
+
+def metric(workers: list[WorkerProcess], name: str) -> float:
+    """A counter summed over the workers' /metrics."""
+    total = 0.0
+    for worker in workers:
+        text = httpx.get(f"{worker.metrics_url()}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            total += sum(s.value for s in family.samples if s.name == name)
+    return total
+
+
 def two_workers(
     start_worker: Callable[..., WorkerProcess], **overrides: object
 ) -> list[WorkerProcess]:
@@ -82,7 +106,7 @@ def test_cancel_in_the_middle_of_a_200k_fan_out_over_two_workers(
     """The answer comes once the cancel settled; from then on the counts are final and
     the sends on the topic are exactly `enqueued`, each once."""
     users = 200_000
-    two_workers(start_worker)
+    workers = two_workers(start_worker)
     api = ApiProcess(topology, tmp_path).start()
     try:
         with api.client() as http:
@@ -116,7 +140,16 @@ def test_cancel_in_the_middle_of_a_200k_fan_out_over_two_workers(
             assert {item["status"] for item in last["items"]} == {"CANCELED"}
             first = http.get(f"/bulk/{job_id}/users").json()
             assert {item["status"] for item in first["items"]} == {"ENQUEUED"}
-            print(f"cancel settled in {settle:.2f} s; {job}")
+        # The lifecycle event and the metrics say the same.
+        last_event = statuses(topology, job_id)[-1]
+        assert (last_event["status"], last_event["previous"], last_event["canceled"]) == (
+            "CANCELED",
+            "PROCESSING",
+            job["canceled"],
+        )
+        assert metric(workers, "bulkstream_users_canceled_total") == job["canceled"]
+        assert metric(workers, "bulkstream_job_control_settle_seconds_count") == 1
+        print(f"cancel settled in {settle:.2f} s; {job}")
     finally:
         api.stop()
 
@@ -178,6 +211,13 @@ def test_pause_holds_for_5_s_and_resume_completes_every_user_once(
             assert done["enqueued"] == users
         ids = [s["messageId"] for s in sends_of(topology, job_id)]
         assert len(ids) == len(set(ids)) == users
+        assert [e["status"] for e in statuses(topology, job_id)] == [
+            "CREATED",
+            "PROCESSING",
+            "PAUSED",
+            "PROCESSING",
+            "COMPLETED",
+        ]
     finally:
         api.stop()
 
