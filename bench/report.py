@@ -141,7 +141,8 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
     cores = facts.get("cores", "?")
     lines = ["## Why a target fails here", ""]
     fan = by_name.get("fanout")
-    if fan is not None and "fanout" in failed:
+    if fan is not None and "fanout" in failed and "fanout_sends_per_cpu_second" in fan.details:
+        # (the per-CPU figures come from the profile: `--profile`)
         d = fan.details
         need = 0.5 * d["ceiling_rate"]
         fan_cores = need / d["fanout_sends_per_cpu_second"]
