@@ -134,24 +134,27 @@ def start_if_due(job: JobState, now: float) -> bool:
     return True
 
 
+# Commands a record keeps waiting for its hold; past this, the oldest is dropped (its
+# client's wait ends in a 503 to retry, and the record stays small).
+MAX_WAITING = 32
+
+
 def wait_for_settle(job: JobState, command_id: str, kind: CommandKind) -> None:
     if all(waiting[0] != command_id for waiting in job.waiting):
-        job.waiting.append((command_id, kind.value))
+        job.waiting = [*job.waiting, (command_id, kind.value)][-MAX_WAITING:]
 
 
 def settle(job: JobState, now: float) -> JobStatus | None:
     """The hold takes effect once no page is out: CANCELED (the counts final, the users
-    never sent counted in `canceled`) or PAUSED (COMPLETED if nothing was left to send).
-    Returns the status the job had, when it changed."""
+    never sent counted in `canceled`) or PAUSED. Returns the status the job had, when it
+    changed."""
     if job.hold is None or out(job) > 0:
         return None
     previous = job.status
     left = job.received - job.enqueued - job.failures
     if job.hold == "cancel":
         job.status, job.canceled, job.completed_at = JobStatus.CANCELED, left, now
-    elif left == 0 and job.status is JobStatus.PROCESSING:
-        job.status, job.completed_at = JobStatus.COMPLETED, now
-    else:
+    else:  # (a job with nothing left completed with its last report, before this)
         job.status = JobStatus.PAUSED
     job.hold = None
     return previous

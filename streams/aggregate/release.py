@@ -170,6 +170,9 @@ class Releases:
         held = held_partitions(self.p.app, self.p.state)
         gained, self.held = held - self.held, held
         now = time.time()
+        if self.asked:  # asks the partition's next owner applied, or that were lost with it
+            since = time.monotonic() - ASK_AGAIN_SECONDS
+            self.asked = {job: at for job, at in self.asked.items() if at > since}
         for partition in sorted(held):
             db = partition_db(self.p.state, partition)
             if partition in gained:

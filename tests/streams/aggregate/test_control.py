@@ -349,3 +349,34 @@ def test_a_job_run_before_the_window_has_every_page_out() -> None:
     assert memory.state().status is JobStatus.PROCESSING
     assert report(memory, 4).previous is JobStatus.PROCESSING
     assert memory.state().status is JobStatus.COMPLETED
+
+
+def test_the_commands_waiting_for_a_hold_are_bounded() -> None:
+    memory = running(20)
+    for offset in range(3, 3 + control.MAX_WAITING + 5):
+        memory.steer("cancel", offset)
+    waiting = [w[0] for w in memory.state().waiting]
+    assert len(waiting) == control.MAX_WAITING
+    assert waiting[-1] == f"c-cancel-{2 + control.MAX_WAITING + 5}"
+
+
+def test_a_dry_run_changes_nothing_of_the_job_and_only_before_the_run() -> None:
+    memory = Memory()
+    memory.create(0)
+    memory.ingest(1, users("a", "b"))
+    before = memory.state()
+    dry = memory.run(2, dry_run=True)
+    assert (dry.dry_run, dry.job, dry.emit, dry.result.ok) == (True, None, None, True)  # type: ignore[union-attr]
+    assert memory.state() == before
+    memory.run(3)
+    late = memory.run(4, dry_run=True)
+    assert (late.dry_run, late.result.error_type) == (False, "already_run")  # type: ignore[union-attr]
+
+
+def test_nothing_is_due_for_a_held_job_an_unpaced_one_or_a_missing_one() -> None:
+    memory = running(20, sends_per_second=40)
+    assert control.next_due(memory.state()) is not None
+    memory.steer("pause", 3)
+    assert control.next_due(memory.state()) is None  # held: the pacer leaves it alone
+    assert control.next_due(running(20).state()) is None  # no rate: reports drive it
+    assert rules.release(None, 1.0, WINDOW, again=True) == Effects()
