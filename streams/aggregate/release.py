@@ -146,8 +146,8 @@ class Releases:
         self.jobs.write(job_id, job, effects)
         # The record in Kafka before its pages: a settled hold is never followed by a send.
         await deliveries_of(self.p.app).settled()
-        await self.p.views.write_job(job_id, job)
-        if effects.lifecycle:
+        if effects.lifecycle:  # (a release alone changes nothing the view shows)
+            await self.p.views.write_job(job_id, job)
             await self.jobs.lifecycle(job_id, job, effects.previous)
         if effects.emit is not None:
             await self.emit(job_id, job, partition, *effects.emit)

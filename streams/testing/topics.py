@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, ConsumerGroupState
+from confluent_kafka import Consumer, ConsumerGroupState, Message
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
@@ -29,6 +29,33 @@ def read_topic(
     Stops once `expected` messages arrived and nothing more came for `idle`
     seconds (so extra duplicates would still be seen), or at the end of every
     partition when `expected` is None."""
+    return [
+        (m.key(), _json(m), m.partition() or 0)
+        for m in _records(settings, topic, expected, idle, timeout)
+    ]
+
+
+def read_stamped(settings: Settings, topic: str) -> list[tuple[float, Any]]:
+    """Everything committed on a topic now, as (record timestamp in seconds, json), in
+    timestamp order."""
+    stamped = [(m.timestamp()[1] / 1000, _json(m)) for m in _records(settings, topic)]
+    return sorted(stamped, key=lambda item: item[0])
+
+
+def _json(message: Message) -> Any:
+    value = message.value()
+    return orjson.loads(value) if value else None
+
+
+def _records(
+    settings: Settings,
+    topic: str,
+    expected: int | None = None,
+    idle: float = 5.0,
+    timeout: float = 300.0,
+) -> list[Message]:
+    """The committed records of every partition of the topic (`read_topic` says when it
+    stops)."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -41,28 +68,20 @@ def read_topic(
     )
     metadata = consumer.list_topics(topic, timeout=30).topics[topic]
     consumer.assign([TopicPartition(topic, p, -2) for p in metadata.partitions])
-    out: list[tuple[bytes | None, Any, int]] = []
+    out: list[Message] = []
     at_eof: set[int] = set()
     deadline = time.monotonic() + timeout
     last_new = time.monotonic()
     try:
         while time.monotonic() < deadline:
-            batch = consumer.consume(10_000, timeout=0.5)
-            for message in batch:
+            for message in consumer.consume(10_000, timeout=0.5):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         at_eof.add(message.partition() or 0)
                         continue
                     raise AssertionError(f"consumer error: {error}")
-                value = message.value()
-                out.append(
-                    (
-                        message.key(),
-                        orjson.loads(value) if value else None,
-                        message.partition() or 0,
-                    )
-                )
+                out.append(message)
                 at_eof.discard(message.partition() or 0)
                 last_new = time.monotonic()
             if expected is None:
@@ -73,39 +92,6 @@ def read_topic(
     finally:
         consumer.close()
     return out
-
-
-def read_stamped(settings: Settings, topic: str) -> list[tuple[float, Any]]:
-    """Everything committed on a topic now, as (record timestamp in seconds, json), in
-    timestamp order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"reader-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    metadata = consumer.list_topics(topic, timeout=30).topics[topic]
-    consumer.assign([TopicPartition(topic, p, -2) for p in metadata.partitions])
-    out: list[tuple[float, Any]] = []
-    at_eof: set[int] = set()
-    deadline = time.monotonic() + 300
-    try:
-        while len(at_eof) < len(metadata.partitions) and time.monotonic() < deadline:
-            for message in consumer.consume(10_000, timeout=0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_eof.add(message.partition() or 0)
-                        continue
-                    raise AssertionError(f"consumer error: {error}")
-                value = message.value()
-                out.append((message.timestamp()[1] / 1000, orjson.loads(value) if value else None))
-    finally:
-        consumer.close()
-    return sorted(out, key=lambda item: item[0])
 
 
 def read_dlq(

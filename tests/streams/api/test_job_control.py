@@ -4,11 +4,12 @@ against what a read_committed reader finds on the sends topic."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,31 @@ def two_workers(
     return workers
 
 
+@contextlib.contextmanager
+def stack(
+    topology: Settings,
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+    **overrides: object,
+) -> Iterator[tuple[list[WorkerProcess], httpx.Client]]:
+    """Two workers (ready, the fan-out group settled) and the API; its client."""
+    workers = two_workers(start_worker, **overrides)
+    api = ApiProcess(topology, tmp_path).start()
+    try:
+        with api.client() as http:
+            yield workers, http
+    finally:
+        api.stop()
+
+
+def generated_job(http: httpx.Client, client: Client, users: int) -> str:
+    """A job created over HTTP, its generated users ingested on `bulk.commands`."""
+    job_id = create(http)
+    client.jobs.clear()
+    assert ingest_generated(client, job_id, users) == users
+    return job_id
+
+
 def rfc3339(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
 
@@ -106,40 +132,34 @@ def test_cancel_in_the_middle_of_a_200k_fan_out_over_two_workers(
     """The answer comes once the cancel settled; from then on the counts are final and
     the sends on the topic are exactly `enqueued`, each once."""
     users = 200_000
-    workers = two_workers(start_worker)
-    api = ApiProcess(topology, tmp_path).start()
-    try:
-        with api.client() as http:
-            job_id = create(http)
-            client.jobs.clear()
-            assert ingest_generated(client, job_id, users) == users
-            assert http.post(f"/bulk/{job_id}/run").status_code == 202
-            wait_job(http, job_id, lambda j: j["enqueued"] >= 20_000, 120)
-            asked = time.monotonic()
-            answer = http.post(f"/bulk/{job_id}/cancel", timeout=120)
-            settle = time.monotonic() - asked
-            assert answer.status_code == 200, answer.text
-            job = answer.json()["job"]
-            assert job["status"] == "CANCELED"
-            assert job["received"] == users
-            assert job["received"] == job["enqueued"] + job["failures"] + job["canceled"]
-            assert job["canceled"] > 0, "the job finished before the cancel: nothing to prove"
-            sends = sends_of(topology, job_id)
-            ids = [s["messageId"] for s in sends]
-            assert len(ids) == len(set(ids)) == job["enqueued"]
-            # Final: nothing more is sent, nothing moves, a second cancel answers the same.
-            time.sleep(3)
-            assert len(sends_of(topology, job_id)) == job["enqueued"]
-            assert job_of(http, job_id) == job
-            again = http.post(f"/bulk/{job_id}/cancel")
-            assert (again.status_code, again.json()["job"]) == (200, job)
-            # The users never sent are CANCELED on the users page; the sent ENQUEUED.
-            last = http.get(
-                f"/bulk/{job_id}/users", params={"cursor": encode_cursor(job_id, users - 100)}
-            ).json()
-            assert {item["status"] for item in last["items"]} == {"CANCELED"}
-            first = http.get(f"/bulk/{job_id}/users").json()
-            assert {item["status"] for item in first["items"]} == {"ENQUEUED"}
+    with stack(topology, tmp_path, start_worker) as (workers, http):
+        job_id = generated_job(http, client, users)
+        assert http.post(f"/bulk/{job_id}/run").status_code == 202
+        wait_job(http, job_id, lambda j: j["enqueued"] >= 20_000, 120)
+        asked = time.monotonic()
+        answer = http.post(f"/bulk/{job_id}/cancel", timeout=120)
+        settle = time.monotonic() - asked
+        assert answer.status_code == 200, answer.text
+        job = answer.json()["job"]
+        assert job["status"] == "CANCELED"
+        assert job["received"] == users
+        assert job["received"] == job["enqueued"] + job["failures"] + job["canceled"]
+        assert job["canceled"] > 0, "the job finished before the cancel: nothing to prove"
+        ids = [s["messageId"] for s in sends_of(topology, job_id)]
+        assert len(ids) == len(set(ids)) == job["enqueued"]
+        # Final: nothing more is sent, nothing moves, a second cancel answers the same.
+        time.sleep(3)
+        assert len(sends_of(topology, job_id)) == job["enqueued"]
+        assert job_of(http, job_id) == job
+        again = http.post(f"/bulk/{job_id}/cancel")
+        assert (again.status_code, again.json()["job"]) == (200, job)
+        # The users never sent are CANCELED on the users page; the sent ENQUEUED.
+        last = http.get(
+            f"/bulk/{job_id}/users", params={"cursor": encode_cursor(job_id, users - 100)}
+        ).json()
+        assert {item["status"] for item in last["items"]} == {"CANCELED"}
+        first = http.get(f"/bulk/{job_id}/users").json()
+        assert {item["status"] for item in first["items"]} == {"ENQUEUED"}
         # The lifecycle event and the metrics say the same.
         last_event = statuses(topology, job_id)[-1]
         assert (last_event["status"], last_event["previous"], last_event["canceled"]) == (
@@ -150,8 +170,6 @@ def test_cancel_in_the_middle_of_a_200k_fan_out_over_two_workers(
         assert metric(workers, "bulkstream_users_canceled_total") == job["canceled"]
         assert metric(workers, "bulkstream_job_control_settle_seconds_count") == 1
         print(f"cancel settled in {settle:.2f} s; {job}")
-    finally:
-        api.stop()
 
 
 def test_cancel_of_a_created_job_sends_nothing_and_it_can_no_longer_run(
@@ -184,42 +202,36 @@ def test_pause_holds_for_5_s_and_resume_completes_every_user_once(
     """Paused on the Kafka command topic, resumed over HTTP: while paused, the committed
     sends do not move; after the resume the job completes, every user sent once."""
     users = 60_000
-    two_workers(start_worker, fanout_window_pages=16)  # 8,000 users out at once
-    api = ApiProcess(topology, tmp_path).start()
-    try:
-        with api.client() as http:
-            job_id = create(http)
-            client.jobs.clear()
-            assert ingest_generated(client, job_id, users) == users
-            assert http.post(f"/bulk/{job_id}/run").status_code == 202
-            wait_job(http, job_id, lambda j: j["enqueued"] > 0, 120)
-            pause = client.send({"kind": "pause", "jobId": job_id})
-            assert client.result(pause.command_id, timeout=120).ok
-            job = job_of(http, job_id)
-            assert job["status"] == "PAUSED"
-            assert 0 < job["enqueued"] < users
-            held = len(sends_of(topology, job_id))
-            assert held == job["enqueued"]
-            time.sleep(5)
-            assert len(sends_of(topology, job_id)) == held
-            assert job_of(http, job_id) == job
-            assert http.post(f"/bulk/{job_id}/pause").json()["job"] == job  # idempotent
-            resume = http.post(f"/bulk/{job_id}/resume")
-            assert resume.status_code == 200, resume.text
-            assert resume.json()["job"]["status"] in ("PROCESSING", "COMPLETED")
-            done = wait_job(http, job_id, lambda j: j["status"] == "COMPLETED", 300)
-            assert done["enqueued"] == users
-        ids = [s["messageId"] for s in sends_of(topology, job_id)]
-        assert len(ids) == len(set(ids)) == users
-        assert [e["status"] for e in statuses(topology, job_id)] == [
-            "CREATED",
-            "PROCESSING",
-            "PAUSED",
-            "PROCESSING",
-            "COMPLETED",
-        ]
-    finally:
-        api.stop()
+    # 8,000 users out at once: the pause lands with most of the job still to send.
+    with stack(topology, tmp_path, start_worker, fanout_window_pages=16) as (_, http):
+        job_id = generated_job(http, client, users)
+        assert http.post(f"/bulk/{job_id}/run").status_code == 202
+        wait_job(http, job_id, lambda j: j["enqueued"] > 0, 120)
+        pause = client.send({"kind": "pause", "jobId": job_id})
+        assert client.result(pause.command_id, timeout=120).ok
+        job = job_of(http, job_id)
+        assert job["status"] == "PAUSED"
+        assert 0 < job["enqueued"] < users
+        held = len(sends_of(topology, job_id))
+        assert held == job["enqueued"]
+        time.sleep(5)
+        assert len(sends_of(topology, job_id)) == held
+        assert job_of(http, job_id) == job
+        assert http.post(f"/bulk/{job_id}/pause").json()["job"] == job  # idempotent
+        resume = http.post(f"/bulk/{job_id}/resume")
+        assert resume.status_code == 200, resume.text
+        assert resume.json()["job"]["status"] in ("PROCESSING", "COMPLETED")
+        done = wait_job(http, job_id, lambda j: j["status"] == "COMPLETED", 300)
+        assert done["enqueued"] == users
+    ids = [s["messageId"] for s in sends_of(topology, job_id)]
+    assert len(ids) == len(set(ids)) == users
+    assert [e["status"] for e in statuses(topology, job_id)] == [
+        "CREATED",
+        "PROCESSING",
+        "PAUSED",
+        "PROCESSING",
+        "COMPLETED",
+    ]
 
 
 # -- scheduled runs ---------------------------------------------------------------
@@ -230,37 +242,31 @@ def test_a_scheduled_run_fires_on_time_after_both_workers_were_sigkilled(
 ) -> None:
     """The schedule lives in Kafka: both workers SIGKILLed and restarted in between,
     the first send is committed within 1 s of `scheduledAt`."""
-    workers = two_workers(start_worker)
-    api = ApiProcess(topology, tmp_path).start()
-    try:
-        with api.client() as http:
-            job_id = create(http)
-            users = [{"to": {"user_id": f"u{i}"}} for i in range(1000)]
-            assert http.post(f"/bulk/{job_id}", json={"users": users}).status_code == 200
-            at = time.time() + 60
-            answer = http.post(f"/bulk/{job_id}/run", json={"scheduledAt": rfc3339(at)})
-            assert answer.status_code == 202, answer.text
-            job = job_of(http, job_id)
-            assert job["status"] == "SCHEDULED"
-            assert datetime.fromisoformat(job["scheduledAt"]).timestamp() == pytest.approx(at)
-            for worker in workers:
-                worker.kill()
-            restarted = [start_worker("w1"), start_worker("w2")]
-            wait_ready(restarted, settled=True)
-            assert time.time() < at - 2, "the workers came back after the schedule was due"
-            assert job_of(http, job_id)["status"] == "SCHEDULED"
-            assert sends_of(topology, job_id) == []
-            done = wait_job(
-                http, job_id, lambda j: j["status"] == "COMPLETED", at - time.time() + 60
-            )
-            assert done["enqueued"] == 1000
-        stamps = [t for t, send in read_stamped(topology, topology.topic_sends)]
-        assert len(stamps) == 1000
-        print(f"first send {stamps[0] - at:+.3f} s from scheduledAt")
-        assert at <= stamps[0] + 0.005  # record times are in ms
-        assert stamps[0] - at <= 1.0
-    finally:
-        api.stop()
+    with stack(topology, tmp_path, start_worker) as (workers, http):
+        job_id = create(http)
+        users = [{"to": {"user_id": f"u{i}"}} for i in range(1000)]
+        assert http.post(f"/bulk/{job_id}", json={"users": users}).status_code == 200
+        at = time.time() + 60
+        answer = http.post(f"/bulk/{job_id}/run", json={"scheduledAt": rfc3339(at)})
+        assert answer.status_code == 202, answer.text
+        job = job_of(http, job_id)
+        assert job["status"] == "SCHEDULED"
+        assert datetime.fromisoformat(job["scheduledAt"]).timestamp() == pytest.approx(at)
+        for worker in workers:
+            worker.kill()
+        restarted = [start_worker("w1"), start_worker("w2")]
+        wait_ready(restarted, settled=True)
+        assert time.time() < at - 2, "the workers came back after the schedule was due"
+        assert job_of(http, job_id)["status"] == "SCHEDULED"
+        assert sends_of(topology, job_id) == []
+        patience = at - time.time() + 60
+        done = wait_job(http, job_id, lambda j: j["status"] == "COMPLETED", patience)
+        assert done["enqueued"] == 1000
+    stamps = [t for t, send in read_stamped(topology, topology.topic_sends)]
+    assert len(stamps) == 1000
+    print(f"first send {stamps[0] - at:+.3f} s from scheduledAt")
+    assert at <= stamps[0] + 0.005  # record times are in ms
+    assert stamps[0] - at <= 1.0
 
 
 # -- send-rate limits -------------------------------------------------------------
@@ -272,33 +278,26 @@ def test_a_rate_limited_run_of_20000_users_at_2000_per_second(
     """Over any 5 s window at most 1.1 x 5N sends, by their record timestamps; the
     whole run at least received / N seconds minus 5 %."""
     users, rate = 20_000, 2000
-    two_workers(start_worker)
-    api = ApiProcess(topology, tmp_path).start()
-    try:
-        with api.client() as http:
-            job_id = create(http)
-            client.jobs.clear()
-            assert ingest_generated(client, job_id, users) == users
-            answer = http.post(f"/bulk/{job_id}/run", json={"sendsPerSecond": rate})
-            assert answer.status_code == 202, answer.text
-            assert job_of(http, job_id)["sendsPerSecond"] == rate
-            wait_job(http, job_id, lambda j: j["status"] == "COMPLETED", 120)
-        stamps = [t for t, send in read_stamped(topology, topology.topic_sends)]
-        assert len(stamps) == users
-        span = stamps[-1] - stamps[0]
-        busiest = 0
-        start = 0
-        for end, at in enumerate(stamps):  # the most sends within any 5 s window
-            while at - stamps[start] >= 5.0:
-                start += 1
-            busiest = max(busiest, end - start + 1)
-        per_second = Counter(int(at - stamps[0]) for at in stamps)
-        print(f"span {span:.2f} s; busiest 5 s window {busiest} sends (limit {1.1 * 5 * rate})")
-        print("sends per second:", [per_second[s] for s in sorted(per_second)])
-        assert busiest <= 1.1 * 5 * rate
-        assert span >= 0.95 * users / rate
-    finally:
-        api.stop()
+    with stack(topology, tmp_path, start_worker) as (_, http):
+        job_id = generated_job(http, client, users)
+        answer = http.post(f"/bulk/{job_id}/run", json={"sendsPerSecond": rate})
+        assert answer.status_code == 202, answer.text
+        assert job_of(http, job_id)["sendsPerSecond"] == rate
+        wait_job(http, job_id, lambda j: j["status"] == "COMPLETED", 120)
+    stamps = [t for t, send in read_stamped(topology, topology.topic_sends)]
+    assert len(stamps) == users
+    span = stamps[-1] - stamps[0]
+    busiest = 0
+    start = 0
+    for end, at in enumerate(stamps):  # the most sends within any 5 s window
+        while at - stamps[start] >= 5.0:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    per_second = Counter(int(at - stamps[0]) for at in stamps)
+    print(f"span {span:.2f} s; busiest 5 s window {busiest} sends (limit {1.1 * 5 * rate})")
+    print("sends per second:", [per_second[s] for s in sorted(per_second)])
+    assert busiest <= 1.1 * 5 * rate
+    assert span >= 0.95 * users / rate
 
 
 # -- dry runs ---------------------------------------------------------------------
