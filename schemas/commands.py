@@ -242,7 +242,7 @@ def rfc3339(text: str) -> datetime:
 
 
 RFC3339_PATTERN = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
     r"(\.\d{1,6})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
 _RFC3339 = re.compile(RFC3339_PATTERN)
@@ -297,7 +297,7 @@ class RunOptions(WireModel):
 
     @model_validator(mode="after")
     def _dry_run_alone(self) -> RunOptions:
-        if self.dry_run and (self.scheduled_at is not None or self.sends_per_second is not None):
+        if self.dry_run and {"scheduled_at", "sends_per_second"} & self.model_fields_set:
             raise ValueError("dryRun takes no scheduledAt or sendsPerSecond")
         return self
 

@@ -58,7 +58,8 @@ class Fuzzed:
     answers: Counter[int] = field(default_factory=Counter)  # status code -> answers
     cases: Counter[str] = field(default_factory=Counter)  # "operation mode target" -> cases
     job_id: str = ""  # the real job the cases went to (and ran)
-    runs: Counter[str] = field(default_factory=Counter)  # the real job's 202s: "run", "dry run"
+    # the real job's runs answered 202, as (the case's own generation mode, body)
+    runs: list[tuple[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -140,9 +141,11 @@ def _run(strategy: Any, label: str, examples: int, fuzzed: Fuzzed, strict_400: b
         fuzzed.cases[label] += 1
         response = case.call()
         fuzzed.answers[response.status_code] += 1
-        if response.status_code == 202 and label.endswith("run positive real job"):
-            dry = isinstance(case.body, dict) and case.body.get("dryRun") is True
-            fuzzed.runs["dry run" if dry else "run"] += 1
+        if response.status_code == 202 and "/run " in label and label.endswith("real job"):
+            # A negative strategy gives a valid case where it finds nothing to break (the
+            # run's optional body left out): the case's own mode says which it is.
+            body = case.body if isinstance(case.body, dict) else None
+            fuzzed.runs.append((case.meta.generation.mode.value, body))
         case.validate_response(response)
         if strict_400 and response.status_code == 400:
             # Valid input is refused only for a job past that step (or a documented limit).
