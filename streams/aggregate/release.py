@@ -6,11 +6,12 @@ the rules); after that, a release on `bulk.control` (key = job id, so it is
 applied by the worker holding the job) hands over the next ones. Releases
 are asked for by the progress agent when a report made room, and by the
 pacer, a timer that reads the due index (`\\0due\\0<ms>\\0<job>`: a scheduled
-start, a rate-limited page) of the partitions this worker holds. A worker
-that gains a partition asks for a release `again` of each of its active jobs
-(`\\0active\\0<job>`): the pages the record calls out, handed over once more,
-since the last owner may have died between writing the record and sending
-them (the fan-out's done-markers make a second copy a no-op).
+start, a rate-limited page) of the partitions this worker holds. After every
+rebalance, a worker asks for a release `again` of each active job
+(`\\0active\\0<job>`) of the partitions it holds: the pages the record calls
+out, handed over once more, since the last owner may have died between
+writing the record and sending them (the fan-out's done-markers make a second
+copy a no-op).
 
 A release writes the record first and waits until its changelog record is in
 Kafka before its pages go out, so that the record's pages out are never fewer
@@ -164,8 +165,10 @@ class Releases:
                 await self.jobs.settled(effects.job, effects)
 
     async def tick(self) -> None:
-        """The pacer: releases for what is due; `again` for the partitions just gained."""
+        """The pacer: releases for what is due; `again` for the partitions held after a
+        rebalance (gained, or kept: a release cut short by the revocation is made good)."""
         if not state_ready(self.p.app):
+            self.held = frozenset()
             return
         held = held_partitions(self.p.app, self.p.state)
         gained, self.held = held - self.held, held
