@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from schemas.base import JsonObject, WireModel
+from schemas.delivery import UserDelivery
 
 
 class JobStatus(StrEnum):
@@ -68,6 +69,15 @@ class JobView(WireModel):
         default=None, description="The run's send-rate limit, over all workers together."
     )
     dry_run: DryRun | None = None
+    # Delivery outcomes, on jobs whose messages were reported on:
+    delivery: dict[str, int] | None = Field(
+        default=None,
+        description="Messages per delivery state (SENT, DELIVERED, OPENED, CLICKED, FAILED, "
+        "UNDELIVERABLE): each message counted once, in the highest state reported.",
+    )
+    parent_job_id: str | None = Field(
+        default=None, description="The job this one retries the failed users of."
+    )
 
 
 class UserView(WireModel):
@@ -82,3 +92,6 @@ class UserView(WireModel):
     status: UserStatus
     message_id: str | None = None
     error: str | None = None
+    delivery: UserDelivery | None = Field(
+        default=None, description="Its message's delivery state, once reported on."
+    )

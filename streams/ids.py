@@ -24,8 +24,12 @@ def message_id(created_at: float, job_id: str, identity: str) -> str:
     Shaped like Courier's `1-61e9dd7d-13c08339357603322c433d55`: the job's
     creation time, then 24 hex of a hash of job id and user identity.
     """
-    digest = hashlib.blake2b(f"{job_id}\x00{identity}".encode(), digest_size=12).hexdigest()
-    return message_id_prefix(created_at) + digest
+    return message_id_prefix(created_at) + message_digest(job_id, identity)
+
+
+def message_digest(job_id: str, identity: str) -> str:
+    """The last part of a message id (24 hex): it alone tells the job's users apart."""
+    return hashlib.blake2b(f"{job_id}\x00{identity}".encode(), digest_size=12).hexdigest()
 
 
 def message_id_prefix(created_at: float) -> str:

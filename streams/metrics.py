@@ -64,6 +64,18 @@ JOB_DURATION = Histogram(
 JOB_TRANSITIONS = Counter(
     "bulkstream_job_transitions", "Job status changes, by the new status.", ["status"]
 )
+DELIVERY_REPORTS = Counter(
+    "bulkstream_delivery_reports",
+    "Delivery reports read, by what came of them: `folded` (a message reached a state), "
+    "`unchanged` (seen before, or lower than the message's state), or the reason it went "
+    "to the DLQ.",
+    ["outcome"],
+)
+MESSAGE_STATES = Counter(
+    "bulkstream_message_states",
+    "Messages that reached a delivery state (the highest reported), by state.",
+    ["status"],
+)
 HTTP_REQUESTS = Counter(
     "bulkstream_http_requests",
     "HTTP requests answered, by route, method and code.",
@@ -74,6 +86,24 @@ HTTP_LATENCY = Histogram(
     "Time to answer an HTTP request, by route, method and code.",
     ["route", "method", "code"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+# The reference delivery worker (`bulkstream deliver`, streams/deliver/).
+DELIVER_SENT = Counter(
+    "bulkstream_deliver_sent",
+    "Sends the delivery worker's provider took (2xx), reported SENT (acknowledged).",
+)
+DELIVER_FAILED = Counter(
+    "bulkstream_deliver_failed",
+    "Sends the delivery worker gave up on, reported FAILED (acknowledged): a final 4xx "
+    "(`final`) or every attempt failed (`exhausted`).",
+    ["why"],
+)
+DELIVER_ATTEMPTS = Counter(
+    "bulkstream_deliver_attempts",
+    "HTTP requests the delivery worker made to its provider, by outcome "
+    "(2xx/3xx/4xx/5xx/timeout/error).",
+    ["outcome"],
 )
 
 

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     topic_fanout_done: str = "bulk.fanout-done"
     topic_progress: str = "bulk.progress"
     topic_control: str = "bulk.control"
+    topic_delivery_status: str = "bulk.delivery-status"
+    topic_delivery_status_dlq: str = "bulk.delivery-status.dlq"
+    topic_message_events: str = "bulk.message-events"
+    topic_webhooks: str = "bulk.webhooks"
+    topic_webhooks_retry: str = "bulk.webhooks.retry"
+    topic_webhooks_dlq: str = "bulk.webhooks.dlq"
     partitions: int = Field(default=8, ge=1)
     replication_factor: int = Field(
         default=1,
@@ -169,6 +175,42 @@ class Settings(BaseSettings):
         description="How deeply a request body may nest objects and arrays (400 beyond).",
     )
     idempotency_ttl_seconds: int = Field(default=25 * 3600, ge=86_400)
+
+    # Webhooks (streams/webhooks/).
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs on private, loopback or link-local addresses "
+        "(off: the server cannot be aimed at its own network).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="One webhook request's whole time, connect included."
+    )
+    webhook_retry_horizon_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long a webhook event is retried before it goes to the DLQ topic.",
+    )
+    webhook_retry_first_seconds: float = Field(
+        default=5.0, gt=0, description="The first retry's delay; each next one doubles (jitter)."
+    )
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight to one endpoint, at most."
+    )
+    webhook_queue_size: int = Field(
+        default=100,
+        ge=1,
+        description="Events waiting in memory for one endpoint, at most; more are parked "
+        "on the retry topic (a slow endpoint never holds the dispatcher up).",
+    )
+    webhook_max_in_flight: int = Field(
+        default=10_000,
+        ge=1,
+        description="Webhook messages in memory in one dispatcher (queued, being sent, being "
+        "parked), at most: above it the dispatcher stops reading events until some settle.",
+    )
+    webhooks_per_tenant: int = Field(
+        default=100, ge=1, description="Endpoints one tenant may have (POST /webhooks: 400)."
+    )
 
     @model_validator(mode="after")
     def _replicas_can_be_in_sync(self) -> Settings:

@@ -1,9 +1,12 @@
-"""The ingest dedupe index: which ingest command accepted each identity of a job.
+"""The indexes of a job's users: which ingest command accepted each identity, and
+which position each message id belongs to.
 
-Keys `<job>\\0i\\0<identity>` hold the offset of the accepting command. They
+Keys `<job>\\0i\\0<identity>` hold the offset of the accepting command (the
+dedupe index); keys `<job>\\0mi\\0<digest>` the position of the user whose
+message id ends in that digest (delivery reports name messages by id). They
 live in the partition's RocksDB only, without a changelog record each: the
 batch record (`<job>\\0b\\0<offset>`, in the changelog) lists the same
-identities, so whoever restores the partition rebuilds the index from it
+users, so whoever restores the partition rebuilds both from it
 (`index_restored`, a restore hook of the state table). Ingest paid one
 changelog record per user for this index before; now one per command.
 
@@ -19,8 +22,9 @@ from typing import Any
 
 from rocksdict import WriteBatch
 
-from streams.aggregate.paging import decode_batch
-from streams.aggregate.state import identity_key, parse_batch_key
+from streams.aggregate.paging import StoredUser, decode_batch
+from streams.aggregate.state import identity_key, message_index_key, parse_batch_key
+from streams.ids import message_digest
 from streams.runtime.access import partition_db
 
 
@@ -35,11 +39,21 @@ class DedupeIndex:
         )
         return value
 
-    def add(self, partition: int, job_id: str, identities: list[str], offset: int) -> None:
+    def position(self, partition: int, job_id: str, message_id: str) -> int | None:
+        """The position of the user this message id was made for, if it is the job's."""
+        raw = partition_db(self.state, partition).get(message_index_key(job_id, message_id[-24:]))
+        return None if raw is None else int(raw)
+
+    def add(self, partition: int, job_id: str, users: list[StoredUser], offset: int) -> None:
+        """Index the users one ingest command accepted (`[position, identity, ...]`)."""
         own = str(offset).encode()
         batch = WriteBatch(raw_mode=True)
-        for identity in identities:
-            batch.put(identity_key(job_id, identity), own)
+        for user in users:
+            position, identity = user[0], user[1]
+            if identity:
+                batch.put(identity_key(job_id, identity), own)
+                digest = message_digest(job_id, identity)
+                batch.put(message_index_key(job_id, digest), str(position).encode())
         partition_db(self.state, partition).write(batch)
 
     def index_restored(self, events: list[Any]) -> None:
@@ -53,5 +67,4 @@ class DedupeIndex:
             if db.get(message.key) is None:  # deleted again later in this batch (a purge)
                 continue
             job_id, offset = parsed
-            identities = [user[1] for user in decode_batch(message.value) if user[1]]
-            self.add(message.partition, job_id, identities, offset)
+            self.add(message.partition, job_id, decode_batch(message.value), offset)

@@ -131,7 +131,7 @@ class Aggregate:
         state it reports. The command's own result is published by `apply`, last."""
         job = effects.job
         if effects.batch is not None:
-            self.dedupe.add(partition, job_id, effects.identities, offset)
+            self.dedupe.add(partition, job_id, effects.batch, offset)
             self.state[batch_key(job_id, offset)] = encode_batch(effects.batch)
             if effects.batch:
                 self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()

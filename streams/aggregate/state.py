@@ -7,6 +7,9 @@
     <job>\0f\0<position:012>   why a user failed in the fan-out
     <job>\0x\0<position:012>   offset of the batch whose first user has this position
     <job>\0d                  the job's last dry run (its outcome and sample sends)
+    <job>\0mi\0<digest>        position of the user of that message id (local, like \0i)
+    <job>\0m\0<block:012>      delivery states of the messages of 64 positions
+    <job>\0ds                 delivery summary: messages per state, last report folded
     \0jobs\0<job>              index of the partition's jobs (rebuilding views)
     \0expire\0<due:015>\0<job> a completed job, due for purging at `due`
     \0active\0<job>            a job SCHEDULED, PROCESSING or PAUSED (a new owner re-sends
@@ -74,6 +77,23 @@ def position_key(job_id: str, position: int) -> bytes:
 
 def dry_run_key(job_id: str) -> bytes:
     return f"{job_id}{SEP}d".encode()
+
+
+def message_index_key(job_id: str, digest: str) -> bytes:
+    """The position of the user whose message id ends in `digest` (24 hex)."""
+    return f"{job_id}{SEP}mi{SEP}{digest}".encode()
+
+
+def outcomes_key(job_id: str, block: int) -> bytes:
+    return f"{job_id}{SEP}m{SEP}{block:012d}".encode()
+
+
+def outcomes_prefix(job_id: str) -> bytes:
+    return f"{job_id}{SEP}m{SEP}".encode()
+
+
+def delivery_key(job_id: str) -> bytes:
+    return f"{job_id}{SEP}ds".encode()
 
 
 def job_prefix(job_id: str) -> bytes:

@@ -9,6 +9,7 @@
     POST /bulk/{job_id}/resume  resume                  -> {"job": {...}}
     GET  /bulk/{job_id}         the job summary         -> {"job": {...}}
     GET  /bulk/{job_id}/users   users, cursor-paged     -> {"items", "paging"}
+    GET  /messages/{message_id} a reported message      -> Courier's message details
     GET  /openapi.json, /healthz, /readyz, /metrics (Prometheus)
 
 Writes become commands on Kafka and answer with the aggregate's own result;
@@ -65,6 +66,7 @@ from streams.api.errors import (
     unavailable,
 )
 from streams.api.idempotency import Claim, Idempotency, fingerprint
+from streams.api.messages import MESSAGE_ID, message_details
 from streams.api.observe import HttpMetrics, metrics_endpoint
 from streams.ids import new_command_id, new_job_id
 from streams.kafka.topics import ensure_topics
@@ -302,6 +304,16 @@ class Api:
             {"items": page.items, "paging": {"cursor": page.cursor, "more": page.more}}
         )
 
+    async def get_message(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        message_id = str(request.path_params["message_id"])
+        record = None
+        if MESSAGE_ID.fullmatch(message_id):
+            record = await self.views.delivery.read(tenant, message_id)
+        if record is None:
+            raise ApiError(404, f"Message {message_id[:200]} not found")
+        return JSONResponse(message_details(message_id, record))
+
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -377,6 +389,7 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         route("/bulk/{job_id}/pause", "pause", ["POST"]),
         route("/bulk/{job_id}/resume", "resume", ["POST"]),
         route("/bulk/{job_id}/users", "list_users", ["GET"]),
+        route("/messages/{message_id}", "get_message", ["GET"]),
         route("/openapi.json", "openapi", ["GET"]),
         route("/healthz", "healthz", ["GET"]),
         route("/readyz", "readyz", ["GET"]),

@@ -69,6 +69,22 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
             n,
         ),
         "sends": TopicSpec(settings.topic_sends, "message id", kept, n),
+        # Delivery outcomes: reports co-partitioned with the commands (they meet their
+        # job's state), what could not be folded, and the message events they make.
+        "delivery_status": TopicSpec(settings.topic_delivery_status, "job id", kept, n),
+        "delivery_status_dlq": TopicSpec(
+            settings.topic_delivery_status_dlq, "as received", kept, n
+        ),
+        "message_events": TopicSpec(settings.topic_message_events, "job id", kept, n),
+        # Webhooks: the tenants' endpoints (compacted: the latest of each), retries, DLQ.
+        "webhooks": TopicSpec(
+            settings.topic_webhooks,
+            "tenant and webhook id",
+            {"cleanup.policy": "compact", **settings.topic_config()},
+            1,
+        ),
+        "webhooks_retry": TopicSpec(settings.topic_webhooks_retry, "webhook id", kept, n),
+        "webhooks_dlq": TopicSpec(settings.topic_webhooks_dlq, "webhook id", kept, n),
     }
 
 

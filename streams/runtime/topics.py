@@ -20,6 +20,7 @@ class Topics:
     progress: Any
     control: Any
     fanout_pages: Any
+    delivery_status: Any
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -45,4 +46,5 @@ def declare(app: Any, settings: Settings) -> Topics:
         progress=topic("progress"),
         control=topic("control"),
         fanout_pages=topic("fanout_pages"),
+        delivery_status=topic("delivery_status"),
     )

@@ -95,9 +95,9 @@ def _records(
 
 
 def read_dlq(
-    settings: Settings, expected: int, timeout: float = 60.0
+    settings: Settings, expected: int, timeout: float = 60.0, topic: str | None = None
 ) -> list[tuple[bytes | None, dict[str, bytes], bytes]]:
-    """The dead-letter topic as (key, headers, value)."""
+    """A dead-letter topic (the commands' by default) as (key, headers, value)."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -107,7 +107,7 @@ def read_dlq(
             "fetch.max.bytes": 64 * 1024 * 1024,
         }
     )
-    consumer.subscribe([settings.topic_commands_dlq])
+    consumer.subscribe([topic or settings.topic_commands_dlq])
     out: list[tuple[bytes | None, dict[str, bytes], bytes]] = []
     deadline = time.monotonic() + timeout
     try:

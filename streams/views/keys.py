@@ -4,9 +4,14 @@
     {prefix}:{T}:job:{J}:users:{bucket}         hash  position -> user as ingested
     {prefix}:{T}:job:{J}:status:{bucket}        hash  position -> why that user failed (only those)
     {prefix}:{T}:job:{J}:pages                  str   bitmap: bit n set once page n is fanned out
+    {prefix}:{T}:job:{J}:delivery:{bucket}      hash  position -> its message's delivery state
+    {prefix}:{T}:messages:{stamp}:{d4}          hash  message id digest -> "position job id"
     {prefix}:{T}:job:{J}:result:{command_id}    str   a command's result (for the API)
     {prefix}:{T}:idem:{sha256}                  str   an Idempotency-Key's claim or answer
     {prefix}:views:v2:alive                     str   present while the views are whole
+    {prefix}:{T}:webhooks                       hash  webhook id -> `<offset>:<record>` (its latest)
+    {prefix}:{T}:webhooks:gone                  zset  deleted webhook id -> its tombstone's offset
+    {prefix}:webhooks:alive                     str   present while the webhooks view is whole
 
 {T} and {J} are the tenant and the job id, each written as `<length>:<text>`,
 so that no tenant or job id, whatever characters it holds (`:` included),
@@ -45,6 +50,18 @@ def pages(prefix: str, tenant: str, job_id: str) -> str:
     return f"{job(prefix, tenant, job_id)}:pages"
 
 
+def delivery_bucket(prefix: str, tenant: str, job_id: str, bucket: int) -> str:
+    return f"{job(prefix, tenant, job_id)}:delivery:{bucket}"
+
+
+def messages(prefix: str, tenant: str, message_id: str) -> str:
+    """The bucket of the message index that holds this message id (`1-<stamp>-<digest>`):
+    by the job's creation second and the digest's first 4 hex, so each holds a few
+    ids (compact in Redis) and expires with the jobs of that second."""
+    stamp, digest = message_id[2:10], message_id[-24:]
+    return f"{prefix}:{_id(tenant)}:messages:{stamp}:{digest[:4]}"
+
+
 def result(prefix: str, tenant: str, job_id: str, command_id: str) -> str:
     return f"{job(prefix, tenant, job_id)}:result:{command_id}"
 
@@ -61,3 +78,15 @@ def views_alive(prefix: str) -> str:
 
 def bucket_of(position: int) -> int:
     return position // USERS_PER_BUCKET
+
+
+def webhooks(prefix: str, tenant: str) -> str:
+    return f"{prefix}:{_id(tenant)}:webhooks"
+
+
+def webhooks_gone(prefix: str, tenant: str) -> str:
+    return f"{prefix}:{_id(tenant)}:webhooks:gone"
+
+
+def webhooks_alive(prefix: str) -> str:
+    return f"{prefix}:webhooks:alive"

@@ -27,10 +27,11 @@ from schemas.commands import CommandResult, courier_definition, echo, identity_o
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
 from streams.ids import message_id
 from streams.views import keys
+from streams.views.delivery import DeliveryViews, user_delivery
 
 ENQUEUED = b"ENQUEUED"
 # The fields a users page writes into each item beside the user as ingested.
-VIEW_FIELDS = frozenset({"status", "messageId", "error"})
+VIEW_FIELDS = frozenset({"status", "messageId", "error", "delivery"})
 
 # Writes the job summary unless Redis already holds a newer version of it, so a
 # slow writer (a rebuild racing the live fan-out) never moves counters back.
@@ -138,6 +139,7 @@ class Views:
         self.prefix = prefix
         self.retention_seconds = retention_seconds
         self._write_job = redis.register_script(_WRITE_JOB)
+        self.delivery = DeliveryViews(redis, prefix, retention_seconds)
 
     # -- writing (the worker) ------------------------------------------------
     async def write_job(self, job_id: str, job: JobRecord) -> None:
@@ -177,6 +179,7 @@ class Views:
         for bucket in range(-(-job.received // keys.USERS_PER_BUCKET)):
             yield keys.users_bucket(self.prefix, job.tenant, job_id, bucket)
             yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
+            yield keys.delivery_bucket(self.prefix, job.tenant, job_id, bucket)
 
     async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:
         """Each user (position, identity, user as ingested, ...) under its position."""
@@ -224,6 +227,9 @@ class Views:
             return None
         control = orjson.loads(raw.get(b"control") or b"{}")
         dry_run = raw.get(b"dryRun")
+        delivery = raw.get(b"delivery")
+        if delivery is not None:
+            control["delivery"] = orjson.loads(delivery)
         return JobView(
             definition=orjson.loads(raw[b"definition"]),
             received=int(raw[b"received"]),
@@ -258,7 +264,8 @@ class Views:
             pipe.hgetall(keys.users_bucket(self.prefix, tenant, job_id, bucket))
             pipe.hgetall(keys.status_bucket(self.prefix, tenant, job_id, bucket))
             pipe.getrange(keys.pages(self.prefix, tenant, job_id), first_byte, last_byte)
-            users, statuses, bits = await pipe.execute()
+            pipe.hgetall(keys.delivery_bucket(self.prefix, tenant, job_id, bucket))
+            users, statuses, bits, outcomes = await pipe.execute()
         received, created_at = int(received_raw), float(created_raw or 0)
         # Users still PENDING when their job was canceled were never sent.
         unsent = UserStatus.CANCELED if status_raw == b"CANCELED" else UserStatus.PENDING
@@ -276,7 +283,11 @@ class Views:
             status = statuses.get(str(position).encode())
             if status is None and page_done(position):
                 status = ENQUEUED
-            items.append(self._item(job_id, created_at, user, status, unsent))
+            item = self._item(job_id, created_at, user, status, unsent)
+            outcome = outcomes.get(str(position).encode())
+            if outcome is not None:
+                item["delivery"] = user_delivery(outcome)
+            items.append(item)
         next_start = start + keys.USERS_PER_BUCKET
         more = next_start < received
         return UsersPage(items, encode_cursor(job_id, next_start) if more else None, more)

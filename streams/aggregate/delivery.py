@@ -1,0 +1,283 @@
+"""The delivery agent: folds delivery reports into message states and a job's counts.
+
+Reports come on `bulk.delivery-status`, key = job id, co-partitioned with the
+commands: a report meets its job's state on the worker that owns it. They
+are taken in batches (up to 1,000, or what came within 20 ms). For each:
+
+1. it is checked: a report that cannot be decoded or validated, whose key is
+   not its job id, whose job is unknown (or another tenant's, when it names
+   one), whose message id is none of the job's, or whose user the fan-out
+   failed (it has no send) goes to `bulk.delivery-status.dlq` with the
+   reason, and counts nowhere;
+2. each job's reports are folded (the rules: `streams.aggregate.outcomes`);
+3. the dead letters and a message event per state reached
+   (`bulk.message-events`) are acknowledged by Kafka, before
+4. the state records the fold: the blocks of message states it changed, then
+   the job's summary (counts and the last offset folded). A report at or
+   below that offset is skipped when read again;
+5. the views follow (absolute values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.delivery import DeliveryReport, MessageEvent
+from schemas.views import JobStatus
+from streams import metrics
+from streams.aggregate.dedupe import DedupeIndex
+from streams.aggregate.jobs import Jobs
+from streams.aggregate.outcomes import (
+    Folded,
+    Reported,
+    Stored,
+    Summary,
+    block_of,
+    decode_block,
+    encode_block,
+    fold_batch,
+    status_of,
+)
+from streams.aggregate.pipeline import Pipeline
+from streams.aggregate.state import JobState, delivery_key, failure_key, outcomes_key
+from streams.ids import message_id_prefix
+from streams.kafka.config import producer_config
+from streams.kafka.producer import AsyncProducer
+from streams.runtime.patches.current_event import in_event
+from streams.views.delivery import MessageOutcome
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+WITHIN_SECONDS = 0.02
+MAX_ERROR_HEADER = 1000
+# Statuses of jobs that have sent nothing yet: none of their messages exists.
+UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
+
+
+class PoisonReport(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def parse_report(key: bytes | None, value: bytes | None) -> DeliveryReport:
+    """Decode and validate a report; raise PoisonReport with the reason otherwise."""
+    if value is None:
+        raise PoisonReport("empty", "the message has no value")
+    try:
+        report = DeliveryReport.model_validate_json(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        reason = "undecodable" if errors[0]["type"] == "json_invalid" else "invalid"
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'report'}: {e['msg']}" for e in errors[:10]
+        )
+        raise PoisonReport(reason, detail) from exc
+    if key is None or key.decode(errors="replace") != report.job_id:
+        raise PoisonReport("wrong-key", "the message key must be the report's jobId")
+    return report
+
+
+@dataclass
+class JobBatch:
+    """One job's reports in a batch, and what folding them does."""
+
+    job_id: str
+    message: Any  # a message of the job's partition: the state writes go there
+    job: JobState | None = None
+    reported: list[Reported] = field(default_factory=list)
+    ids: dict[int, str] = field(default_factory=dict)  # position -> message id
+    blocks: dict[int, dict[int, Stored]] = field(default_factory=dict)
+    folded: Folded | None = None
+
+
+class DeliveryFold:
+    def __init__(self, pipeline: Pipeline, dedupe: DedupeIndex) -> None:
+        self.settings = pipeline.settings
+        self.state = pipeline.state
+        self.views = pipeline.views
+        self.jobs = Jobs(pipeline)
+        self.dedupe = dedupe
+        self._producer: AsyncProducer | None = None
+
+    def open(self) -> AsyncProducer:
+        """The producer of dead letters and message events, made once (at start)."""
+        if self._producer is None:
+            self._producer = AsyncProducer(producer_config(self.settings), name="delivery")
+        return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            left = self._producer.close(10)
+            if left:
+                log.warning("%d message events or dead letters undelivered at shutdown", left)
+
+    async def handle(self, events: list[Any]) -> None:
+        sending: list[asyncio.Future[None]] = []
+        batches: dict[str, JobBatch] = {}
+        for event in events:
+            message = event.message
+            try:
+                report = parse_report(message.key, message.value)
+            except PoisonReport as exc:
+                sending.append(await self.dead_letter(message, exc.reason, exc.detail))
+                continue
+            batch = batches.get(report.job_id)
+            if batch is None:
+                batch = batches[report.job_id] = JobBatch(report.job_id, message)
+                with in_event(message):
+                    batch.job = self.jobs.load(report.job_id)
+            refused = self.check(batch, report, message.partition)
+            if refused is not None:
+                sending.append(await self.dead_letter(message, *refused))
+                continue
+            position = self.dedupe.position(message.partition, report.job_id, report.message_id)
+            assert position is not None  # check() found it
+            batch.reported.append(Reported(message.offset, position, report))
+            batch.ids[position] = report.message_id
+        for batch in batches.values():
+            if batch.reported:
+                sending.extend(await self.fold(batch))
+        if sending:
+            await asyncio.gather(*sending)
+        for batch in batches.values():
+            if batch.folded is not None and batch.folded.changed:
+                await self.record(batch)
+
+    def check(
+        self, batch: JobBatch, report: DeliveryReport, partition: int
+    ) -> tuple[str, str] | None:
+        """Why a report cannot be folded (reason, detail), or None."""
+        job = batch.job
+        if job is None:
+            return "unknown-job", f"no job {report.job_id}"
+        if report.tenant is not None and report.tenant != job.tenant:
+            return "wrong-tenant", f"job {report.job_id} is not of tenant {report.tenant}"
+        if not report.message_id.startswith(message_id_prefix(job.created_at)):
+            return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
+        position = self.dedupe.position(partition, report.job_id, report.message_id)
+        if position is None:
+            return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
+        if job.status in UNSENT:
+            return "not-sent", f"job {report.job_id} has sent nothing yet ({job.status.value})"
+        with in_event(batch.message):
+            failed = self.state.get(failure_key(report.job_id, position))
+        if failed is not None:
+            return "not-sent", f"the fan-out failed this user: {bytes(failed).decode()}"
+        return None
+
+    async def fold(self, batch: JobBatch) -> list[asyncio.Future[None]]:
+        """Fold the job's reports; send a message event per state reached."""
+        job = batch.job
+        assert job is not None
+        with in_event(batch.message):
+            raw = self.state.get(delivery_key(batch.job_id))
+            summary = Summary() if raw is None else Summary.from_bytes(raw)
+
+            def stored(position: int) -> Stored | None:
+                block = block_of(position)
+                if block not in batch.blocks:
+                    kept = self.state.get(outcomes_key(batch.job_id, block))
+                    batch.blocks[block] = {} if kept is None else decode_block(kept)
+                return batch.blocks[block].get(position)
+
+            folded = batch.folded = fold_batch(summary, stored, batch.reported)
+        raised = len(folded.raised)
+        metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
+        metrics.DELIVERY_REPORTS.labels("unchanged").inc(len(batch.reported) - raised)
+        producer = self.open()
+        sending = []
+        for item in folded.raised:
+            report = item.report
+            metrics.MESSAGE_STATES.labels(report.status.value).inc()
+            event = MessageEvent(
+                message_id=report.message_id,
+                job_id=batch.job_id,
+                tenant=job.tenant,
+                status=report.status,
+                previous=item.previous,
+                at=report.at,
+                reason=report.reason,
+                provider=report.provider,
+            )
+            value = orjson.dumps(event.to_wire())
+            sending.append(
+                await producer.send(
+                    self.settings.topic_message_events, batch.job_id.encode(), value
+                )
+            )
+        return sending
+
+    async def record(self, batch: JobBatch) -> None:
+        """The state (changed blocks, then the summary), then the views."""
+        folded, job = batch.folded, batch.job
+        assert folded is not None
+        assert job is not None
+        touched: dict[int, dict[int, Stored]] = defaultdict(dict)
+        for position, state in folded.changes.items():
+            touched[block_of(position)][position] = state
+        with in_event(batch.message):
+            for block, changes in touched.items():
+                batch.blocks[block].update(changes)
+                self.state[outcomes_key(batch.job_id, block)] = encode_block(batch.blocks[block])
+            self.state[delivery_key(batch.job_id)] = folded.summary.to_bytes()
+        outcomes = []
+        for position, state in folded.changes.items():
+            status = status_of(state.reached)
+            assert status is not None
+            at, reason, provider = state.reached[status]
+            times = {reached: first[0] for reached, first in state.reached.items()}
+            outcomes.append(
+                MessageOutcome(position, batch.ids[position], status, at, reason, provider, times)
+            )
+        await self.views.delivery.write(
+            job.tenant, batch.job_id, folded.summary.view(), folded.summary.upto, outcomes
+        )
+
+    async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
+        metrics.DELIVERY_REPORTS.labels(reason).inc()
+        log.warning(
+            "delivery report to DLQ: %s (%s/%d@%d): %s",
+            reason,
+            message.topic,
+            message.partition,
+            message.offset,
+            detail,
+        )
+        headers: dict[str, str | bytes | None] = {
+            "x-bulkstream-reason": reason.encode(),
+            "x-bulkstream-error": detail[:MAX_ERROR_HEADER].encode(),
+            "x-bulkstream-source": f"{message.topic}/{message.partition}/{message.offset}".encode(),
+        }
+        return await self.open().send(
+            self.settings.topic_delivery_status_dlq, message.key, message.value or b"", headers
+        )
+
+
+def register(pipeline: Pipeline) -> DeliveryFold:
+    # The indexes are the stage's (its restore hook rebuilds them); this only reads them.
+    fold = DeliveryFold(pipeline, DedupeIndex(pipeline.state))
+
+    async def reports(stream: Any) -> None:
+        async for events in stream.take_events(BATCH, within=WITHIN_SECONDS):
+            await fold.handle(list(events))
+
+    pipeline.app.agent(pipeline.topics.delivery_status, name="bulkstream.delivery")(reports)
+
+    async def open_producer() -> None:
+        fold.open()
+
+    async def close_producer(app: Any, **kwargs: Any) -> None:
+        await asyncio.to_thread(fold.close)
+
+    pipeline.app.task(open_producer)
+    pipeline.app.on_before_shutdown.connect(close_producer)
+    return fold

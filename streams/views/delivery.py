@@ -1,0 +1,144 @@
+"""The Redis views of delivery outcomes: a job's counts, each message's state, and the
+index that finds a message by its id (`GET /messages/{id}`).
+
+The worker writes them as absolute values from the aggregate's state, after
+every batch of reports it folds (idempotent under replay). A message's entry
+holds the state it reached, when, why (a failure's reason), the provider,
+and the time of every state it was reported in. The job's counts carry the
+offset of the last report folded, so a slow writer never moves them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from schemas.delivery import DeliveryStatus
+from streams.views import keys
+
+# Writes the job's delivery counts unless Redis holds those of a later report.
+_WRITE_COUNTS = """
+local current = redis.call('HGET', KEYS[1], 'deliveryUpto')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'deliveryUpto', ARGV[1], 'delivery', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """What the views hold of one reported message: its job's definition and creation
+    time, the user as ingested, and its delivery entry."""
+
+    job_id: str
+    definition: dict[str, Any]
+    created_at: float
+    user: dict[str, Any]
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What the views keep of one message's delivery."""
+
+    position: int
+    message_id: str
+    status: DeliveryStatus
+    at: int
+    reason: str | None
+    provider: str | None
+    times: dict[DeliveryStatus, int]
+
+    def to_json(self) -> bytes:
+        entry: dict[str, Any] = {"status": self.status.value, "at": self.at}
+        if self.reason is not None:
+            entry["reason"] = self.reason
+        if self.provider is not None:
+            entry["provider"] = self.provider
+        entry["times"] = {status.value: at for status, at in self.times.items()}
+        return orjson.dumps(entry)
+
+
+def user_delivery(raw: bytes) -> dict[str, Any]:
+    """A users-page item's `delivery` from the stored entry: status, at, reason."""
+    entry = orjson.loads(raw)
+    out = {"status": entry["status"], "at": entry["at"]}
+    if "reason" in entry:
+        out["reason"] = entry["reason"]
+    return out
+
+
+class DeliveryViews:
+    def __init__(self, redis: aioredis.Redis, prefix: str, retention_seconds: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention_seconds = retention_seconds
+        self._write_counts = redis.register_script(_WRITE_COUNTS)
+
+    async def write(
+        self,
+        tenant: str,
+        job_id: str,
+        counts: Mapping[str, int],
+        upto: int,
+        outcomes: list[MessageOutcome],
+    ) -> None:
+        """The messages' entries and their index, then the job's counts."""
+        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
+        index: dict[str, dict[FieldT, EncodableT]] = {}
+        for outcome in outcomes:
+            bucket = keys.bucket_of(outcome.position)
+            by_bucket.setdefault(bucket, {})[outcome.position] = outcome.to_json()
+            name = keys.messages(self.prefix, tenant, outcome.message_id)
+            index.setdefault(name, {})[outcome.message_id[-24:]] = f"{outcome.position} {job_id}"
+        ttl = self.retention_seconds
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket, mapping in by_bucket.items():
+                name = keys.delivery_bucket(self.prefix, tenant, job_id, bucket)
+                pipe.hset(name, mapping=mapping)
+                pipe.expire(name, ttl)
+            for name, mapping in index.items():
+                pipe.hset(name, mapping=mapping)
+                pipe.expire(name, ttl)
+            await pipe.execute()
+        await self._write_counts(
+            keys=[keys.job(self.prefix, tenant, job_id)], args=[upto, orjson.dumps(counts)]
+        )
+
+    async def find(self, tenant: str, message_id: str) -> tuple[str, int] | None:
+        """(job id, position) of a message of this tenant that has a delivery report."""
+        raw = await self.redis.hget(
+            keys.messages(self.prefix, tenant, message_id), message_id[-24:]
+        )
+        if raw is None:
+            return None
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        position, job_id = text.split(" ", 1)
+        return job_id, int(position)
+
+    async def read(self, tenant: str, message_id: str) -> MessageRecord | None:
+        """A reported message of this tenant, or None (unknown, another tenant's, purged)."""
+        found = await self.find(tenant, message_id)
+        if found is None:
+            return None
+        job_id, position = found
+        bucket = keys.bucket_of(position)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.job(self.prefix, tenant, job_id), ["definition", "createdAt"])
+            pipe.hget(keys.users_bucket(self.prefix, tenant, job_id, bucket), str(position))
+            pipe.hget(keys.delivery_bucket(self.prefix, tenant, job_id, bucket), str(position))
+            (definition, created_at), user, entry = await pipe.execute()
+        if definition is None or user is None or entry is None:
+            return None
+        return MessageRecord(
+            job_id,
+            orjson.loads(definition),
+            float(created_at or 0),
+            orjson.loads(user),
+            orjson.loads(entry),
+        )

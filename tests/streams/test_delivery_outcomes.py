@@ -1,0 +1,202 @@
+"""Delivery outcomes against the real stack: reports on `bulk.delivery-status` folded
+exactly into the job view, the users page and `GET /messages/{id}`; bad reports to
+the DLQ; one message event per state reached."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Producer
+
+from streams.ids import message_digest
+from streams.kafka.config import producer_config
+from streams.settings import Settings
+from streams.testing.processes import WorkerProcess, wait_for
+from streams.testing.stack import create, job_of, sends_of, stack, wait_job
+from streams.testing.topics import read_dlq, read_topic
+
+AT = 1_760_000_000_000
+# position range -> the reports each of its messages gets, in order; and its end state
+PLAN: list[tuple[range, list[str], str]] = [
+    (range(0, 100), ["SENT", "DELIVERED"], "DELIVERED"),
+    (range(100, 150), ["DELIVERED", "SENT"], "DELIVERED"),  # reverse order
+    (range(150, 200), ["SENT", "FAILED"], "FAILED"),
+    (range(200, 220), ["UNDELIVERABLE"], "UNDELIVERABLE"),
+    (range(220, 240), ["DELIVERED", "FAILED"], "DELIVERED"),  # a late failure
+    (range(240, 250), ["OPENED", "CLICKED"], "CLICKED"),
+]
+REPORTED = 250
+USERS = 300
+
+
+def report(message_id: str, job_id: str, status: str, at: int, **more: Any) -> dict[str, Any]:
+    return {"messageId": message_id, "jobId": job_id, "status": status, "at": at, **more}
+
+
+def produce(settings: Settings, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = Producer(producer_config(settings))
+    for key, value in records:
+        producer.produce(settings.topic_delivery_status, key=key, value=value)
+    assert producer.flush(30) == 0
+
+
+def planned_reports(job_id: str, ids: dict[int, str]) -> list[tuple[bytes | None, bytes]]:
+    records = []
+    for positions, statuses, _ in PLAN:
+        for position in positions:
+            for i, status in enumerate(statuses):
+                reason = "mailbox full" if status in ("FAILED", "UNDELIVERABLE") else None
+                body = report(ids[position], job_id, status, AT + position * 10 + i, reason=reason)
+                records.append((job_id.encode(), orjson.dumps(body)))
+                if position < 50:  # the first 50 messages' reports, twice each
+                    records.append((job_id.encode(), orjson.dumps(body)))
+    return records
+
+
+def expected_counts() -> dict[str, int]:
+    counts = dict.fromkeys(("SENT", "DELIVERED", "OPENED", "CLICKED", "FAILED", "UNDELIVERABLE"), 0)
+    for positions, _, end in PLAN:
+        counts[end] += len(positions)
+    return counts
+
+
+def users_by_position(http: httpx.Client, job_id: str) -> dict[int, dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        answer = http.get(f"/bulk/{job_id}/users", params={"cursor": cursor} if cursor else None)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        items += page["items"]
+        if not page["paging"]["more"]:
+            return dict(enumerate(items))
+        cursor = page["paging"]["cursor"]
+
+
+def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
+    topology: Settings, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    with stack(topology, tmp_path, start_worker) as (workers, http):
+        job_id = create(http)
+        users = [{"to": {"user_id": f"u{i}"}} for i in range(USERS)]
+        users.append({"to": {"email": "not-an-email"}})  # unroutable: the fan-out fails it
+        assert http.post(f"/bulk/{job_id}", json={"users": users}).status_code == 200
+        assert http.post(f"/bulk/{job_id}/run").status_code == 202
+        wait_job(http, job_id, lambda job: job["status"] == "COMPLETED", 60)
+        ids = {send["position"]: send["messageId"] for send in sends_of(topology, job_id)}
+        assert len(ids) == USERS
+        prefix = ids[0][:11]
+        unroutable = prefix + message_digest(job_id, "email:not-an-email")
+
+        bad: list[tuple[bytes | None, bytes]] = [
+            (job_id.encode(), orjson.dumps(report(prefix + "f" * 24, job_id, "SENT", AT))),
+            (b"no-such-job", orjson.dumps(report(ids[0], "no-such-job", "SENT", AT))),
+            (b"another-key", orjson.dumps(report(ids[0], job_id, "SENT", AT))),
+            (job_id.encode(), b"{not json"),
+            (job_id.encode(), orjson.dumps({"messageId": ids[0], "jobId": job_id, "at": AT})),
+            (
+                job_id.encode(),
+                orjson.dumps(report(ids[0], job_id, "CLICKED", AT, tenant="globex")),
+            ),
+            (job_id.encode(), orjson.dumps(report(unroutable, job_id, "SENT", AT))),
+        ]
+        records = planned_reports(job_id, ids)
+        produce(topology, bad[:3] + records + bad[3:])
+
+        counts = expected_counts()
+        job = wait_job(http, job_id, lambda job: job.get("delivery") == counts, 60)
+        assert job["status"] == "COMPLETED"
+        assert sum(job["delivery"].values()) == REPORTED
+
+        dead = read_dlq(topology, len(bad), topic=topology.topic_delivery_status_dlq)
+        reasons = Counter(headers["x-bulkstream-reason"].decode() for _, headers, _ in dead)
+        assert reasons == {
+            "unknown-message": 1,
+            "unknown-job": 1,
+            "wrong-key": 1,
+            "undecodable": 1,
+            "invalid": 1,
+            "wrong-tenant": 1,
+            "not-sent": 1,
+        }
+
+        # One message event per state reached upwards, each once.
+        events = [
+            value
+            for _, value, _ in read_topic(topology, topology.topic_message_events)
+            if value["jobId"] == job_id
+        ]
+        raised = Counter((event["messageId"], event["status"]) for event in events)
+        assert set(raised.values()) == {1}
+        assert Counter(status for _, status in raised) == {
+            "SENT": 100 + 50,
+            "DELIVERED": 100 + 50 + 20,
+            "FAILED": 50,
+            "UNDELIVERABLE": 20,
+            "OPENED": 10,
+            "CLICKED": 10,
+        }
+        assert all(event["tenant"] == "acme" for event in events)
+
+        # The users page: Courier's status as it was, the delivery beside it.
+        items = users_by_position(http, job_id)
+        for positions, statuses, end in PLAN:
+            for position in positions:
+                item = items[position]
+                assert item["status"] == "ENQUEUED"
+                assert item["delivery"]["status"] == end
+                assert item["delivery"]["at"] == AT + position * 10 + statuses.index(end)
+        assert "delivery" not in items[USERS - 1]
+        assert items[USERS]["status"] == "ERROR"
+        assert "delivery" not in items[USERS]
+
+        # GET /messages/{id}: Courier's shape, this tenant's only.
+        delivered = http.get(f"/messages/{ids[120]}").json()
+        assert delivered["status"] == "DELIVERED"
+        assert delivered["recipient"] == "u120"
+        assert delivered["delivered"] == AT + 1200
+        assert delivered["sent"] == AT + 1201
+        assert delivered["jobId"] == job_id
+        failed = http.get(f"/messages/{ids[160]}").json()
+        assert (failed["status"], failed["reason"], failed["error"]) == (
+            "UNDELIVERABLE",
+            "FAILED",
+            "mailbox full",
+        )
+        assert http.get(f"/messages/{ids[260]}").status_code == 404  # never reported
+        assert http.get(f"/messages/{prefix + 'f' * 24}").status_code == 404
+        assert http.get("/messages/not-an-id").status_code == 404
+        api_keys = {"Authorization": "Bearer sk-globex-9876543210"}
+        url = f"{str(http.base_url).rstrip('/')}/messages/{ids[120]}"
+        other = httpx.get(url, headers=api_keys, timeout=10)
+        assert other.status_code == 404
+
+        # Everything again, after a worker was killed: nothing moves.
+        workers[0].kill()
+        workers[0].start()
+        produce(topology, records)
+        marker = (job_id.encode(), orjson.dumps(report(ids[299], job_id, "SENT", AT)))
+        produce(topology, [marker])
+        counts["SENT"] += 1
+        job = wait_job(http, job_id, lambda job: job.get("delivery") == counts, 120)
+        time.sleep(2)
+        assert job_of(http, job_id)["delivery"] == counts
+        events = wait_for(
+            lambda: (
+                lambda found: found if len(found) == sum(raised.values()) + 1 else None
+            )(
+                [
+                    value
+                    for _, value, _ in read_topic(topology, topology.topic_message_events)
+                    if value["jobId"] == job_id
+                ]
+            ),
+            30,
+            "the marker's message event",
+        )
