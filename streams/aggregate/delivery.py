@@ -36,6 +36,7 @@ from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.outcomes import (
     Folded,
+    Reached,
     Reported,
     Stored,
     Summary,
@@ -45,12 +46,21 @@ from streams.aggregate.outcomes import (
     fold_batch,
     status_of,
 )
+from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.state import JobState, delivery_key, failure_key, outcomes_key
-from streams.ids import message_id_prefix
+from streams.aggregate.state import (
+    JobState,
+    batch_prefix,
+    delivery_key,
+    failure_key,
+    outcomes_key,
+    scan_prefix,
+)
+from streams.ids import message_id, message_id_prefix
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer
 from streams.runtime.patches.current_event import in_event
+from streams.views import Views
 from streams.views.delivery import MessageOutcome
 
 log = logging.getLogger(__name__)
@@ -229,17 +239,13 @@ class DeliveryFold:
                 batch.blocks[block].update(changes)
                 self.state[outcomes_key(batch.job_id, block)] = encode_block(batch.blocks[block])
             self.state[delivery_key(batch.job_id)] = folded.summary.to_bytes()
-        outcomes = []
-        for position, state in folded.changes.items():
-            status = status_of(state.reached)
-            assert status is not None
-            at, reason, provider = state.reached[status]
-            times = {reached: first[0] for reached, first in state.reached.items()}
-            outcomes.append(
-                MessageOutcome(position, batch.ids[position], status, at, reason, provider, times)
-            )
+        outcomes = [
+            outcome(position, batch.ids[position], state.reached)
+            for position, state in folded.changes.items()
+        ]
+        summary = folded.summary
         await self.views.delivery.write(
-            job.tenant, batch.job_id, folded.summary.view(), folded.summary.upto, outcomes
+            job.tenant, batch.job_id, outcomes, summary.view(), summary.upto
         )
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
@@ -260,6 +266,43 @@ class DeliveryFold:
         return await self.open().send(
             self.settings.topic_delivery_status_dlq, message.key, message.value or b"", headers
         )
+
+
+def outcome(position: int, message_id: str, reached: Reached) -> MessageOutcome:
+    """What the views show of a message's state."""
+    status = status_of(reached)
+    assert status is not None
+    at, reason, provider = reached[status]
+    times = {state: first[0] for state, first in reached.items()}
+    return MessageOutcome(position, message_id, status, at, reason, provider, times)
+
+
+async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> None:
+    """Write the delivery views of a job again from its state (Redis lost them)."""
+    raw = db.get(delivery_key(job_id))
+    if raw is None:
+        return
+    summary = Summary.from_bytes(raw)
+    for _, batch in scan_prefix(db, batch_prefix(job_id)):
+        users = decode_batch(batch)
+        if not users:
+            continue
+        first, last = users[0][0], users[-1][0]
+        states: dict[int, Stored] = {}
+        for block in range(block_of(first), block_of(last) + 1):
+            kept = db.get(outcomes_key(job_id, block))
+            if kept is not None:
+                states.update(decode_block(kept))
+        outcomes = []
+        for position, identity, *_ in users:
+            state = states.get(position)
+            reached = state.as_of(summary.upto) if state is not None else None
+            if reached and identity:
+                message = message_id(job.created_at, job_id, identity)
+                outcomes.append(outcome(position, message, reached))
+        if outcomes:
+            await views.delivery.write(job.tenant, job_id, outcomes)
+    await views.delivery.write(job.tenant, job_id, [], summary.view(), summary.upto)
 
 
 def register(pipeline: Pipeline) -> DeliveryFold:

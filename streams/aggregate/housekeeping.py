@@ -20,6 +20,7 @@ import orjson
 
 from schemas.control import ControlMessage, PurgeJob, RebuildViews, ReleasePages
 from schemas.views import DryRun
+from streams.aggregate import delivery
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
@@ -92,6 +93,7 @@ class Control:
                 if job.page_done(page):
                     await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
         await self.views.write_job(job_id, job)
+        await delivery.rebuild_views(db, self.views, job_id, job)
         dry_run = db.get(dry_run_key(job_id))
         if dry_run is not None:
             await self.views.write_dry_run(job.tenant, job_id, DryRun.model_validate_json(dry_run))

@@ -84,11 +84,12 @@ class DeliveryViews:
         self,
         tenant: str,
         job_id: str,
-        counts: Mapping[str, int],
-        upto: int,
         outcomes: list[MessageOutcome],
+        counts: Mapping[str, int] | None = None,
+        upto: int = -1,
     ) -> None:
-        """The messages' entries and their index, then the job's counts."""
+        """The messages' entries and their index, then the job's counts (when given,
+        with the offset of the last report they fold)."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
         index: dict[str, dict[FieldT, EncodableT]] = {}
         for outcome in outcomes:
@@ -106,6 +107,8 @@ class DeliveryViews:
                 pipe.hset(name, mapping=mapping)
                 pipe.expire(name, ttl)
             await pipe.execute()
+        if counts is None:
+            return
         await self._write_counts(
             keys=[keys.job(self.prefix, tenant, job_id)], args=[upto, orjson.dumps(counts)]
         )

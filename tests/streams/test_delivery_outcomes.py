@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import redis
 from confluent_kafka import Producer
 
 from streams.ids import message_digest
@@ -47,7 +48,7 @@ def produce(settings: Settings, records: list[tuple[bytes | None, bytes]]) -> No
 
 
 def planned_reports(job_id: str, ids: dict[int, str]) -> list[tuple[bytes | None, bytes]]:
-    records = []
+    records: list[tuple[bytes | None, bytes]] = []
     for positions, statuses, _ in PLAN:
         for position in positions:
             for i, status in enumerate(statuses):
@@ -80,7 +81,10 @@ def users_by_position(http: httpx.Client, job_id: str) -> dict[int, dict[str, An
 
 
 def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
-    topology: Settings, tmp_path: Path, start_worker: Callable[..., WorkerProcess]
+    topology: Settings,
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
 ) -> None:
     with stack(topology, tmp_path, start_worker) as (workers, http):
         job_id = create(http)
@@ -188,9 +192,7 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         time.sleep(2)
         assert job_of(http, job_id)["delivery"] == counts
         events = wait_for(
-            lambda: (
-                lambda found: found if len(found) == sum(raised.values()) + 1 else None
-            )(
+            lambda: (lambda found: found if len(found) == sum(raised.values()) + 1 else None)(
                 [
                     value
                     for _, value, _ in read_topic(topology, topology.topic_message_events)
@@ -200,3 +202,14 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
             30,
             "the marker's message event",
         )
+
+        # Redis lost: the views come back from the state, delivery included.
+        redis_client.delete(*redis_client.keys(f"{topology.redis_prefix}:*"))
+
+        def rebuilt() -> bool:
+            answer = http.get(f"/bulk/{job_id}")
+            return answer.status_code == 200 and answer.json()["job"].get("delivery") == counts
+
+        wait_for(rebuilt, 60, "the views rebuilt")
+        assert http.get(f"/messages/{ids[120]}").json() == delivered
+        assert users_by_position(http, job_id)[160]["delivery"] == items[160]["delivery"]
