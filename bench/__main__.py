@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import api, fanout, ingest, memory, versus_naive
+from . import api, fanout, ingest, memory, outcomes, versus_naive
 from .env import (
     REPO,
     Options,
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Callable[[Run, Options], ScenarioResult]] = {
     "ingest": ingest.run,
     "http": api.run,
     "memory": memory.run,
+    "outcomes": outcomes.run,
 }
 
 

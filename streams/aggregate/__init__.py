@@ -8,16 +8,19 @@ the command feed.
 from __future__ import annotations
 
 from streams.aggregate import delivery, housekeeping, progress, release, stage
+from streams.aggregate.command_feed import Feeds
 from streams.aggregate.pipeline import Pipeline, build_pipeline
 
 
 def register(pipeline: Pipeline) -> None:
-    """Put every agent, task and timer of the stage on the pipeline's app."""
+    """Put every agent, task, feed and timer of the stage on the pipeline's app."""
+    feeds = Feeds()
+    pipeline.app.feed = feeds  # the runtime pauses it before faust revokes partitions
     releases = release.register(pipeline)
-    stage.register(pipeline, releases)
+    stage.register(pipeline, releases, feeds)
     progress.register(pipeline, releases)
     housekeeping.register(pipeline, releases)
-    delivery.register(pipeline)
+    delivery.register(pipeline, feeds)
 
 
 __all__ = ["Pipeline", "build_pipeline", "register"]

@@ -39,11 +39,6 @@ class DedupeIndex:
         )
         return value
 
-    def position(self, partition: int, job_id: str, message_id: str) -> int | None:
-        """The position of the user this message id was made for, if it is the job's."""
-        raw = partition_db(self.state, partition).get(message_index_key(job_id, message_id[-24:]))
-        return None if raw is None else int(raw)
-
     def add(self, partition: int, job_id: str, users: list[StoredUser], offset: int) -> None:
         """Index the users one ingest command accepted (`[position, identity, ...]`)."""
         own = str(offset).encode()

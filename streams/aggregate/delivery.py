@@ -1,8 +1,9 @@
 """The delivery agent: folds delivery reports into message states and a job's counts.
 
 Reports come on `bulk.delivery-status`, key = job id, co-partitioned with the
-commands: a report meets its job's state on the worker that owns it. They
-are taken in batches (up to 1,000, or what came within 20 ms). For each:
+commands: a report meets its job's state on the worker that owns it. A feed
+reads them through librdkafka (`streams.aggregate.command_feed`), from a
+cursor in the state, up to 1,000 at a time. For each:
 
 1. it is checked: a report that cannot be decoded or validated, whose key is
    not its job id, whose job is unknown (or another tenant's, when it names
@@ -29,10 +30,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.delivery import DeliveryReport, MessageEvent
+from schemas.delivery import DeliveryReport
 from schemas.views import JobStatus
 from streams import metrics
-from streams.aggregate.dedupe import DedupeIndex
+from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.outcomes import (
     Folded,
@@ -53,12 +54,15 @@ from streams.aggregate.state import (
     batch_prefix,
     delivery_key,
     failure_key,
+    message_index_key,
     outcomes_key,
+    report_cursor_key,
     scan_prefix,
 )
 from streams.ids import message_id, message_id_prefix
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer
+from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
 from streams.views.delivery import MessageOutcome
@@ -66,7 +70,6 @@ from streams.views.delivery import MessageOutcome
 log = logging.getLogger(__name__)
 
 BATCH = 1000
-WITHIN_SECONDS = 0.02
 MAX_ERROR_HEADER = 1000
 # Statuses of jobs that have sent nothing yet: none of their messages exists.
 UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
@@ -103,6 +106,8 @@ class JobBatch:
     job_id: str
     message: Any  # a message of the job's partition: the state writes go there
     job: JobState | None = None
+    db: Any = None  # the partition's RocksDB (the indexes are local only)
+    prefix: str = "-"  # the start of each of the job's message ids
     reported: list[Reported] = field(default_factory=list)
     ids: dict[int, str] = field(default_factory=dict)  # position -> message id
     blocks: dict[int, dict[int, Stored]] = field(default_factory=dict)
@@ -110,12 +115,11 @@ class JobBatch:
 
 
 class DeliveryFold:
-    def __init__(self, pipeline: Pipeline, dedupe: DedupeIndex) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         self.settings = pipeline.settings
         self.state = pipeline.state
         self.views = pipeline.views
         self.jobs = Jobs(pipeline)
-        self.dedupe = dedupe
         self._producer: AsyncProducer | None = None
 
     def open(self) -> AsyncProducer:
@@ -130,11 +134,10 @@ class DeliveryFold:
             if left:
                 log.warning("%d message events or dead letters undelivered at shutdown", left)
 
-    async def handle(self, events: list[Any]) -> None:
+    async def handle(self, messages: list[CommandMessage]) -> None:
         sending: list[asyncio.Future[None]] = []
         batches: dict[str, JobBatch] = {}
-        for event in events:
-            message = event.message
+        for message in messages:
             try:
                 report = parse_report(message.key, message.value)
             except PoisonReport as exc:
@@ -143,16 +146,17 @@ class DeliveryFold:
             batch = batches.get(report.job_id)
             if batch is None:
                 batch = batches[report.job_id] = JobBatch(report.job_id, message)
+                batch.db = partition_db(self.state, message.partition)
                 with in_event(message):
                     batch.job = self.jobs.load(report.job_id)
-            refused = self.check(batch, report, message.partition)
-            if refused is not None:
-                sending.append(await self.dead_letter(message, *refused))
+                if batch.job is not None:
+                    batch.prefix = message_id_prefix(batch.job.created_at)
+            found = self.check(batch, report)
+            if isinstance(found, tuple):
+                sending.append(await self.dead_letter(message, *found))
                 continue
-            position = self.dedupe.position(message.partition, report.job_id, report.message_id)
-            assert position is not None  # check() found it
-            batch.reported.append(Reported(message.offset, position, report))
-            batch.ids[position] = report.message_id
+            batch.reported.append(Reported(message.offset, found, report))
+            batch.ids[found] = report.message_id
         for batch in batches.values():
             if batch.reported:
                 sending.extend(await self.fold(batch))
@@ -162,27 +166,25 @@ class DeliveryFold:
             if batch.folded is not None and batch.folded.changed:
                 await self.record(batch)
 
-    def check(
-        self, batch: JobBatch, report: DeliveryReport, partition: int
-    ) -> tuple[str, str] | None:
-        """Why a report cannot be folded (reason, detail), or None."""
+    def check(self, batch: JobBatch, report: DeliveryReport) -> int | tuple[str, str]:
+        """The position of the report's message, or why it cannot be folded (reason, detail)."""
         job = batch.job
         if job is None:
             return "unknown-job", f"no job {report.job_id}"
         if report.tenant is not None and report.tenant != job.tenant:
             return "wrong-tenant", f"job {report.job_id} is not of tenant {report.tenant}"
-        if not report.message_id.startswith(message_id_prefix(job.created_at)):
-            return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
-        position = self.dedupe.position(partition, report.job_id, report.message_id)
-        if position is None:
+        raw = None
+        if report.message_id.startswith(batch.prefix):
+            raw = batch.db.get(message_index_key(report.job_id, report.message_id[-24:]))
+        if raw is None:
             return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
         if job.status in UNSENT:
             return "not-sent", f"job {report.job_id} has sent nothing yet ({job.status.value})"
-        with in_event(batch.message):
-            failed = self.state.get(failure_key(report.job_id, position))
+        position = int(raw)
+        failed = batch.db.get(failure_key(report.job_id, position))
         if failed is not None:
             return "not-sent", f"the fan-out failed this user: {bytes(failed).decode()}"
-        return None
+        return position
 
     async def fold(self, batch: JobBatch) -> list[asyncio.Future[None]]:
         """Fold the job's reports; send a message event per state reached."""
@@ -203,28 +205,27 @@ class DeliveryFold:
         raised = len(folded.raised)
         metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
         metrics.DELIVERY_REPORTS.labels("unchanged").inc(len(batch.reported) - raised)
-        producer = self.open()
-        sending = []
+        events = []
         for item in folded.raised:
             report = item.report
             metrics.MESSAGE_STATES.labels(report.status.value).inc()
-            event = MessageEvent(
-                message_id=report.message_id,
-                job_id=batch.job_id,
-                tenant=job.tenant,
-                status=report.status,
-                previous=item.previous,
-                at=report.at,
-                reason=report.reason,
-                provider=report.provider,
-            )
-            value = orjson.dumps(event.to_wire())
-            sending.append(
-                await producer.send(
-                    self.settings.topic_message_events, batch.job_id.encode(), value
-                )
-            )
-        return sending
+            # A MessageEvent's wire form, built without validation cost.
+            event: dict[str, Any] = {
+                "messageId": report.message_id,
+                "jobId": batch.job_id,
+                "tenant": job.tenant,
+                "status": report.status.value,
+                "at": report.at,
+            }
+            if item.previous is not None:
+                event["previous"] = item.previous.value
+            if report.reason is not None:
+                event["reason"] = report.reason
+            if report.provider is not None:
+                event["provider"] = report.provider
+            events.append((batch.job_id.encode(), orjson.dumps(event)))
+        topic = self.settings.topic_message_events
+        return [await self.open().send_all(topic, events)]
 
     async def record(self, batch: JobBatch) -> None:
         """The state (changed blocks, then the summary), then the views."""
@@ -305,15 +306,18 @@ async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> No
     await views.delivery.write(job.tenant, job_id, [], summary.view(), summary.upto)
 
 
-def register(pipeline: Pipeline) -> DeliveryFold:
-    # The indexes are the stage's (its restore hook rebuilds them); this only reads them.
-    fold = DeliveryFold(pipeline, DedupeIndex(pipeline.state))
-
-    async def reports(stream: Any) -> None:
-        async for events in stream.take_events(BATCH, within=WITHIN_SECONDS):
-            await fold.handle(list(events))
-
-    pipeline.app.agent(pipeline.topics.delivery_status, name="bulkstream.delivery")(reports)
+def register(pipeline: Pipeline, feeds: Feeds) -> DeliveryFold:
+    fold = DeliveryFold(pipeline)
+    feed = CommandFeed(
+        pipeline,
+        handle_batch=fold.handle,
+        topic=pipeline.settings.topic_delivery_status,
+        cursor=report_cursor_key,
+        name="reports",
+        batch=BATCH,
+    )
+    feeds.add(feed)
+    pipeline.app.task(feed.run)
 
     async def open_producer() -> None:
         fold.open()

@@ -71,13 +71,6 @@ class Stored:
     def from_json(cls, raw: Sequence[Any]) -> Stored:
         return cls(_reached_from(raw[0]), int(raw[1]), _reached_from(raw[2]))
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(self.to_json())
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Stored:
-        return cls.from_json(orjson.loads(raw))
-
 
 def _reached_json(reached: Reached) -> dict[str, list[Any]]:
     return {status.value: list(first) for status, first in reached.items()}

@@ -22,16 +22,17 @@ from typing import Any
 
 import orjson
 
-from schemas.commands import AnyCommand, CommandResult, CreateJob, IngestUsers, RunJob
+from schemas.commands import AnyCommand, CommandResult, CreateJob, IngestUsers, RetryJob, RunJob
 from streams import metrics
 from streams.aggregate import dry_run, rules
-from streams.aggregate.command_feed import CommandFeed
+from streams.aggregate.command_feed import CommandFeed, Feeds
 from streams.aggregate.dead_letters import DeadLetters, parse_command
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.paging import MissingUsers, encode_batch, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.release import Releases, batches_from
+from streams.aggregate.retry import Retries
 from streams.aggregate.rules import Effects
 from streams.aggregate.state import (
     JobState,
@@ -85,6 +86,7 @@ class Aggregate:
         self.releases = releases
         self.dedupe = DedupeIndex(pipeline.state)
         self.dead_letters = DeadLetters(pipeline)
+        self.retries = Retries(pipeline)
 
     # -- entry ---------------------------------------------------------------
     async def handle(self, event: CommandEvent) -> None:
@@ -110,6 +112,12 @@ class Aggregate:
         elif isinstance(command, RunJob):
             page_size = self.settings.fanout_page_size
             effects = rules.run(reads, command, offset, now, page_size, window)
+        elif isinstance(command, RetryJob):
+            effects = rules.retry(reads, command, offset)
+            job = reads.job(command.job_id)
+            if effects.retry and job is not None:
+                made = await self.retries.make(command, job, partition)
+                effects = Effects(result=made, keep_result=True)
         else:
             effects = rules.steer(reads, command, offset, now, window)
         await self.carry_out(command.job_id, effects, offset, partition)
@@ -165,7 +173,7 @@ class Aggregate:
         await self.jobs.dry_run(job_id, job, outcome)
 
 
-def register(pipeline: Pipeline, releases: Releases) -> None:
+def register(pipeline: Pipeline, releases: Releases, feeds: Feeds) -> None:
     aggregate = Aggregate(pipeline, releases)
     pipeline.state.restore_hooks.append(aggregate.dedupe.index_restored)
 
@@ -181,5 +189,5 @@ def register(pipeline: Pipeline, releases: Releases) -> None:
     pipeline.app.task(open_dead_letters)
 
     feed = CommandFeed(pipeline, aggregate.handle)
-    pipeline.app.feed = feed
+    feeds.add(feed)
     pipeline.app.task(feed.run)

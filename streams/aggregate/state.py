@@ -17,6 +17,7 @@
     \0due\0<ms:015>\0<job>     a job with something to do at that time: a scheduled run
                                to start, a rate-limited page to hand over
     \0cursor\0<partition>     offset of the last command applied on this partition
+    \0rcursor\0<partition>    offset of the last delivery report read on this partition
 
 All of a job's keys live on its partition and share a prefix, so a RocksDB
 prefix scan finds them (rebuilding views, purging). The table's changelog
@@ -103,6 +104,7 @@ def job_prefix(job_id: str) -> bytes:
 JOBS_PREFIX = f"{SEP}jobs{SEP}".encode()
 EXPIRE_PREFIX = f"{SEP}expire{SEP}".encode()
 CURSOR_PREFIX = f"{SEP}cursor{SEP}".encode()
+REPORT_CURSOR_PREFIX = f"{SEP}rcursor{SEP}".encode()
 ACTIVE_PREFIX = f"{SEP}active{SEP}".encode()
 DUE_PREFIX = f"{SEP}due{SEP}".encode()
 
@@ -123,6 +125,11 @@ def due_key_job(key: bytes) -> tuple[float, str]:
 
 def cursor_key(partition: int) -> bytes:
     return CURSOR_PREFIX + str(partition).encode()
+
+
+def report_cursor_key(partition: int) -> bytes:
+    """The offset of the last delivery report of partition p folded (the feed's)."""
+    return REPORT_CURSOR_PREFIX + str(partition).encode()
 
 
 def jobs_index_key(job_id: str) -> bytes:
@@ -189,6 +196,7 @@ class JobState(BaseModel):
     )
     canceled: int = 0
     due: float | None = Field(default=None, description="The due-index entry written.")
+    parent_job_id: str | None = Field(default=None, description="The job this one retries.")
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

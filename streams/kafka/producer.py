@@ -9,6 +9,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -110,6 +111,36 @@ class AsyncProducer:
                 loop.call_soon_threadsafe(_settle, future, err)
 
         self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+        return future
+
+    async def send_all(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> asyncio.Future[None]:
+        """Queue many records; one future, settled once the broker took every one (or
+        with the first failure). One wake-up of the loop for all, not one each."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not records:
+            future.set_result(None)
+            return future
+        left = [len(records)]
+        lock = threading.Lock()
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            with lock:
+                left[0] -= 1
+                done = left[0] == 0
+            if err is not None or done:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, err)
+
+        for key, value in records:
+            while True:
+                try:
+                    self.producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
+                    break
+                except BufferError:
+                    await asyncio.sleep(0.005)
         return future
 
     async def send(

@@ -20,7 +20,6 @@ class Topics:
     progress: Any
     control: Any
     fanout_pages: Any
-    delivery_status: Any
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -46,5 +45,4 @@ def declare(app: Any, settings: Settings) -> Topics:
         progress=topic("progress"),
         control=topic("control"),
         fanout_pages=topic("fanout_pages"),
-        delivery_status=topic("delivery_status"),
     )

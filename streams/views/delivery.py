@@ -16,11 +16,20 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
 
 from schemas.delivery import DeliveryStatus
 from streams.views import keys
 
+# Sets fields of many hashes and their time to live, in one round trip: KEYS the
+# hashes; ARGV the TTL, then a JSON array holding each hash's fields and values, flat.
+_WRITE_FIELDS = """
+local fields = cjson.decode(ARGV[2])
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, unpack(fields[i]))
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
 # Writes the job's delivery counts unless Redis holds those of a later report.
 _WRITE_COUNTS = """
 local current = redis.call('HGET', KEYS[1], 'deliveryUpto')
@@ -79,6 +88,7 @@ class DeliveryViews:
         self.prefix = prefix
         self.retention_seconds = retention_seconds
         self._write_counts = redis.register_script(_WRITE_COUNTS)
+        self._write_fields = redis.register_script(_WRITE_FIELDS)
 
     async def write(
         self,
@@ -90,23 +100,25 @@ class DeliveryViews:
     ) -> None:
         """The messages' entries and their index, then the job's counts (when given,
         with the offset of the last report they fold)."""
-        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        index: dict[str, dict[FieldT, EncodableT]] = {}
+        # hash -> its fields and values, flat: the script takes them as one JSON argument
+        # (a few thousand separate arguments cost more to encode than Redis takes to apply).
+        hashes: dict[str, list[str]] = {}
         for outcome in outcomes:
-            bucket = keys.bucket_of(outcome.position)
-            by_bucket.setdefault(bucket, {})[outcome.position] = outcome.to_json()
-            name = keys.messages(self.prefix, tenant, outcome.message_id)
-            index.setdefault(name, {})[outcome.message_id[-24:]] = f"{outcome.position} {job_id}"
-        ttl = self.retention_seconds
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket, mapping in by_bucket.items():
-                name = keys.delivery_bucket(self.prefix, tenant, job_id, bucket)
-                pipe.hset(name, mapping=mapping)
-                pipe.expire(name, ttl)
-            for name, mapping in index.items():
-                pipe.hset(name, mapping=mapping)
-                pipe.expire(name, ttl)
-            await pipe.execute()
+            bucket = keys.delivery_bucket(
+                self.prefix, tenant, job_id, keys.bucket_of(outcome.position)
+            )
+            hashes.setdefault(bucket, []).extend(
+                (str(outcome.position), outcome.to_json().decode())
+            )
+            index = keys.messages(self.prefix, tenant, outcome.message_id)
+            hashes.setdefault(index, []).extend(
+                (outcome.message_id[-24:], f"{outcome.position} {job_id}")
+            )
+        if hashes:
+            await self._write_fields(
+                keys=list(hashes),
+                args=[self.retention_seconds, orjson.dumps(list(hashes.values()))],
+            )
         if counts is None:
             return
         await self._write_counts(
