@@ -204,6 +204,7 @@ class CommandKind(StrEnum):
     CANCEL = "cancel"  # stop a job for good: the users not sent yet never are
     PAUSE = "pause"  # hold a running job: no send is committed until it is resumed
     RESUME = "resume"  # carry a paused job on
+    RETRY = "retry"  # a new job of the users whose delivery failed (or the fan-out failed)
 
 
 # Ids end up in Kafka keys, RocksDB keys and Redis keys: no control characters.
@@ -220,6 +221,12 @@ class CreateJob(CommandBase):
     kind: Literal[CommandKind.CREATE] = CommandKind.CREATE
     message: JobMessage
     created_at: float = Field(description="Unix time the job was created; feeds the messageIds.")
+    parent_job_id: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=ID_PATTERN,
+        description="The job whose failed users this one retries (a `retry` makes it).",
+    )
 
 
 class IngestUsers(CommandBase):
@@ -322,9 +329,18 @@ class ResumeJob(CommandBase):
     kind: Literal[CommandKind.RESUME] = CommandKind.RESUME
 
 
+class RetryJob(CommandBase):
+    """Make `newJobId`: the job's definition, holding exactly its users whose delivery
+    ended FAILED or UNDELIVERABLE, or whom the fan-out failed. The job must be finished."""
+
+    kind: Literal[CommandKind.RETRY] = CommandKind.RETRY
+    new_job_id: str = Field(min_length=1, max_length=200, pattern=ID_PATTERN)
+    created_at: float = Field(description="Unix time the new job is created.")
+
+
 # The commands that steer a job once it exists (answered once they have settled).
 ControlCommand = CancelJob | PauseJob | ResumeJob
-AnyCommand = CreateJob | IngestUsers | RunJob | CancelJob | PauseJob | ResumeJob
+AnyCommand = CreateJob | IngestUsers | RunJob | CancelJob | PauseJob | ResumeJob | RetryJob
 Command = Annotated[AnyCommand, Field(discriminator="kind")]
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from schemas.commands import CommandEnvelope, CommandResult
+from schemas.delivery import DeliveryReport, MessageEvent
 from schemas.events import JobEvent, SendEvent
 from schemas.views import JobView, UserView
 
@@ -28,6 +29,8 @@ EXPORTED: dict[str, tuple[type[BaseModel], Literal["validation", "serialization"
     "job-event": (JobEvent, "serialization"),
     "job-view": (JobView, "serialization"),
     "user-view": (UserView, "serialization"),
+    "delivery-report": (DeliveryReport, "validation"),
+    "message-event": (MessageEvent, "serialization"),
 }
 
 

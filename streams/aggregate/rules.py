@@ -38,12 +38,13 @@ from schemas.commands import (
     ErrorType,
     IngestError,
     IngestUsers,
+    RetryJob,
     RunJob,
     echo,
     identity_of,
 )
 from schemas.fanout import PageProgress
-from schemas.views import JobStatus
+from schemas.views import FINISHED, JobStatus
 from streams.aggregate import control
 from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
@@ -90,6 +91,7 @@ class Effects:
     held: float | None = None  # ... after the job was held this long (seconds)
     dry_run: bool = False  # run the job dry: resolve its sends, write none
     release: bool = False  # a report made room: ask for the job's next pages
+    retry: bool = False  # make the retry job of the failed users
 
 
 def result(
@@ -129,7 +131,7 @@ def _prior(reads: JobReads, command: AnyCommand, offset: int) -> Effects | None:
 
 
 def _job_for(
-    reads: JobReads, command: IngestUsers | RunJob | ControlCommand, offset: int
+    reads: JobReads, command: IngestUsers | RunJob | ControlCommand | RetryJob, offset: int
 ) -> tuple[JobState | None, Effects | None]:
     """The job a command of an existing job is for, or what answers the command at once:
     `not_found` (another tenant's job too), or its result kept from another offset."""
@@ -163,6 +165,7 @@ def create(reads: JobReads, command: CreateJob, offset: int) -> Effects:
             created_at=command.created_at,
             create_command=command.command_id,
             applied_offset=offset,
+            parent_job_id=command.parent_job_id,
         )
         return Effects(result=result(command, True), job=created, created=True, lifecycle=True)
     if job.tenant != command.tenant:
@@ -279,6 +282,24 @@ def run(
         # First applied, or replayed: every page out (again), none of those counted.
         effects.emit = (job.lowest_pending(), control.released(job))
     return effects
+
+
+def retry(reads: JobReads, command: RetryJob, offset: int) -> Effects:
+    """A retry of a finished job's failed users: made by the stage (`retry`), which
+    reads them from the state; refused while the job may still send."""
+    job, answered = _job_for(reads, command, offset)
+    if answered is not None:
+        return answered
+    assert job is not None
+    if job.status not in FINISHED:
+        message = (
+            f"the job is {job.status.value}; only a finished job (COMPLETED, CANCELED or "
+            "ERROR) can be retried"
+        )
+        return Effects(
+            result=result(command, False, ErrorType.NOT_ALLOWED, message), keep_result=True
+        )
+    return Effects(retry=True)
 
 
 def steer(

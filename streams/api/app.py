@@ -7,9 +7,14 @@
     POST /bulk/{job_id}/cancel  cancel, once settled    -> {"job": {...}}
     POST /bulk/{job_id}/pause   pause, once settled     -> {"job": {...}}
     POST /bulk/{job_id}/resume  resume                  -> {"job": {...}}
+    POST /bulk/{job_id}/retry   a new job of the users  -> {"jobId"}
+                                whose delivery failed
     GET  /bulk/{job_id}         the job summary         -> {"job": {...}}
     GET  /bulk/{job_id}/users   users, cursor-paged     -> {"items", "paging"}
     GET  /messages/{message_id} a reported message      -> Courier's message details
+    POST /webhooks              add an endpoint         -> 201 {"id", "url", "events", "secret"}
+    GET  /webhooks              the tenant's endpoints  -> {"items"}
+    DELETE /webhooks/{id}       remove one              -> 204   (streams/api/webhooks.py)
     GET  /openapi.json, /healthz, /readyz, /metrics (Prometheus)
 
 Writes become commands on Kafka and answer with the aggregate's own result;
@@ -24,6 +29,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,6 +55,7 @@ from schemas.commands import (
     JobMessage,
     PauseJob,
     ResumeJob,
+    RetryJob,
     RunJob,
     RunOptions,
 )
@@ -68,6 +75,7 @@ from streams.api.errors import (
 from streams.api.idempotency import Claim, Idempotency, fingerprint
 from streams.api.messages import MESSAGE_ID, message_details
 from streams.api.observe import HttpMetrics, metrics_endpoint
+from streams.api.webhooks import WebhookRoutes
 from streams.ids import new_command_id, new_job_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
@@ -101,6 +109,7 @@ class Api:
         self.idempotency = Idempotency(
             self.redis, settings.redis_prefix, settings.idempotency_ttl_seconds
         )
+        self.webhooks = WebhookRoutes(settings, self.redis, self.gateway.producer)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.gateway.close)
@@ -254,6 +263,31 @@ class Api:
 
         return await self.write(request, tenant, raw, handle)
 
+    async def retry(self, request: Request) -> Response:
+        """A new job of the finished job's failed users, answered once it holds them all."""
+        tenant = self.tenant(request)
+        job_id = self.job_id(request)
+        raw, body = await self.body(request, required=False)
+        if body:
+            raise invalid("retry takes no body")
+
+        async def handle(claim: Claim | None) -> Response:
+            new_job = claim.job_id if claim else new_job_id()
+            command = RetryJob(
+                command_id=claim.command_id if claim else new_command_id(),
+                tenant=tenant,
+                job_id=job_id,
+                new_job_id=new_job,
+                created_at=time.time(),
+            )
+            made = await self.submit(command, self.settings.api_settle_timeout_seconds)
+            await self.gateway.await_received(
+                tenant, new_job, made.total or 0, self.settings.api_settle_timeout_seconds
+            )
+            return JSONResponse({"jobId": new_job})
+
+        return await self.write(request, tenant, raw, handle)
+
     async def cancel(self, request: Request) -> Response:
         return await self.steer(request, CancelJob)
 
@@ -313,6 +347,19 @@ class Api:
         if record is None:
             raise ApiError(404, f"Message {message_id[:200]} not found")
         return JSONResponse(message_details(message_id, record))
+
+    # -- webhooks (streams/api/webhooks.py) ------------------------------------
+    async def create_webhook(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        raw, body = await self.body(request)
+        return await self.write(request, tenant, raw, partial(self.webhooks.create, tenant, body))
+
+    async def list_webhooks(self, request: Request) -> Response:
+        return await self.webhooks.list(self.tenant(request))
+
+    async def delete_webhook(self, request: Request) -> Response:
+        tenant = self.tenant(request)
+        return await self.webhooks.delete(tenant, str(request.path_params["webhook_id"]))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -388,8 +435,12 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         route("/bulk/{job_id}/cancel", "cancel", ["POST"]),
         route("/bulk/{job_id}/pause", "pause", ["POST"]),
         route("/bulk/{job_id}/resume", "resume", ["POST"]),
+        route("/bulk/{job_id}/retry", "retry", ["POST"]),
         route("/bulk/{job_id}/users", "list_users", ["GET"]),
         route("/messages/{message_id}", "get_message", ["GET"]),
+        route("/webhooks", "create_webhook", ["POST"]),
+        route("/webhooks", "list_webhooks", ["GET"]),
+        route("/webhooks/{webhook_id}", "delete_webhook", ["DELETE"]),
         route("/openapi.json", "openapi", ["GET"]),
         route("/healthz", "healthz", ["GET"]),
         route("/readyz", "readyz", ["GET"]),

@@ -68,6 +68,21 @@ class CommandGateway:
         except (TimeoutError, DeliveryFailed) as exc:
             raise unavailable("Kafka") from exc
 
+    async def await_received(self, tenant: str, job_id: str, users: int, patience: float) -> None:
+        """Wait until the job's view counts `users` received (its ingests applied)."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            job = await self.views.read_job(tenant, job_id)
+            if job is not None and job.received >= users:
+                return
+            await asyncio.sleep(0.02)
+        raise ApiError(
+            503,
+            "The new job is made but not all its users are counted yet; retry with the same "
+            "Idempotency-Key",
+            {"Retry-After": "5"},
+        )
+
     async def _wait_result(self, command: AnyCommand, patience: float) -> CommandResult:
         deadline = time.monotonic() + patience
         pause = 0.002

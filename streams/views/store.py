@@ -56,6 +56,8 @@ def _control_fields(job: JobRecord) -> dict[str, Any]:
         fields["scheduled_at"] = job.scheduled_text
     if job.sends_per_second is not None:
         fields["sends_per_second"] = job.sends_per_second
+    if job.parent_job_id is not None:
+        fields["parent_job_id"] = job.parent_job_id
     return fields
 
 
@@ -79,6 +81,7 @@ class JobRecord(Protocol):
     canceled: int
     scheduled_text: str | None
     sends_per_second: int | None
+    parent_job_id: str | None
 
 
 def patient_redis(url: str) -> aioredis.Redis:

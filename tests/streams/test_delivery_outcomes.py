@@ -213,3 +213,34 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         wait_for(rebuilt, 60, "the views rebuilt")
         assert http.get(f"/messages/{ids[120]}").json() == delivered
         assert users_by_position(http, job_id)[160]["delivery"] == items[160]["delivery"]
+
+        # Retry: a new job of exactly the users whose delivery failed (or the fan-out).
+        answer = http.post(f"/bulk/{job_id}/retry")
+        assert answer.status_code == 200, answer.text
+        retry_id = answer.json()["jobId"]
+        retried = job_of(http, retry_id)
+        assert retried["status"] == "CREATED"
+        assert retried["parentJobId"] == job_id
+        assert retried["definition"] == job_of(http, job_id)["definition"]
+        failed = [
+            position
+            for positions, _, end in PLAN
+            if end in ("FAILED", "UNDELIVERABLE")
+            for position in positions
+        ]
+        assert retried["received"] == len(failed) + 1
+        wanted = [users[position] for position in failed] + [users[USERS]]
+        got = users_by_position(http, retry_id)
+        assert [got[i]["to"] for i in range(len(got))] == [user["to"] for user in wanted]
+        unfinished = http.post(f"/bulk/{retry_id}/retry")  # only a finished job
+        assert unfinished.status_code == 400
+        assert unfinished.json()["type"] == "invalid_request_error"
+        assert http.post(f"/bulk/{retry_id}/run").status_code == 202
+        done = wait_job(http, retry_id, lambda job: job["status"] == "COMPLETED", 60)
+        assert (done["enqueued"], done["failures"]) == (len(failed), 1)
+        # Its own retry: the unroutable user, failed by the fan-out again, alone.
+        again = http.post(f"/bulk/{retry_id}/retry").json()["jobId"]
+        assert job_of(http, again)["received"] == 1
+        # Only one's own jobs.
+        url = f"{str(http.base_url).rstrip('/')}/bulk/{job_id}/retry"
+        assert httpx.post(url, headers=api_keys, timeout=10).status_code == 404

@@ -14,9 +14,11 @@ from schemas.commands import (
     CommandEnvelope,
     CommandResult,
     CreateJob,
+    ErrorType,
     IngestUsers,
     PauseJob,
     ResumeJob,
+    RetryJob,
     RunJob,
 )
 from schemas.fanout import PageProgress
@@ -447,3 +449,50 @@ def test_a_run_delivered_twice_answers_its_first_result_again() -> None:
     again = memory.run(9, command_id="c-run")
     assert (again.again, again.result, again.emit) == (True, first.result, None)
     assert memory.state().run_offset == 2
+
+
+def retry(memory: Memory, offset: int, tenant: str = "acme", command_id: str = "") -> Effects:
+    command = RetryJob(
+        command_id=command_id or f"c-retry-{offset}",
+        tenant=tenant,
+        job_id=JOB,
+        new_job_id="1-new",
+        created_at=2.0,
+    )
+    return memory.carry_out(JOB, rules.retry(memory, command, offset), offset)
+
+
+def test_a_retry_is_made_for_a_finished_job_of_its_own_tenant_only() -> None:
+    memory = Memory()
+    missing = retry(memory, 0)
+    assert missing.result is not None
+    assert missing.result.error_type is ErrorType.NOT_FOUND
+    memory.create(1)
+    memory.ingest(2, users("a"))
+    refused = retry(memory, 3)
+    assert refused.result is not None
+    assert refused.result.error_type is ErrorType.NOT_ALLOWED
+    assert refused.keep_result
+    assert not refused.retry
+    memory.run(4)
+    memory.page(0, 1, [])
+    assert memory.state().status is JobStatus.COMPLETED
+    foreign = retry(memory, 5, tenant="globex")
+    assert foreign.result is not None
+    assert foreign.result.error_type is ErrorType.NOT_FOUND
+    made = retry(memory, 6)
+    assert made.retry
+    assert made.result is None
+    assert made.job is None  # the parent is left as it is
+    # The same retry read again from another offset answers what it answered.
+    memory.results[(JOB, "c-retry-6")] = (6, rules.result(made_command(), True, total=1))
+    again = retry(memory, 7, command_id="c-retry-6")
+    assert again.again
+    assert again.result is not None
+    assert again.result.total == 1
+
+
+def made_command() -> RetryJob:
+    return RetryJob(
+        command_id="c-retry-6", tenant="acme", job_id=JOB, new_job_id="1-new", created_at=2.0
+    )
