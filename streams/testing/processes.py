@@ -1,4 +1,5 @@
-"""The processes of a stack: real `bulkstream worker`s and `bulkstream api`, one spawner.
+"""The processes of a stack: real `bulkstream worker`s, `bulkstream api` and
+`bulkstream deliver`, one spawner.
 
 Each is `python -m streams.ops.cli <command>` with the settings passed in its
 environment (`settings_env`), its output in a log file. Workers are watched:
@@ -256,6 +257,32 @@ class ApiProcess(BulkstreamProcess):
         if tenant is not None:
             headers["Authorization"] = f"Bearer {self.keys[tenant]}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+class DeliverProcess(BulkstreamProcess):
+    """A real `bulkstream deliver --http <url> [args]` (the reference delivery worker);
+    its log is `deliver-<name>.log` in `log_dir`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        log_dir: Path,
+        name: str = "d1",
+        args: Sequence[str] = (),
+    ) -> None:
+        super().__init__(
+            settings, ["deliver", "--http", url, *args], log_dir / f"deliver-{name}.log"
+        )
+        self.name = f"deliver {name}"
+
+    def served_at(self) -> str | None:
+        found = _METRICS_AT.search(self.log())
+        return found.group(1).decode() if found else None
+
+    def joined(self) -> bool:
+        """Whether it has joined its group (partitions assigned, none maybe), per its log."""
+        return b": partitions assigned" in self.log()
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
