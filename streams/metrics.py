@@ -106,6 +106,38 @@ DELIVER_ATTEMPTS = Counter(
     ["outcome"],
 )
 
+# The webhooks stage (streams/webhooks/).
+WEBHOOK_ATTEMPTS = Counter(
+    "bulkstream_webhook_attempts",
+    "Webhook requests made, by outcome: delivered (2xx), failed (another status), gone "
+    "(410: the endpoint is disabled), timeout, error (no answer), refused (the host "
+    "resolved to an address the URL policy refuses).",
+    ["outcome"],
+)
+WEBHOOK_DELIVERIES = Counter("bulkstream_webhook_deliveries", "Webhook messages delivered (2xx).")
+WEBHOOK_DEAD_LETTERS = Counter(
+    "bulkstream_webhook_dead_letters",
+    "Webhook messages given up on past the retry horizon (to bulk.webhooks.dlq).",
+)
+WEBHOOK_DISABLED = Counter(
+    "bulkstream_webhook_disabled", "Webhook endpoints disabled because they answered 410 Gone."
+)
+WEBHOOK_PARKED = Counter(
+    "bulkstream_webhook_parked",
+    "Webhook messages written to the retry topic, by why: retry (an attempt failed) or "
+    "overflow (the endpoint's queue was full).",
+    ["why"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "bulkstream_webhook_delivery_seconds",
+    "From an event read by the dispatcher to its webhook delivered (retries included).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
+)
+WEBHOOK_IN_FLIGHT = Gauge(
+    "bulkstream_webhook_in_flight",
+    "Webhook messages the dispatcher holds in memory (queued, being sent, being parked).",
+)
+
 
 def exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus' text format, and its content type."""

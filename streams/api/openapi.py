@@ -8,7 +8,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.commands import BulkUser, JobMessage, RunOptions
+from schemas.delivery import UserDelivery
 from schemas.views import JobView
+from schemas.webhooks import EVENT_TYPES, WILDCARDS, Webhook
+from streams.webhooks.targets import MAX_URL, URL_PATTERN
 
 REF = "#/components/schemas/{model}"
 
@@ -93,7 +96,120 @@ def _control(verb: str, summary: str) -> dict[str, Any]:
     }
 
 
+def _webhooks(defs: dict[str, Any]) -> dict[str, Any]:
+    """The paths of the tenant's webhooks (streams/api/webhooks.py)."""
+    defs["Webhook"] = _schema(Webhook, "serialization", defs)
+    defs["WebhookCreate"] = {
+        "type": "object",
+        "required": ["url", "events"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {
+                "type": "string",
+                "maxLength": MAX_URL,
+                "pattern": URL_PATTERN,
+                "description": "http(s); an ASCII host name or IPv4 address whose addresses "
+                "are all public (unless the server allows private ones), checked again "
+                "before every request",
+            },
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 50,
+                "items": {"type": "string", "enum": sorted(EVENT_TYPES | WILDCARDS)},
+                "description": "Event types, or `job.*`, `message.*`, `*`",
+            },
+        },
+    }
+    webhook_id = {
+        "name": "webhook_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+    }
+    listing = {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": {"$ref": REF.format(model="Webhook")}}},
+    }
+    return {
+        "/webhooks": {
+            "post": {
+                "operationId": "createWebhook",
+                "summary": "Add an endpoint: the tenant's events of these types are POSTed to "
+                "it, signed (Standard Webhooks: webhook-id, webhook-timestamp, "
+                "webhook-signature with the answered secret)",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="WebhookCreate")}}
+                    },
+                },
+                "responses": {
+                    "201": _json({"$ref": REF.format(model="Webhook")}, "The endpoint"),
+                    **WRITE,
+                    "400": _error(
+                        "Invalid request: a URL the policy refuses, an unknown event type, "
+                        "or the tenant's limit of endpoints reached"
+                    ),
+                },
+            },
+            "get": {
+                "operationId": "listWebhooks",
+                "summary": "The tenant's endpoints, secrets included, oldest first",
+                "responses": {"200": _json(listing, "The endpoints"), **COMMON},
+            },
+        },
+        "/webhooks/{webhook_id}": {
+            "delete": {
+                "operationId": "deleteWebhook",
+                "summary": "Remove an endpoint: nothing more is sent to it",
+                "parameters": [webhook_id],
+                "responses": {
+                    "204": {"description": "Removed"},
+                    "404": _error("No such endpoint"),
+                    **COMMON,
+                },
+            }
+        },
+    }
+
+
 @cache
+def _message_schema() -> dict[str, Any]:
+    """`GET /messages/{id}`: Courier's MessageDetails, plus bulkstream's own fields."""
+    stamp = {"type": "integer", "description": "Unix time in milliseconds"}
+    return {
+        "type": "object",
+        "required": ["id", "status", "enqueued", "event", "notification", "recipient"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["SENT", "DELIVERED", "OPENED", "CLICKED", "UNDELIVERABLE"],
+            },
+            "enqueued": stamp,
+            "sent": stamp,
+            "delivered": stamp,
+            "opened": stamp,
+            "clicked": stamp,
+            "failed": {**stamp, "description": "bulkstream's own: when it was reported FAILED"},
+            "undeliverable": {
+                **stamp,
+                "description": "bulkstream's own: when it was reported UNDELIVERABLE",
+            },
+            "event": {"type": "string"},
+            "notification": {"type": "string"},
+            "recipient": {"type": "string"},
+            "error": {"type": "string"},
+            "reason": {"type": "string", "enum": ["FAILED", "BOUNCED"]},
+            "provider": {"type": "string"},
+            "jobId": {"type": "string", "description": "bulkstream's own: the message's job"},
+        },
+    }
+
+
 def document(max_users: int) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     message = _schema(JobMessage, "validation", defs)
@@ -139,8 +255,15 @@ def document(max_users: int) -> dict[str, Any]:
                     },
                     "messageId": {"type": "string"},
                     "error": {"type": "string"},
+                    "delivery": {
+                        "$ref": REF.format(model="UserDelivery"),
+                        "description": "bulkstream's own: its message's delivery state, once "
+                        "reported (status keeps Courier's values)",
+                    },
                 },
             },
+            "UserDelivery": _schema(UserDelivery, "serialization", defs),
+            "Message": _message_schema(),
         }
     )
     ingest_result = {
@@ -302,6 +425,51 @@ def document(max_users: int) -> dict[str, Any]:
                     ("resume", "Resume a paused job: PROCESSING (or SCHEDULED) again."),
                 )
             },
+            "/bulk/{job_id}/retry": {
+                "post": {
+                    "operationId": "retryJob",
+                    "summary": "bulkstream's own: a new job (same definition, parentJobId) "
+                    "holding exactly the finished job's users whose delivery ended FAILED or "
+                    "UNDELIVERABLE, or whom the fan-out failed; answered once it holds them all. "
+                    "Run it like any job.",
+                    "parameters": [JOB_ID, IDEMPOTENCY_KEY],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["jobId"],
+                                "properties": {"jobId": {"type": "string"}},
+                            },
+                            "The new job, CREATED, every failed user ingested",
+                        ),
+                        "404": _error("No such job"),
+                        **WRITE,
+                        "400": _error(
+                            "Invalid request, a job not finished yet, or one without failed users"
+                        ),
+                    },
+                }
+            },
+            "/messages/{message_id}": {
+                "get": {
+                    "operationId": "getMessage",
+                    "summary": "A message once a delivery report about it was folded, in the "
+                    "shape of Courier's Messages API",
+                    "parameters": [
+                        {
+                            "name": "message_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json({"$ref": REF.format(model="Message")}, "The message"),
+                        "404": _error("No such message (or none reported on yet)"),
+                        **COMMON,
+                    },
+                }
+            },
             "/bulk/{job_id}/users": {
                 "get": {
                     "operationId": "listUsers",
@@ -322,6 +490,7 @@ def document(max_users: int) -> dict[str, Any]:
                     },
                 }
             },
+            **_webhooks(defs),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -32,6 +32,8 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # bulk.commands does, so that the largest poison can be dead-lettered too.
 MAX_DEAD_LETTER_BYTES = MAX_MESSAGE_BYTES + 1024 * 1024
 DAY_MS = 86_400_000
+# The webhooks' retry delays, each twice the one before (streams/webhooks/backoff.py).
+WEBHOOK_RETRY_TIERS = 16
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,10 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
             {"cleanup.policy": "compact", **settings.topic_config()},
             1,
         ),
-        "webhooks_retry": TopicSpec(settings.topic_webhooks_retry, "webhook id", kept, n),
+        # One partition per delay tier (streams/webhooks/retries.py): each is in due order.
+        "webhooks_retry": TopicSpec(
+            settings.topic_webhooks_retry, "webhook id", kept, WEBHOOK_RETRY_TIERS
+        ),
         "webhooks_dlq": TopicSpec(settings.topic_webhooks_dlq, "webhook id", kept, n),
     }
 

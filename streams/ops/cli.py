@@ -1,7 +1,9 @@
 """The `bulkstream` command line: one entry point for every process and tool.
 
-bulkstream worker [--stage all|aggregate|fanout]
+bulkstream worker [--stage all|aggregate|fanout|webhooks]
 bulkstream produce [FILE ...] [--tenant T] [--wait]
+bulkstream report [FILE ...] | --message-id M --job-id J --status S [--at MS] [--reason R] ...
+bulkstream deliver --http URL [--group G] [--concurrency N] [--attempts N] ...
 bulkstream status JOB [--tenant T] [--watch]
 bulkstream run JOB [--tenant T] [--at TIME] [--rate N] [--dry-run]
 bulkstream cancel|pause|resume JOB [--tenant T]
@@ -206,6 +208,63 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Delivery reports, from flags or from JSON/JSONL files or stdin: all checked
+    first (none produced if one is invalid), then produced and acknowledged."""
+    from streams.deliver.reports import ReportProducer, read_reports
+
+    flags = {
+        "messageId": args.message_id,
+        "jobId": args.job_id,
+        "status": args.status,
+        "at": args.at,
+        "reason": args.reason,
+    }
+    if any(value is not None for value in flags.values()):
+        if args.files:
+            print("give one report by flags, or reports in files, not both", file=sys.stderr)
+            return 2
+        record = {k: v for k, v in flags.items() if v is not None}
+        sources = [("flags", orjson.dumps(record))]
+    elif args.files:
+        sources = [(path, Path(path).read_bytes()) for path in args.files]
+    else:
+        sources = [("stdin", sys.stdin.buffer.read())]
+    reports, errors = read_reports(sources, tenant=args.tenant, provider=args.provider)
+    for error in errors:
+        print(f"invalid report {error}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} invalid report(s): none produced", file=sys.stderr)
+        return 2
+    producer = ReportProducer(settings)
+    for report in reports:
+        producer.send(report)
+    produced = producer.flush()
+    print(json.dumps({"produced": produced, "topic": settings.topic_delivery_status}))
+    return 0
+
+
+def _cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.deliver.worker import DeliverOptions, run_deliver
+    from streams.ops.logs import setup_logging
+
+    setup_logging(settings)
+    options = DeliverOptions(
+        url=args.http,
+        group=args.group,
+        concurrency=args.concurrency,
+        attempts=args.attempts,
+        max_in_flight=args.max_in_flight,
+        timeout=args.timeout,
+        backoff=args.backoff,
+        backoff_max=args.backoff_max,
+        drain_seconds=args.drain_seconds,
+        session_timeout=args.session_timeout,
+        provider=args.provider,
+    )
+    return run_deliver(settings, options)
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.demo import run_demo
 
@@ -224,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run a worker (every stage, or a chosen one)")
-    worker.add_argument("--stage", choices=["all", "aggregate", "fanout"], default="all")
+    worker.add_argument(
+        "--stage", choices=["all", "aggregate", "fanout", "webhooks"], default="all"
+    )
     worker.set_defaults(func=_cmd_worker)
 
     api = sub.add_parser("api", help="serve the Courier-compatible HTTP API")
@@ -242,6 +303,41 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--tenant", default="default", help="tenant of commands without one")
     produce.add_argument("--wait", action="store_true", help="wait for and print each result")
     produce.set_defaults(func=_cmd_produce)
+
+    report = sub.add_parser(
+        "report", help="produce delivery reports: one from flags, or JSON/JSONL files or stdin"
+    )
+    report.add_argument("files", nargs="*")
+    report.add_argument("--message-id", default=None)
+    report.add_argument("--job-id", default=None)
+    report.add_argument("--status", type=str.upper, default=None, help="SENT, DELIVERED, ...")
+    report.add_argument("--at", type=int, default=None, help="Unix time in ms (default: now)")
+    report.add_argument("--reason", default=None)
+    report.add_argument("--provider", default=None, help="provider of reports without one")
+    report.add_argument("--tenant", default=None, help="tenant of reports without one")
+    report.set_defaults(func=_cmd_report)
+
+    deliver = sub.add_parser(
+        "deliver", help="reference delivery worker: POST each send to a URL, report outcomes"
+    )
+    deliver.add_argument("--http", required=True, metavar="URL", help="where to POST sends")
+    deliver.add_argument("--group", default=None, help="consumer group (<app id>-deliver)")
+    deliver.add_argument("--concurrency", type=int, default=64, help="requests at once")
+    deliver.add_argument("--attempts", type=int, default=5, help="tries per send, at most")
+    deliver.add_argument(
+        "--max-in-flight", type=int, default=None, help="sends in hand (4 x concurrency)"
+    )
+    deliver.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    deliver.add_argument("--backoff", type=float, default=0.5, help="first retry's wait (s)")
+    deliver.add_argument("--backoff-max", type=float, default=30.0, help="longest wait (s)")
+    deliver.add_argument(
+        "--drain-seconds", type=float, default=10.0, help="at a stop, time to finish sends"
+    )
+    deliver.add_argument(
+        "--session-timeout", type=float, default=10.0, help="consumer group session (s)"
+    )
+    deliver.add_argument("--provider", default="http", help="the reports' provider")
+    deliver.set_defaults(func=_cmd_deliver)
 
     status = sub.add_parser("status", help="print a job's status from the Redis view")
     status.add_argument("job")

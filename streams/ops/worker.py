@@ -1,4 +1,5 @@
-"""Running a worker: the faust app (aggregate stage) and/or the fan-out loop."""
+"""Running a worker: the faust app (aggregate stage), the fan-out loop and the webhooks
+dispatcher, or one of them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import threading
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from streams import aggregate, metrics
@@ -22,6 +24,7 @@ from streams.runtime import diagnostics
 from streams.runtime.access import read_lags
 from streams.runtime.service import ThreadService, run_app
 from streams.settings import Settings
+from streams.webhooks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class Stage(StrEnum):
     ALL = "all"  # the aggregate (faust app) and the fan-out loop, in one process
     AGGREGATE = "aggregate"  # only the faust app: the command feed, progress, control
     FANOUT = "fanout"  # only the transactional fan-out loop
+    WEBHOOKS = "webhooks"  # only the webhooks dispatcher (streams/webhooks/)
 
 
 def _glibc() -> Any:
@@ -126,6 +130,16 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
     def joined() -> None:
         health.ready["fanout"] = True
 
+    if stage is Stage.WEBHOOKS:
+        health.ready["webhooks"] = False
+        dispatcher = Dispatcher(settings, on_joined=partial(_joined, health, "webhooks"))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: dispatcher.stop())
+        beat = threading.Thread(target=_beat_while, args=(health, dispatcher.stopping), daemon=True)
+        beat.start()
+        dispatcher.run()
+        return 0
+
     if stage is Stage.FANOUT:
         health.ready["fanout"] = False
         loop = FanoutLoop(settings, on_joined=joined)
@@ -165,8 +179,16 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
         health.ready["fanout"] = False
         fanout = FanoutLoop(settings, on_joined=joined)
         services.append(ThreadService(fanout.run, fanout.stop, name="fanout"))
+        # On a thread and an event loop of its own: slow endpoints never delay the engine.
+        health.ready["webhooks"] = False
+        dispatcher = Dispatcher(settings, on_joined=partial(_joined, health, "webhooks"))
+        services.append(ThreadService(dispatcher.run, dispatcher.stop, name="webhooks"))
     run_app(app, *services, loglevel=settings.log_level, logging_config=logging_config(settings))
     return 0
+
+
+def _joined(health: Health, name: str) -> None:
+    health.ready[name] = True
 
 
 def _beat_while(health: Health, stopping: threading.Event) -> None:
