@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chaos import services
 from chaos.control import control
+from chaos.outcomes import outcomes
 from chaos.results import ResultTimes
 from chaos.run import Run, Tally, timed
 from streams.settings import Settings
@@ -438,4 +439,5 @@ SCENARIOS: dict[str, Scenario] = {
     "poison": poison,
     "http": http_abuse,
     "control": control,
+    "outcomes": outcomes,
 }

@@ -20,6 +20,7 @@ SHORT = {
     "poison": 200_000,
     "http": 2_000,
     "control": 20_000,
+    "outcomes": 10_000,
 }
 
 

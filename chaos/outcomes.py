@@ -1,0 +1,132 @@
+"""The delivery-outcomes scenario: a job's sends delivered by the reference delivery
+worker to a provider that fails some of them, the reports folded back, and the
+tenant's webhooks sent, while workers and the delivery worker are SIGKILLed.
+
+Judged at the end: the job's delivery counts are exact (every message once, in
+the state its last report says: FAILED for the messages the provider always
+refuses, SENT for the rest), every message event reached the topic at least
+once, and the webhook endpoint received at least once a `message.failed` for
+each failed message and the job's `job.completed`, each with a valid
+signature; plus the run's usual checks (every send once, exact counters).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from chaos.run import Run, Tally, timed
+from streams.settings import Settings
+from streams.testing.hooks import WebhookReceiver
+from streams.testing.processes import DeliverProcess, wait_for
+from streams.testing.receiver import Receiver, Rules, hashed_out
+from streams.testing.topics import read_topic
+
+FAIL_EVERY = 20  # about one message in 20 is always refused by the provider
+DELIVER = ["--concurrency", "64", "--attempts", "2", "--backoff", "0.05"]
+
+
+def outcomes(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
+    tally = Tally("delivery outcomes and webhooks under SIGKILL", users)
+    settings = base.model_copy(
+        update={"webhooks_allow_private": True, "webhook_retry_first_seconds": 0.5}
+    )
+    run = Run(settings, "outcomes", logs, seed=11)
+    provider = Receiver(Rules(fail_every=FAIL_EVERY)).start()
+    hooks = WebhookReceiver().start()
+    deliver = DeliverProcess(run.settings, provider.url, run.log_dir, args=DELIVER)
+    started = time.monotonic()
+    try:
+        for worker_id in ("w1", "w2"):
+            run.start_worker(worker_id)
+        api = run.start_api()
+        with api.client() as http:
+            answer = http.post(
+                "/webhooks", json={"url": hooks.url, "events": ["job.*", "message.failed"]}
+            )
+            tally.checks["webhook endpoint registered"] = answer.status_code == 201
+            hooks.secret = answer.json().get("secret", "")
+            job_id = run.create()
+            run.ingest(job_id, users)
+            deliver.start()
+            run.client.run(job_id)
+            for i in range(rounds):
+                _wait_reported(http, job_id, users * (i + 1) // (rounds + 2))
+                tally.faults.append(f"reports flowing: SIGKILL {run.kill_random_worker()}")
+            deliver.kill()
+            tally.faults.append("reports flowing: SIGKILL the delivery worker")
+            deliver.start()
+            run.finish(tally, job_id)
+            job = _wait_reported(http, job_id, users, timeout=600)
+        _judge(run, tally, job_id, job, hooks)
+    finally:
+        deliver.stop()
+        run.close()
+        provider.stop()
+        hooks.stop()
+        timed(tally, started)
+    return tally
+
+
+def _wait_reported(http: Any, job_id: str, count: int, timeout: float = 600) -> dict[str, Any]:
+    def reported() -> dict[str, Any] | None:
+        answer = http.get(f"/bulk/{job_id}")
+        if answer.status_code != 200:
+            return None
+        job: dict[str, Any] = answer.json()["job"]
+        return job if sum((job.get("delivery") or {}).values()) >= count else None
+
+    return wait_for(reported, timeout, f"{count:,} messages reported", every=0.1)
+
+
+def _judge(
+    run: Run, tally: Tally, job_id: str, job: dict[str, Any], hooks: WebhookReceiver
+) -> None:
+    sent = {
+        value["messageId"]
+        for _, value, _ in read_topic(run.settings, run.settings.topic_sends)
+        if value["jobId"] == job_id
+    }
+    failed = {message for message in sent if hashed_out(message, FAIL_EVERY)}
+    delivery = job.get("delivery") or {}
+    expected = {state: 0 for state in delivery} | {
+        "SENT": len(sent) - len(failed),
+        "FAILED": len(failed),
+    }
+    tally.checks["delivery counts exact (each message once, in its last state)"] = (
+        delivery == expected
+    )
+    tally.notes.append(f"delivery {delivery}; {len(failed):,} messages always refused")
+    events = {
+        (value["messageId"], value["status"])
+        for _, value, _ in read_topic(run.settings, run.settings.topic_message_events)
+        if value["jobId"] == job_id
+    }
+    tally.checks["a SENT message event for every message"] = {
+        message for message, status in events if status == "SENT"
+    } >= sent - failed
+    tally.checks["a FAILED message event for every failed message"] = {
+        message for message, status in events if status == "FAILED"
+    } == failed
+
+    def all_hooks() -> list[Any] | None:
+        got = hooks.received()
+        failures = {h.data.get("messageId") for h in got if h.type == "message.failed"}
+        completed = any(h.type == "job.completed" and h.data.get("jobId") == job_id for h in got)
+        return got if failures >= failed and completed else None
+
+    try:
+        got = wait_for(all_hooks, 120, "every webhook")
+    except AssertionError:
+        got = hooks.received()
+    failures = {h.data.get("messageId") for h in got if h.type == "message.failed"}
+    tally.checks["message.failed webhook for every failed message, at least once"] = (
+        failures >= failed
+    )
+    tally.checks["job.completed webhook received"] = any(
+        h.type == "job.completed" and h.data.get("jobId") == job_id for h in got
+    )
+    tally.checks["every webhook signed validly"] = bool(got) and all(h.signed for h in got)
+    repeated = len(got) - len({h.webhook_id for h in got})
+    tally.notes.append(f"{len(got):,} webhooks received, {repeated:,} of them again")
