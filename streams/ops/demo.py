@@ -5,8 +5,14 @@ Starts the workers and the API as real processes (the testing harness's,
 generated users through the HTTP API, ingests them in 1,000-user requests
 from a few concurrent clients, runs it, shows the live progress until
 COMPLETED, then prints a summary and three of the send events a delivery
-worker would consume. The processes are stopped at the end; Kafka and Redis
-stay up.
+worker would consume.
+
+Past ENQUEUED: `bulkstream deliver` (the reference delivery worker) posts each
+send to a local stand-in for a provider that refuses about one message in 50;
+its SENT and FAILED reports are folded back into the job's `delivery`
+counts, and a webhook endpoint registered for `job.completed` and
+`message.failed` receives them, signed. The demo ends once every message is
+reported. The processes are stopped at the end; Kafka and Redis stay up.
 """
 
 from __future__ import annotations
@@ -28,19 +34,23 @@ from schemas.views import JobStatus, JobView
 from streams.kafka.topics import ensure_topics
 from streams.ops.watch import watch
 from streams.settings import Settings
+from streams.testing.hooks import WebhookReceiver
 from streams.testing.processes import (
     ApiProcess,
     BulkstreamProcess,
+    DeliverProcess,
     NotReady,
     start_workers,
     stop_all,
     wait_ready,
 )
+from streams.testing.receiver import Receiver, Rules
 from streams.testing.users import BATCH
 from streams.testing.users import generated_users as numbered_users
 
 TENANT = "demo"
 CLIENTS = 4
+FAIL_EVERY = 50  # the stand-in provider refuses about one message in 50
 
 
 class DemoFailed(Exception):
@@ -51,23 +61,34 @@ class Stack:
     """The worker and API processes of the demo (`streams.testing.processes`)."""
 
     def __init__(self, settings: Settings, workers: int, key: str, log_dir: Path) -> None:
-        self.settings = settings
+        # The provider and the webhook endpoint are on this host: allowed for the demo.
+        self.settings = settings.model_copy(update={"webhooks_allow_private": True})
         self.log_dir = log_dir
         self.key = key
         self.workers = workers
-        self.api = ApiProcess(settings, log_dir, keys={TENANT: key})
+        self.api = ApiProcess(self.settings, log_dir, keys={TENANT: key})
         self.api_url = self.api.url
+        self.provider = Receiver(Rules(fail_every=FAIL_EVERY))
+        self.hooks = WebhookReceiver()
         self.procs: list[BulkstreamProcess] = []
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.provider.start()
+        self.hooks.start()
         workers = self.settings.model_copy(update={"metrics_port": 0})
         self.procs += start_workers(workers, self.workers, self.log_dir, "demo", ready=False)
         self.procs.append(self.api)
         self.api.start()
+        deliver = DeliverProcess(
+            workers, self.provider.url, self.log_dir, args=["--attempts", "2", "--backoff", "0.1"]
+        )
+        self.procs.append(deliver.start())
 
     def stop(self) -> None:
         stop_all(self.procs)
+        self.provider.stop()
+        self.hooks.stop()
 
     def check_alive(self) -> None:
         for proc in self.procs:
@@ -195,6 +216,14 @@ async def drive(
         if created.status_code != 200:
             raise DemoFailed(f"create: {created.status_code} {created.text}")
         job_id = created.json()["jobId"]
+        hook = await post(
+            http,
+            "/webhooks",
+            {"url": stack.hooks.url, "events": ["job.completed", "message.failed"]},
+        )
+        if hook.status_code != 201:
+            raise DemoFailed(f"webhook: {hook.status_code} {hook.text}")
+        stack.hooks.secret = hook.json()["secret"]
         console.print(f"job {job_id} created; ingesting {users:,} users", highlight=False)
         t0 = time.monotonic()
         await _ingest(http, job_id, users, console)
@@ -218,13 +247,29 @@ async def drive(
         patience = max(600, users / 100, 2 * users / rate if rate else 0)
         job = await watch(fetch, console=console, give_up_after=patience)
         t2 = time.monotonic()
-    if job is None or job.status is not JobStatus.COMPLETED:
-        raise DemoFailed(f"job {job_id} ended as {job.status.value if job else 'unknown'}")
+        if job is None or job.status is not JobStatus.COMPLETED:
+            raise DemoFailed(f"job {job_id} ended as {job.status.value if job else 'unknown'}")
+        console.print("delivering: every send posted to the provider, its outcome reported")
+        deadline = time.monotonic() + patience
+        while sum((job.delivery or {}).values()) < job.enqueued:
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"only {sum((job.delivery or {}).values()):,} sends reported")
+            await asyncio.sleep(0.5)
+            job = await fetch() or job
+        t3 = time.monotonic()
+        hooks = stack.hooks.received()
+        for _ in range(100):  # the job.completed webhook may still be on its way
+            if any(h.type == "job.completed" for h in hooks):
+                break
+            await asyncio.sleep(0.1)
+            hooks = stack.hooks.received()
     return {
         "job_id": job_id,
         "job": job,
         "ingest_seconds": t1 - t0,
         "fanout_seconds": t2 - t1,
+        "deliver_seconds": t3 - t2,
+        "hooks": hooks,
         "sends": await asyncio.to_thread(sample_sends, settings, job_id, since),
     }
 
@@ -263,4 +308,17 @@ def run_demo(
     )
     for send in outcome["sends"]:
         console.print_json(json.dumps(send), indent=None)
+    hooks = outcome["hooks"]
+    signed = sum(1 for hook in hooks if hook.signed)
+    kinds = ", ".join(
+        f"{sum(1 for h in hooks if h.type == kind):,} {kind}"
+        for kind in sorted({h.type for h in hooks})
+    )
+    console.print(
+        f"\ndelivered in {outcome['deliver_seconds']:.1f} s after COMPLETED: "
+        f"{json.dumps(job.delivery)}\n"
+        f"webhooks received: {kinds or 'none'}; {signed:,} of {len(hooks):,} signed validly",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0

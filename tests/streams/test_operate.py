@@ -52,6 +52,17 @@ def test_demo_runs_a_job_to_completed_and_status_watch_follows_it(topology: Sett
     assert len(sends) == 3, out
     assert {send["jobId"] for send in sends} == {job_id.group(1)}
     assert all(send["to"]["email"].startswith("demo-user-") for send in sends)
+    # Past ENQUEUED: every send delivered or failed by the reference worker, reported back.
+    delivered = re.search(r"delivered in [0-9.]+ s after COMPLETED: (\{.*\})", out)
+    assert delivered is not None, out
+    counts = json.loads(delivered.group(1))
+    assert counts["SENT"] + counts["FAILED"] == USERS, counts
+    assert 0 < counts["FAILED"] < USERS // 10, counts
+    hooks = re.search(r"webhooks received: (.*); (\d+) of (\d+) signed validly", out)
+    assert hooks is not None, out
+    assert "1 job.completed" in hooks.group(1), out
+    assert "message.failed" in hooks.group(1), out
+    assert hooks.group(2) == hooks.group(3), out
 
     watched = _cli(
         topology, "status", job_id.group(1), "--tenant", "demo", "--watch", "--timeout", "30"
