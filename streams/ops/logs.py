@@ -57,6 +57,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             }
         },
         "root": {"level": settings.log_level.upper(), "handlers": ["default"]},
+        # httpx logs every request at info: a line per webhook or delivery attempt.
+        # Their outcomes are in the metrics, and failures are logged by their callers.
+        "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore")},
     }
 
 
