@@ -14,4 +14,4 @@ def test_exported_json_schemas_are_fresh() -> None:
 def test_command_schema_offers_every_kind() -> None:
     schema = json.loads((export.JSON_DIR / "command.json").read_text())
     kinds = set(schema["discriminator"]["mapping"])
-    assert kinds == {"create", "ingest", "run", "cancel", "pause", "resume"}
+    assert kinds == {"create", "ingest", "run", "cancel", "pause", "resume", "retry"}
