@@ -47,6 +47,7 @@ FAILED_STATES = frozenset({DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERABLE})
 # Largest reason and provider kept; a longer report is dead-lettered, not cut.
 MAX_REASON = 1000
 MAX_PROVIDER = 100
+MAX_AT = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class DeliveryReport(WireModel):
@@ -55,7 +56,7 @@ class DeliveryReport(WireModel):
     message_id: str = Field(min_length=1, max_length=200)
     job_id: str = Field(min_length=1, max_length=200)
     status: DeliveryStatus
-    at: int = Field(ge=0, description="When it happened: Unix time in milliseconds.")
+    at: int = Field(ge=0, le=MAX_AT, description="When it happened: Unix time in milliseconds.")
     reason: str | None = Field(default=None, max_length=MAX_REASON)
     provider: str | None = Field(default=None, max_length=MAX_PROVIDER)
     tenant: str | None = Field(

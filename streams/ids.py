@@ -13,6 +13,12 @@ def new_job_id(now: float | None = None) -> str:
     return f"1-{stamp:08x}-{secrets.token_hex(12)}"
 
 
+def derived_job_id(*parts: str) -> str:
+    """A job id made from these parts, always the same for the same parts."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
+    return f"1-{digest[:8]}-{digest[8:]}"
+
+
 def new_command_id() -> str:
     """A fresh command id, for a request without an Idempotency-Key."""
     return secrets.token_hex(16)

@@ -136,22 +136,32 @@ class DeliveryFold:
 
     async def handle(self, messages: list[CommandMessage]) -> None:
         sending: list[asyncio.Future[None]] = []
-        batches: dict[str, JobBatch] = {}
+        # A job's reports, by the partition they came on: one on another partition than
+        # its job's (a producer without the murmur2 partitioner) finds no job there.
+        batches: dict[tuple[int, str], JobBatch] = {}
         for message in messages:
             try:
                 report = parse_report(message.key, message.value)
+                batch = batches.get((message.partition, report.job_id))
+                if batch is None:
+                    batch = JobBatch(report.job_id, message)
+                    batches[(message.partition, report.job_id)] = batch
+                    batch.db = partition_db(self.state, message.partition)
+                    with in_event(message):
+                        batch.job = self.jobs.load(report.job_id)
+                    if batch.job is not None:
+                        batch.prefix = message_id_prefix(batch.job.created_at)
+                found = self.check(batch, report)
             except PoisonReport as exc:
                 sending.append(await self.dead_letter(message, exc.reason, exc.detail))
                 continue
-            batch = batches.get(report.job_id)
-            if batch is None:
-                batch = batches[report.job_id] = JobBatch(report.job_id, message)
-                batch.db = partition_db(self.state, message.partition)
-                with in_event(message):
-                    batch.job = self.jobs.load(report.job_id)
-                if batch.job is not None:
-                    batch.prefix = message_id_prefix(batch.job.created_at)
-            found = self.check(batch, report)
+            except Exception as exc:  # bad input never stops the worker
+                log.exception(
+                    "delivery report %s/%d@%d", message.topic, message.partition, message.offset
+                )
+                detail = f"{type(exc).__name__}: {exc}"
+                sending.append(await self.dead_letter(message, "invalid", detail))
+                continue
             if isinstance(found, tuple):
                 sending.append(await self.dead_letter(message, *found))
                 continue
@@ -170,11 +180,16 @@ class DeliveryFold:
         """The position of the report's message, or why it cannot be folded (reason, detail)."""
         job = batch.job
         if job is None:
-            return "unknown-job", f"no job {report.job_id}"
+            return "unknown-job", (
+                f"no job {report.job_id} on this partition (a report is keyed by its job id, "
+                "with the Java-compatible murmur2 partitioner)"
+            )
         if report.tenant is not None and report.tenant != job.tenant:
             return "wrong-tenant", f"job {report.job_id} is not of tenant {report.tenant}"
         raw = None
-        if report.message_id.startswith(batch.prefix):
+        if len(report.message_id) == len(batch.prefix) + 24 and report.message_id.startswith(
+            batch.prefix
+        ):
             raw = batch.db.get(message_index_key(report.job_id, report.message_id[-24:]))
         if raw is None:
             return "unknown-message", f"no message {report.message_id} in job {report.job_id}"

@@ -162,7 +162,7 @@ def fold_batch(
         old, new = status_of(current), status_of(folded)
         if old != new:
             if old is not None:
-                counts[old] -= 1
+                counts[old] = counts.get(old, 0) - 1
             assert new is not None
             counts[new] = counts.get(new, 0) + 1
             raised.append(Raised(position, item.report, old))

@@ -49,8 +49,10 @@ from streams.aggregate.state import (
 )
 from streams.runtime.access import partition_db
 
-# Users per ingest command of the new job (Courier's informal limit per call).
+# Users per ingest command of the new job (Courier's informal limit per call), and its
+# users' JSON at most (half the default command limit, BULKSTREAM_MAX_COMMAND_BYTES).
 CHUNK = 1000
+CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def failed_positions(db: Any, job_id: str) -> set[int]:
@@ -68,16 +70,22 @@ def failed_positions(db: Any, job_id: str) -> set[int]:
     return failed
 
 
-def chunks(users: Iterator[StoredUser]) -> Iterator[tuple[list[StoredUser], Any]]:
-    """Runs of at most CHUNK users that share their ingest call's metadata."""
+def chunks(
+    users: Iterator[StoredUser], limit: int = CHUNK, limit_bytes: int = CHUNK_BYTES
+) -> Iterator[tuple[list[StoredUser], Any]]:
+    """Runs of at most `limit` users, and of `limit_bytes` of their JSON (a user larger
+    goes alone: it came in a command once), that share their ingest call's metadata."""
     run: list[StoredUser] = []
+    size = 0
     metadata: Any = None
     for user in users:
         meta = user[3] if len(user) > 3 else None
-        if run and (len(run) == CHUNK or meta != metadata):
+        weight = len(orjson.dumps(user[2]))
+        if run and (len(run) == limit or size + weight > limit_bytes or meta != metadata):
             yield run, metadata
-            run = []
+            run, size = [], 0
         run.append(user)
+        size += weight
         metadata = meta
     if run:
         yield run, metadata

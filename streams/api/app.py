@@ -76,7 +76,7 @@ from streams.api.idempotency import Claim, Idempotency, fingerprint
 from streams.api.messages import MESSAGE_ID, message_details
 from streams.api.observe import HttpMetrics, metrics_endpoint
 from streams.api.webhooks import WebhookRoutes
-from streams.ids import new_command_id, new_job_id
+from streams.ids import derived_job_id, new_command_id, new_job_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.views import InvalidCursor, Views
@@ -272,7 +272,8 @@ class Api:
             raise invalid("retry takes no body")
 
         async def handle(claim: Claim | None) -> Response:
-            new_job = claim.job_id if claim else new_job_id()
+            # Not the claim's own job id: that one is a create's with the same key.
+            new_job = derived_job_id(claim.job_id, "retry", job_id) if claim else new_job_id()
             command = RetryJob(
                 command_id=claim.command_id if claim else new_command_id(),
                 tenant=tenant,

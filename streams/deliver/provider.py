@@ -130,7 +130,7 @@ class HttpProvider:
                 except httpx.TimeoutException as exc:
                     metrics.DELIVER_ATTEMPTS.labels("timeout").inc()
                     reason = f"timeout ({type(exc).__name__})"
-                except httpx.TransportError as exc:
+                except httpx.HTTPError as exc:  # transport, decoding, protocol: tried again
                     metrics.DELIVER_ATTEMPTS.labels("error").inc()
                     reason = f"connection error ({type(exc).__name__}: {exc})"
                 else:

@@ -75,7 +75,10 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
         # job's state), what could not be folded, and the message events they make.
         "delivery_status": TopicSpec(settings.topic_delivery_status, "job id", kept, n),
         "delivery_status_dlq": TopicSpec(
-            settings.topic_delivery_status_dlq, "as received", kept, n
+            settings.topic_delivery_status_dlq,
+            "as received",
+            {"max.message.bytes": str(MAX_DEAD_LETTER_BYTES), **kept},
+            n,
         ),
         "message_events": TopicSpec(settings.topic_message_events, "job id", kept, n),
         # Webhooks: the tenants' endpoints (compacted: the latest of each), retries, DLQ.

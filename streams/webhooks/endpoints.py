@@ -137,7 +137,11 @@ class Endpoint:
                 delivery = await self.queue.get()
             finally:
                 self._idle.discard(task)
-            attempt = await self.attempt(delivery) if self.active else Attempt(Outcome.DROPPED)
+            try:
+                attempt = await self.attempt(delivery) if self.active else Attempt(Outcome.DROPPED)
+            except Exception as exc:  # a bug or an odd input: tried again, never a dead worker
+                log.exception("webhook %s: the attempt failed", delivery.webhook_id)
+                attempt = Attempt(Outcome.ERROR, f"{type(exc).__name__}: {exc}"[:500])
             try:
                 await self.handle(delivery, attempt)
             except Exception:
