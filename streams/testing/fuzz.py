@@ -37,13 +37,17 @@ ACCEPTED = ["2xx", "400", "404", "409"]
 # run, anything but cancel of a finished one, run or ingest of a canceled one, a retry of
 # one not finished or without failed users) ...
 # ... or for what the schema cannot say: numbers beyond 64 bits, nesting beyond the limit,
-# a date the calendar does not have (Feb 31 matches the pattern).
+# a date the calendar does not have (Feb 31 matches the pattern), a webhook URL whose host
+# does not resolve to a public address, a tenant's webhooks past their number.
 REFUSED_VALID = re.compile(
     r"^(BulkJobDuplicateInvocationError: |BulkJobAlreadySubmittedError: "
     r"|Job .+: the job (has not been run|has no failed users|is [A-Z]+|is being canceled)"
     r"|Job .+ was canceled"
     r"|.*: integers must fit in 64 bits|Request body is nested deeper than "
-    r"|scheduledAt: Value error, no such date or time: )",
+    r"|scheduledAt: Value error, no such date or time: "
+    # ... or a webhook URL whose host does not resolve to a public address (a generated
+    # name), or one past the tenant's number of webhooks.
+    r"|url: .+ (does not resolve|resolves to|did not resolve)|A tenant may have \d+ webhooks)",
     re.DOTALL,  # a field path may hold any character, a newline included
 )
 # Invalid input is refused as invalid (400, 413 for too many users, 415, 422) or stops at
