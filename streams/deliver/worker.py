@@ -53,6 +53,7 @@ from streams.deliver.progress import CommitTracker, Ticket
 from streams.deliver.provider import Backoff, HttpProvider, Lanes, Outcome
 from streams.deliver.reports import AsyncReports, now_ms
 from streams.errors import DeliveryFailed
+from streams.kafka.config import group_consumer_config
 from streams.metrics import Health
 from streams.settings import Settings
 
@@ -196,19 +197,8 @@ class DeliverWorker:
         return 0 if self.failure is None else 1
 
     def _consumer_config(self) -> dict[str, Any]:
-        return {
-            "bootstrap.servers": self.s.kafka_bootstrap_servers,
-            "group.id": self.group,
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # Small fetches and a small prefetch queue: memory stays flat however
-            # many sends wait (the bound on sends in hand does the rest).
-            "fetch.max.bytes": 4 * 1024 * 1024,
-            "max.partition.fetch.bytes": 1024 * 1024,
-            "queued.max.messages.kbytes": 4096,
-            "session.timeout.ms": int(self.o.session_timeout * 1000),
-        }
+        # The bound on sends in hand does the rest of keeping memory flat.
+        return group_consumer_config(self.s, self.group, int(self.o.session_timeout * 1000))
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """`fn()` on the consumer's thread (every consumer call goes there, one at a time)."""

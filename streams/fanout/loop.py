@@ -31,7 +31,7 @@ from streams import metrics
 from streams.errors import CallStuck
 from streams.fanout.done import DoneStore
 from streams.kafka.bounded import BoundedCalls
-from streams.kafka.config import producer_config
+from streams.kafka.config import group_consumer_config, producer_config
 from streams.sends import PageSends, routing_channels, unroutable_reason
 from streams.settings import Settings
 
@@ -109,21 +109,10 @@ class FanoutLoop:
         except CallStuck:
             calls.close()
             raise
+        group = f"{self.s.app_id}-fanout"
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.s.kafka_bootstrap_servers,
-                "group.id": f"{self.s.app_id}-fanout",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # Small fetches and a small prefetch queue: memory stays flat however
-                # large the job (a larger page is still fetched whole, alone).
-                "fetch.max.bytes": 4 * 1024 * 1024,
-                "max.partition.fetch.bytes": 1024 * 1024,
-                "queued.max.messages.kbytes": 4096,
-                "max.poll.interval.ms": 600_000,
-                "session.timeout.ms": self.s.fanout_session_timeout_ms,
-            }
+            group_consumer_config(self.s, group, self.s.fanout_session_timeout_ms)
+            | {"max.poll.interval.ms": 600_000}
         )
         consumer.subscribe(
             [self.s.topic_fanout_pages], on_assign=self._on_assign, on_revoke=self._on_revoke

@@ -24,3 +24,20 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "queue.buffering.max.messages": 500_000,
         "queue.buffering.max.kbytes": 32 * 1024,
     }
+
+
+def group_consumer_config(settings: Settings, group: str, session_ms: int) -> dict[str, Any]:
+    """A consumer in a group, reading only committed records, committing by hand, with
+    small fetches and a small prefetch queue: memory stays flat however much waits
+    (a larger record is still fetched whole, alone)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 4 * 1024 * 1024,
+        "max.partition.fetch.bytes": 1024 * 1024,
+        "queued.max.messages.kbytes": 4096,
+        "session.timeout.ms": session_ms,
+    }

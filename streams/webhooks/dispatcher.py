@@ -62,7 +62,7 @@ from pydantic import ValidationError
 from schemas.webhooks import matches
 from streams import metrics
 from streams.errors import DeliveryFailed
-from streams.kafka.config import producer_config
+from streams.kafka.config import group_consumer_config, producer_config
 from streams.kafka.producer import AsyncProducer
 from streams.settings import Settings
 from streams.views import patient_redis
@@ -189,20 +189,7 @@ class Session:
 
     def _consumer(self) -> Consumer:
         s = self.s
-        consumer = Consumer(
-            {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
-                "group.id": f"{s.app_id}-webhooks",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # Memory stays flat whatever comes in: small fetches, a small prefetch.
-                "fetch.max.bytes": 4 * 1024 * 1024,
-                "max.partition.fetch.bytes": 1024 * 1024,
-                "queued.max.messages.kbytes": 4096,
-                "session.timeout.ms": 10_000,
-            }
-        )
+        consumer = Consumer(group_consumer_config(s, f"{s.app_id}-webhooks", 10_000))
         consumer.subscribe(
             [s.topic_job_events, s.topic_message_events, s.topic_webhooks_retry],
             on_assign=self._on_assign,
