@@ -98,6 +98,25 @@ class Settings(BaseSettings):
             "died without leaving keeps its pages' partitions."
         ),
     )
+    fanout_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
+        default="cooperative-sticky",
+        description=(
+            "`partition.assignment.strategy` of the fan-out consumer group. "
+            "cooperative-sticky (KIP-429): a worker joining or leaving moves only the "
+            "partitions that change hands, and every other keeps fanning out meanwhile; "
+            "range and roundrobin stop the whole group at each change "
+            "(docs/benchmarks.md, the rebalance scenario)."
+        ),
+    )
+    fanout_static_membership: bool = Field(
+        default=False,
+        description=(
+            "Join the fan-out group as a static member (KIP-345, `group.instance.id` = "
+            "the worker id): a worker restarted under its id within the session timeout "
+            "gets its partitions back without a rebalance, but one that leaves for good "
+            "holds them until the session times out (docs/benchmarks.md)."
+        ),
+    )
     worker_niceness: int = Field(
         default=0,
         ge=0,

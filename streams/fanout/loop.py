@@ -24,6 +24,7 @@ from functools import partial
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
 from schemas.fanout import PageProgress, decode_page
@@ -59,11 +60,13 @@ class FanoutLoop:
         self,
         settings: Settings,
         on_commit: Callable[[int], None] | None = None,
-        on_joined: Callable[[], None] | None = None,
+        on_ready: Callable[[bool], None] | None = None,
     ) -> None:
         self.s = settings
         self.stopping = threading.Event()
-        self.on_joined = on_joined
+        # Told True once the consumer holds its assignment (offsets and done-markers
+        # restored), False from a revoke or loss until it does again: /readyz.
+        self.on_ready = on_ready
         self.lag = metrics.LagGauge(f"{settings.app_id}-fanout")
         self._lag_at = 0.0
         self.on_commit = on_commit
@@ -74,6 +77,12 @@ class FanoutLoop:
         self.sent = 0
         self.in_txn_seconds = settings.transaction_timeout_ms / 1000
         self.in_txn_deadline = self.in_txn_seconds + TXN_DEADLINE_MARGIN
+        self.cooperative = settings.fanout_assignment == "cooperative-sticky"
+        # The partitions of the pages topic held, their done-markers restored.
+        self.held: frozenset[int] = frozenset()
+        self.group = f"{settings.app_id}-fanout"
+        self.ready = False
+        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
     def stop(self) -> None:
         self.stopping.set()
@@ -109,17 +118,14 @@ class FanoutLoop:
         except CallStuck:
             calls.close()
             raise
-        group = f"{self.s.app_id}-fanout"
-        consumer = Consumer(
-            group_consumer_config(self.s, group, self.s.fanout_session_timeout_ms)
-            | {"max.poll.interval.ms": 600_000}
-        )
+        consumer = Consumer(self._consumer_config())
         consumer.subscribe(
-            [self.s.topic_fanout_pages], on_assign=self._on_assign, on_revoke=self._on_revoke
+            [self.s.topic_fanout_pages],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
-        log.info("fan-out %s joined group %s-fanout", self.s.worker_id, self.s.app_id)
-        if self.on_joined is not None:
-            self.on_joined()
+        log.info("fan-out %s joins group %s-fanout", self.s.worker_id, self.s.app_id)
         stuck = False
         try:
             while not self.stopping.is_set():
@@ -145,10 +151,29 @@ class FanoutLoop:
             stuck = True
             raise
         finally:
+            self._ready(False)
             consumer.close()
+            self.held = frozenset()
             calls.close()
             if not stuck:
                 producer.flush(10)
+
+    def _consumer_config(self) -> dict[str, object]:
+        config = group_consumer_config(self.s, self.group, self.s.fanout_session_timeout_ms) | {
+            "max.poll.interval.ms": 600_000,
+            "partition.assignment.strategy": self.s.fanout_assignment,
+            # A member learns of a rebalance from a heartbeat's answer; cooperative-sticky
+            # takes two rounds, so at the default 3 s a joining worker waited ~3 s more.
+            "heartbeat.interval.ms": 500,
+        }
+        if self.s.fanout_static_membership:
+            config["group.instance.id"] = self.s.worker_id
+        return config
+
+    def _ready(self, ready: bool) -> None:
+        self.ready = ready
+        if self.on_ready is not None:
+            self.on_ready(ready)
 
     def _take(self, consumer: Consumer) -> list[Message]:
         """The pages librdkafka has fetched, up to a transaction's worth; else the next
@@ -257,11 +282,14 @@ class FanoutLoop:
                 producer.poll(0.05)
 
     def _report_lag(self, consumer: Consumer) -> None:
-        """Pages not yet taken, per partition held (every few seconds)."""
+        """Pages not yet taken, per partition held (every few seconds); and whether
+        holding nothing has become this member's settled share."""
         now = time.monotonic()
         if now - self._lag_at < 5.0:
             return
         self._lag_at = now
+        if not self.ready and not self.held and consumer.assignment() == []:
+            self._ready(self._more_members_than_partitions(consumer))
         lags = []
         for tp in consumer.position(consumer.assignment()):
             try:
@@ -276,19 +304,61 @@ class FanoutLoop:
                 lags.append((tp.topic, tp.partition, high - (tp.offset if tp.offset >= 0 else low)))
         self.lag.update(lags)
 
+    # librdkafka calls these from `consume`/`poll`, so between two transactions. Under
+    # cooperative-sticky they carry only the partitions that change hands, and a
+    # member keeps the rest (and its readiness) through a rebalance; under an eager
+    # strategy every rebalance revokes everything first.
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("fan-out %s: partitions revoked %s", self.s.worker_id, _numbers(partitions))
+        if self.cooperative:
+            self._hold("revoked", partitions, self.held - set(_numbers(partitions)))
+        else:
+            self._ready(False)
+            self._hold("revoked", partitions, frozenset())
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._ready(False)
+        self._hold("lost", partitions, frozenset())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("fan-out %s: partitions assigned %s", self.s.worker_id, _numbers(partitions))
         # Committed offsets of a read_committed group are only answered once no
         # transaction of a previous owner is pending, so the markers read after
         # this are complete.
-        consumer.committed(partitions, timeout=120)
-        for tp in partitions:
-            self._restore(tp.partition)
+        if partitions:
+            consumer.committed(partitions, timeout=120)
+            self._restore(_numbers(partitions))
+        # Under an eager strategy the assignment is replaced by `partitions`.
+        held = self.held if self.cooperative else frozenset()
+        self._hold("assigned", partitions, held | set(_numbers(partitions)))
+        self._ready(bool(self.held) or self._more_members_than_partitions(consumer))
 
-    def _restore(self, partition: int) -> None:
+    def _more_members_than_partitions(self, consumer: Consumer) -> bool:
+        """Whether holding nothing is this member's settled share. A member that joins
+        under cooperative-sticky is first assigned nothing, while the partitions it
+        will get are revoked from the others: that is not ready yet."""
+        topic = self.s.topic_fanout_pages
+        try:
+            metadata = consumer.list_topics(topic, timeout=5).topics[topic]
+            group = self._admin.describe_consumer_groups([self.group])[self.group].result(5)
+        except KafkaException as exc:
+            log.debug("fan-out group %s not described: %s", self.group, exc)
+            return False
+        return len(group.members) > len(metadata.partitions)
+
+    def _hold(self, change: str, partitions: list[TopicPartition], held: frozenset[int]) -> None:
+        """One line per change, with the whole assignment held after it (tests read it)."""
+        self.held = held
+        log.info(
+            "fan-out %s: partitions %s %s; holds %s",
+            self.s.worker_id,
+            change,
+            _numbers(partitions),
+            sorted(held),
+        )
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Read the done-markers of `partitions` up to their end, from where the last
+        restore of each stopped: one reader for them all (a reader per partition
+        spent most of a rebalance starting up, about 1 s each)."""
         reader = Consumer(
             {
                 "bootstrap.servers": self.s.kafka_bootstrap_servers,
@@ -296,29 +366,31 @@ class FanoutLoop:
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
             }
         )
-        start = self.done.restored_at(partition)
+        starts = {p: self.done.restored_at(p) for p in partitions}
         reader.assign(
             [
-                TopicPartition(
-                    self.s.topic_fanout_done,
-                    partition,
-                    start if start is not None else -2,  # OFFSET_BEGINNING
-                )
+                TopicPartition(self.s.topic_fanout_done, p, -2 if start is None else start)
+                for p, start in starts.items()  # -2: OFFSET_BEGINNING
             ]
         )
-        last = None
+        last: dict[int, int] = {}
+        reading = set(partitions)
         deadline = time.monotonic() + 120
         try:
-            while time.monotonic() < deadline:
+            while reading:
+                if time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
                 message = reader.poll(0.5)
                 if message is None:
                     continue
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        break
+                        reading.discard(message.partition() or 0)
+                        continue
                     raise KafkaException(error)
                 key = message.key()
                 assert isinstance(key, bytes)
@@ -326,13 +398,11 @@ class FanoutLoop:
                     self.done.discard(key)
                 else:
                     self.done.add(key)
-                last = message.offset()
-            else:
-                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
+                last[message.partition() or 0] = message.offset() or 0
         finally:
             reader.close()
-        if last is not None:
-            self.done.set_restored_at(partition, last + 1)
+        for partition, offset in last.items():
+            self.done.set_restored_at(partition, offset + 1)
 
 
 def _numbers(partitions: list[TopicPartition]) -> list[int]:

@@ -127,8 +127,8 @@ def run_worker(settings: Settings, stage: Stage) -> int:
 
 
 def _run(settings: Settings, stage: Stage, health: Health) -> int:
-    def joined() -> None:
-        health.ready["fanout"] = True
+    def fanout_ready(ready: bool) -> None:
+        health.ready["fanout"] = ready
 
     if stage is Stage.WEBHOOKS:
         health.ready["webhooks"] = False
@@ -142,7 +142,7 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
 
     if stage is Stage.FANOUT:
         health.ready["fanout"] = False
-        loop = FanoutLoop(settings, on_joined=joined)
+        loop = FanoutLoop(settings, on_ready=fanout_ready)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: loop.stop())
         beat = threading.Thread(target=_beat_while, args=(health, loop.stopping), daemon=True)
@@ -177,7 +177,7 @@ def _run(settings: Settings, stage: Stage, health: Health) -> int:
     services = []
     if stage is Stage.ALL:
         health.ready["fanout"] = False
-        fanout = FanoutLoop(settings, on_joined=joined)
+        fanout = FanoutLoop(settings, on_ready=fanout_ready)
         services.append(ThreadService(fanout.run, fanout.stop, name="fanout"))
         # On a thread and an event loop of its own: slow endpoints never delay the engine.
         health.ready["webhooks"] = False

@@ -31,7 +31,7 @@ T = TypeVar("T")
 KEYS = {"acme": "sk-acme-0123456789", "globex": "sk-globex-9876543210"}
 
 _METRICS_AT = re.compile(rb'metrics, health and readiness on (http://[^\s"]+)')
-_FANOUT = re.compile(rb"fan-out (\S+): partitions (assigned|revoked) \[([0-9, ]*)\]")
+_FANOUT = re.compile(rb"fan-out (\S+): partitions \w+ \[[0-9, ]*\]; holds \[([0-9, ]*)\]")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -192,13 +192,13 @@ class WorkerProcess(BulkstreamProcess):
         return wait_for(self.served_at, timeout, f"worker {self.worker_id} to serve its metrics")
 
     def fanout_partitions(self) -> set[int] | None:
-        """The fan-out partitions it holds now, per its log (None: none assigned yet)."""
+        """The fan-out partitions it holds now, restored, per its log (None: none yet)."""
         last = None
         for found in _FANOUT.finditer(self.log()):
             last = found
-        if last is None or last.group(2) == b"revoked":
+        if last is None:
             return None
-        return {int(p) for p in last.group(3).split(b",") if p.strip()}
+        return {int(p) for p in last.group(2).split(b",") if p.strip()}
 
 
 class ApiProcess(BulkstreamProcess):
@@ -329,9 +329,9 @@ def wait_ready(
     """Until every process answers /readyz with 200 in the same round.
 
     `settled`: and the fan-out group of the workers among them has settled (each
-    partition assigned to one of them), twice in a row 1 s apart. /readyz says a
-    worker's fan-out loop joined its group, not that the group's rebalance is
-    over: a run right after it would wait for that rebalance."""
+    partition held by one of them), twice in a row 1 s apart. A worker's /readyz
+    says its own fan-out holds an assignment; the first ones to start hold every
+    partition until the last one joins."""
     for process in processes:
         process.ensure_alive()
         if isinstance(process, WorkerProcess):
