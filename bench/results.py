@@ -32,9 +32,9 @@ class Figure:
     def target(self) -> str:
         what = "ratio" if self.target_on == "ratio" else self.unit
         if self.target_min is not None:
-            return f"{what} >= {self.target_min:g}"
+            return f"{what} >= {_bound(self.target_min)}"
         if self.target_max is not None:
-            return f"{what} <= {self.target_max:g}"
+            return f"{what} <= {_bound(self.target_max)}"
         return ""
 
     @property
@@ -52,6 +52,11 @@ class Figure:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Figure:
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
+
+
+def _bound(value: float) -> str:
+    """A target's bound as people write it: 0.5, 1.2, 5, 150,000."""
+    return f"{value:,.0f}" if abs(value) >= 1000 and value == int(value) else f"{value:g}"
 
 
 @dataclass
