@@ -16,7 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import api, fanout, ingest, memory, outcomes, versus_naive
+from . import (
+    api,
+    fanout,
+    group_changes,
+    ingest,
+    memory,
+    outcomes,
+    small_jobs,
+    versus_naive,
+)
 from .env import (
     REPO,
     Options,
@@ -39,6 +48,8 @@ SCENARIOS: dict[str, Callable[[Run, Options], ScenarioResult]] = {
     "http": api.run,
     "memory": memory.run,
     "outcomes": outcomes.run,
+    "latency": small_jobs.run,
+    "rebalance": group_changes.run,
 }
 
 
