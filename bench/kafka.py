@@ -102,6 +102,7 @@ class TopicStats:
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
     per_partition: dict[int, int] = field(default_factory=dict)
+    timestamps_ms: list[int] = field(default_factory=list)  # of the job's records, as read
 
 
 def read_stats(
@@ -153,6 +154,7 @@ def read_stats(
                     stats.key_mismatch += 1
                 ts = message.timestamp()[1]
                 if ts > 0:
+                    stats.timestamps_ms.append(ts)
                     stats.first_ts_ms = (
                         ts if stats.first_ts_ms is None else min(stats.first_ts_ms, ts)
                     )

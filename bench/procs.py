@@ -17,11 +17,16 @@ from streams.testing.processes import ApiProcess, WorkerProcess
 
 def sends_counter(worker: WorkerProcess) -> float | None:
     """The worker's `bulkstream_sends_total` from its /metrics (None if it has none)."""
+    return counter(worker, "bulkstream_sends_total")
+
+
+def counter(worker: WorkerProcess, name: str) -> float | None:
+    """A counter of the worker's /metrics (None if it has none, or does not answer)."""
     try:
         text = httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
     except (httpx.HTTPError, AssertionError):
         return None
-    found = re.search(r"^bulkstream_sends_total (\S+)$", text, re.M)
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else None
 
 

@@ -51,6 +51,10 @@ DRY_RUN_USERS = Counter(
 )
 SEND_FAILURES = Counter("bulkstream_send_failures", "Users the fan-out could not route.")
 FANOUT_PAGES = Counter("bulkstream_fanout_pages", "Pages of users fanned out (committed).")
+FANOUT_LOOP_CPU = Counter(
+    "bulkstream_fanout_loop_cpu_seconds",
+    "CPU time of the fan-out loop's own thread (librdkafka's threads not included).",
+)
 CONSUMER_LAG = Gauge(
     "bulkstream_consumer_lag",
     "Records not yet consumed, per partition this process holds.",

@@ -82,6 +82,7 @@ class FanoutLoop:
         self.held: frozenset[int] = frozenset()
         self.group = f"{settings.app_id}-fanout"
         self.ready = False
+        self._cpu_at = 0.0  # the loop thread's CPU time at the last transaction
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
     def stop(self) -> None:
@@ -101,6 +102,7 @@ class FanoutLoop:
     # One session: a producer and a consumer; any transactional error ends it, and the
     # next session resumes from the committed offsets.
     def _session(self) -> None:
+        self._cpu_at = time.thread_time()
         producer = Producer(
             {
                 **producer_config(self.s),
@@ -230,6 +232,9 @@ class FanoutLoop:
         metrics.SENDS.inc(sent)
         metrics.SEND_FAILURES.inc(failed)
         metrics.FANOUT_PAGES.inc(len(committed))
+        cpu = time.thread_time()
+        metrics.FANOUT_LOOP_CPU.inc(cpu - self._cpu_at)
+        self._cpu_at = cpu
         if self.on_commit is not None:
             self.on_commit(sent)
 
