@@ -53,7 +53,9 @@ _SCENARIOS = {
     "the first command sent to the last one applied, with its CPU. The raw producer pushing "
     "the same commands is no longer measured (issue #21): it timed bytes going into one "
     "partition, not users being accepted, so a ratio to it told nothing.",
-    "http": "A real `bulkstream api` beside the workers. Ingest: 1,000-user `POST /bulk/{id}` "
+    "http": "A real `bulkstream api` beside the workers, which run at the niceness the README "
+    "documents for a host shared with the API (`BULKSTREAM_WORKER_NICENESS=10`). Ingest: "
+    "1,000-user `POST /bulk/{id}` "
     "bodies (built beforehand) from concurrent httpx clients, from the first request to the "
     "last answer. Then the job is run and `GET /bulk/{id}` is requested at a fixed rate on an "
     "open-loop schedule over 8 keep-alive connections; the latency of each answer that still "
@@ -207,13 +209,19 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
     if http is not None and "http" in failed:
         during = http.details.get("during", {})
         lines.append(
-            f"- **GET latency.** The API's own histogram put "
+            f"- **GET latency and CPU.** The workers ran at niceness "
+            f"{http.details.get('worker_niceness', 0)}. The API's own histogram put "
             f"{during.get('server_within_5ms', float('nan')):.0%} of the GETs during the "
             f"fan-out under 5 ms; the rest of a slow GET is spent waiting for a core that "
-            f"the workers and the broker hold. Workers can yield it: "
-            f'`BULKSTREAM_WORKER_NICENESS=10 make bench BENCH_ARGS="--only http"` '
-            f"(README). On separate machines or pods with CPU requests this is another "
-            f"measurement."
+            f"the workers and the broker hold. A GET cost "
+            f"{during.get('api_cpu_ms_per_request', float('nan')):.2f} ms of the API's CPU: "
+            f"uvicorn (httptools, uvloop) parses it, starlette routes it, one Redis HGETALL "
+            f"answers it and the JSON goes back; profiled (py-spy, 500 GETs/s), the event "
+            f"loop and the socket writes of the Redis command and of the response were over "
+            f"half of it, the Python of the handler and the middleware under a third. What "
+            f"would move it: answering a job's GETs from an in-process copy that the "
+            f"workers' notices invalidate (no Redis round trip), and a leaner HTTP stack. On "
+            f"separate machines or pods with CPU requests the latency is another measurement."
         )
     if len(lines) == 2:
         return []
