@@ -63,6 +63,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help=f"comma-separated scenarios among {', '.join(SCENARIOS)} (default: all)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy the fan-out's workers")
+    parser.add_argument(
+        "--memory-users",
+        type=int,
+        default=None,
+        metavar="M",
+        help="the memory scenario compares N with M users instead of N/10 with N "
+        "(10000000: the 10M job, about half an hour)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep topics, keys and state")
     parser.add_argument(
@@ -77,6 +85,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     if args.users < 10_000 or args.users % 1000:
         parser.error("--users must be a multiple of 1000, at least 10000")
+    if args.memory_users is not None and (args.memory_users < 10_000 or args.memory_users % 1000):
+        parser.error("--memory-users must be a multiple of 1000, at least 10000")
     return args
 
 
@@ -121,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {args.out} from {args.render}")
         return 0
     chosen = [name for name in SCENARIOS if not args.only or name in args.only.split(",")]
-    opts = Options(users=args.users, workers=args.workers, profile=args.profile)
+    opts = Options(
+        users=args.users,
+        workers=args.workers,
+        profile=args.profile,
+        memory_users=args.memory_users,
+    )
     bench = Run.create(keep=args.keep)
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")

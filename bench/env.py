@@ -225,6 +225,7 @@ class Options:
     users: int = 1_000_000
     workers: int = 2
     profile: bool = False
+    memory_users: int | None = None  # the memory scenario's second size (default N/10)
 
 
 def say(message: str) -> None:

@@ -9,6 +9,7 @@ starts, so a timed section only sends and waits.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,19 +70,24 @@ def create_job(producer: CommandProducer, views: ViewReader, timeout: float = 18
 def ingest(
     producer: CommandProducer,
     views: ViewReader,
-    commands: list[IngestUsers],
+    commands: Iterable[IngestUsers],
     timeout: float = 1800,
 ) -> Ingested:
     """Send the commands and wait for the last one's result (in Redis: the clock stops there);
     then check every command's result on the results topic (Kafka: a Redis flushed by
-    somebody else meanwhile loses results, not the topic)."""
+    somebody else meanwhile loses results, not the topic). `commands` may be a generator:
+    a 10M-user job's commands are not all held at once."""
     started = time.perf_counter()
+    wanted: set[str] = set()
+    last: IngestUsers | None = None
     for command in commands:
         producer.send(command)
+        wanted.add(command.command_id)
+        last = command
+    assert last is not None, "no ingest command"
     producer.flush(300)
-    views.wait_result(commands[-1].job_id, commands[-1].command_id, timeout, every=0.01)
+    views.wait_result(last.job_id, last.command_id, timeout, every=0.01)
     seconds = time.perf_counter() - started
-    wanted = {c.command_id for c in commands}
     results = read_results(producer.settings, wanted)
     missing = wanted - results.keys()
     if missing:
@@ -90,4 +96,4 @@ def ingest(
     if bad:
         raise AssertionError(f"{len(bad)} ingest command(s) failed, e.g. {bad[0]}")
     accepted = sum(r.total or 0 for r in results.values())
-    return Ingested(seconds=seconds, accepted=accepted, commands=len(commands))
+    return Ingested(seconds=seconds, accepted=accepted, commands=len(wanted))
