@@ -265,7 +265,10 @@ def render(
             lines.append("")
     scale = next((r for r in results if r.name == "scale"), None)
     lines += ["## Scale on paper: a 100M-user job", ""]
-    lines += scale.notes if scale else ["Needs the fanout and ingest scenarios in the same run."]
+    if scale is None:
+        lines.append("Needs the fanout and ingest scenarios in the same run.")
+    else:
+        lines += [line for note in scale.notes for line in (note, "")][:-1]
     lines += ["", *_why(results, facts), *_profile(results), "## What the process logs said", ""]
     findings = [(r.name, f) for r in results for f in r.log_findings]
     if not findings:
