@@ -27,13 +27,13 @@ from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
-from schemas.fanout import PageProgress, decode_page
+from schemas.fanout import PageProgress
 from streams import metrics
 from streams.errors import CallStuck
 from streams.fanout.done import DoneStore
+from streams.fanout.expand import page_expander
 from streams.kafka.bounded import BoundedCalls
 from streams.kafka.config import group_consumer_config, producer_config
-from streams.sends import PageSends, routing_channels, unroutable_reason
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -242,39 +242,26 @@ class FanoutLoop:
         """Produce a page's sends and its progress report; return (enqueued, failed)."""
         value = message.value()
         assert isinstance(value, bytes)
-        page = decode_page(value)
-        failures: list[tuple[int, str]] = []
-        channels = routing_channels(page.message)
-        sends = PageSends(
-            job_id=page.job_id,
-            tenant=page.tenant,
-            created_at=page.created_at,
-            definition=page.message,
-            global_data=page.data,
-        )
+        # Decode, routing check and the sends' JSON: natively when bulkstream_native is
+        # installed (streams/fanout/expand.py), byte for byte the same either way.
+        page = page_expander(self.s.native)(value)
         topic, produce = self.s.topic_sends, producer.produce
-        for entry in page.users:
-            position, identity, user = entry[0], entry[1], entry[2]
-            reason = unroutable_reason(user, page.message, channels)
-            if reason is not None:
-                failures.append((position, reason))
-                continue
-            key, send = sends.build(position, identity, user, entry[3] if len(entry) > 3 else None)
+        for key, send in page.sends:
             try:
                 produce(topic, send, key)
             except BufferError:
                 self._produce(producer, topic, key, send)
-        enqueued = len(page.users) - len(failures)
+        enqueued = len(page.sends)
         report = PageProgress(
             job_id=page.job_id,
             tenant=page.tenant,
             page=page.page,
             enqueued=enqueued,
-            failures=failures,
+            failures=page.failures,
         )
         progress = orjson.dumps(report.to_wire())
         self._produce(producer, self.s.topic_progress, page.job_id.encode(), progress)
-        return enqueued, len(failures)
+        return enqueued, len(page.failures)
 
     @staticmethod
     def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
@@ -293,7 +280,7 @@ class FanoutLoop:
         if now - self._lag_at < 5.0:
             return
         self._lag_at = now
-        if not self.ready and not self.held and consumer.assignment() == []:
+        if not self.ready and not self.held:
             self._ready(self._more_members_than_partitions(consumer))
         lags = []
         for tp in consumer.position(consumer.assignment()):
@@ -334,7 +321,11 @@ class FanoutLoop:
         # Under an eager strategy the assignment is replaced by `partitions`.
         held = self.held if self.cooperative else frozenset()
         self._hold("assigned", partitions, held | set(_numbers(partitions)))
-        self._ready(bool(self.held) or self._more_members_than_partitions(consumer))
+        self._ready(bool(self.held))
+        if not self.held:
+            # Whether nothing is this member's settled share is asked at the loop's next
+            # turn: a client call from inside librdkafka's callback aborts the process.
+            self._lag_at = 0.0
 
     def _more_members_than_partitions(self, consumer: Consumer) -> bool:
         """Whether holding nothing is this member's settled share. A member that joins
