@@ -93,7 +93,25 @@ def specs(settings: Settings) -> dict[str, TopicSpec]:
             settings.topic_webhooks_retry, "webhook id", kept, WEBHOOK_RETRY_TIERS
         ),
         "webhooks_dlq": TopicSpec(settings.topic_webhooks_dlq, "webhook id", kept, n),
+        # faust's own: the state table's changelog and its assignor's leader topic, made
+        # here before faust starts. Left to faust, a topic made as the group formed could
+        # miss the first assignment's metadata: the changelog's partitions were then
+        # assigned to no worker, and no command was applied.
+        "state_changelog": TopicSpec(
+            state_changelog(settings),
+            "state key",
+            {"cleanup.policy": "compact", **big, **settings.topic_config()},
+            n,
+        ),
+        "assignor_leader": TopicSpec(
+            f"{settings.app_id}-__assignor-__leader", "none", settings.topic_config(), 1
+        ),
     }
+
+
+def state_changelog(settings: Settings) -> str:
+    """The changelog of the aggregate's state table (faust names it `<app>-<table>-changelog`)."""
+    return f"{settings.app_id}-state-changelog"
 
 
 SIZE_LIMIT = "max.message.bytes"

@@ -12,9 +12,7 @@ prevents); here they are put together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, cast
 
 import faust
@@ -39,7 +37,6 @@ from streams.runtime.patches.flow_control import KeepQueuesOnResume
 from streams.runtime.patches.read_committed import ReadCommitted
 from streams.runtime.patches.restore_hooks import RestoreHooks
 from streams.runtime.patches.stale_acks import RefuseStaleAcks
-from streams.runtime.patches.topic_config import TopicConfigOnCreate
 from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
 
@@ -70,7 +67,7 @@ class _Consumer(
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _Transport(TopicConfigOnCreate, aiokafka_driver.Transport):
+class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
@@ -80,9 +77,6 @@ class DurableTable(RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore
 
 
 class BulkApp(StopFeedFirst, HasDeliveries, faust.App):
-    # Configuration of every topic faust creates for this app (Settings.topic_config).
-    topic_config: Mapping[str, str] = MappingProxyType({})
-
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
@@ -130,7 +124,6 @@ def create_runtime(settings: Settings) -> Runtime:
         # Bounded memory: prefetch a few commands, not the whole topic.
         stream_buffer_maxsize=32,
     )
-    app.topic_config = settings.topic_config()
     topics = declare(app, settings)
     state = app.tables.add(
         DurableTable(

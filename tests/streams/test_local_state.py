@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient
 
-from streams.runtime.patches.stale_stores import changelog_topic
+from streams.kafka.topics import state_changelog
 from streams.settings import Settings
 from streams.testing.client import Client
 from streams.testing.processes import WorkerProcess, wait_for
@@ -24,7 +24,7 @@ def test_a_worker_ahead_of_a_remade_changelog_rebuilds_its_state_and_starts(
     assert first.stop() == 0
 
     admin = AdminClient({"bootstrap.servers": topology.kafka_bootstrap_servers})
-    topic = changelog_topic(topology)
+    topic = state_changelog(topology)
     admin.delete_topics([topic])[topic].result(30)
     wait_for(
         lambda: topic not in admin.list_topics(timeout=10).topics or None,

@@ -71,3 +71,26 @@ def test_topics_made_a_moment_ago_are_ensured_again_without_error(settings: Sett
         fresh = settings.model_copy(update=renamed)
         ensure_topics(fresh)
         ensure_topics(fresh)
+
+
+def test_faust_topics_are_made_before_faust_with_the_settings_configuration(
+    settings: Settings, admin: AdminClient
+) -> None:
+    """The state changelog and the assignor's leader topic exist, with their leaders,
+    before any worker's faust starts, and carry the configuration of bulkstream's own
+    topics: made by faust as the group formed, the changelog could miss the first
+    assignment (no worker held its partitions; no command was applied)."""
+    settings = settings.model_copy(update={"min_insync_replicas": 1})
+    ensure_topics(settings)
+    made = admin.list_topics(timeout=30).topics
+    changelog = specs(settings)["state_changelog"]
+    leader = specs(settings)["assignor_leader"]
+    assert changelog.name == f"{settings.app_id}-state-changelog"
+    assert leader.name == f"{settings.app_id}-__assignor-__leader"
+    assert len(made[changelog.name].partitions) == settings.partitions
+    assert len(made[leader.name].partitions) == 1
+    config = _config(admin, changelog.name)
+    assert config["cleanup.policy"] == "compact"
+    assert config["min.insync.replicas"] == "1"
+    assert int(config[SIZE_LIMIT]) >= int(changelog.config[SIZE_LIMIT])
+    assert _config(admin, leader.name)["min.insync.replicas"] == "1"

@@ -16,5 +16,4 @@ faust-streaming's master: each is still needed, none dropped.
 * current_event: table writes outside streams, in a stand-in event (faust-streaming#497)
 * restore_hooks: a table tells what it restored from its changelog
 * stale_stores: a store ahead of its changelog is rebuilt, not fatal (faust-streaming#158)
-* topic_config: the topics faust creates carry min.insync.replicas like bulkstream's own
 """

@@ -29,6 +29,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict
 
+from streams.kafka.topics import state_changelog
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ MISSING = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 def tables_dir(settings: Settings) -> Path:
     return settings.data_dir / settings.worker_id / "faust" / "v1" / "tables"
-
-
-def changelog_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-state-changelog"
 
 
 def applied_offset(store: Path) -> int | None:
@@ -76,7 +73,7 @@ def discard_stale_stores(settings: Settings) -> list[int]:
                 continue
             try:
                 _, end = consumer.get_watermark_offsets(
-                    TopicPartition(changelog_topic(settings), partition), timeout=30
+                    TopicPartition(state_changelog(settings), partition), timeout=30
                 )
             except KafkaException as exc:
                 if exc.args[0].code() not in MISSING:
