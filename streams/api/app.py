@@ -75,6 +75,7 @@ from streams.api.errors import (
 from streams.api.idempotency import Claim, Idempotency, fingerprint
 from streams.api.messages import MESSAGE_ID, message_details
 from streams.api.observe import HttpMetrics, metrics_endpoint
+from streams.api.wakeups import ResultWakeups
 from streams.api.webhooks import WebhookRoutes
 from streams.ids import derived_job_id, new_command_id, new_job_id
 from streams.kafka.topics import ensure_topics
@@ -105,13 +106,19 @@ class Api:
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
         self.views = Views(self.redis, settings.redis_prefix, settings.retention_seconds)
-        self.gateway = CommandGateway(settings, self.views)
+        # One pub/sub connection: wakes the requests waiting for their command's result.
+        self.wakeups = ResultWakeups(settings.redis_url, settings.redis_prefix)
+        self.gateway = CommandGateway(settings, self.views, self.wakeups)
         self.idempotency = Idempotency(
             self.redis, settings.redis_prefix, settings.idempotency_ttl_seconds
         )
         self.webhooks = WebhookRoutes(settings, self.redis, self.gateway.producer)
 
+    def start(self) -> None:
+        self.wakeups.start()
+
     async def close(self) -> None:
+        await self.wakeups.close()
         await asyncio.to_thread(self.gateway.close)
         await self.redis.aclose()
 
@@ -423,6 +430,7 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         except Exception as exc:  # the API still starts and answers 503 until Kafka is back
             log.warning("could not check the topics: %s", exc)
         holder["api"] = Api(settings, keys)
+        holder["api"].start()
         try:
             yield
         finally:

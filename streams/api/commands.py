@@ -3,6 +3,8 @@
 The command is produced to `bulk.commands` (keyed by job id, murmur2) and
 acknowledged by the broker; the answer is the result the worker leaves in
 Redis under the command id, so what the API says is what the aggregate did.
+The worker announces each result on pub/sub, which wakes the waiting request
+(`streams.api.wakeups`); a re-read every few tens of ms covers a lost notice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import orjson
 
 from schemas.commands import AnyCommand, CommandResult
 from streams.api.errors import ApiError, unavailable
+from streams.api.wakeups import FALLBACK_SECONDS, ResultWakeups, until
 from streams.errors import DeliveryFailed
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer
@@ -25,9 +28,18 @@ DELIVERY_TIMEOUT_MS = 5_000
 
 
 class CommandGateway:
-    def __init__(self, settings: Settings, views: Views) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        views: Views,
+        wakeups: ResultWakeups,
+        fallback: float = FALLBACK_SECONDS,
+    ) -> None:
         self.settings = settings
         self.views = views
+        self.wakeups = wakeups
+        # How often a waiter re-reads Redis when no notice woke it.
+        self.fallback = fallback
         self.producer = AsyncProducer(
             {
                 **producer_config(settings),
@@ -69,13 +81,17 @@ class CommandGateway:
             raise unavailable("Kafka") from exc
 
     async def await_received(self, tenant: str, job_id: str, users: int, patience: float) -> None:
-        """Wait until the job's view counts `users` received (its ingests applied)."""
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline:
+        """Wait until the job's view counts `users` received (its ingests applied): each
+        ingest's result is announced after the view is written, and wakes this."""
+
+        async def counted() -> bool | None:
             job = await self.views.read_job(tenant, job_id)
-            if job is not None and job.received >= users:
+            return True if job is not None and job.received >= users else None
+
+        deadline = time.monotonic() + patience
+        with self.wakeups.waiting(tenant, job_id, None) as woken:
+            if await until(counted, woken, deadline, self.fallback):
                 return
-            await asyncio.sleep(0.02)
         raise ApiError(
             503,
             "The new job is made but not all its users are counted yet; retry with the same "
@@ -84,16 +100,18 @@ class CommandGateway:
         )
 
     async def _wait_result(self, command: AnyCommand, patience: float) -> CommandResult:
-        deadline = time.monotonic() + patience
-        pause = 0.002
-        while time.monotonic() < deadline:
+        async def answered() -> CommandResult | None:
             result = await self.views.read_result(
                 command.tenant, command.job_id, command.command_id
             )
-            if result is not None and result.kind == command.kind:
-                return result
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            return result if result is not None and result.kind == command.kind else None
+
+        deadline = time.monotonic() + patience
+        # Registered before the first read: a notice published after it is not lost.
+        with self.wakeups.waiting(command.tenant, command.job_id, command.command_id) as woken:
+            result = await until(answered, woken, deadline, self.fallback)
+        if result is not None:
+            return result
         raise ApiError(
             503,
             "The command is queued but no worker has applied it yet; retry with the same "

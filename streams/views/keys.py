@@ -7,6 +7,7 @@
     {prefix}:{T}:job:{J}:delivery:{bucket}      hash  position -> its message's delivery state
     {prefix}:{T}:messages:{stamp}:{d4}          hash  message id digest -> "position job id"
     {prefix}:{T}:job:{J}:result:{command_id}    str   a command's result (for the API)
+    {prefix}:results                            chan  pub/sub: each result as it is written
     {prefix}:{T}:idem:{sha256}                  str   an Idempotency-Key's claim or answer
     {prefix}:views:v2:alive                     str   present while the views are whole
     {prefix}:{T}:webhooks                       hash  webhook id -> `<offset>:<record>` (its latest)
@@ -64,6 +65,12 @@ def messages(prefix: str, tenant: str, message_id: str) -> str:
 
 def result(prefix: str, tenant: str, job_id: str, command_id: str) -> str:
     return f"{job(prefix, tenant, job_id)}:result:{command_id}"
+
+
+def results_channel(prefix: str) -> str:
+    """The pub/sub channel (not a key) on which each result written is announced, so
+    the API wakes the request waiting for it (`streams.views.notices`)."""
+    return f"{prefix}:results"
 
 
 def idempotency(prefix: str, tenant: str, key_digest: str) -> str:

@@ -2,7 +2,8 @@
 
 Views are derived: the worker writes them as absolute values from the job
 aggregate's state (idempotent under replay), and `rebuild` restores them from
-that state after Redis lost them. Key layout: streams/keys.py.
+that state after Redis lost them. Key layout: streams/views/keys.py. Each result
+written is also announced on pub/sub (streams/views/notices.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redis.typing import EncodableT, FieldT
 from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
 from streams.ids import message_id
-from streams.views import keys
+from streams.views import keys, notices
 from streams.views.delivery import DeliveryViews, user_delivery
 
 ENQUEUED = b"ENQUEUED"
@@ -142,6 +143,7 @@ class Views:
         self.prefix = prefix
         self.retention_seconds = retention_seconds
         self._write_job = redis.register_script(_WRITE_JOB)
+        self.results_channel = keys.results_channel(prefix)
         self.delivery = DeliveryViews(redis, prefix, retention_seconds)
 
     # -- writing (the worker) ------------------------------------------------
@@ -214,8 +216,15 @@ class Views:
             await pipe.execute()
 
     async def write_result(self, result: CommandResult, ttl: int) -> None:
+        """Keep the result under its command id and announce it on the results channel,
+        in one round trip (MULTI): the API's waiter wakes at once instead of polling."""
         key = keys.result(self.prefix, result.tenant, result.job_id, result.command_id)
-        await self.redis.set(key, orjson.dumps(result.to_wire()), ex=ttl)
+        notice = notices.encode(result.tenant, result.job_id, result.command_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            # SET before PUBLISH: a woken reader finds the result.
+            pipe.set(key, orjson.dumps(result.to_wire()), ex=ttl)
+            pipe.publish(self.results_channel, notice)
+            await pipe.execute()
 
     async def mark_alive(self) -> None:
         await self.redis.set(keys.views_alive(self.prefix), b"1")
