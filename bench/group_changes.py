@@ -170,8 +170,10 @@ def _sequence(
         time.sleep(STEADY)
         steady.append((began, _now()))
     finally:
-        driver.stop()
-        stop_all([api, *everyone])
+        try:
+            driver.stop()
+        finally:
+            stop_all([api, *everyone])
     result.log_findings += log_findings([w.log_path for w in everyone] + [api.log_path])
     check(not driver.errors, f"[{config}] every job COMPLETED with every user", result)
     base = [ms for start, end, ms in driver.jobs if any(a <= start and end <= b for a, b in steady)]
