@@ -11,6 +11,9 @@
 # (`make image` fills build/image/wheels from the tested virtualenv): then
 # nothing is fetched from a package index, and the versions are the tested
 # ones. Empty (the default): pip installs from the index as usual.
+# NATIVE: the wheel of the fan-out's native page expansion in the build context
+# (`make image` puts the one `make native` built in build/image/native); empty:
+# the fan-out expands pages in Python (the same bytes, slower).
 ARG BASE_IMAGE=python:3.11-slim
 
 # -- build: a virtualenv with bulkstream and its dependencies ------------------
@@ -18,6 +21,8 @@ FROM ${BASE_IMAGE} AS build
 ARG WHEELS=
 # A digest of the wheels' names: new wheels make a new install layer.
 ARG WHEELS_DIGEST=
+ARG NATIVE=
+ARG NATIVE_DIGEST=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -35,9 +40,12 @@ RUN --mount=type=bind,target=/context \
     --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
  && echo "wheels: ${WHEELS:-none, from the index} ${WHEELS_DIGEST}" \
+ && echo "native expansion: ${NATIVE:-none} ${NATIVE_DIGEST}" \
  && /opt/bulkstream/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links /context/$WHEELS} . \
+      ${NATIVE:+/context/$NATIVE} \
  && /opt/bulkstream/bin/pip uninstall --yes pip setuptools \
- && /opt/bulkstream/bin/python -c "import streams.ops.worker, streams.api.app, streams.ops.healthcheck"
+ && /opt/bulkstream/bin/python -c "import streams.ops.worker, streams.api.app, streams.ops.healthcheck" \
+ && if [ -n "$NATIVE" ]; then /opt/bulkstream/bin/python -c "import bulkstream_native"; fi
 
 # -- the image: the base, the virtualenv, a user -------------------------------
 FROM ${BASE_IMAGE}

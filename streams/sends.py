@@ -19,6 +19,10 @@ use. A `to.user_id` (or legacy `recipient`) is routable on every channel,
 since delivery resolves the stored profile; otherwise `email` needs a valid
 email (profile or to) and `sms` a valid phone number. Without
 `routing.channels` in the definition, any valid address will do.
+
+The fan-out applies these rules natively when it can (native/src/lib.rs,
+streams/fanout/expand.py): a change here is a change there too, and
+tests/streams/test_expand_native.py fails until both give the same bytes.
 """
 
 from __future__ import annotations

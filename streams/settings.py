@@ -117,6 +117,14 @@ class Settings(BaseSettings):
             "holds them until the session times out (docs/benchmarks.md)."
         ),
     )
+    native: bool = Field(
+        default=True,
+        description=(
+            "Expand fan-out pages (decode, routing check, the sends' JSON) with the native "
+            "module `bulkstream_native` (native/, Rust) when it is installed; false: always "
+            "in Python. Both give the same bytes (streams/fanout/expand.py)."
+        ),
+    )
     worker_niceness: int = Field(
         default=0,
         ge=0,

@@ -12,6 +12,9 @@
 #   IMAGE_PIP_CA  a CA bundle for pip inside the build (the build secret
 #                 `pip-ca`), where a proxy intercepts TLS and IMAGE_WHEELS=no.
 #   PYTHON        the virtualenv's python, for the wheels (Python 3.11).
+#   NATIVE_WHEELS where `make native` put the wheel of the fan-out's native page
+#                 expansion (native/target/wheels): the image installs it; without
+#                 one, the image's fan-out expands pages in Python.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,6 +27,8 @@ LOCAL_BASE="${LOCAL_BASE:-localhost/bulkstream-base:bookworm-$(sha256sum "$HERE/
 IMAGE_WHEELS="${IMAGE_WHEELS:-auto}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 WHEELS=build/image/wheels
+NATIVE_WHEELS="${NATIVE_WHEELS:-native/target/wheels}"
+NATIVE_DIR=build/image/native
 VERSION="$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
 
 log() { printf '[image] %s\n' "$*"; }
@@ -67,6 +72,20 @@ if [[ "$IMAGE_WHEELS" == yes ]]; then
   wheels_arg=(--build-arg "WHEELS=$WHEELS" --build-arg "WHEELS_DIGEST=$digest")
 fi
 
+# The native expansion: its wheel, built here against the tested sources (abi3,
+# manylinux), in both modes: it is not on any package index.
+native_arg=()
+rm -rf "$NATIVE_DIR" && mkdir -p "$NATIVE_DIR"
+native_wheel="$(ls "$NATIVE_WHEELS"/bulkstream_native-*-abi3-manylinux*.whl 2>/dev/null | head -n 1 || true)"
+if [[ -n "$native_wheel" ]]; then
+  cp "$native_wheel" "$NATIVE_DIR/"
+  log "native expansion: $(basename "$native_wheel")"
+  native_arg=(--build-arg "NATIVE=$NATIVE_DIR/$(basename "$native_wheel")"
+              --build-arg "NATIVE_DIGEST=$(sha256sum "$native_wheel" | cut -c1-16)")
+else
+  log "no native wheel in $NATIVE_WHEELS (make native): the image expands pages in Python"
+fi
+
 flags=()
 if [[ -n "${IMAGE_PIP_CA:-}" ]]; then
   flags+=(--secret "id=pip-ca,src=$IMAGE_PIP_CA")
@@ -78,6 +97,7 @@ fi
 started=$(date +%s)
 "$ENGINE" build "${flags[@]}" \
   --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" "${wheels_arg[@]}" \
+  "${native_arg[@]}" \
   --tag "$IMAGE" --file Dockerfile .
 size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
 log "built $IMAGE with $ENGINE in $(( $(date +%s) - started )) s: $(( size / 1000000 )) MB ($size bytes)"
