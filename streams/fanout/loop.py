@@ -83,6 +83,7 @@ class FanoutLoop:
         self.group = f"{settings.app_id}-fanout"
         self.ready = False
         self._cpu_at = 0.0  # the loop thread's CPU time at the last transaction
+        self._reader: Consumer | None = None  # the session's reader of done-markers
         self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
     def stop(self) -> None:
@@ -155,6 +156,7 @@ class FanoutLoop:
         finally:
             self._ready(False)
             consumer.close()
+            self._close_reader()
             self.held = frozenset()
             calls.close()
             if not stuck:
@@ -350,18 +352,20 @@ class FanoutLoop:
 
     def _restore(self, partitions: list[int]) -> None:
         """Read the done-markers of `partitions` up to their end, from where the last
-        restore of each stopped: one reader for them all (a reader per partition
-        spent most of a rebalance starting up, about 1 s each)."""
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.s.kafka_bootstrap_servers,
-                "group.id": f"{self.s.app_id}-fanout-restore",
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
-            }
-        )
+        restore of each stopped, with the session's one reader (a reader made per
+        partition spent most of a rebalance starting up, about 1 s each)."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = Consumer(
+                {
+                    "bootstrap.servers": self.s.kafka_bootstrap_servers,
+                    "group.id": f"{self.s.app_id}-fanout-restore",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 10,
+                }
+            )
         starts = {p: self.done.restored_at(p) for p in partitions}
         reader.assign(
             [
@@ -393,9 +397,14 @@ class FanoutLoop:
                     self.done.add(key)
                 last[message.partition() or 0] = message.offset() or 0
         finally:
-            reader.close()
+            reader.unassign()
         for partition, offset in last.items():
             self.done.set_restored_at(partition, offset + 1)
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 def _numbers(partitions: list[TopicPartition]) -> list[int]:
