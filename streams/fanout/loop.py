@@ -286,10 +286,12 @@ class FanoutLoop:
             self._ready(self._more_members_than_partitions(consumer))
         lags = []
         for tp in consumer.position(consumer.assignment()):
-            # The watermarks of the last fetch answer, not a request to the broker: asked
+            # The watermarks of the last record fetched, not a request to the broker: asked
             # on this thread, one took up to 1.5 s and held a small job's page that long.
+            # None known: nothing came for it since it was assigned, so nothing waits.
             low, high = consumer.get_watermark_offsets(tp, cached=True)
             if high is None or high < 0:
+                lags.append((tp.topic, tp.partition, 0))
                 continue
             start = tp.offset if tp.offset >= 0 else max(low or 0, 0)
             lags.append((tp.topic, tp.partition, max(high - start, 0)))
@@ -321,10 +323,10 @@ class FanoutLoop:
         held = self.held if self.cooperative else frozenset()
         self._hold("assigned", partitions, held | set(_numbers(partitions)))
         self._ready(bool(self.held))
-        if not self.held:
-            # Whether nothing is this member's settled share is asked at the loop's next
-            # turn: a client call from inside librdkafka's callback aborts the process.
-            self._lag_at = 0.0
+        # The lag of the new share, and whether nothing is this member's settled share,
+        # at the loop's next turn: a client call from inside librdkafka's callback
+        # aborts the process.
+        self._lag_at = 0.0
 
     def _more_members_than_partitions(self, consumer: Consumer) -> bool:
         """Whether holding nothing is this member's settled share. A member that joins

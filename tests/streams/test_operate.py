@@ -114,10 +114,18 @@ def test_worker_metrics_health_readiness_and_json_logs(
     assert samples[("bulkstream_job_transitions_total", (("status", "COMPLETED"),))] == 1
     assert samples[("bulkstream_job_duration_seconds_count", ())] == 1
     assert samples[("bulkstream_fanout_pages_total", ())] == 3  # 1,200 users, pages of 500
-    lag_groups = {
-        dict(labels)["group"] for name, labels in samples if name == "bulkstream_consumer_lag"
-    }
-    assert lag_groups == {topology.app_id, f"{topology.app_id}-fanout"}
+
+    def lag_groups() -> set[str] | None:
+        # Each group's lag is reported every 5 s: the job may be done before the first.
+        groups = {
+            dict(labels)["group"]
+            for name, labels in samples_of(url)
+            if name == "bulkstream_consumer_lag"
+        }
+        return groups if len(groups) >= 2 else None
+
+    groups = wait_for(lag_groups, 30, "the consumer lag of both groups")
+    assert groups == {topology.app_id, f"{topology.app_id}-fanout"}
 
     lines = [line for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
     entries = [json.loads(line) for line in lines]
