@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from . import findings as explain
 from .results import Figure, ScenarioResult
 
 _INTRO = """\
@@ -110,7 +111,8 @@ def _row(scenario: str, figure: Figure) -> str:
 def _details(details: dict[str, Any]) -> str:
     parts = []
     for key, value in details.items():
-        if key in ("profile",):
+        # Shown in sections of their own (the profile, bench/findings.py).
+        if key in ("profile", "stages_ms", "configurations"):
             continue
         if isinstance(value, float):
             value = f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
@@ -269,7 +271,9 @@ def render(
         lines.append("Needs the fanout and ingest scenarios in the same run.")
     else:
         lines += [line for note in scale.notes for line in (note, "")][:-1]
-    lines += ["", *_why(results, facts), *_profile(results), "## What the process logs said", ""]
+    lines += ["", *_why(results, facts), *_profile(results)]
+    lines += [*explain.small_jobs(results), *explain.group_changes(results)]
+    lines += ["## What the process logs said", ""]
     findings = [(r.name, f) for r in results for f in r.log_findings]
     if not findings:
         lines.append("No warnings or errors in the worker, API or naive agent logs.")
