@@ -139,7 +139,12 @@ class FanoutLoop:
                     if m.error() is not None:
                         log.warning("fan-out consumer: %s", m.error())
                 if pages:
-                    self._transaction(producer, consumer, calls, pages)
+                    try:
+                        self._transaction(producer, consumer, calls, pages)
+                    except KafkaException as exc:
+                        if not _generation_moved(exc):
+                            raise
+                        self._abort_and_rewind(producer, consumer, calls, exc)
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():
@@ -161,6 +166,30 @@ class FanoutLoop:
             calls.close()
             if not stuck:
                 producer.flush(10)
+
+    def _abort_and_rewind(
+        self, producer: Producer, consumer: Consumer, calls: BoundedCalls, exc: KafkaException
+    ) -> None:
+        """The group moved to a new generation while the transaction was open: under
+        cooperative-sticky the members keep consuming through a rebalance, so the
+        transaction's offsets can name the generation just left, and the coordinator
+        refuses them. Abort it (its sends are never seen) and take the pages again from
+        the committed offsets, in this session: ending the session made the worker
+        rejoin, which made the group rebalance again (12 s of churn, measured)."""
+        log.info("fan-out %s: %s; the batch is redone", self.s.worker_id, exc.args[0].str())
+        calls.call(
+            partial(producer.abort_transaction, self.in_txn_seconds),
+            self.in_txn_deadline,
+            "abort_transaction",
+        )
+        held = consumer.assignment()
+        if not held:
+            return
+        for tp in consumer.committed(held, timeout=120):
+            # Never committed: back to where an empty group starts (auto.offset.reset).
+            consumer.seek(
+                TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2)
+            )
 
     def _consumer_config(self) -> dict[str, object]:
         config = group_consumer_config(self.s, self.group, self.s.fanout_session_timeout_ms) | {
@@ -407,6 +436,21 @@ class FanoutLoop:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+
+def _generation_moved(exc: KafkaException) -> bool:
+    """A transaction refused because the consumer group's generation moved on under it."""
+    error = exc.args[0]
+    return (
+        isinstance(error, KafkaError)
+        and error.txn_requires_abort()
+        and error.code()
+        in (
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.UNKNOWN_MEMBER_ID,
+        )
+    )
 
 
 def _numbers(partitions: list[TopicPartition]) -> list[int]:
