@@ -41,8 +41,8 @@ RUN --mount=type=bind,target=/context \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
  && echo "wheels: ${WHEELS:-none, from the index} ${WHEELS_DIGEST}" \
  && echo "native expansion: ${NATIVE:-none} ${NATIVE_DIGEST}" \
- && /opt/bulkstream/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links /context/$WHEELS} . \
-      ${NATIVE:+/context/$NATIVE} \
+ && /opt/bulkstream/bin/pip install --no-cache-dir ${NATIVE:+/context/$NATIVE} \
+      ${WHEELS:+--no-index --find-links /context/$WHEELS} . \
  && /opt/bulkstream/bin/pip uninstall --yes pip setuptools \
  && /opt/bulkstream/bin/python -c "import streams.ops.worker, streams.api.app, streams.ops.healthcheck" \
  && if [ -n "$NATIVE" ]; then /opt/bulkstream/bin/python -c "import bulkstream_native"; fi
