@@ -69,7 +69,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=None,
         metavar="M",
         help="the memory scenario compares N with M users instead of N/10 with N "
-        "(10000000: the 10M job, about half an hour)",
+        "(10000000: the 10M job; it takes about ten times the 1M job's time)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep topics, keys and state")

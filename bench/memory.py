@@ -1,6 +1,7 @@
 """Scenario 5, memory: each worker's peak RSS (VmHWM) for a job of N/10 users and one of N
 (or, with `--memory-users M`, one of N and one of M: `--memory-users 10000000` is the
-10M-over-1M comparison, about half an hour on this machine).
+10M-over-1M comparison; each size takes about its users / 15,000 seconds here, ingest
+and fan-out, as `seconds_per_size` in the results shows).
 
 Fresh workers (and a fresh namespace) per size: ingest and run the job to
 COMPLETED, then read every worker's VmHWM while it is still alive. The
