@@ -162,6 +162,24 @@ class BulkUser(AsSent):
         return identity_of(self.as_sent())
 
 
+_USER_OBJECTS = ("to", "profile", "preferences")
+
+
+def is_bulk_user(value: Any) -> bool:
+    """Whether `BulkUser` accepts this decoded JSON, said without building the model: an
+    object whose `to`, `profile` and `preferences` are objects or null and whose
+    `recipient` is a string or null (`tests/schemas/test_commands.py` keeps the two
+    in step)."""
+    if type(value) is not dict:
+        return False
+    for name in _USER_OBJECTS:
+        member = value.get(name)
+        if member is not None and type(member) is not dict:
+            return False
+    recipient = value.get("recipient")
+    return recipient is None or type(recipient) is str
+
+
 def identity_of(user: JsonObject) -> str | None:
     """A user's identity within a job, used for duplicate detection and its messageId.
 
@@ -229,13 +247,19 @@ class CreateJob(CommandBase):
     )
 
 
-class IngestUsers(CommandBase):
+class IngestHead(CommandBase):
+    """An ingest command but its users: what the aggregate validates with pydantic when it
+    reads the users itself (`streams.aggregate.decode`)."""
+
     kind: Literal[CommandKind.INGEST] = CommandKind.INGEST
-    users: list[BulkUser]
     metadata: JsonObject | None = Field(
         default=None,
         description="The ingest call's metadata; every send of these users carries it.",
     )
+
+
+class IngestUsers(IngestHead):
+    users: list[BulkUser]
 
 
 def rfc3339(text: str) -> datetime:

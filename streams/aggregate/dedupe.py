@@ -32,23 +32,28 @@ class DedupeIndex:
     def __init__(self, state: Any) -> None:
         self.state = state
 
-    def holder(self, partition: int, job_id: str, identity: str) -> bytes | None:
-        """The offset (as bytes) of the command that accepted this identity, if any."""
-        value: bytes | None = partition_db(self.state, partition).get(
-            identity_key(job_id, identity)
-        )
-        return value
+    def holders(self, partition: int, job_id: str, identities: list[str]) -> list[bytes | None]:
+        """For each identity, the offset (as bytes) of the command that accepted it, if any:
+        one multi-get."""
+        if not identities:
+            return []
+        held = identity_key(job_id, "")
+        keys = [held + identity.encode() for identity in identities]
+        found: list[bytes | None] = partition_db(self.state, partition)[keys]
+        return found
 
     def add(self, partition: int, job_id: str, users: list[StoredUser], offset: int) -> None:
         """Index the users one ingest command accepted (`[position, identity, ...]`)."""
         own = str(offset).encode()
+        # The keys' job parts once: `identity_key(job_id, x)` is `held + x.encode()`.
+        held, indexed = identity_key(job_id, ""), message_index_key(job_id, "")
         batch = WriteBatch(raw_mode=True)
+        put = batch.put
         for user in users:
-            position, identity = user[0], user[1]
+            identity = user[1]
             if identity:
-                batch.put(identity_key(job_id, identity), own)
-                digest = message_digest(job_id, identity)
-                batch.put(message_index_key(job_id, digest), str(position).encode())
+                put(held + identity.encode(), own)
+                put(indexed + message_digest(job_id, identity).encode(), b"%d" % user[0])
         partition_db(self.state, partition).write(batch)
 
     def index_restored(self, events: list[Any]) -> None:

@@ -41,12 +41,18 @@ class StoredBatch(NamedTuple):
         return self.users[begin : self.ends[stop - 1]]
 
 
-def encode_batch(users: Sequence[Sequence[Any]]) -> bytes:
-    """The stored form of one ingest command's accepted users (positions contiguous)."""
+def encode_batch(users: Sequence[Sequence[Any]], sent: Sequence[bytes] = ()) -> bytes:
+    """The stored form of one ingest command's accepted users (positions contiguous).
+
+    `sent`, when given, holds the JSON of each user (orjson's, of `user[2]`), made
+    when the command was read: spliced in, not dumped again."""
     first = users[0][0] if users else 0
     if any(user[0] != first + i for i, user in enumerate(users)):
         raise ValueError("a batch's positions must be contiguous")
-    items = [orjson.dumps(user) for user in users]
+    if sent:
+        items = [_entry(user, wire) for user, wire in zip(users, sent, strict=True)]
+    else:
+        items = [orjson.dumps(user) for user in users]
     ends, end = [], -1
     for item in items:
         end += len(item) + 1
@@ -59,6 +65,12 @@ def encode_batch(users: Sequence[Sequence[Any]]) -> bytes:
             b",".join(items),
         )
     )
+
+
+def _entry(user: Sequence[Any], wire: bytes) -> bytes:
+    """`orjson.dumps(user)`, the user itself (`user[2]`) given as its JSON."""
+    rest = b"," + orjson.dumps(list(user[3:]))[1:-1] if len(user) > 3 else b""
+    return b"[%d,%b,%b%b]" % (user[0], orjson.dumps(user[1]), wire, rest)
 
 
 def read_batch(raw: bytes) -> StoredBatch:

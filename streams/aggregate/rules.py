@@ -26,6 +26,7 @@ Job control (cancel, pause, resume, releases) is in `streams.aggregate.control`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,7 +38,7 @@ from schemas.commands import (
     CreateJob,
     ErrorType,
     IngestError,
-    IngestUsers,
+    IngestHead,
     RetryJob,
     RunJob,
     echo,
@@ -46,6 +47,7 @@ from schemas.commands import (
 from schemas.fanout import PageProgress
 from schemas.views import FINISHED, JobStatus
 from streams.aggregate import control
+from streams.aggregate.decode import Ingest
 from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
 
@@ -61,8 +63,8 @@ class JobReads(Protocol):
     def stored_result(self, job_id: str, command_id: str) -> tuple[int, CommandResult] | None:
         """(offset applied at, result) of a command of the job kept by id, or None."""
 
-    def holder(self, job_id: str, identity: str) -> int | None:
-        """The offset of the ingest command that accepted this identity, or None."""
+    def holders(self, job_id: str, identities: Sequence[str]) -> list[int | None]:
+        """For each identity, the offset of the ingest command that accepted it, or None."""
 
     def batch_first(self, job_id: str, offset: int) -> int | None:
         """The first position the ingest at this offset gave its users (None: no batch,
@@ -79,6 +81,7 @@ class Effects:
     job: JobState | None = None  # the record to write whole (its version is bumped)
     created: bool = False  # a new job: add it to the partition's index of jobs
     batch: list[StoredUser] | None = None  # an ingest's accepted users, in position order
+    sent: list[bytes] = field(default_factory=list)  # ... and the JSON of each as stored
     identities: list[str] = field(default_factory=list)  # to index as held by this ingest
     counted: int = 0  # users counted into `received` for the first time
     lifecycle: bool = False  # publish the job's status change ...
@@ -95,7 +98,7 @@ class Effects:
 
 
 def result(
-    command: AnyCommand,
+    command: AnyCommand | IngestHead,
     ok: bool,
     error_type: ErrorType | None = None,
     message: str | None = None,
@@ -115,14 +118,14 @@ def result(
     )
 
 
-def not_found(command: AnyCommand) -> Effects:
+def not_found(command: AnyCommand | IngestHead) -> Effects:
     """Another tenant's job answers exactly like a job that does not exist."""
     return Effects(
         result=result(command, False, ErrorType.NOT_FOUND, f"Job {command.job_id} not found")
     )
 
 
-def _prior(reads: JobReads, command: AnyCommand, offset: int) -> Effects | None:
+def _prior(reads: JobReads, command: AnyCommand | IngestHead, offset: int) -> Effects | None:
     """The stored answer of this command id, when it was applied at another offset."""
     stored = reads.stored_result(command.job_id, command.command_id)
     if stored is None or stored[0] == offset or stored[1].tenant != command.tenant:
@@ -131,7 +134,7 @@ def _prior(reads: JobReads, command: AnyCommand, offset: int) -> Effects | None:
 
 
 def _job_for(
-    reads: JobReads, command: IngestUsers | RunJob | ControlCommand | RetryJob, offset: int
+    reads: JobReads, command: IngestHead | RunJob | ControlCommand | RetryJob, offset: int
 ) -> tuple[JobState | None, Effects | None]:
     """The job a command of an existing job is for, or what answers the command at once:
     `not_found` (another tenant's job too), or its result kept from another offset."""
@@ -179,11 +182,12 @@ def create(reads: JobReads, command: CreateJob, offset: int) -> Effects:
     return Effects(result=result(command, False, ErrorType.CONFLICT, message))
 
 
-def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
+def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
     """Users into a CREATED job: each takes the next position unless the job (or this
     batch) already holds its identity (`Duplicate user`, echoed with its recipient).
     A user without an identity is accepted, and never a duplicate; having no address
     either, it fails in the fan-out with the reason."""
+    command = ingest.head
     job, answered = _job_for(reads, command, offset)
     if answered is not None:
         return answered
@@ -203,24 +207,28 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
     if base is None:
         base = job.received
 
+    identities = [identity_of(user) for user in ingest.users]
+    holders = reads.holders(command.job_id, [identity or "" for identity in identities])
     accepted: list[StoredUser] = []
+    sent: list[bytes] = []
     errors: list[IngestError] = []
     seen: list[str] = []
     held = set()
-    for user in command.users:
-        wire = user.as_sent()
-        identity = identity_of(wire)
+    metadata = command.metadata
+    for user, wire, identity, holder in zip(
+        ingest.users, ingest.sent, identities, holders, strict=True
+    ):
         if identity is not None:
-            holder = reads.holder(command.job_id, identity)
             if identity in held or (holder is not None and holder != offset):
-                errors.append(IngestError(error=DUPLICATE, user=echo(wire, identity)))
+                errors.append(IngestError(error=DUPLICATE, user=echo(user, identity)))
                 continue
             held.add(identity)
             seen.append(identity)
-        stored: StoredUser = [base + len(accepted), identity or "", wire]
-        if command.metadata is not None:
-            stored.append(command.metadata)
+        stored: StoredUser = [base + len(accepted), identity or "", user]
+        if metadata is not None:
+            stored.append(metadata)
         accepted.append(stored)
+        sent.append(wire)
 
     counted = 0
     if not applied:
@@ -232,6 +240,7 @@ def ingest(reads: JobReads, command: IngestUsers, offset: int) -> Effects:
         keep_result=True,
         job=job,
         batch=accepted,
+        sent=sent,
         identities=seen,
         counted=counted,
     )

@@ -18,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from schemas.commands import AnyCommand, CommandResult, CreateJob, IngestUsers, RetryJob, RunJob
+from schemas.commands import CommandResult, CreateJob, RetryJob, RunJob
 from streams import metrics
 from streams.aggregate import dry_run, rules
 from streams.aggregate.command_feed import CommandFeed, Feeds
-from streams.aggregate.dead_letters import DeadLetters, parse_command
+from streams.aggregate.dead_letters import DeadLetters
+from streams.aggregate.decode import Applied, Ingest, parse_command
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.paging import MissingUsers, encode_batch, read_batch
@@ -66,9 +68,9 @@ class StateReads:
         record = orjson.loads(raw)
         return record["offset"], CommandResult.model_validate(record["result"])
 
-    def holder(self, job_id: str, identity: str) -> int | None:
-        held = self.dedupe.holder(self.partition, job_id, identity)
-        return None if held is None else int(held)
+    def holders(self, job_id: str, identities: Sequence[str]) -> list[int | None]:
+        held = self.dedupe.holders(self.partition, job_id, list(identities))
+        return [None if offset is None else int(offset) for offset in held]
 
     def batch_first(self, job_id: str, offset: int) -> int | None:
         raw = self.state.get(batch_key(job_id, offset))
@@ -101,13 +103,13 @@ class Aggregate:
         await self.apply(command, message)
         metrics.COMMAND_SECONDS.labels(command.kind.value).observe(time.perf_counter() - started)
 
-    async def apply(self, command: AnyCommand, message: Any) -> None:
+    async def apply(self, command: Applied, message: Any) -> None:
         offset, partition = message.offset, message.partition
         reads = StateReads(self.state, self.dedupe, partition)
         now, window = time.time(), self.settings.fanout_window_pages
         if isinstance(command, CreateJob):
             effects = rules.create(reads, command, offset)
-        elif isinstance(command, IngestUsers):
+        elif isinstance(command, Ingest):
             effects = rules.ingest(reads, command, offset)
         elif isinstance(command, RunJob):
             page_size = self.settings.fanout_page_size
@@ -140,7 +142,7 @@ class Aggregate:
         job = effects.job
         if effects.batch is not None:
             self.dedupe.add(partition, job_id, effects.batch, offset)
-            self.state[batch_key(job_id, offset)] = encode_batch(effects.batch)
+            self.state[batch_key(job_id, offset)] = encode_batch(effects.batch, effects.sent)
             if effects.batch:
                 self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()
         if effects.counted:
@@ -148,7 +150,7 @@ class Aggregate:
         if job is not None:
             self.jobs.write(job_id, job, effects)
         if effects.batch and job is not None:
-            await self.views.write_users(job.tenant, job_id, effects.batch)
+            await self.views.write_users(job.tenant, job_id, effects.batch, effects.sent)
         if job is not None:
             await self.views.write_job(job_id, job)
         if effects.lifecycle and job is not None:

@@ -186,12 +186,20 @@ class Views:
             yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
             yield keys.delivery_bucket(self.prefix, job.tenant, job_id, bucket)
 
-    async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:
-        """Each user (position, identity, user as ingested, ...) under its position."""
+    async def write_users(
+        self,
+        tenant: str,
+        job_id: str,
+        users: Iterable[Sequence[Any]],
+        sent: Sequence[bytes] = (),
+    ) -> None:
+        """Each user (position, identity, user as ingested, ...) under its position; its
+        JSON is taken from `sent` when given (made when the command was read)."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        for stored in users:
-            position, user = stored[0], stored[2]
-            by_bucket.setdefault(keys.bucket_of(position), {})[position] = orjson.dumps(user)
+        for i, stored in enumerate(users):
+            position = stored[0]
+            wire = sent[i] if sent else orjson.dumps(stored[2])
+            by_bucket.setdefault(keys.bucket_of(position), {})[position] = wire
         if not by_bucket:
             return
         async with self.redis.pipeline(transaction=False) as pipe:

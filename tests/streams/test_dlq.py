@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.commands import CommandEnvelope
-from streams.aggregate.dead_letters import (
+from streams.aggregate.decode import (
     LARGE_COMMAND_BYTES,
     describe,
     parse_command,

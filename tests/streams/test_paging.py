@@ -42,6 +42,17 @@ def test_a_stored_batch_decodes_to_its_users() -> None:
     assert decode_batch(encode_batch([])) == []
 
 
+@pytest.mark.parametrize("metadata", [None, {"campaign": "c,]", "n": [1, 2.5]}])
+def test_a_batch_encoded_from_its_users_json_is_the_same_bytes(metadata: Any) -> None:
+    """The users' JSON made when the command was read is spliced, not dumped again."""
+    users: list[list[Any]] = [list(u) for u in _users(7, 5)]
+    users.append([12, "", {"data": None}])
+    if metadata is not None:
+        users = [[*u, metadata] for u in users]
+    sent = [orjson.dumps(u[2]) for u in users]
+    assert encode_batch(users, sent) == encode_batch(users)
+
+
 def test_a_value_that_is_not_a_stored_batch_is_refused() -> None:
     with pytest.raises(ValueError, match="not a stored batch"):
         read_batch(orjson.dumps(_users(3, 5)))

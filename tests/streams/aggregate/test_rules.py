@@ -5,6 +5,7 @@ through faust, RocksDB, Kafka and Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from schemas.commands import (
 from schemas.fanout import PageProgress
 from schemas.views import JobStatus
 from streams.aggregate import rules
+from streams.aggregate.decode import Ingest
 from streams.aggregate.rules import Effects
 from streams.aggregate.state import JobState
 
@@ -38,7 +40,7 @@ class Memory:
     def __init__(self) -> None:
         self.records: dict[str, bytes] = {}
         self.results: dict[tuple[str, str], tuple[int, CommandResult]] = {}
-        self.holders: dict[tuple[str, str], int] = {}
+        self.held: dict[tuple[str, str], int] = {}
         self.batches: dict[tuple[str, int], list[list[Any]]] = {}
         self.events: list[tuple[JobStatus | None, JobStatus]] = []
         self.finished: set[str] = set()
@@ -51,8 +53,8 @@ class Memory:
     def stored_result(self, job_id: str, command_id: str) -> tuple[int, CommandResult] | None:
         return self.results.get((job_id, command_id))
 
-    def holder(self, job_id: str, identity: str) -> int | None:
-        return self.holders.get((job_id, identity))
+    def holders(self, job_id: str, identities: Sequence[str]) -> list[int | None]:
+        return [self.held.get((job_id, identity)) for identity in identities]
 
     def batch_first(self, job_id: str, offset: int) -> int | None:
         batch = self.batches.get((job_id, offset))
@@ -62,7 +64,7 @@ class Memory:
     def carry_out(self, job_id: str, effects: Effects, offset: int) -> Effects:
         if effects.batch is not None:
             for identity in effects.identities:
-                self.holders[(job_id, identity)] = offset
+                self.held[(job_id, identity)] = offset
             self.batches[(job_id, offset)] = effects.batch
         if effects.job is not None:
             effects.job.version += 1
@@ -100,7 +102,7 @@ class Memory:
                 **({"metadata": kw["metadata"]} if "metadata" in kw else {}),
             }
         )
-        return self.carry_out(JOB, rules.ingest(self, command, offset), offset)
+        return self.carry_out(JOB, rules.ingest(self, Ingest.of(command), offset), offset)
 
     def run(
         self,
