@@ -39,7 +39,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from schemas.base import JsonObject
@@ -65,6 +65,7 @@ from streams.api.bodies import parse_object, read_body
 from streams.api.commands import CommandGateway
 from streams.api.errors import (
     ApiError,
+    JsonResponse,
     from_validation,
     invalid,
     not_found,
@@ -214,7 +215,7 @@ class Api:
                     created_at=time.time(),
                 )
             )
-            return JSONResponse({"jobId": job_id})
+            return JsonResponse({"jobId": job_id})
 
         return await self.write(request, tenant, raw, handle)
 
@@ -243,7 +244,7 @@ class Api:
                 )
             )
             errors = [e.to_wire() for e in result.errors or []]
-            return JSONResponse({"errors": errors, "total": result.total or 0})
+            return JsonResponse({"errors": errors, "total": result.total or 0})
 
         return await self.write(request, tenant, raw, handle)
 
@@ -292,7 +293,7 @@ class Api:
             await self.gateway.await_received(
                 tenant, new_job, made.total or 0, self.settings.api_settle_timeout_seconds
             )
-            return JSONResponse({"jobId": new_job})
+            return JsonResponse({"jobId": new_job})
 
         return await self.write(request, tenant, raw, handle)
 
@@ -320,7 +321,7 @@ class Api:
             job = await self.views.read_job(tenant, job_id)
             if job is None:
                 raise not_found(job_id)
-            return JSONResponse({"job": job.to_wire()})
+            return JsonResponse({"job": job.to_wire()})
 
         return await self.write(request, tenant, raw, handle)
 
@@ -330,7 +331,7 @@ class Api:
         job = await self.views.read_job(tenant, job_id)
         if job is None:
             raise not_found(job_id)
-        return JSONResponse({"job": job.to_wire()})
+        return JsonResponse({"job": job.to_wire()})
 
     async def list_users(self, request: Request) -> Response:
         tenant = self.tenant(request)
@@ -342,7 +343,7 @@ class Api:
             raise invalid("cursor: not a cursor this server handed out") from exc
         if page is None:
             raise not_found(job_id)
-        return JSONResponse(
+        return JsonResponse(
             {"items": page.items, "paging": {"cursor": page.cursor, "more": page.more}}
         )
 
@@ -354,7 +355,7 @@ class Api:
             record = await self.views.delivery.read(tenant, message_id)
         if record is None:
             raise ApiError(404, f"Message {message_id[:200]} not found")
-        return JSONResponse(message_details(message_id, record))
+        return JsonResponse(message_details(message_id, record))
 
     # -- webhooks (streams/api/webhooks.py) ------------------------------------
     async def create_webhook(self, request: Request) -> Response:
@@ -370,7 +371,7 @@ class Api:
         return await self.webhooks.delete(tenant, str(request.path_params["webhook_id"]))
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JsonResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
         try:
@@ -381,10 +382,10 @@ class Api:
             await asyncio.to_thread(self.gateway.producer.list_topics, 2.0)
         except Exception:
             raise unavailable("Kafka") from None
-        return JSONResponse({"status": "ready"})
+        return JsonResponse({"status": "ready"})
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi.document(self.settings.api_max_users))
+        return JsonResponse(openapi.document(self.settings.api_max_users))
 
 
 def _guard(
@@ -457,7 +458,7 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(HttpMetrics, routes=routes)],
+        middleware=[Middleware(HttpMetrics)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -10,9 +10,19 @@ it names the field or the limit.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
+
+
+class JsonResponse(JSONResponse):
+    """A JSON answer written by orjson, as every stage writes JSON: compact UTF-8, like
+    Starlette's own, in a tenth of the time."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ErrorType(StrEnum):
@@ -37,8 +47,8 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(
+    def response(self) -> JsonResponse:
+        return JsonResponse(
             {"message": self.message, "type": self.kind.value},
             status_code=self.status,
             headers=self.headers,

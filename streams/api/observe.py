@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streams.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
@@ -15,18 +14,13 @@ from streams.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
 
 class HttpMetrics:
     """ASGI middleware: one observation per request, labelled by the route's template
-    (`/bulk/{job_id}`, never the job id itself, so series stay few)."""
+    (`/bulk/{job_id}`, never the job id itself, so series stay few). The template is
+    the one Starlette's router matched (it leaves the route in the scope); a request
+    no route matched is `unmatched`, one whose method no route takes (405) keeps the
+    path's template."""
 
-    def __init__(self, app: ASGIApp, routes: list[Any]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.routes = routes
-
-    def _template(self, scope: Scope) -> str:
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return str(route.path)
-        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +38,9 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, observe)
         finally:
-            labels = (self._template(scope), scope["method"], str(status))
+            route = scope.get("route")
+            template = route.path if isinstance(route, Route) else "unmatched"
+            labels = (template, scope["method"], str(status))
             HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(*labels).inc()
 

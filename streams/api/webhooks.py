@@ -19,10 +19,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from schemas.webhooks import WebhookCreate
-from streams.api.errors import ApiError, from_validation, invalid, unavailable
+from streams.api.errors import ApiError, JsonResponse, from_validation, invalid, unavailable
 from streams.api.idempotency import Claim
 from streams.errors import DeliveryFailed
 from streams.kafka.producer import AsyncProducer
@@ -74,11 +74,11 @@ class WebhookRoutes:
         except DeliveryFailed:
             raise unavailable("Kafka") from None
         await self.view.put(subscription, offset)
-        return JSONResponse(subscription.public().to_wire(), status_code=201)
+        return JsonResponse(subscription.public().to_wire(), status_code=201)
 
     async def list(self, tenant: str) -> Response:
         items = [s.public().to_wire() for s in await self.view.list(tenant)]
-        return JSONResponse({"items": items})
+        return JsonResponse({"items": items})
 
     async def delete(self, tenant: str, webhook_id: str) -> Response:
         if not WEBHOOK_ID.fullmatch(webhook_id):
