@@ -135,9 +135,12 @@ def create_runtime(settings: Settings) -> Runtime:
             partitions=settings.partitions,
             # Small memtables and caches per partition, so a worker's memory does not
             # follow the size of the jobs it holds (RocksDB keeps the rest on disk).
+            # Files of 8 MiB, not faust's 64: a compaction's transient memory follows
+            # the size of the files it writes (docs/benchmarks.md, memory).
             options={
                 "write_buffer_size": 4 * 1024 * 1024,
                 "max_write_buffer_number": 2,
+                "target_file_size_base": 8 * 1024 * 1024,
                 "block_cache_size": 8 * 1024 * 1024,
                 "block_cache_compressed_size": 1024 * 1024,
             },
