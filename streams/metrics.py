@@ -85,6 +85,12 @@ HTTP_REQUESTS = Counter(
     "HTTP requests answered, by route, method and code.",
     ["route", "method", "code"],
 )
+JOB_VIEW_ANSWERS = Counter(
+    "bulkstream_api_job_view_answers",
+    "GET /bulk/{id} answers of known jobs: from the API's kept copy (copy) or read from "
+    "Redis (redis).",
+    ["source"],
+)
 HTTP_LATENCY = Histogram(
     "bulkstream_http_request_duration_seconds",
     "Time to answer an HTTP request, by route, method and code.",

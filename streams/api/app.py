@@ -32,6 +32,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import RedisError
@@ -59,6 +60,7 @@ from schemas.commands import (
     RunJob,
     RunOptions,
 )
+from streams import metrics
 from streams.api import openapi
 from streams.api.auth import ApiKeys
 from streams.api.bodies import parse_object, read_body
@@ -74,6 +76,7 @@ from streams.api.errors import (
     unavailable,
 )
 from streams.api.idempotency import Claim, Idempotency, fingerprint
+from streams.api.job_views import JobViewCache
 from streams.api.messages import MESSAGE_ID, message_details
 from streams.api.observe import HttpMetrics, metrics_endpoint
 from streams.api.wakeups import ResultWakeups
@@ -107,8 +110,14 @@ class Api:
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
         self.views = Views(self.redis, settings.redis_prefix, settings.retention_seconds)
-        # One pub/sub connection: wakes the requests waiting for their command's result.
-        self.wakeups = ResultWakeups(settings.redis_url, settings.redis_prefix)
+        # One pub/sub connection: wakes the requests waiting for their command's result,
+        # and drops the copies of job views that workers write again.
+        self.job_views = JobViewCache()
+        self.answered_from_copy = metrics.JOB_VIEW_ANSWERS.labels("copy")
+        self.answered_from_redis = metrics.JOB_VIEW_ANSWERS.labels("redis")
+        self.wakeups = ResultWakeups(
+            settings.redis_url, settings.redis_prefix, job_views=self.job_views
+        )
         self.gateway = CommandGateway(settings, self.views, self.wakeups)
         self.idempotency = Idempotency(
             self.redis, settings.redis_prefix, settings.idempotency_ttl_seconds
@@ -328,10 +337,18 @@ class Api:
     async def get_job(self, request: Request) -> Response:
         tenant = self.tenant(request)
         job_id = self.job_id(request)
-        job = await self.views.read_job(tenant, job_id)
-        if job is None:
-            raise not_found(job_id)
-        return JsonResponse({"job": job.to_wire()})
+        answer = self.job_views.get(tenant, job_id)
+        if answer is None:
+            since = self.job_views.begin()
+            job = await self.views.read_job(tenant, job_id)
+            if job is None:
+                raise not_found(job_id)
+            answer = orjson.dumps({"job": job.to_wire()})
+            self.job_views.keep(tenant, job_id, answer, since)
+            self.answered_from_redis.inc()
+        else:
+            self.answered_from_copy.inc()
+        return Response(answer, media_type="application/json")
 
     async def list_users(self, request: Request) -> Response:
         tenant = self.tenant(request)

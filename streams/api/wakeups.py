@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from streams.api.job_views import JobViewCache
 from streams.views import keys, notices
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,19 @@ WaiterKey = tuple[str, str, str | None]
 
 
 class ResultWakeups:
-    """The API process's one subscription to the results channel, and the waiters on it."""
+    """The API process's one subscription to the results channel, and the waiters on it;
+    with `job_views`, to the jobs channel too, whose notices drop the copies kept there."""
 
-    def __init__(self, redis_url: str, prefix: str, name: str = "bulkstream-api-results") -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        name: str = "bulkstream-api-results",
+        job_views: JobViewCache | None = None,
+    ) -> None:
         self.channel = keys.results_channel(prefix)
+        self.jobs_channel = keys.jobs_channel(prefix)
+        self.job_views = job_views
         # Its own client: a subscribed connection serves nothing else. No retries of
         # its own either: a failure reaches `_run`, which reconnects and resubscribes.
         self.redis = aioredis.from_url(
@@ -121,6 +131,8 @@ class ResultWakeups:
             try:
                 await self._listen()
             except Exception as exc:  # any: this task must outlive whatever happens
+                if self.job_views is not None:
+                    self.job_views.lost()
                 if self.subscribed:
                     # It worked until now: a new outage, a fresh back-off.
                     pause = RECONNECT_FIRST_SECONDS
@@ -142,18 +154,27 @@ class ResultWakeups:
     async def _listen(self) -> None:
         """Subscribe and dispatch notices until the connection fails (it raises)."""
         pubsub = self.redis.pubsub()
+        channels = [self.channel] + ([self.jobs_channel] if self.job_views is not None else [])
+        jobs_channel = self.jobs_channel.encode()
         try:
-            await pubsub.subscribe(self.channel)
+            await pubsub.subscribe(*channels)
             while True:
                 message = await pubsub.get_message(timeout=LISTEN_SECONDS)
                 if message is None:
                     continue
                 if message["type"] == "message":
-                    self.notify(message["data"])
-                elif message["type"] == "subscribe":
-                    # Confirmed: no notice is missed from now on, and what was written
-                    # before is found by the re-read every waiter does now.
+                    if message["channel"] == jobs_channel and self.job_views is not None:
+                        job = notices.decode_job(message["data"])
+                        if job is not None:
+                            self.job_views.drop(*job)
+                    else:
+                        self.notify(message["data"])
+                elif message["type"] == "subscribe" and message["data"] == len(channels):
+                    # Confirmed (every channel): no notice is missed from now on, and what
+                    # was written before is found by the re-read every waiter does now.
                     self.subscribed = True
+                    if self.job_views is not None:
+                        self.job_views.subscribed()
                     if self._outage:
                         self._outage = False
                         log.info("result wake-ups: subscribed to %s again", self.channel)

@@ -18,7 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.delivery import DeliveryStatus
-from streams.views import keys
+from streams.views import keys, notices
 
 # Sets fields of many hashes and their time to live, in one round trip: KEYS the
 # hashes; ARGV the TTL, then a JSON array holding each hash's fields and values, flat.
@@ -35,6 +35,7 @@ _WRITE_COUNTS = """
 local current = redis.call('HGET', KEYS[1], 'deliveryUpto')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'deliveryUpto', ARGV[1], 'delivery', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 
@@ -122,7 +123,13 @@ class DeliveryViews:
         if counts is None:
             return
         await self._write_counts(
-            keys=[keys.job(self.prefix, tenant, job_id)], args=[upto, orjson.dumps(counts)]
+            keys=[keys.job(self.prefix, tenant, job_id)],
+            args=[
+                upto,
+                orjson.dumps(counts),
+                keys.jobs_channel(self.prefix),
+                notices.encode_job(tenant, job_id),
+            ],
         )
 
     async def find(self, tenant: str, message_id: str) -> tuple[str, int] | None:

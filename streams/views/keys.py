@@ -67,6 +67,12 @@ def result(prefix: str, tenant: str, job_id: str, command_id: str) -> str:
     return f"{job(prefix, tenant, job_id)}:result:{command_id}"
 
 
+def jobs_channel(prefix: str) -> str:
+    """The pub/sub channel (not a key) on which each write of a job's view is announced,
+    so an API process drops its copy of it (`streams.api.job_views`)."""
+    return f"{prefix}:jobs"
+
+
 def results_channel(prefix: str) -> str:
     """The pub/sub channel (not a key) on which each result written is announced, so
     the API wakes the request waiting for it (`streams.views.notices`)."""

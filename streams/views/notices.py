@@ -1,9 +1,11 @@
-"""The notice published on `keys.results_channel` each time a command's result is written.
+"""The notices the worker publishes as it writes views: on `keys.results_channel` each
+time a command's result is written, on `keys.jobs_channel` each time a job's view is.
 
-It only names the result (tenant, job id, command id), a few dozen bytes: the
-waiter reads the result itself from its key. The worker publishes it in the
-same round trip as the result (`Views.write_result`); the API's subscriber
-(`streams.api.wakeups`) parses it to wake the request waiting for that result.
+A notice only names what was written (tenant, job id, and for a result the command
+id), a few dozen bytes: a reader reads the value itself from its key. The worker
+publishes it in the same round trip as the write (`Views.write_result`,
+`Views.write_job`, ...); the API's subscriber (`streams.api.wakeups`) parses it to
+wake the request waiting for that result, or to drop its copy of the job's view.
 """
 
 from __future__ import annotations
@@ -26,4 +28,23 @@ def decode(raw: bytes | str) -> ResultName | None:
         return None
     if isinstance(value, list) and len(value) == 3 and all(isinstance(part, str) for part in value):
         return value[0], value[1], value[2]
+    return None
+
+
+# Whose job view was written: (tenant, job id).
+JobName = tuple[str, str]
+
+
+def encode_job(tenant: str, job_id: str) -> bytes:
+    return orjson.dumps([tenant, job_id])
+
+
+def decode_job(raw: bytes | str) -> JobName | None:
+    """The job a notice of `keys.jobs_channel` names, or None for anything else."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value):
+        return value[0], value[1]
     return None

@@ -42,6 +42,7 @@ if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
            'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
            'pageSize', ARGV[8], 'control', ARGV[9])
+redis.call('PUBLISH', ARGV[10], ARGV[11])
 return 1
 """
 ERROR_PREFIX = "ERROR:"
@@ -144,6 +145,7 @@ class Views:
         self.retention_seconds = retention_seconds
         self._write_job = redis.register_script(_WRITE_JOB)
         self.results_channel = keys.results_channel(prefix)
+        self.jobs_channel = keys.jobs_channel(prefix)
         self.delivery = DeliveryViews(redis, prefix, retention_seconds)
 
     # -- writing (the worker) ------------------------------------------------
@@ -159,6 +161,8 @@ class Views:
             repr(job.created_at),
             job.page_size or 0,
             orjson.dumps(_control_fields(job)),
+            self.jobs_channel,
+            notices.encode_job(job.tenant, job_id),
         ]
         await self._write_job(keys=[key], args=args)
         if job.status in FINISHED:
@@ -171,12 +175,16 @@ class Views:
 
     async def write_dry_run(self, tenant: str, job_id: str, outcome: DryRun) -> None:
         key = keys.job(self.prefix, tenant, job_id)
-        await self.redis.hset(key, "dryRun", orjson.dumps(outcome.to_wire()))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "dryRun", orjson.dumps(outcome.to_wire()))
+            pipe.publish(self.jobs_channel, notices.encode_job(tenant, job_id))
+            await pipe.execute()
 
     async def delete_job(self, job_id: str, job: JobRecord) -> None:
         names = list(self._job_keys(job_id, job))
         for start in range(0, len(names), 1000):
             await self.redis.delete(*names[start : start + 1000])
+        await self.redis.publish(self.jobs_channel, notices.encode_job(job.tenant, job_id))
 
     def _job_keys(self, job_id: str, job: JobRecord) -> Iterable[str]:
         yield keys.job(self.prefix, job.tenant, job_id)
