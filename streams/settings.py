@@ -183,6 +183,11 @@ class Settings(BaseSettings):
         default=None,
         description="File of `tenant sha256:<hex of the key>` lines; only hashes on disk.",
     )
+    api_access_log: bool = Field(
+        default=False,
+        description="uvicorn's log line per request; off, the API's Prometheus metrics "
+        "count every request by route, method and code either way.",
+    )
     api_max_users: int = Field(default=1000, ge=1)
     api_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     api_result_timeout: float = Field(default=10.0, gt=0)

@@ -204,6 +204,7 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port or settings.api_port,
         log_level=settings.log_level,
         log_config=logging_config(settings),
+        access_log=settings.api_access_log,
     )
     return 0
 
