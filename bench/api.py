@@ -37,7 +37,13 @@ from streams.testing.users import BATCH, generated_users
 from .env import TENANT, Options, Run, say
 from .jobs import MESSAGE
 from .latency import LoadResult, open_loop, percentile
-from .procs import busy_fraction, get_latency_buckets, log_findings, machine_busy
+from .procs import (
+    busy_fraction,
+    get_job_view_answers,
+    get_latency_buckets,
+    log_findings,
+    machine_busy,
+)
 from .results import Figure, ScenarioResult, check
 
 CLIENTS = 4
@@ -108,11 +114,15 @@ def _window(
         return await open_loop("127.0.0.1", api.port, f"/bulk/{job_id}", key, RATE, seconds)
 
     before = get_latency_buckets(api)
+    answers = get_job_view_answers(api)
     cpu, busy = cpu_seconds(api.pid), machine_busy()
     started = time.perf_counter()
     load = asyncio.run(go())
     elapsed = time.perf_counter() - started
+    after = get_job_view_answers(api)
+    copies, reads = (after.get(k, 0.0) - answers.get(k, 0.0) for k in ("copy", "redis"))
     return load, _server_side(before, get_latency_buckets(api)) | {
+        "answered_from_copy": copies / max(copies + reads, 1.0),
         "api_cpu_share": (cpu_seconds(api.pid) - cpu) / elapsed,
         "api_cpu_ms_per_request": (cpu_seconds(api.pid) - cpu) * 1000 / len(load.samples),
         "machine_busy": busy_fraction(busy, machine_busy()),

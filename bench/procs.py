@@ -87,3 +87,17 @@ def get_latency_buckets(api: ApiProcess) -> dict[float, float]:
             le = float(bound.group(1))
             out[le] = out.get(le, 0.0) + float(count)
     return out
+
+
+_ANSWERS = "bulkstream_api_job_view_answers_total{"
+
+
+def get_job_view_answers(api: ApiProcess) -> dict[str, float]:
+    """The API's count of `GET /bulk/{id}` answers by source: `copy` or `redis`."""
+    text = httpx.get(f"{api.metrics_url()}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_ANSWERS):
+            labels, _, count = line[len(_ANSWERS) :].rpartition("} ")
+            out[labels.split('"')[1]] = float(count)
+    return out
