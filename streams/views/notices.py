@@ -22,12 +22,18 @@ def encode(tenant: str, job_id: str, command_id: str) -> bytes:
 
 def decode(raw: bytes | str) -> ResultName | None:
     """The result a notice names, or None for anything that is not a notice of ours."""
+    names = _names(raw, 3)
+    return None if names is None else (names[0], names[1], names[2])
+
+
+def _names(raw: bytes | str, count: int) -> list[str] | None:
+    """The `count` strings a notice holds, or None for anything else."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if isinstance(value, list) and len(value) == 3 and all(isinstance(part, str) for part in value):
-        return value[0], value[1], value[2]
+    if isinstance(value, list) and len(value) == count and all(isinstance(v, str) for v in value):
+        return value
     return None
 
 
@@ -41,10 +47,5 @@ def encode_job(tenant: str, job_id: str) -> bytes:
 
 def decode_job(raw: bytes | str) -> JobName | None:
     """The job a notice of `keys.jobs_channel` names, or None for anything else."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(part, str) for part in value):
-        return value[0], value[1]
-    return None
+    names = _names(raw, 2)
+    return None if names is None else (names[0], names[1])
