@@ -208,17 +208,17 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
         base = job.received
 
     identities = [identity_of(user) for user in ingest.users]
-    holders = reads.holders(command.job_id, [identity or "" for identity in identities])
+    known = [identity for identity in identities if identity is not None]
+    holders = dict(zip(known, reads.holders(command.job_id, known), strict=True))
     accepted: list[StoredUser] = []
     sent: list[bytes] = []
     errors: list[IngestError] = []
     seen: list[str] = []
     held = set()
     metadata = command.metadata
-    for user, wire, identity, holder in zip(
-        ingest.users, ingest.sent, identities, holders, strict=True
-    ):
+    for user, wire, identity in zip(ingest.users, ingest.sent, identities, strict=True):
         if identity is not None:
+            holder = holders[identity]
             if identity in held or (holder is not None and holder != offset):
                 errors.append(IngestError(error=DUPLICATE, user=echo(user, identity)))
                 continue
