@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\0offset__"
 STORE_NAME = re.compile(r"^state-(\d+)\.db$")
 MISSING = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
+# A changelog partition made a moment ago, whose leader is not elected yet.
+LEADERLESS = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+# How long a changelog partition made anew may be without a leader at start.
+LEADER_WAIT_SECONDS = 30.0
 
 
 def tables_dir(settings: Settings) -> Path:
@@ -71,14 +76,7 @@ def discard_stale_stores(settings: Settings) -> list[int]:
             applied = applied_offset(path)
             if applied is None:
                 continue
-            try:
-                _, end = consumer.get_watermark_offsets(
-                    TopicPartition(state_changelog(settings), partition), timeout=30
-                )
-            except KafkaException as exc:
-                if exc.args[0].code() not in MISSING:
-                    raise  # the broker did not answer: that proves nothing about the store
-                end = 0  # no such topic or partition (any more): nothing is in it
+            end = _changelog_end(consumer, TopicPartition(state_changelog(settings), partition))
             if applied >= end:
                 log.warning(
                     "state of partition %d is at changelog offset %d but the changelog "
@@ -92,3 +90,22 @@ def discard_stale_stores(settings: Settings) -> list[int]:
     finally:
         consumer.close()
     return discarded
+
+
+def _changelog_end(consumer: Consumer, partition: TopicPartition) -> int:
+    """The changelog partition's end offset (0 when it does not exist). A partition made
+    a moment ago may have no leader yet (`NOT_LEADER_FOR_PARTITION`): asked again until
+    it has one, for at most `LEADER_WAIT_SECONDS`."""
+    deadline = time.monotonic() + LEADER_WAIT_SECONDS
+    while True:
+        try:
+            _, end = consumer.get_watermark_offsets(partition, timeout=30)
+            return int(end)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in MISSING:
+                return 0  # no such topic or partition (any more): nothing is in it
+            leaderless = error.code() in LEADERLESS or error.retriable()
+            if not leaderless or time.monotonic() > deadline:
+                raise  # the broker did not answer: that proves nothing about the store
+            time.sleep(0.2)
