@@ -11,6 +11,11 @@ Pub/sub is only a shortcut: a notice can be lost (the subscriber reconnecting,
 a worker of an older version that does not publish), so `until` re-reads
 anyway every `FALLBACK_SECONDS`. Redis down only slows the answers to that
 pace; it never fails a request by itself.
+
+The same connection listens to `keys.jobs_channel` when given the process's
+`JobViewCache` (`streams.api.job_views`): each notice there drops the copy of
+that job's view, and the cache is told when the subscription is confirmed or
+lost, so it keeps copies only while no notice can be missed.
 """
 
 from __future__ import annotations
