@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         description="Stable name of this worker; its fan-out transactional id derives from it.",
     )
     data_dir: Path = Path(".local/state")
+    job_view_interval_ms: int = Field(
+        default=50,
+        ge=0,
+        description="A running job's view (its counters) is written at most this often "
+        "while its pages report; a status change is written at once. 0: after every page.",
+    )
     fanout_page_size: int = Field(default=500, ge=1)
     fanout_pages_per_transaction: int = Field(default=8, ge=1)
     fanout_window_pages: int = Field(

@@ -3,8 +3,10 @@
 Pages report on `bulk.progress` (key = job id, read_committed: a page's
 report exists exactly when its sends were committed). The job record keeps a
 bitmap of counted pages, so a report seen twice (faust replays) counts once;
-counters are written to Redis as absolute values after every page, and the
-job completes when `enqueued + failures == received`. A report that leaves no
+each page's bit is set in Redis as it is counted, the job's view (absolute
+counters) at most every `BULKSTREAM_JOB_VIEW_INTERVAL_MS` while only its
+counters move (`streams.aggregate.view_pace`), and the job completes when
+`enqueued + failures == received`. A report that leaves no
 page out settles a pause or cancel; one that makes room asks for the next
 pages (`streams.aggregate.release`).
 """
@@ -20,7 +22,9 @@ from streams.aggregate import rules
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.release import Releases
+from streams.aggregate.rules import Effects
 from streams.aggregate.state import failure_key
+from streams.aggregate.view_pace import PacedJobViews
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,9 @@ class Progress:
         self.jobs = Jobs(pipeline)
         self.releases = releases
         self.window = pipeline.settings.fanout_window_pages
+        self.job_views = PacedJobViews(
+            pipeline.views, pipeline.settings.job_view_interval_ms / 1000
+        )
 
     async def handle(self, event: Any) -> None:
         report = PageProgress.model_validate_json(event.message.value)
@@ -45,7 +52,10 @@ class Progress:
             self.state[failure_key(job_id, position)] = reason.encode()
         self.jobs.write(job_id, job, effects)
         await self.views.write_page(job.tenant, job_id, report.page, effects.page_failures)
-        await self.views.write_job(job_id, job)
+        if _seen_at_once(effects):
+            await self.job_views.now(job_id, job)
+        else:
+            await self.job_views.later(job_id, job)
         if effects.lifecycle:
             await self.jobs.lifecycle(job_id, job, effects.previous)
         await self.jobs.settled(job, effects)
@@ -53,8 +63,19 @@ class Progress:
             await self.releases.ask(job_id, event.message.partition)
 
 
+def _seen_at_once(effects: Effects) -> bool:
+    """A report whose view a reader must see now: a status change, a hold settled."""
+    settled = bool(effects.answers) or effects.held is not None
+    return effects.lifecycle or effects.finished or settled
+
+
 def register(pipeline: Pipeline, releases: Releases) -> None:
     progress = Progress(pipeline, releases)
+
+    async def flush_job_views(app: Any, **kwargs: Any) -> None:
+        await progress.job_views.flush()
+
+    pipeline.app.on_before_shutdown.connect(flush_job_views)
 
     async def pages_done(stream: Any) -> None:
         # No wait for the changelog per report (it was the bound on the fan-out's

@@ -1,0 +1,71 @@
+"""A running job's view, written at most once per interval while its pages report.
+
+Every page report changes a job's counters. Written after each one, the view
+cost the job's owner a Redis round trip per page, and each write's notice on
+`<prefix>:jobs` dropped the API's kept copy of the job, so most GETs during
+a fan-out read Redis again. A report that only moves counters now leaves the
+job's newest record here; it is written `interval` later, once, whatever
+came meanwhile. A status change, a settled hold or a finished job is written
+at once, and takes whatever was waiting with it.
+
+A record left here by a worker that dies is not lost: the job's next report
+or its completion writes a newer one (every write is the whole record,
+versioned, and Redis keeps the newest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from streams.aggregate.state import JobState
+from streams.views import Views
+
+log = logging.getLogger(__name__)
+
+
+class PacedJobViews:
+    def __init__(self, views: Views, interval: float) -> None:
+        self.views = views
+        self.interval = interval
+        self._waiting: dict[str, JobState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def later(self, job_id: str, job: JobState) -> None:
+        """Write this record of the job within `interval`, unless a newer one replaces it
+        (at once if `interval` is 0)."""
+        if self.interval <= 0:
+            await self.now(job_id, job)
+            return
+        first = job_id not in self._waiting
+        self._waiting[job_id] = job
+        if first:
+            task = asyncio.get_running_loop().create_task(self._write_after(job_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def now(self, job_id: str, job: JobState) -> None:
+        """Write this record now; one of the same job waiting is older, and dropped."""
+        self._waiting.pop(job_id, None)
+        await self.views.write_job(job_id, job)
+
+    async def flush(self) -> None:
+        """Write every waiting record now (the worker is stopping)."""
+        for job_id in list(self._waiting):
+            job = self._waiting.pop(job_id, None)
+            if job is not None:
+                await self.views.write_job(job_id, job)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def _write_after(self, job_id: str) -> None:
+        await asyncio.sleep(self.interval)
+        job = self._waiting.pop(job_id, None)
+        if job is None:
+            return
+        try:
+            await self.views.write_job(job_id, job)
+        except Exception:  # the next report or the job's end writes a newer record
+            log.exception("job %s: its paced view write failed", job_id)
