@@ -325,8 +325,11 @@ def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
         accepted = sent = 0
         bounds = [users * n // (2 * POISON_PAIRS) for n in range(2 * POISON_PAIRS + 1)]
         kinds = [kind for _ in range(POISON_PAIRS) for kind in run.rng.sample([False, True], 2)]
+        walls: dict[bool, list[float]] = {False: [], True: []}
         for kind, (first, stop) in zip(kinds, itertools.pairwise(bounds), strict=True):
+            before = spent[kind].get("wall", 0.0)
             accepted += _timed_slice(run, phase, results, job_id, first, stop, spent[kind], kind)
+            walls[kind].append(spent[kind]["wall"] - before)
             users_of[kind] += stop - first
             if kind:
                 rounds_in = len(range(first, stop, 1000)) // GOOD_COMMANDS_PER_POISON_ROUND
@@ -336,6 +339,14 @@ def poison(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
         poisoned_rate = users_of[True] / poisoned["wall"]
         tally.notes.append(Phase.describe("clean slices", clean))
         tally.notes.append(Phase.describe("slices with poison", poisoned))
+        # Each slice's own time: a few slow slices, or every poisoned one a little slower.
+        tally.notes.append(
+            "slices, ms: "
+            + "; ".join(
+                f"{label} {' '.join(f'{1000 * w:.0f}' for w in walls[kind])}"
+                for label, kind in (("clean", False), ("with poison", True))
+            )
+        )
         tally.faults.append(
             f"{sent} poison commands ({', '.join(n for n, _ in POISON)}), one of each "
             f"before every {GOOD_COMMANDS_PER_POISON_ROUND}th good command of half the slices"
