@@ -17,23 +17,13 @@ from streams.ids import new_job_id
 from streams.settings import Settings
 from streams.views import Views
 from streams.views.notices import decode_job
+from tests.streams.job_records import job_record
 
 INTERVAL = 0.2
 
 
 def _job(enqueued: int, version: int) -> JobState:
-    job = JobState(
-        tenant="acme",
-        definition={"event": "e"},
-        send={},
-        data={},
-        created_at=1.0,
-        create_command="c",
-        applied_offset=0,
-        received=1000,
-    )
-    job.enqueued, job.version = enqueued, version
-    return job
+    return job_record(version, received=1000, enqueued=enqueued)
 
 
 class Notices:

@@ -17,22 +17,13 @@ from streams.api.wakeups import ResultWakeups
 from streams.ids import new_job_id
 from streams.settings import Settings
 from streams.views import Views
+from tests.streams.job_records import job_record
 
 NAME = "bulkstream-test-job-views"
 
 
 def _job(received: int, version: int) -> JobState:
-    job = JobState(
-        tenant="acme",
-        definition={"event": "e"},
-        send={},
-        data={},
-        created_at=1.0,
-        create_command="c",
-        applied_offset=0,
-    )
-    job.received, job.version = received, version
-    return job
+    return job_record(version, received=received)
 
 
 @asynccontextmanager
