@@ -76,14 +76,15 @@ format() { # format NODE: once, with the cluster's one id
   local dir; dir="$(node_dir "$1")"
   [[ -f "$dir/data/meta.properties" ]] && return
   if [[ ! -f "$STATE/cluster.id" ]]; then
-    # A Kafka cluster id: 16 random bytes, base64url without padding.
-    "$PYTHON" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))' \
-      > "$STATE/cluster.id"
+    "$PYTHON" "$HERE/new_cluster_id.py" > "$STATE/cluster.id"
   fi
   log "formatting node $1 (cluster $(cat "$STATE/cluster.id"))"
-  java -Xmx256m -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" \
+  if ! java -Xmx256m -Dlog4j2.configurationFile="$HERE/log4j2.properties" -cp "$LIBS/*" \
     kafka.tools.StorageTool format -t "$(cat "$STATE/cluster.id")" \
-    -c "$dir/server.properties" > "$dir/format.log" 2>&1
+    -c "$dir/server.properties" > "$dir/format.log" 2>&1; then
+    tail -n 40 "$dir/format.log" >&2
+    exit 1
+  fi
 }
 
 start_node() { # start_node NODE (background; does not wait)

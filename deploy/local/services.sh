@@ -89,11 +89,13 @@ kafka_up() {
   kafka_config
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
     local cluster_id
-    # A Kafka cluster id: 16 random bytes, base64url without padding.
-    cluster_id="$("$PYTHON" -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+    cluster_id="$("$PYTHON" "$HERE/new_cluster_id.py")"
     log "formatting kafka storage (cluster $cluster_id)"
-    kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
-      -c "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/format.log" 2>&1
+    if ! kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/format.log" 2>&1; then
+      tail -n 40 "$KAFKA_DIR/format.log" >&2
+      exit 1
+    fi
   fi
   log "starting kafka on $KAFKA_HOST:$KAFKA_PORT (log: $KAFKA_DIR/kafka.log)"
   nohup java -Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
