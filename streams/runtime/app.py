@@ -37,6 +37,7 @@ from streams.runtime.patches.flow_control import KeepQueuesOnResume
 from streams.runtime.patches.read_committed import ReadCommitted
 from streams.runtime.patches.restore_hooks import RestoreHooks
 from streams.runtime.patches.stale_acks import RefuseStaleAcks
+from streams.runtime.patches.table_readers import BoundedReaders
 from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
 
@@ -71,9 +72,10 @@ class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
-class DurableTable(RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
-    """The state table: changelog records acknowledged before any commit, and
-    restore hooks to rebuild what is kept locally only."""
+class DurableTable(BoundedReaders, RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
+    """The state table: changelog records acknowledged before any commit, restore
+    hooks to rebuild what is kept locally only, and a RocksDB whose open files
+    hold no memory that grows with the data."""
 
 
 class BulkApp(StopFeedFirst, HasDeliveries, faust.App):
@@ -134,7 +136,8 @@ def create_runtime(settings: Settings) -> Runtime:
             value_type=bytes,
             partitions=settings.partitions,
             # Small memtables and caches per partition, so a worker's memory does not
-            # follow the size of the jobs it holds (RocksDB keeps the rest on disk).
+            # follow the size of the jobs it holds (RocksDB keeps the rest on disk;
+            # the index and filter blocks share the block cache: BoundedReaders).
             # Files of 8 MiB, not faust's 64: a compaction's transient memory follows
             # the size of the files it writes (docs/benchmarks.md, memory).
             options={
@@ -143,6 +146,7 @@ def create_runtime(settings: Settings) -> Runtime:
                 "target_file_size_base": 8 * 1024 * 1024,
                 "block_cache_size": 8 * 1024 * 1024,
                 "block_cache_compressed_size": 1024 * 1024,
+                "bloom_filter_size": 10,
             },
         )
     )

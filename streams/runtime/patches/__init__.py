@@ -16,4 +16,5 @@ faust-streaming's master: each is still needed, none dropped.
 * current_event: table writes outside streams, in a stand-in event (faust-streaming#497)
 * restore_hooks: a table tells what it restored from its changelog
 * stale_stores: a store ahead of its changelog is rebuilt, not fatal (faust-streaming#158)
+* table_readers: a store's index and filter blocks live in its block cache, partitioned
 """

@@ -1,0 +1,92 @@
+"""Patch: a table's RocksDB keeps its index and filter blocks in the block cache,
+in partitions, so the memory of its open files does not grow with its data.
+
+Upstream: none (a missing option, not a fault): faust's `RocksDBOptions`
+(0.15.3 and master) builds the rocksdict table factory itself, with a
+binary-search index and a filter per file, both held by the file's reader
+outside the block cache, and passes no other table option (`extra_options`
+never reach rocksdict).
+
+Failure it prevents: a worker whose memory follows the size of its jobs. A
+job's dedupe and message-id index add two keys per user; the readers of
+those files held about 3 MB per million users, so a 10M-user job's owner
+peaked 35 MiB above a 1M-user job's (docs/benchmarks.md, memory). Here the
+index and the filter of each file are cut in 4 KiB partitions that live in
+the block cache like data blocks; only their top levels stay pinned. The
+filter has 10 bits a key (faust's 3 made one dedupe miss in five read a data
+block, which the partitions would then have to fetch as well).
+
+Regression test: tests/streams/runtime/test_table_readers.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import rocksdict
+from faust.stores import rocksdb as rocksdb_store
+from yarl import URL
+
+PARTITION_BYTES = 4096
+
+
+class BoundedReadersOptions(rocksdb_store.RocksDBOptions):
+    """faust's options for a rocksdict store, with a table factory whose index and
+    filter blocks are partitioned and cached."""
+
+    def as_options(self) -> rocksdict.Options:
+        if not self.use_rocksdict:
+            raise RuntimeError("table_readers patches the rocksdict store only")
+        options: rocksdict.Options = super().as_options()
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(rocksdict.Cache(self.block_cache_size))
+        table.set_bloom_filter(self.bloom_filter_size, False)  # full filters, which partition
+        table.set_partition_filters(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+        table.set_metadata_block_size(PARTITION_BYTES)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        return options
+
+
+class BoundedReadersStore(rocksdb_store.Store):
+    """faust's RocksDB store, opening its partitions with `BoundedReadersOptions`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        faust_options = self.rocksdb_options
+        self.rocksdb_options = BoundedReadersOptions(
+            max_open_files=faust_options.max_open_files,
+            write_buffer_size=faust_options.write_buffer_size,
+            max_write_buffer_number=faust_options.max_write_buffer_number,
+            target_file_size_base=faust_options.target_file_size_base,
+            block_cache_size=faust_options.block_cache_size,
+            block_cache_compressed_size=faust_options.block_cache_compressed_size,
+            bloom_filter_size=faust_options.bloom_filter_size,
+            use_rocksdict=faust_options.use_rocksdict,
+            ttl=faust_options.ttl,
+            **faust_options.extra_options,
+        )
+
+
+class BoundedReaders(faust.Table):  # type: ignore[type-arg]
+    """A faust table whose `rocksdb://` store is a `BoundedReadersStore`."""
+
+    def _new_store_by_url(self, url: str | URL) -> Any:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        return BoundedReadersStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
