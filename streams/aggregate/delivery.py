@@ -139,19 +139,15 @@ class DeliveryFold:
         # A job's reports, by the partition they came on: one on another partition than
         # its job's (a producer without the murmur2 partitioner) finds no job there.
         batches: dict[tuple[int, str], JobBatch] = {}
+        decoded: list[tuple[CommandMessage, JobBatch, DeliveryReport]] = []
         for message in messages:
             try:
                 report = parse_report(message.key, message.value)
                 batch = batches.get((message.partition, report.job_id))
                 if batch is None:
-                    batch = JobBatch(report.job_id, message)
-                    batches[(message.partition, report.job_id)] = batch
-                    batch.db = partition_db(self.state, message.partition)
-                    with in_event(message):
-                        batch.job = self.jobs.load(report.job_id)
-                    if batch.job is not None:
-                        batch.prefix = message_id_prefix(batch.job.created_at)
-                found = self.check(batch, report)
+                    batch = batches[(message.partition, report.job_id)] = self.open_batch(
+                        message, report.job_id
+                    )
             except PoisonReport as exc:
                 sending.append(await self.dead_letter(message, exc.reason, exc.detail))
                 continue
@@ -162,11 +158,14 @@ class DeliveryFold:
                 detail = f"{type(exc).__name__}: {exc}"
                 sending.append(await self.dead_letter(message, "invalid", detail))
                 continue
-            if isinstance(found, tuple):
-                sending.append(await self.dead_letter(message, *found))
+            decoded.append((message, batch, report))
+        found = self.check([(batch, report) for _, batch, report in decoded])
+        for (message, batch, report), position in zip(decoded, found, strict=True):
+            if isinstance(position, tuple):
+                sending.append(await self.dead_letter(message, *position))
                 continue
-            batch.reported.append(Reported(message.offset, found, report))
-            batch.ids[found] = report.message_id
+            batch.reported.append(Reported(message.offset, position, report))
+            batch.ids[position] = report.message_id
         for batch in batches.values():
             if batch.reported:
                 sending.extend(await self.fold(batch))
@@ -176,30 +175,55 @@ class DeliveryFold:
             if batch.folded is not None and batch.folded.changed:
                 await self.record(batch)
 
-    def check(self, batch: JobBatch, report: DeliveryReport) -> int | tuple[str, str]:
-        """The position of the report's message, or why it cannot be folded (reason, detail)."""
-        job = batch.job
-        if job is None:
-            return "unknown-job", (
-                f"no job {report.job_id} on this partition (a report is keyed by its job id, "
-                "with the Java-compatible murmur2 partitioner)"
-            )
-        if report.tenant is not None and report.tenant != job.tenant:
-            return "wrong-tenant", f"job {report.job_id} is not of tenant {report.tenant}"
-        raw = None
-        if len(report.message_id) == len(batch.prefix) + 24 and report.message_id.startswith(
-            batch.prefix
-        ):
-            raw = batch.db.get(message_index_key(report.job_id, report.message_id[-24:]))
-        if raw is None:
-            return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
-        if job.status in UNSENT:
-            return "not-sent", f"job {report.job_id} has sent nothing yet ({job.status.value})"
-        position = int(raw)
-        failed = batch.db.get(failure_key(report.job_id, position))
-        if failed is not None:
-            return "not-sent", f"the fan-out failed this user: {bytes(failed).decode()}"
-        return position
+    def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
+        batch = JobBatch(job_id, message)
+        batch.db = partition_db(self.state, message.partition)
+        with in_event(message):
+            batch.job = self.jobs.load(job_id)
+        if batch.job is not None:
+            batch.prefix = message_id_prefix(batch.job.created_at)
+        return batch
+
+    def check(self, reports: list[tuple[JobBatch, DeliveryReport]]) -> list[int | tuple[str, str]]:
+        """For each report, the position of its message, or why it cannot be folded
+        (reason, detail). The message index, then the failure keys of the positions
+        found, are read with one multi-get each."""
+        checked: list[int | tuple[str, str]] = []
+        asked: list[tuple[int, JobBatch, bytes]] = []  # (report, batch, index key)
+        for n, (batch, report) in enumerate(reports):
+            job = batch.job
+            if job is None:
+                checked.append(unknown_job(report))
+            elif report.tenant is not None and report.tenant != job.tenant:
+                checked.append(
+                    ("wrong-tenant", f"job {report.job_id} is not of tenant {report.tenant}")
+                )
+            elif len(report.message_id) != len(batch.prefix) + 24 or not (
+                report.message_id.startswith(batch.prefix)
+            ):
+                checked.append(unknown_message(report))
+            else:
+                checked.append(-1)
+                asked.append((n, batch, message_index_key(report.job_id, report.message_id[-24:])))
+        failures: list[tuple[int, JobBatch, bytes]] = []
+        for (n, _, _), raw in zip(asked, multi_get(asked), strict=True):
+            batch, report = reports[n]
+            job = batch.job
+            assert job is not None
+            if raw is None:
+                checked[n] = unknown_message(report)
+            elif job.status in UNSENT:
+                checked[n] = (
+                    "not-sent",
+                    f"job {report.job_id} has sent nothing yet ({job.status.value})",
+                )
+            else:
+                checked[n] = position = int(raw)
+                failures.append((n, batch, failure_key(report.job_id, position)))
+        for (n, _, _), failed in zip(failures, multi_get(failures), strict=True):
+            if failed is not None:
+                checked[n] = ("not-sent", f"the fan-out failed this user: {bytes(failed).decode()}")
+        return checked
 
     async def fold(self, batch: JobBatch) -> list[asyncio.Future[None]]:
         """Fold the job's reports; send a message event per state reached."""
@@ -282,6 +306,30 @@ class DeliveryFold:
         return await self.open().send(
             self.settings.topic_delivery_status_dlq, message.key, message.value or b"", headers
         )
+
+
+def unknown_job(report: DeliveryReport) -> tuple[str, str]:
+    return "unknown-job", (
+        f"no job {report.job_id} on this partition (a report is keyed by its job id, "
+        "with the Java-compatible murmur2 partitioner)"
+    )
+
+
+def unknown_message(report: DeliveryReport) -> tuple[str, str]:
+    return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
+
+
+def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
+    """The values of the keys asked, in order: one multi-get per partition's store."""
+    found: list[Any] = [None] * len(asked)
+    by_db: dict[int, list[int]] = defaultdict(list)
+    for i, (_, batch, _) in enumerate(asked):
+        by_db[id(batch.db)].append(i)
+    for indexes in by_db.values():
+        db = asked[indexes[0]][1].db
+        for i, value in zip(indexes, db[[asked[i][2] for i in indexes]], strict=True):
+            found[i] = value
+    return found
 
 
 def outcome(position: int, message_id: str, reached: Reached) -> MessageOutcome:
