@@ -75,9 +75,10 @@ _SCENARIOS = {
     "(`streams/runtime/patches/table_readers.py`), with 10 bits a key in the filter instead "
     "of faust's 3: the probe peaked at 57 MiB at 1M and 71 MiB at 10M, and a dedupe miss or "
     "a message-index hit cost within 10 % of what they did there (a filter kept whole in the "
-    "cache made each dedupe lookup 2 to 4 times as costly). In the worker, ingest costs about "
-    "30 % more CPU with it (two back-to-back pairs of `--only ingest`: 43k and 49k users per "
-    "CPU-second against 62k and 64k), which the probe does not show; not explained yet.",
+    "cache made each dedupe lookup 2 to 4 times as costly). Its cost to ingest in the worker "
+    "is unsettled: two back-to-back pairs of `--only ingest` gave 43k and 49k users per "
+    "CPU-second with it against 62k and 64k without, but the full run of 2026-12-02 09:48, "
+    "with it, gave 62k.",
     "latency": "W workers and a `bulkstream api`; the first job is created as soon as every "
     "process answers `/readyz` (readiness has to mean the fan-out holds its partitions). Then "
     "40 jobs of 10 users, one after another: create, ingest, run, and `GET /bulk/{id}` every "
