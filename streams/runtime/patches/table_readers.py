@@ -58,18 +58,9 @@ class BoundedReadersStore(rocksdb_store.Store):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        faust_options = self.rocksdb_options
+        # As faust's Store builds its RocksDBOptions (0.15.3), with this class.
         self.rocksdb_options = BoundedReadersOptions(
-            max_open_files=faust_options.max_open_files,
-            write_buffer_size=faust_options.write_buffer_size,
-            max_write_buffer_number=faust_options.max_write_buffer_number,
-            target_file_size_base=faust_options.target_file_size_base,
-            block_cache_size=faust_options.block_cache_size,
-            block_cache_compressed_size=faust_options.block_cache_compressed_size,
-            bloom_filter_size=faust_options.bloom_filter_size,
-            use_rocksdict=faust_options.use_rocksdict,
-            ttl=faust_options.ttl,
-            **faust_options.extra_options,
+            **(self.options or {}), use_rocksdict=self.use_rocksdict
         )
 
 
