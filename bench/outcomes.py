@@ -27,6 +27,7 @@ from streams.testing.topics import read_topic
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
 from .procs import log_findings
+from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
 
 AT = 1_760_000_000_000
@@ -78,6 +79,11 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
         key = create.job_id.encode()
         reporter = Producer(producer_config(s) | {"linger.ms": 20})
+        profiler = Profiler(bench.log_dir) if opts.profile else None
+        if profiler is not None:
+            for worker in workers:
+                profiler.attach(f"fold-{worker.worker_id}", worker.pid)
+            time.sleep(1.0)  # let py-spy attach before the reports come
         started = time.perf_counter()
         for value in reports:
             while True:
@@ -97,6 +103,8 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         while not folded() and time.monotonic() < deadline:
             time.sleep(0.02)
         fold_seconds = time.perf_counter() - started
+        if profiler is not None:
+            _summarize(profiler, fold_seconds, result)
         check(folded(), f"the job view counts {n:,} messages SENT", result)
         cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
     finally:
@@ -136,3 +144,15 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         f"folded; the folding worker ({folder}) used {cpu[folder]:.1f} CPU-s "
         f"({n / cpu[folder]:,.0f} reports per CPU-second)"
     )
+
+
+def _summarize(profiler: Profiler, seconds: float, result: ScenarioResult) -> None:
+    summary = summarize(profiler.stop())
+    result.details["profile"] = {
+        "seconds": seconds,
+        "samples": summary.samples,
+        "rate_hz": profiler.rate,
+        "threads": dict(summary.threads),
+        "stages": dict(summary.stages.most_common()),
+        "top": summary.top(25),
+    }

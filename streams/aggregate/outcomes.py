@@ -23,18 +23,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from schemas.delivery import RANK, DeliveryReport, DeliveryStatus
+from schemas.delivery import RANK, DeliveryStatus
 
 # state -> [at, reason, provider] of its first report
 Reached = dict[DeliveryStatus, tuple[int, str | None, str | None]]
+# A state's name -> the state: a dict lookup, where `DeliveryStatus(name)` runs Python.
+STATUSES: dict[str, DeliveryStatus] = {status.value: status for status in DeliveryStatus}
+
+
+class Report(NamedTuple):
+    """A delivery report as the fold reads it (`streams.aggregate.reports` decodes it
+    from the wire, where `schemas.delivery.DeliveryReport` defines it)."""
+
+    message_id: str
+    job_id: str
+    status: DeliveryStatus
+    at: int
+    reason: str | None = None
+    provider: str | None = None
+    tenant: str | None = None
 
 
 def status_of(reached: Reached) -> DeliveryStatus | None:
     """The highest state reached (None: no report yet)."""
+    if len(reached) == 1:  # most messages: one report, or one state reported again
+        return next(iter(reached))
     return max(reached, key=RANK.__getitem__) if reached else None
 
 
@@ -43,7 +60,7 @@ def _order(first: tuple[int, str | None, str | None]) -> tuple[int, str, str]:
     return at, reason or "", provider or ""
 
 
-def fold(reached: Reached, report: DeliveryReport) -> Reached | None:
+def fold(reached: Reached, report: Report) -> Reached | None:
     """The state with this report folded in; None when it changes nothing."""
     first = (report.at, report.reason, report.provider)
     known = reached.get(report.status)
@@ -52,9 +69,11 @@ def fold(reached: Reached, report: DeliveryReport) -> Reached | None:
     return {**reached, report.status: first}
 
 
-@dataclass
-class Stored:
-    """A message's state as kept: `by` the batch that wrote it, `before` that batch."""
+class Stored(NamedTuple):
+    """A message's state as kept: `by` the batch that wrote it, `before` that batch.
+
+    Its JSON is the tuple itself, `[reached, by, before]`, each `reached` an object
+    of state name -> `[at, reason, provider]` (orjson writes it as is)."""
 
     reached: Reached
     by: int
@@ -64,20 +83,13 @@ class Stored:
         """The state as the summary folded up to `upto` counts it."""
         return self.reached if self.by <= upto else self.before
 
-    def to_json(self) -> list[Any]:
-        return [_reached_json(self.reached), self.by, _reached_json(self.before)]
-
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> Stored:
         return cls(_reached_from(raw[0]), int(raw[1]), _reached_from(raw[2]))
 
 
-def _reached_json(reached: Reached) -> dict[str, list[Any]]:
-    return {status.value: list(first) for status, first in reached.items()}
-
-
 def _reached_from(raw: dict[str, list[Any]]) -> Reached:
-    return {DeliveryStatus(name): (int(v[0]), v[1], v[2]) for name, v in raw.items()}
+    return {STATUSES[name]: (int(v[0]), v[1], v[2]) for name, v in raw.items()}
 
 
 @dataclass
@@ -94,7 +106,7 @@ class Summary:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Summary:
         data = orjson.loads(raw)
-        counts = {DeliveryStatus(name): int(n) for name, n in data["counts"].items()}
+        counts = {STATUSES[name]: int(n) for name, n in data["counts"].items()}
         return cls(counts, int(data["upto"]))
 
     def view(self) -> dict[str, int]:
@@ -102,21 +114,19 @@ class Summary:
         return {status.value: self.counts.get(status, 0) for status in DeliveryStatus}
 
 
-@dataclass(frozen=True)
-class Reported:
+class Reported(NamedTuple):
     """One report to fold: its offset, its message's position in the job, the report."""
 
     offset: int
     position: int
-    report: DeliveryReport
+    report: Report
 
 
-@dataclass(frozen=True)
-class Raised:
+class Raised(NamedTuple):
     """A message reached a higher state: what its message event says."""
 
     position: int
-    report: DeliveryReport
+    report: Report
     previous: DeliveryStatus | None
 
 
@@ -185,7 +195,10 @@ def block_of(position: int) -> int:
 
 
 def encode_block(states: dict[int, Stored]) -> bytes:
-    return orjson.dumps({str(position): state.to_json() for position, state in states.items()})
+    """`{"<position>": [reached, by, before], ...}`, written by orjson in one call (its
+    non-str keys option writes positions and states by their text; a `Stored` goes as
+    the tuple it is)."""
+    return orjson.dumps(states, default=tuple, option=orjson.OPT_NON_STR_KEYS)
 
 
 def decode_block(raw: bytes) -> dict[int, Stored]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
@@ -52,8 +52,7 @@ class MessageRecord:
     entry: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class MessageOutcome:
+class MessageOutcome(NamedTuple):
     """What the views keep of one message's delivery."""
 
     position: int
@@ -65,13 +64,14 @@ class MessageOutcome:
     times: dict[DeliveryStatus, int]
 
     def to_json(self) -> bytes:
-        entry: dict[str, Any] = {"status": self.status.value, "at": self.at}
+        # orjson writes a state by its name, as a value and (with the option) as a key.
+        entry: dict[str, Any] = {"status": self.status, "at": self.at}
         if self.reason is not None:
             entry["reason"] = self.reason
         if self.provider is not None:
             entry["provider"] = self.provider
-        entry["times"] = {status.value: at for status, at in self.times.items()}
-        return orjson.dumps(entry)
+        entry["times"] = self.times
+        return orjson.dumps(entry, option=orjson.OPT_NON_STR_KEYS)
 
 
 def user_delivery(raw: bytes) -> dict[str, Any]:
@@ -104,17 +104,17 @@ class DeliveryViews:
         # hash -> its fields and values, flat: the script takes them as one JSON argument
         # (a few thousand separate arguments cost more to encode than Redis takes to apply).
         hashes: dict[str, list[str]] = {}
+        buckets: dict[int, list[str]] = {}  # bucket number -> its fields, as in `hashes`
         for outcome in outcomes:
-            bucket = keys.delivery_bucket(
-                self.prefix, tenant, job_id, keys.bucket_of(outcome.position)
-            )
-            hashes.setdefault(bucket, []).extend(
-                (str(outcome.position), outcome.to_json().decode())
-            )
-            index = keys.messages(self.prefix, tenant, outcome.message_id)
-            hashes.setdefault(index, []).extend(
-                (outcome.message_id[-24:], f"{outcome.position} {job_id}")
-            )
+            position, message_id = outcome.position, outcome.message_id
+            number = keys.bucket_of(position)
+            fields = buckets.get(number)
+            if fields is None:
+                bucket = keys.delivery_bucket(self.prefix, tenant, job_id, number)
+                fields = buckets[number] = hashes.setdefault(bucket, [])
+            fields += (str(position), outcome.to_json().decode())
+            index = keys.messages(self.prefix, tenant, message_id)
+            hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
         if hashes:
             await self._write_fields(
                 keys=list(hashes),

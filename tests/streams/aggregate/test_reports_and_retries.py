@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from schemas.delivery import MAX_AT
-from streams.aggregate.delivery import PoisonReport, parse_report
+from streams.aggregate.reports import PoisonReport, parse_report
 from streams.aggregate.retry import chunks
 from streams.ids import derived_job_id
 
