@@ -37,6 +37,7 @@ from .env import (
     sentinel_intact,
     stack_identity,
 )
+from .procs import settle
 from .report import render, write
 from .results import Figure, ScenarioResult
 from .scale import compute
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     failures: dict[str, str] = {}
     try:
         for name in chosen:
+            waited = settle()
+            say(f"{name}: the machine settled in {waited:.0f} s")
             began = time.monotonic()
             stack = stack_identity(bench.base)
             sentinel = f"bench:{bench.run_id}:sentinel"

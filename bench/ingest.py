@@ -27,6 +27,7 @@ from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.processes import (
+    WorkerProcess,
     cpu_seconds,
     settings_env,
     start_workers,
@@ -40,7 +41,8 @@ from .env import REPO, TENANT, Options, Run, redis_client, say
 from .jobs import create_job, ingest, ingest_commands
 from .kafka import end_offsets
 from .naive_ingest import received_key, users_changelog
-from .procs import busy_fraction, log_findings, machine_busy
+from .procs import busy_fraction, log_findings, machine_busy, thread_cpu
+from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
 
 # Issue #21, target 5: users accepted per CPU-second of the worker holding the job.
@@ -76,6 +78,8 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         check(ingested.accepted == n, f"results: {n:,} users accepted", result)
         job = views.job(create.job_id)
         check(job is not None and job.received == n, f"view: received = {n:,}", result)
+        if opts.profile:
+            _profile(bench, producer, views, workers, n, result)
     finally:
         stop_all(workers)
         views.close()
@@ -109,7 +113,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         f"CPU-second; the other worker(s) {sum(cpu) - max(cpu):.1f} CPU-s. The naive agent: "
         f"{naive.cpu_seconds:.1f} CPU-s, {naive_per_cpu:,.0f} users per CPU-second."
     )
-    result.details = {
+    result.details |= {
         "users": n,
         "commands": len(commands),
         "seconds": ingested.seconds,
@@ -124,6 +128,48 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         "naive_users_per_cpu_second": naive_per_cpu,
         "naive_machine_busy": naive.machine_busy,
         "naive_changelog_complete_s": naive.changelog_after,
+    }
+
+
+def _profile(
+    bench: Run,
+    producer: CommandProducer,
+    views: ViewReader,
+    workers: list[WorkerProcess],
+    n: int,
+    result: ScenarioResult,
+) -> None:
+    """A second job of n users ingested under py-spy (untimed), with the CPU of each
+    of the workers' threads meanwhile."""
+    create = create_job(producer, views)
+    commands = ingest_commands(create.job_id, n)
+    say(f"ingest: a second job of {n:,} users under py-spy (untimed)")
+    profiler = Profiler(bench.log_dir)
+    for worker in workers:
+        profiler.attach(f"ingest-{worker.worker_id}", worker.pid)
+    time.sleep(1.0)  # let py-spy attach before the commands come
+    threads_before = {w.worker_id: thread_cpu(w.pid) for w in workers}
+    try:
+        ingested = ingest(producer, views, commands)
+    finally:
+        paths = profiler.stop()
+    threads = {}
+    for worker in workers:
+        before, after = threads_before[worker.worker_id], thread_cpu(worker.pid)
+        threads[worker.worker_id] = {
+            name: seconds - before.get(name, 0.0) for name, seconds in after.items()
+        }
+    owner = max(threads, key=lambda worker: sum(threads[worker].values()))
+    busiest = sorted(threads[owner].items(), key=lambda item: -item[1])[:12]
+    summary = summarize(paths)
+    result.details["profile"] = {
+        "seconds": ingested.seconds,
+        "samples": summary.samples,
+        "rate_hz": profiler.rate,
+        "threads": dict(summary.threads),
+        "stages": dict(summary.stages.most_common()),
+        "top": summary.top(20),
+        "thread_cpu_seconds": {name: round(seconds, 2) for name, seconds in busiest},
     }
 
 

@@ -5,7 +5,9 @@ API's own latency histogram.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +43,35 @@ def busy_fraction(before: tuple[float, float], after: tuple[float, float]) -> fl
     """Share of all cores busy between two `machine_busy` readings."""
     total = after[1] - before[1]
     return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of a live process's threads so far, by thread name
+    (RocksDB's background threads are `rocksdb:low`/`rocksdb:high`, librdkafka's `rdk:*`)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        name = _NUMBERS.sub("#", name)
+        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return by_name
+
+
+def settle(quiet: float = 0.25, window: float = 1.0, patience: float = 90.0) -> float:
+    """Wait until the machine's cores are busy less than `quiet` over a `window` (the
+    last scenario's broker, Redis and disk work done), at most `patience` seconds;
+    the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < patience:
+        before = machine_busy()
+        time.sleep(window)
+        if busy_fraction(before, machine_busy()) < quiet:
+            break
+    return time.monotonic() - started
 
 
 _LEVEL = re.compile(r"\[(WARNING|ERROR|CRITICAL)\] (.*)")

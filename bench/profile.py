@@ -86,6 +86,11 @@ STAGES = (
     ("FanoutLoop._fan_out", "fan-out: building and producing the sends"),
     ("FanoutLoop", "fan-out: consuming pages, transactions"),
     ("streams/aggregate/progress.py", "aggregate: folding page progress"),
+    ("streams/aggregate/reports.py", "delivery fold: decoding reports"),
+    ("DeliveryFold.check", "delivery fold: finding the messages (RocksDB)"),
+    ("DeliveryFold.fold", "delivery fold: folding, message events"),
+    ("DeliveryFold.record", "delivery fold: state and Redis views"),
+    ("streams/webhooks/", "webhooks: reading events"),
     ("streams/views/", "Redis views"),
 )
 OTHER = "other (faust, asyncio, timers, metrics)"

@@ -15,7 +15,9 @@ again. Every scenario runs against the local stack (`make up`: one Kafka broker,
 with real `bulkstream worker` processes, in topics, consumer groups and a Redis prefix of its
 own, and each figure is compared with a baseline measured **in the same run, on the same
 broker**: the machine is small and shared, so absolute numbers move from run to run; the
-ratios much less.
+ratios much less. Each scenario starts once the machine has settled (its cores less than 25 %
+busy over a second, at most 90 s of waiting): the last one's broker, Redis and disk work is
+not timed in the next.
 """
 
 _REPRODUCE = """\
@@ -139,37 +141,65 @@ def _details(details: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+# What each profiled scenario's section says it profiled.
+_PROFILED = {
+    "fanout": "every worker while a second job of the same size fanned out",
+    "outcomes": "every worker while the timed delivery reports were folded (in the timed "
+    "window: py-spy's cost is in that run's figure)",
+    "ingest": "every worker while a second job of the same size was ingested (untimed)",
+}
+
+
 def _profile(results: list[ScenarioResult]) -> list[str]:
-    fan = next((r for r in results if r.name == "fanout"), None)
-    profile = fan.details.get("profile") if fan else None
     lines = ["## Where the time goes", ""]
-    if not profile:
+    profiled = [(r.name, r.details["profile"]) for r in results if r.details.get("profile")]
+    if not profiled:
         return [*lines, "Not profiled in this run (`--profile` adds it).", ""]
+    for name, profile in profiled:
+        lines += [f"### {name}", "", *_one_profile(name, profile)]
+    return lines
+
+
+def _one_profile(name: str, profile: dict[str, Any]) -> list[str]:
     threads = profile["threads"]
     total = sum(threads.values()) or 1
-    split = ", ".join(f"{name} {100 * n / total:.0f} %" for name, n in threads.items())
-    lines += [
+    split = ", ".join(f"{thread} {100 * n / total:.0f} %" for thread, n in threads.items())
+    lines = [
         f"py-spy (`record --format raw --threads --nonblocking`, {profile['rate_hz']} Hz) on "
-        f"every worker while a second job of the same size fanned out "
-        f"({profile['seconds']:.1f} s, untimed); {profile['samples']:,} non-idle samples, "
-        f"by thread: {split} (`MainThread` runs the faust agents, `fanout` the transactional "
-        "fan-out loop). Collapsed stacks folded by their leaf function: self time, as a share "
-        "of the non-idle samples. A C call (librdkafka's produce, orjson, RocksDB) counts in "
-        "the Python function that made it; py-spy's idle filter is approximate, so part of an "
-        "event loop's `select` shows.",
+        f"{_PROFILED.get(name, 'every worker')} ({profile['seconds']:.1f} s); "
+        f"{profile['samples']:,} non-idle samples, by thread: {split} (`MainThread` runs "
+        "the faust agents and the feeds, `fanout` the transactional fan-out loop, `webhooks` "
+        "the webhook dispatcher, `*-poll` librdkafka's delivery callbacks). Collapsed stacks "
+        "folded by their leaf function: self time, as a share of the non-idle samples. A C "
+        "call (librdkafka's produce, orjson, RocksDB) counts in the Python function that "
+        "made it; py-spy's idle filter is approximate, so part of an event loop's `select` "
+        "shows.",
         "",
         "By part of the product (every sample of a stack that passes through it): "
         + ", ".join(
-            f"{name} {100 * n / (profile['samples'] or 1):.0f} %"
-            for name, n in profile.get("stages", {}).items()
+            f"{stage} {100 * n / (profile['samples'] or 1):.0f} %"
+            for stage, n in profile.get("stages", {}).items()
         )
         + ".",
         "",
         "| # | function (file) | self % |",
         "|---|---|---|",
     ]
-    for i, (name, share) in enumerate(profile["top"], 1):
-        lines.append(f"| {i} | `{name}` | {share:.1f} |")
+    for i, (function, share) in enumerate(profile["top"], 1):
+        lines.append(f"| {i} | `{function}` | {share:.1f} |")
+    threads_cpu = profile.get("thread_cpu_seconds")
+    if threads_cpu:
+        busiest = sum(threads_cpu.values()) or 1
+        lines += [
+            "",
+            "CPU of the busiest worker's threads meanwhile (from `/proc`, by thread name; "
+            "RocksDB's background threads are `rocksdb:*`, librdkafka's `rdk:*`): "
+            + ", ".join(
+                f"{thread} {seconds:.1f} s ({100 * seconds / busiest:.0f} %)"
+                for thread, seconds in threads_cpu.items()
+            )
+            + ".",
+        ]
     return [*lines, ""]
 
 
