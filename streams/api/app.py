@@ -33,7 +33,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, ValidationError
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -85,6 +84,7 @@ from streams.ids import derived_job_id, new_command_id, new_job_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.views import InvalidCursor, Views
+from streams.views.connection import redis_from_url
 
 log = logging.getLogger(__name__)
 # fullmatch, not match with `$`: `$` also matches before a final newline ("job\n").
@@ -106,7 +106,7 @@ class Api:
     def __init__(self, settings: Settings, keys: ApiKeys) -> None:
         self.settings = settings
         self.keys = keys
-        self.redis = aioredis.from_url(
+        self.redis = redis_from_url(
             settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
         )
         self.views = Views(self.redis, settings.redis_prefix, settings.retention_seconds)

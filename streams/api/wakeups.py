@@ -28,13 +28,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from streams.api.job_views import JobViewCache
 from streams.views import keys, notices
+from streams.views.connection import redis_from_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,7 +69,7 @@ class ResultWakeups:
         self.job_views = job_views
         # Its own client: a subscribed connection serves nothing else. No retries of
         # its own either: a failure reaches `_run`, which reconnects and resubscribes.
-        self.redis = aioredis.from_url(
+        self.redis = redis_from_url(
             redis_url,
             socket_timeout=5.0,
             socket_connect_timeout=2.0,

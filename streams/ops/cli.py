@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from schemas.views import JobStatus
 from streams.settings import Settings
 from streams.views import Views
+from streams.views.connection import redis_from_url
 
 
 def _cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,7 +63,7 @@ def _records(paths: list[str]) -> Iterator[dict[str, Any]]:
 
 def _views(settings: Settings) -> Views:
     return Views(
-        aioredis.from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds
+        redis_from_url(settings.redis_url), settings.redis_prefix, settings.retention_seconds
     )
 
 

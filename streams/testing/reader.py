@@ -15,7 +15,6 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,6 +25,7 @@ from schemas.views import JobStatus, JobView
 from streams.settings import Settings
 from streams.testing.processes import wait_for
 from streams.views import UsersPage, Views, keys
+from streams.views.connection import redis_from_url
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ class ViewReader:
         self.settings = settings
         self.tenant = tenant
         self._runner = asyncio.Runner()
-        self.redis = aioredis.from_url(
+        self.redis = redis_from_url(
             settings.redis_url,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 60),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],

@@ -28,6 +28,7 @@ from schemas.commands import CommandResult, courier_definition, echo, identity_o
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
 from streams.ids import message_id
 from streams.views import keys, notices
+from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, user_delivery
 
 ENQUEUED = b"ENQUEUED"
@@ -92,7 +93,7 @@ def patient_redis(url: str) -> aioredis.Redis:
     Views are derived, so an agent may as well wait for Redis: its event stays
     unacked and nothing is lost. A client that raised instead would take the
     worker down. Time-outs turn a paused server into retries too."""
-    return aioredis.from_url(
+    return redis_from_url(
         url,
         socket_timeout=5.0,
         socket_connect_timeout=5.0,

@@ -1,0 +1,88 @@
+"""Commands packed by hiredis: the same bytes as redis-py's own packing, the same errors,
+and a real Redis that reads them back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+
+from streams.views.connection import (
+    PackedConnection,
+    PackedSSLConnection,
+    PackedUnixConnection,
+    redis_from_url,
+)
+
+USERS_VIEW = (
+    "HSET",
+    "bs:acme:job:1-x:users:0",
+    *(
+        part
+        for n in range(1000)
+        for part in (str(n), orjson.dumps({"to": {"email": f"user{n}@example.com"}}))
+    ),
+)
+COMMANDS: list[tuple[Any, ...]] = [
+    USERS_VIEW,
+    ("SET", "k", 1.5),
+    ("SET", b"k", 10**20),
+    ("SET", "k", -3),
+    ("SET", "k", "é"),
+    ("SET", "k", memoryview(b"ab")),
+    ("SET", "k", bytearray(b"x")),  # hiredis refuses it; redis-py packs it
+    ("CONFIG GET", "maxmemory"),  # a name with a space: redis-py splits it
+    ("EVALSHA", "0" * 40, 1, "key", orjson.dumps([["a", "b"]])),
+]
+
+
+def packed(connection: Connection, args: tuple[Any, ...]) -> bytes:
+    return b"".join(bytes(chunk) for chunk in connection.pack_command(*args))
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda args: str(args[0])[:12])
+def test_hiredis_packs_the_bytes_redis_py_packs(args: tuple[Any, ...]) -> None:
+    assert packed(PackedConnection(), args) == packed(Connection(), args)
+
+
+@pytest.mark.parametrize("value", [None, True])
+def test_what_redis_py_refuses_is_refused_alike(value: object) -> None:
+    with pytest.raises(DataError):
+        PackedConnection().pack_command("SET", "k", value)
+
+
+def test_every_scheme_gets_its_packing_connection() -> None:
+    for url, kind in [
+        ("redis://127.0.0.1:1/0", PackedConnection),
+        ("rediss://127.0.0.1:1/0", PackedSSLConnection),
+        ("unix:///tmp/none.sock", PackedUnixConnection),
+    ]:
+        client = redis_from_url(url, socket_timeout=1.0)
+        assert client.connection_pool.connection_class is kind
+        assert client.connection_pool.connection_kwargs["socket_timeout"] == 1.0
+        asyncio.run(client.aclose())
+
+
+def test_a_real_redis_reads_back_what_was_packed(redis_url: str, unique: str) -> None:
+    key = f"{unique}:users"
+
+    async def scenario() -> tuple[Any, ...]:
+        client = redis_from_url(redis_url)
+        try:
+            fields = USERS_VIEW[2:]
+            await client.hset(key, mapping=dict(zip(fields[::2], fields[1::2], strict=True)))
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hlen(key)
+                pipe.hget(key, "999")
+                pipe.delete(key)
+                return tuple(await pipe.execute())
+        finally:
+            await client.aclose()
+
+    length, last, deleted = asyncio.run(scenario())
+    assert (length, deleted) == (1000, 1)
+    assert orjson.loads(last) == {"to": {"email": "user999@example.com"}}
