@@ -194,7 +194,8 @@ class DeliveryFold:
                     f"job {report.job_id} has sent nothing yet ({job.status.value})",
                 )
             else:
-                checked[n] = position = int(raw)
+                # `<position> <offset>` (`streams.aggregate.dedupe`), or the position alone.
+                checked[n] = position = int(bytes(raw).split(b" ", 1)[0])
                 if job.failures:
                     failures.append((n, batch, failure_key(report.job_id, position)))
         for (n, _, _), failed in zip(failures, multi_get(failures), strict=True):
