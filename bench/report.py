@@ -83,6 +83,13 @@ _SCENARIOS = {
     "with these options against 7.9 and 9.3 with faust's (two alternating pairs, "
     "2026-12-02): about 2 microseconds a user, the price of a peak that does not follow "
     "the job.",
+    "outcomes": "One job of N users over W workers, fanned out and timed from the run "
+    "command to `COMPLETED` (the baseline: the fan-out rate of the same job). Then N "
+    "delivery reports (SENT, one per message, ids computed from the ingest commands "
+    "beforehand) are produced onto `bulk.delivery-status`, all keyed by the job's id, so "
+    "one partition and one worker fold them; timed from the first report produced to the "
+    "job view counting N messages SENT. Checked: one message event per message. The goal "
+    "(issue #18): a fold at least as fast as the fan-out, so outcomes never lag the sends.",
     "latency": "W workers and a `bulkstream api`; the first job is created as soon as every "
     "process answers `/readyz` (readiness has to mean the fan-out holds its partitions). Then "
     "40 jobs of 10 users, one after another: create, ingest, run, and `GET /bulk/{id}` every "
@@ -251,6 +258,26 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             f"less CPU per page on the owner (cutting pages in native code), or pages cut "
             f"over several partitions (the "
             f"sharded ingest of the scale section)."
+        )
+    out = by_name.get("outcomes")
+    if out is not None and "outcomes" in failed:
+        d = out.details
+        cpu, n = d.get("fold_worker_cpu_seconds") or float("nan"), d.get("users", 0)
+        lines.append(
+            f"- **Delivery fold.** {d['fold_rate']:,.0f} reports/s against the fan-out's "
+            f"{d['fanout_rate']:,.0f} sends/s. A job's reports share its partition (key = "
+            f"job id, so each meets its job's state), so one worker's event loop folds them "
+            f"all, while the fan-out spreads over every worker; the folding worker used "
+            f"{cpu:.1f} CPU-s ({1e6 * cpu / max(n, 1):.0f} microseconds a report, "
+            f"{d.get('reports_per_cpu_second', float('nan')):,.0f} reports per CPU-second). "
+            "A report costs: finding its message (a random read of the job's users index in "
+            "RocksDB, which a block cache of bounded size cannot hold), its message event "
+            "(produced, its delivery callback, then read again by the webhook dispatcher), "
+            "the blocks of message states and the Redis views (an entry and an index field "
+            "a message); the profile below, with `--profile`, gives the shares. What would "
+            "lift it: message ids that carry their position (no index read), message "
+            "events packed many to a record, and one job's reports folded by shard on "
+            "several partitions, as in the sharded ingest of the scale section."
         )
     ing = by_name.get("ingest")
     # The users per CPU-second figure (a target on the measured value) when it failed.
