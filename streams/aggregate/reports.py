@@ -84,6 +84,11 @@ def _validated(value: bytes) -> Report:
             f"{'.'.join(str(p) for p in e['loc']) or 'report'}: {e['msg']}" for e in errors[:10]
         )
         raise PoisonReport(reason, detail) from exc
+    return report_of(model)
+
+
+def report_of(model: DeliveryReport) -> Report:
+    """The fold's `Report` of a validated `DeliveryReport`."""
     return Report(
         model.message_id,
         model.job_id,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from schemas.delivery import MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport
 from streams.aggregate.outcomes import Report
-from streams.aggregate.reports import PoisonReport, fast_report, parse_report
+from streams.aggregate.reports import PoisonReport, fast_report, parse_report, report_of
 
 JOB = "1-6b0f2fd2-7864a974a505dfc9fa1e7de2"
 BASE: dict[str, Any] = {
@@ -64,15 +64,7 @@ def pydantic_way(value: bytes) -> Report | None:
         model = DeliveryReport.model_validate_json(value)
     except ValidationError:
         return None
-    return Report(
-        model.message_id,
-        model.job_id,
-        model.status,
-        model.at,
-        model.reason,
-        model.provider,
-        model.tenant,
-    )
+    return report_of(model)
 
 
 @pytest.mark.parametrize("value", inputs())
