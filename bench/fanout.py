@@ -330,13 +330,6 @@ def _profile(
         views.wait_status(job_id, "COMPLETED", max(900.0, users / 300), every=0.02)
     finally:
         paths = profiler.stop()
-    summary = summarize(paths)
-    result.details["profile"] = {
-        "seconds": time.perf_counter() - started,
-        "samples": summary.samples,
-        "rate_hz": profiler.rate,
-        "threads": dict(summary.threads),
-        "stages": dict(summary.stages.most_common()),
-        "top": summary.top(15),
-        "raw_files": [str(p) for p in paths],
-    }
+    result.details["profile"] = summarize(paths).details(
+        time.perf_counter() - started, profiler.rate, top=15
+    ) | {"raw_files": [str(p) for p in paths]}

@@ -161,15 +161,8 @@ def _profile(
         }
     owner = max(threads, key=lambda worker: sum(threads[worker].values()))
     busiest = sorted(threads[owner].items(), key=lambda item: -item[1])[:12]
-    summary = summarize(paths)
-    result.details["profile"] = {
-        "seconds": ingested.seconds,
-        "samples": summary.samples,
-        "rate_hz": profiler.rate,
-        "threads": dict(summary.threads),
-        "stages": dict(summary.stages.most_common()),
-        "top": summary.top(20),
-        "thread_cpu_seconds": {name: round(seconds, 2) for name, seconds in busiest},
+    result.details["profile"] = summarize(paths).details(ingested.seconds, profiler.rate) | {
+        "thread_cpu_seconds": {name: round(seconds, 2) for name, seconds in busiest}
     }
 
 

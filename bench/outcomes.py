@@ -104,7 +104,8 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
             time.sleep(0.02)
         fold_seconds = time.perf_counter() - started
         if profiler is not None:
-            _summarize(profiler, fold_seconds, result)
+            summary = summarize(profiler.stop())
+            result.details["profile"] = summary.details(fold_seconds, profiler.rate, top=25)
         check(folded(), f"the job view counts {n:,} messages SENT", result)
         cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
     finally:
@@ -144,15 +145,3 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         f"folded; the folding worker ({folder}) used {cpu[folder]:.1f} CPU-s "
         f"({n / cpu[folder]:,.0f} reports per CPU-second)"
     )
-
-
-def _summarize(profiler: Profiler, seconds: float, result: ScenarioResult) -> None:
-    summary = summarize(profiler.stop())
-    result.details["profile"] = {
-        "seconds": seconds,
-        "samples": summary.samples,
-        "rate_hz": profiler.rate,
-        "threads": dict(summary.threads),
-        "stages": dict(summary.stages.most_common()),
-        "top": summary.top(25),
-    }

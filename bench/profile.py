@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
@@ -105,6 +106,18 @@ class Summary:
 
     def top(self, n: int = 15) -> list[tuple[str, float]]:
         return [(name, 100.0 * count / self.samples) for name, count in self.leaves.most_common(n)]
+
+    def details(self, seconds: float, rate: int, top: int = 20) -> dict[str, Any]:
+        """What a scenario keeps of its profile (its `profile` detail, which
+        docs/benchmarks.md renders)."""
+        return {
+            "seconds": seconds,
+            "samples": self.samples,
+            "rate_hz": rate,
+            "threads": dict(self.threads),
+            "stages": dict(self.stages.most_common()),
+            "top": self.top(top),
+        }
 
 
 def summarize(paths: list[Path]) -> Summary:
