@@ -17,11 +17,10 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.delivery import MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport, DeliveryStatus
-from streams.aggregate.outcomes import Report
+from schemas.delivery import MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport
+from streams.aggregate.outcomes import STATUSES, Report
 from streams.errors import PoisonCommand
 
-STATUSES: dict[str, DeliveryStatus] = {status.value: status for status in DeliveryStatus}
 REQUIRED = frozenset({"messageId", "jobId", "status", "at"})
 OPTIONAL = frozenset({"reason", "provider", "tenant"})
 # The longest id and tenant `DeliveryReport` takes.
