@@ -41,8 +41,8 @@ from .env import REPO, TENANT, Options, Run, redis_client, say
 from .jobs import create_job, ingest, ingest_commands
 from .kafka import end_offsets
 from .naive_ingest import received_key, users_changelog
-from .procs import busy_fraction, log_findings, machine_busy, thread_cpu
-from .profile import Profiler, summarize
+from .procs import busy_fraction, log_findings, machine_busy
+from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
 # Issue #21, target 5: users accepted per CPU-second of the worker holding the job.
@@ -139,31 +139,13 @@ def _profile(
     n: int,
     result: ScenarioResult,
 ) -> None:
-    """A second job of n users ingested under py-spy (untimed), with the CPU of each
-    of the workers' threads meanwhile."""
+    """A second job of n users ingested under py-spy (untimed)."""
     create = create_job(producer, views)
     commands = ingest_commands(create.job_id, n)
     say(f"ingest: a second job of {n:,} users under py-spy (untimed)")
-    profiler = Profiler(bench.log_dir)
-    for worker in workers:
-        profiler.attach(f"ingest-{worker.worker_id}", worker.pid)
-    time.sleep(1.0)  # let py-spy attach before the commands come
-    threads_before = {w.worker_id: thread_cpu(w.pid) for w in workers}
-    try:
-        ingested = ingest(producer, views, commands)
-    finally:
-        paths = profiler.stop()
-    threads = {}
-    for worker in workers:
-        before, after = threads_before[worker.worker_id], thread_cpu(worker.pid)
-        threads[worker.worker_id] = {
-            name: seconds - before.get(name, 0.0) for name, seconds in after.items()
-        }
-    owner = max(threads, key=lambda worker: sum(threads[worker].values()))
-    busiest = sorted(threads[owner].items(), key=lambda item: -item[1])[:12]
-    result.details["profile"] = summarize(paths).details(ingested.seconds, profiler.rate) | {
-        "thread_cpu_seconds": {name: round(seconds, 2) for name, seconds in busiest}
-    }
+    result.details["profile"] = profile_untimed(
+        bench.log_dir, workers, "ingest", lambda: ingest(producer, views, commands).seconds
+    )
 
 
 @dataclass

@@ -5,7 +5,9 @@ Then N delivery reports (SENT, one per message, their ids computed from the
 ingest commands beforehand) are produced onto `bulk.delivery-status`: all of
 one job, so one partition and one worker fold them. Timed from the first
 report produced to the job view counting N messages SENT. The goal is a fold
-at least as fast as the fan-out, so outcomes never lag the sends.
+at least as fast as the fan-out, so outcomes never lag the sends. With
+`--profile`, a second round of reports (DELIVERED) is folded under py-spy
+afterwards, so the timed figure carries no profiler.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from streams.testing.topics import read_topic
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
 from .procs import log_findings
-from .profile import Profiler, summarize
+from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
 AT = 1_760_000_000_000
@@ -77,44 +79,26 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
 
         say(f"outcomes: {n:,} SENT reports produced, folded (timed)")
         cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
-        key = create.job_id.encode()
-        reporter = Producer(producer_config(s) | {"linger.ms": 20})
-        profiler = Profiler(bench.log_dir) if opts.profile else None
-        if profiler is not None:
-            for worker in workers:
-                profiler.attach(f"fold-{worker.worker_id}", worker.pid)
-            time.sleep(1.0)  # let py-spy attach before the reports come
-        started = time.perf_counter()
-        for value in reports:
-            while True:
-                try:
-                    reporter.produce(s.topic_delivery_status, key=key, value=value)
-                    break
-                except BufferError:
-                    reporter.poll(0.01)
-        produced_seconds = time.perf_counter() - started
-        assert reporter.flush(60) == 0
-
-        def folded() -> bool:
-            job = views.job(create.job_id)
-            return bool(job and job.delivery and job.delivery.get("SENT") == n)
-
-        deadline = time.monotonic() + max(600.0, n / 200)
-        while not folded() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        fold_seconds = time.perf_counter() - started
-        if profiler is not None:
-            summary = summarize(profiler.stop())
-            result.details["profile"] = summary.details(fold_seconds, profiler.rate, top=25)
-        check(folded(), f"the job view counts {n:,} messages SENT", result)
+        reporter = Reporter(s, views, create.job_id)
+        produced_seconds, fold_seconds = reporter.fold(reports, "SENT")
+        check(reporter.folded("SENT", n), f"the job view counts {n:,} messages SENT", result)
         cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
+        if opts.profile:
+            say(f"outcomes: {n:,} DELIVERED reports folded under py-spy (untimed)")
+            delivered = [report.replace(b'"SENT"', b'"DELIVERED"') for report in reports]
+            result.details["profile"] = profile_untimed(
+                bench.log_dir, workers, "fold", lambda: reporter.fold(delivered, "DELIVERED")[1]
+            )
+            check(reporter.folded("DELIVERED", n), f"{n:,} messages DELIVERED", result)
     finally:
         stop_all(workers)
         views.close()
     result.log_findings = log_findings(w.log_path for w in workers)
     events = [v for _, v, _ in read_topic(s, s.topic_message_events) if v["jobId"] == create.job_id]
-    check(len(events) == n, f"{n:,} message events, one per message", result)
-    check(len({e["messageId"] for e in events}) == n, "each message's event once", result)
+    for status in ("SENT", "DELIVERED") if opts.profile else ("SENT",):
+        reached = [e["messageId"] for e in events if e["status"] == status]
+        check(len(reached) == n, f"{n:,} {status} message events, one per message", result)
+        check(len(set(reached)) == n, f"each message's {status} event once", result)
     fanout_rate = n / fanout_seconds
     fold_rate = n / fold_seconds
     folder = max(cpu, key=lambda worker: cpu[worker])
@@ -145,3 +129,35 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         f"folded; the folding worker ({folder}) used {cpu[folder]:.1f} CPU-s "
         f"({n / cpu[folder]:,.0f} reports per CPU-second)"
     )
+
+
+class Reporter:
+    """Delivery reports of one job produced onto `bulk.delivery-status` (key = its id),
+    and the wait for the job view to count them."""
+
+    def __init__(self, s: Settings, views: ViewReader, job_id: str) -> None:
+        self.s, self.views, self.job_id = s, views, job_id
+        self.producer = Producer(producer_config(s) | {"linger.ms": 20})
+
+    def fold(self, reports: list[bytes], status: str) -> tuple[float, float]:
+        """Produce the reports; answer the seconds to produce them and to see them folded
+        (every message counted in `status`), both from the first produced."""
+        key = self.job_id.encode()
+        started = time.perf_counter()
+        for value in reports:
+            while True:
+                try:
+                    self.producer.produce(self.s.topic_delivery_status, key=key, value=value)
+                    break
+                except BufferError:
+                    self.producer.poll(0.01)
+        produced = time.perf_counter() - started
+        assert self.producer.flush(60) == 0
+        deadline = time.monotonic() + max(600.0, len(reports) / 200)
+        while not self.folded(status, len(reports)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return produced, time.perf_counter() - started
+
+    def folded(self, status: str, n: int) -> bool:
+        job = self.views.job(self.job_id)
+        return bool(job and job.delivery and job.delivery.get(status) == n)

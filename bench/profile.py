@@ -13,10 +13,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from streams.testing.processes import WorkerProcess
+
+from .procs import thread_cpu
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
@@ -141,3 +147,31 @@ def summarize(paths: list[Path]) -> Summary:
 def thread_name(root: str) -> str:
     """`thread (12443): fanout` -> `fanout` (thread ids differ between workers, names do not)."""
     return root.split(": ", 1)[1] if ": " in root else root
+
+
+def profile_untimed(
+    out_dir: Path, workers: Sequence[WorkerProcess], label: str, action: Callable[[], float]
+) -> dict[str, Any]:
+    """Run `action` (untimed work of the kind a scenario timed; it answers its seconds)
+    with py-spy on every worker: the scenario's `profile` detail, with the CPU of each
+    thread of the busiest worker meanwhile."""
+    profiler = Profiler(out_dir)
+    for worker in workers:
+        profiler.attach(f"{label}-{worker.worker_id}", worker.pid)
+    time.sleep(1.0)  # let py-spy attach before the work comes
+    before = {w.worker_id: thread_cpu(w.pid) for w in workers}
+    try:
+        seconds = action()
+    finally:
+        paths = profiler.stop()
+    threads = {}
+    for worker in workers:
+        was, now = before[worker.worker_id], thread_cpu(worker.pid)
+        threads[worker.worker_id] = {
+            name: spent - was.get(name, 0.0) for name, spent in now.items()
+        }
+    owner = max(threads, key=lambda worker: sum(threads[worker].values()))
+    busiest = sorted(threads[owner].items(), key=lambda item: -item[1])[:12]
+    return summarize(paths).details(seconds, profiler.rate) | {
+        "thread_cpu_seconds": {name: round(spent, 2) for name, spent in busiest}
+    }

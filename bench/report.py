@@ -88,8 +88,10 @@ _SCENARIOS = {
     "delivery reports (SENT, one per message, ids computed from the ingest commands "
     "beforehand) are produced onto `bulk.delivery-status`, all keyed by the job's id, so "
     "one partition and one worker fold them; timed from the first report produced to the "
-    "job view counting N messages SENT. Checked: one message event per message. The goal "
-    "(issue #18): a fold at least as fast as the fan-out, so outcomes never lag the sends.",
+    "job view counting N messages SENT. Checked: one message event per message. With "
+    "`--profile`, a second round (DELIVERED, one per message) is folded afterwards under "
+    "py-spy, untimed. The goal (issue #18): a fold at least as fast as the fan-out, so "
+    "outcomes never lag the sends.",
     "latency": "W workers and a `bulkstream api`; the first job is created as soon as every "
     "process answers `/readyz` (readiness has to mean the fan-out holds its partitions). Then "
     "40 jobs of 10 users, one after another: create, ingest, run, and `GET /bulk/{id}` every "
@@ -153,8 +155,8 @@ def _details(details: dict[str, Any]) -> str:
 # What each profiled scenario's section says it profiled.
 _PROFILED = {
     "fanout": "every worker while a second job of the same size fanned out",
-    "outcomes": "every worker while the timed delivery reports were folded (in the timed "
-    "window: py-spy's cost is in that run's figure)",
+    "outcomes": "every worker while a second round of reports (DELIVERED, one per message) "
+    "was folded after the timed one (untimed)",
     "ingest": "every worker while a second job of the same size was ingested (untimed)",
 }
 
