@@ -4,18 +4,21 @@ secret, and keeps what came (type, webhook-id, data, whether the signature held)
 
 `WebhookReceiver().start()` serves on a free port of 127.0.0.1 (`url`) from a
 daemon thread; set `secret` once the endpoint is registered (POST /webhooks
-answers it). Every POST answers 200.
+answers it). Every POST answers 200. A request whose body ends before its
+`content-length` (the sender died while writing it) is not a webhook received:
+it is only counted (`truncated`), as any HTTP server would drop it.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 
 import orjson
 
+from streams.testing.receiver import LocalServer
 from streams.webhooks.signing import verify
 
 
@@ -33,9 +36,9 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.secret = ""
         self.hooks: list[Hook] = []
+        self.truncated = 0
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = LocalServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -71,7 +74,13 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                receiver._take(self.headers, self.rfile.read(length))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the connection closed mid-body
+                    with receiver.lock:
+                        receiver.truncated += 1
+                    self.close_connection = True
+                    return
+                receiver._take(self.headers, body)
                 self.send_response(200)
                 self.send_header("content-length", "0")
                 self.end_headers()

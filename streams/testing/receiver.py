@@ -93,8 +93,14 @@ class Tally:
         }
 
 
-class _Server(ThreadingHTTPServer):
+class LocalServer(ThreadingHTTPServer):
+    """A threaded HTTP server for local endpoints (this provider, the webhook receiver)."""
+
     daemon_threads = True
+    # A delivery worker opens all its connections at once (64 by default): with the
+    # listen backlog of 5 that socketserver keeps, the kernel resets some of them, and
+    # the worker reports a send it could not post as FAILED.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away mid-answer (a worker killed, a test's stop): not news.
@@ -109,7 +115,7 @@ class Receiver:
         self.rules = rules or Rules()
         self._tally = Tally()
         self._lock = threading.Lock()
-        self._server = _Server((host, port), self._handler())
+        self._server = LocalServer((host, port), self._handler())
         self.port: int = self._server.server_port
         self.url = f"http://{host}:{self.port}/"
         self._thread: threading.Thread | None = None
@@ -162,7 +168,11 @@ class Receiver:
             disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-body: no request to answer
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = receiver._answer(body, headers)
                 if receiver.rules.delay:
