@@ -16,7 +16,9 @@ cursor in the state, up to 10,000 at a time. For each:
 4. the state records the fold: the blocks of message states it changed, then
    the job's summary (counts and the last offset folded). A report at or
    below that offset is skipped when read again;
-5. the views follow (absolute values).
+5. the views follow (absolute values): every reported message's entry and the
+   job's counts, whether the fold changed them or not, so reports read again
+   after a crash between the state and the views write the views again.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class JobBatch:
     ids: dict[int, str] = field(default_factory=dict)  # position -> message id
     blocks: dict[int, dict[int, Stored]] = field(default_factory=dict)
     folded: Folded | None = None
+    # position -> its state, of each message reported whose state the fold left as it was
+    kept: dict[int, Reached] = field(default_factory=dict)
 
 
 class DeliveryFold:
@@ -148,7 +152,7 @@ class DeliveryFold:
         if sending:
             await asyncio.gather(*sending)
         for batch in batches.values():
-            if batch.folded is not None and batch.folded.changed:
+            if batch.folded is not None:
                 await self.record(batch)
 
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
@@ -219,6 +223,14 @@ class DeliveryFold:
                 return batch.blocks[block].get(position)
 
             folded = batch.folded = fold_batch(summary, stored, batch.reported)
+            # A report folded already (read again after a crash, which may have come
+            # between the state and the views) or changing nothing: its message's view
+            # is written again from the state, as the job's counts are.
+            for item in batch.reported:
+                if item.position not in folded.changes:
+                    state = stored(item.position)
+                    if state is not None:
+                        batch.kept[item.position] = state.as_of(summary.upto)
         raised = len(folded.raised)
         metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
         metrics.DELIVERY_REPORTS.labels("unchanged").inc(len(batch.reported) - raised)
@@ -249,21 +261,29 @@ class DeliveryFold:
         return [await self.open().send_all(topic, events)]
 
     async def record(self, batch: JobBatch) -> None:
-        """The state (changed blocks, then the summary), then the views."""
+        """The state (changed blocks, then the summary) if the fold changed it, then the
+        views of every message reported and the job's counts (absolute values)."""
         folded, job = batch.folded, batch.job
         assert folded is not None
         assert job is not None
-        touched: dict[int, dict[int, Stored]] = defaultdict(dict)
-        for position, state in folded.changes.items():
-            touched[block_of(position)][position] = state
-        with in_event(batch.message):
-            for block, changes in touched.items():
-                batch.blocks[block].update(changes)
-                self.state[outcomes_key(batch.job_id, block)] = encode_block(batch.blocks[block])
-            self.state[delivery_key(batch.job_id)] = folded.summary.to_bytes()
+        if folded.changed:
+            touched: dict[int, dict[int, Stored]] = defaultdict(dict)
+            for position, state in folded.changes.items():
+                touched[block_of(position)][position] = state
+            with in_event(batch.message):
+                for block, changes in touched.items():
+                    batch.blocks[block].update(changes)
+                    key = outcomes_key(batch.job_id, block)
+                    self.state[key] = encode_block(batch.blocks[block])
+                self.state[delivery_key(batch.job_id)] = folded.summary.to_bytes()
         outcomes = [
             outcome(position, batch.ids[position], state.reached)
             for position, state in folded.changes.items()
+        ]
+        outcomes += [
+            outcome(position, batch.ids[position], reached)
+            for position, reached in batch.kept.items()
+            if reached
         ]
         summary = folded.summary
         await self.views.delivery.write(
