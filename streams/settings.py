@@ -126,9 +126,12 @@ class Settings(BaseSettings):
     native: bool = Field(
         default=True,
         description=(
-            "Expand fan-out pages (decode, routing check, the sends' JSON) with the native "
-            "module `bulkstream_native` (native/, Rust) when it is installed; false: always "
-            "in Python. Both give the same bytes (streams/fanout/expand.py)."
+            "Use the native module `bulkstream_native` (native/, Rust) when it is "
+            "installed: to expand fan-out pages (decode, routing check, the sends' JSON), "
+            "and to keep each ingesting job's users in a Bloom filter that spares the "
+            "dedupe check a RocksDB read for a new user. False: always in Python, reading "
+            "RocksDB for every user. Both give the same results (streams/fanout/expand.py, "
+            "streams/aggregate/dedupe.py)."
         ),
     )
     worker_niceness: int = Field(

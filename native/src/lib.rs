@@ -21,6 +21,12 @@
 //! characters to check, an identity that is not a string, a position that is
 //! not a plain integer, ...). The Python side expands those the Python way.
 //! tests/streams/test_expand_native.py keeps the two equal.
+//!
+//! Beside it, `digest_filter`: the ingest's Bloom filter of a job's message
+//! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
+//! a user the job has not seen.
+
+mod digest_filter;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -833,5 +839,6 @@ fn expand_page<'py>(py: Python<'py>, page: &[u8]) -> PyResult<Option<PageResult<
 #[pymodule]
 fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
+    module.add_class::<digest_filter::DigestFilter>()?;
     Ok(())
 }

@@ -86,7 +86,7 @@ class Aggregate:
         self.settings = pipeline.settings
         self.jobs = Jobs(pipeline)
         self.releases = releases
-        self.dedupe = DedupeIndex(pipeline.state)
+        self.dedupe = DedupeIndex(pipeline.state, native=pipeline.settings.native)
         self.dead_letters = DeadLetters(pipeline)
         self.retries = Retries(pipeline)
 
