@@ -326,6 +326,9 @@ class Session:
 
     def _take_event(self, message: Message, tracker: PartitionOffsets) -> None:
         topic, partition, offset = _where(message)
+        if not self.registry:  # no endpoint anywhere (as of the event): nothing to read
+            tracker.take(offset, 0)
+            return
         chosen: list[Subscription] = []
         webhook: WebhookMessage | None = None
         try:

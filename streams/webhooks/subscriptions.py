@@ -223,6 +223,10 @@ class Registry:
     def __len__(self) -> int:
         return sum(len(held) for held in self._tenants.values())
 
+    def __bool__(self) -> bool:
+        """Whether any tenant has an endpoint (a test of one dict, not a count)."""
+        return bool(self._tenants)
+
 
 Record = tuple[bytes, bytes | None, int]
 

@@ -48,8 +48,10 @@ def test_an_idempotency_claim_gives_the_same_id_and_none_a_fresh_one() -> None:
 
 def test_the_registry_keeps_the_newest_record_of_each_endpoint() -> None:
     registry = Registry()
+    assert not registry  # no endpoint anywhere: the dispatcher reads no event
     key = record_key("acme", "wh_1")
     assert registry.apply(key, encode(_hook()), 5) == ("acme", "wh_1")
+    assert registry
     # Its own write applied first (a 410's disabling at offset 9), then read back late.
     assert registry.apply(key, encode(_hook(disabled=True)), 9) == ("acme", "wh_1")
     assert registry.apply(key, encode(_hook()), 7) is None
@@ -62,6 +64,7 @@ def test_the_registry_keeps_the_newest_record_of_each_endpoint() -> None:
     assert registry.apply(key, None, 10) == ("acme", "wh_1")
     assert registry.of("acme") == []
     assert len(registry) == 0
+    assert not registry
 
 
 def test_a_record_under_another_tenants_key_is_refused() -> None:
