@@ -7,7 +7,8 @@ the state its last report says: FAILED for the messages the provider always
 refuses, SENT for the rest), every message event reached the topic at least
 once, and the webhook endpoint received at least once a `message.failed` for
 each failed message and the job's `job.completed`, each with a valid
-signature; plus the run's usual checks (every send once, exact counters).
+signature, and each `message.failed` event under one `webhook-id` however
+often a replayed fold published it; plus the run's usual checks (every send once, exact counters).
 """
 
 from __future__ import annotations
@@ -144,6 +145,17 @@ def _judge(run: Run, tally: Tally, job_id: str, http: Any, hooks: WebhookReceive
     tally.checks["job.completed webhook received"] = any(
         h.type == "job.completed" and h.data.get("jobId") == job_id for h in got
     )
+    # A fold replayed after a kill publishes its message events again, at new offsets:
+    # each must come under the webhook-id it came under first, so that a receiver that
+    # deduplicates on it (as Standard Webhooks asks) sees each event once.
+    ids: dict[str, set[str]] = {}
+    for h in got:
+        if h.type == "message.failed":
+            ids.setdefault(str(h.data.get("messageId")), set()).add(h.webhook_id)
+    split = sorted(message for message, seen in ids.items() if len(seen) > 1)
+    tally.checks["each message.failed event under one webhook-id"] = bool(ids) and not split
+    if split:
+        tally.notes.append(f"{len(split):,} message.failed events under two ids (e.g. {split[:3]})")
     unsigned = [(h.type, h.webhook_id) for h in got if not h.signed]
     tally.checks["every webhook signed validly"] = bool(got) and not unsigned
     repeated = len(got) - len({h.webhook_id for h in got})

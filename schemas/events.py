@@ -59,6 +59,12 @@ class JobEvent(WireModel):
     failures: int
     at: float
     reason: str | None = None
+    version: int | None = Field(
+        default=None,
+        description="The version of the job record the change wrote: each change has its own, "
+        "and a change published again after a crash has the same (webhooks take their "
+        "`webhook-id` from it).",
+    )
     # bulkstream's job control, on the jobs that use it:
     canceled: int | None = Field(default=None, description="Users never sent (CANCELED).")
     scheduled_at: str | None = Field(default=None, description="A scheduled run's start.")

@@ -133,6 +133,7 @@ class Jobs:
             failures=job.failures,
             at=time.time(),
             reason=job.reason,
+            version=job.version,
             canceled=job.canceled if job.status is JobStatus.CANCELED else None,
             scheduled_at=job.scheduled_text,
             sends_per_second=job.sends_per_second,

@@ -355,7 +355,7 @@ class Session:
         for subscription in chosen:
             assert webhook is not None
             delivery = Delivery(
-                webhook_id=webhook_id(subscription.id, topic, partition, offset),
+                webhook_id=webhook_id(subscription.id, webhook, topic, partition, offset),
                 subscription_id=subscription.id,
                 tenant=subscription.tenant,
                 type=webhook.type,

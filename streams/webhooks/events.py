@@ -7,9 +7,18 @@ is when the event happened (the event's `at`). A job event whose status did
 not change (a dry run's report: the job stays CREATED) is no status change
 and makes no message.
 
-A message's `webhook-id` is derived from the endpoint and the record the
-event came from (topic, partition, offset): every attempt, and a re-read
-after a crash, sends the same id, which is what receivers deduplicate on.
+A message's `webhook-id` is derived from the endpoint and the event's
+identity, which is what receivers deduplicate on. Every attempt sends the
+same id, and so does an event published again after a crash (a fold or a
+command applied again makes the same event at a new offset):
+
+- a message event is `(messageId, status)`: a message reaches each state
+  once (states never move back);
+- a job event is `(jobId, version, status)`: the job record's version the
+  change wrote, one per change (a pause and a resume repeat statuses, never
+  versions);
+- a job event without a version (written before job events carried one)
+  is identified by its record, `(topic, partition, offset)`.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ from schemas.webhooks import WebhookMessage, job_event_type, message_event_type
 
 @dataclass(frozen=True)
 class Message:
-    """A webhook message: its event type and the request body every endpoint is sent."""
+    """A webhook message: its event type, the request body every endpoint is sent, and
+    the event's identity (None: the record it came from is its identity)."""
 
     type: str
     body: bytes
+    identity: str | None = None
 
 
 class NotAnEvent(ValueError):
@@ -54,7 +65,10 @@ def job_message(raw: dict[str, Any]) -> Message | None:
         raise NotAnEvent(f"not a job event: {exc.errors()[0]['msg']}") from None
     if event.previous is event.status:
         return None
-    return _message(job_event_type(event.status), event.at, raw)
+    identity = None
+    if event.version is not None:
+        identity = f"job\x00{event.job_id}\x00{event.version}\x00{event.status.value}"
+    return _message(job_event_type(event.status), event.at, raw, identity)
 
 
 def message_message(raw: dict[str, Any]) -> Message:
@@ -63,16 +77,17 @@ def message_message(raw: dict[str, Any]) -> Message:
         event = MessageEvent.model_validate(raw)
     except ValidationError as exc:
         raise NotAnEvent(f"not a message event: {exc.errors()[0]['msg']}") from None
-    return _message(message_event_type(event.status), event.at / 1000, raw)
+    identity = f"message\x00{event.message_id}\x00{event.status.value}"
+    return _message(message_event_type(event.status), event.at / 1000, raw, identity)
 
 
-def _message(event_type: str, at: float, raw: dict[str, Any]) -> Message:
+def _message(event_type: str, at: float, raw: dict[str, Any], identity: str | None) -> Message:
     try:
         timestamp = rfc3339(at)
     except (OverflowError, ValueError, OSError):
         raise NotAnEvent(f"not a time: {at}") from None
     wire = WebhookMessage(type=event_type, timestamp=timestamp, data=raw).to_wire()
-    return Message(event_type, orjson.dumps(wire))
+    return Message(event_type, orjson.dumps(wire), identity)
 
 
 def rfc3339(at: float) -> str:
@@ -81,7 +96,11 @@ def rfc3339(at: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def webhook_id(subscription_id: str, topic: str, partition: int, offset: int) -> str:
-    """The `webhook-id` of the message an event record makes for one endpoint."""
-    source = f"{subscription_id}\x00{topic}\x00{partition}\x00{offset}".encode()
+def webhook_id(
+    subscription_id: str, message: Message, topic: str, partition: int, offset: int
+) -> str:
+    """The `webhook-id` of a message for one endpoint: of the event's identity, or of
+    the record (topic, partition, offset) it came from when it has none."""
+    identity = message.identity or f"{topic}\x00{partition}\x00{offset}"
+    source = f"{subscription_id}\x00{identity}".encode()
     return "msg_" + hashlib.blake2b(source, digest_size=16).hexdigest()

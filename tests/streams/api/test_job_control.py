@@ -144,13 +144,18 @@ def test_pause_holds_for_5_s_and_resume_completes_every_user_once(
         assert done["enqueued"] == users
     ids = [s["messageId"] for s in sends_of(topology, job_id)]
     assert len(ids) == len(set(ids)) == users
-    assert [e["status"] for e in statuses(topology, job_id)] == [
+    changes = statuses(topology, job_id)
+    assert [e["status"] for e in changes] == [
         "CREATED",
         "PROCESSING",
         "PAUSED",
         "PROCESSING",
         "COMPLETED",
     ]
+    # Each change carries the job record's version it wrote, its own (webhooks take
+    # their id from it: the two PROCESSING are two events).
+    versions = [e["version"] for e in changes]
+    assert versions == sorted(set(versions)), versions
 
 
 # -- scheduled runs ---------------------------------------------------------------

@@ -162,6 +162,7 @@ class Events:
         job_id: str,
         status: JobStatus = JobStatus.PROCESSING,
         previous: JobStatus | None = JobStatus.CREATED,
+        version: int | None = None,
     ) -> JobEvent:
         event = JobEvent(
             job_id=job_id,
@@ -172,6 +173,7 @@ class Events:
             enqueued=0,
             failures=0,
             at=time.time(),
+            version=version,
         )
         self._send(self.settings.topic_job_events, job_id, event.to_wire())
         return event
@@ -187,6 +189,14 @@ class Events:
         )
         self._send(self.settings.topic_message_events, job_id, event.to_wire())
         return event
+
+    def again(self, event: JobEvent | MessageEvent) -> None:
+        """The same event once more, at a new offset (as a fold or command applied again
+        after a crash publishes it)."""
+        topic = self.settings.topic_job_events
+        if isinstance(event, MessageEvent):
+            topic = self.settings.topic_message_events
+        self._send(topic, event.job_id, event.to_wire())
 
     def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
         self.producer.produce(topic, key=key.encode(), value=orjson.dumps(value))

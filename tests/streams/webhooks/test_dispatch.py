@@ -91,6 +91,42 @@ def test_a_failing_endpoint_gets_the_same_message_until_it_answers_2xx(
     assert _metric(worker, "bulkstream_webhook_parked_total", '{why="retry"}') == 5
 
 
+def test_an_event_published_again_comes_under_the_same_webhook_id(
+    stack: Stack, receiver: Receiver, events: Events
+) -> None:
+    """A fold or a command applied again after a crash publishes the same event at a new
+    offset: a receiver deduplicating on `webhook-id` must see it once."""
+    stack.worker()
+    api = stack.api()
+    hook = _subscribe(api, "acme", receiver.url("/all"), ["*"])
+
+    failed = events.message("acme", "job-1", DeliveryStatus.FAILED)
+    events.again(failed)
+    paused = events.job("acme", "job-1", JobStatus.PAUSED, JobStatus.PROCESSING, version=4)
+    events.again(paused)
+    # Paused again later: another change (another version), another message.
+    events.job("acme", "job-1", JobStatus.PAUSED, JobStatus.PROCESSING, version=6)
+    # Written before job events carried a version: each record is its own message.
+    legacy = events.job("acme", "job-1", JobStatus.COMPLETED, JobStatus.PROCESSING)
+    events.again(legacy)
+    wait_for(lambda: len(receiver.to("/all")) >= 7, 30, "seven requests")
+    time.sleep(1.0)  # nothing more comes
+
+    hits = receiver.to("/all")
+    assert len(hits) == 7
+    by_id: dict[str, list[str]] = {}
+    for hit in hits:
+        body = hit.verified(hook["secret"])
+        by_id.setdefault(hit.headers["webhook-id"], []).append(body["type"])
+    assert sorted(by_id.values()) == [
+        ["job.completed"],
+        ["job.completed"],
+        ["job.paused"],
+        ["job.paused", "job.paused"],
+        ["message.failed", "message.failed"],
+    ]
+
+
 def test_a_hanging_endpoint_holds_up_no_other_endpoint_or_tenant(
     stack: Stack, receiver: Receiver, events: Events
 ) -> None:
