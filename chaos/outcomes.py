@@ -8,7 +8,8 @@ refuses, SENT for the rest), every message event reached the topic at least
 once, and the webhook endpoint received at least once a `message.failed` for
 each failed message and the job's `job.completed`, each with a valid
 signature, and each `message.failed` event under one `webhook-id` however
-often a replayed fold published it; plus the run's usual checks (every send once, exact counters).
+often a replayed fold published it; plus the run's usual checks (every send
+once, exact counters).
 """
 
 from __future__ import annotations

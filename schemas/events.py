@@ -61,9 +61,9 @@ class JobEvent(WireModel):
     reason: str | None = None
     version: int | None = Field(
         default=None,
-        description="The version of the job record the change wrote: each change has its own, "
-        "and a change published again after a crash has the same (webhooks take their "
-        "`webhook-id` from it).",
+        description="The version of the job record the change wrote: each change has its own "
+        "(webhooks take their `webhook-id` from it, so a change applied again after a crash "
+        "from the same record comes under the same id).",
     )
     # bulkstream's job control, on the jobs that use it:
     canceled: int | None = Field(default=None, description="Users never sent (CANCELED).")

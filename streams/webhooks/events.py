@@ -16,7 +16,10 @@ command applied again makes the same event at a new offset):
   once (states never move back);
 - a job event is `(jobId, version, status)`: the job record's version the
   change wrote, one per change (a pause and a resume repeat statuses, never
-  versions);
+  versions). A command applied again from the same record makes the same
+  version; a running job's completion may not, when its page reports and
+  the release ticks (which write the record too) interleave otherwise after
+  the crash: that event then comes under a new id;
 - a job event without a version (written before job events carried one)
   is identified by its record, `(topic, partition, offset)`.
 """
