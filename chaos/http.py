@@ -35,6 +35,7 @@ def abuse(api: ApiProcess) -> Abused:
     except Exception as failure:  # shrunk by hypothesis to a minimal request
         conforms = False
         notes.append(f"schemathesis: {type(failure).__name__}: {str(failure)[:2000]}")
+    notes.append(f"schemathesis: {fuzzed.not_http} cases not HTTP, refused by the server's parser")
     answers = Counter(fuzzed.answers)
     checks = {"schemathesis: every answer as documented": conforms}
     checks |= _by_hand(api, answers)

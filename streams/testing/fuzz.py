@@ -10,7 +10,11 @@ gets them both on a real job of the caller's tenant and on generated ids, so the
 routes are exercised past their 404.
 
 Each answer goes through schemathesis's checks: no 5xx, status code, content type, headers
-and body as documented, valid input accepted and invalid input refused.
+and body as documented, valid input accepted and invalid input refused. One kind of answer
+is not the API's own: an invalid case may carry a header that makes the message not HTTP
+(a byte RFC 9110 forbids, or a generated Content-Length or Transfer-Encoding that breaks the
+message's framing), and the HTTP server's parser refuses it with its plain-text 400 before
+any route sees it; such a case must get exactly that refusal.
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ REFUSED_VALID = re.compile(
 # the missing job or its state first.
 REJECTIONS = ["400", "404", "409", "413", "415", "422"]
 MAX_KEY = 255  # the longest Idempotency-Key the schema allows
+# RFC 9110 section 5: a field name is a token; a field value holds HTAB, SP, VCHAR and
+# obs-text, so 0x00-0x08, 0x0A-0x1F and 0x7F are not HTTP.
+FIELD_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+NOT_IN_A_FIELD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# What uvicorn's parser answers to a message that is not HTTP (the same for httptools and h11).
+PARSER_REFUSAL = (400, b"Invalid HTTP request received.")
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Fuzzed:
     answers: Counter[int] = field(default_factory=Counter)  # status code -> answers
     cases: Counter[str] = field(default_factory=Counter)  # "operation mode target" -> cases
     job_id: str = ""  # the real job the cases went to (and ran)
+    not_http: int = 0  # cases whose headers were not HTTP, refused by the server's parser
     # the real job's runs answered 202, as (the case's own generation mode, body)
     runs: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -155,12 +166,31 @@ def _run(strategy: Any, label: str, examples: int, fuzzed: Fuzzed, strict_400: b
             # run's optional body left out): the case's own mode says which it is.
             body = case.body if isinstance(case.body, dict) else None
             fuzzed.runs.append((case.meta.generation.mode.value, body))
+        if not_http(response.request.headers):
+            # Never reaches the app: the server's parser must refuse it, and only it.
+            refusal = (response.status_code, response.content)
+            assert refusal == PARSER_REFUSAL, (case.headers, refusal)
+            fuzzed.not_http += 1
+            return
         case.validate_response(response)
         if strict_400 and response.status_code == 400:
             # Valid input is refused only for a job past that step (or a documented limit).
             assert REFUSED_VALID.match(response.json()["message"]), response.text
 
     check()
+
+
+def not_http(headers: Any) -> bool:
+    """Whether the headers a request went out with make it not HTTP at all: a field that breaks
+    RFC 9110's syntax, a Content-Length that is not a number, or a Transfer-Encoding beside
+    the Content-Length the client always frames a body with (RFC 9112 section 6)."""
+    fields = {str(name): str(value) for name, value in (headers or {}).items()}
+    framing = {name.lower(): value for name, value in fields.items()}
+    return (
+        any(not FIELD_NAME.match(n) or NOT_IN_A_FIELD_VALUE.search(v) for n, v in fields.items())
+        or not re.fullmatch(r"[0-9]+", framing.get("content-length", "0"))
+        or "transfer-encoding" in framing
+    )
 
 
 def _job_with_users(api: ApiProcess, tenant: str) -> str:

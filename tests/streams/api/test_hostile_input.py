@@ -79,6 +79,17 @@ def _slow_body(api: ApiProcess, path: str) -> tuple[float, bytes]:
     return time.monotonic() - started, answer
 
 
+def _raw_head(api: ApiProcess, head: bytes) -> bytes:
+    """Send a request head as given, byte for byte, and read the whole answer."""
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def test_hostile_input_gets_4xx_and_the_job_still_runs_exactly(
     slow_api: ApiProcess, topology: Settings
 ) -> None:
@@ -158,6 +169,24 @@ def test_hostile_input_gets_4xx_and_the_job_still_runs_exactly(
             response = http.get(f"/bulk/{job_id}/users", params={"cursor": cursor})
             answers.append(response.status_code)
             assert response.status_code == 400, response.text
+
+    # A header byte that RFC 9110 forbids, or framing that breaks the message (the fuzz's
+    # invalid cases draw both): the server's parser refuses the message with its plain-text
+    # 400 and no route sees it, so the run asked for here never happens (the run below is
+    # the job's first).
+    not_http = [f"X-Odd: a{chr(c)}b".encode() for c in (*range(9), *range(10, 32), 0x7F)]
+    not_http += [b"X Odd: v", b"X(Odd): v", b": v", b"Transfer-Encoding: x"]
+    not_http += [b"Content-Length: " + length for length in (b"", b"x", b"-1", b"0, 1")]
+    for field in not_http:
+        head = (
+            f"POST /bulk/{job_id}/run HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {KEYS['acme']}\r\n"
+        ).encode()
+        length = b"" if field.startswith(b"Content-Length") else b"Content-Length: 0\r\n"
+        answer = _raw_head(api, head + length + field + b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400"), (field, answer)
+        assert answer.endswith(b"\r\n\r\nInvalid HTTP request received."), (field, answer)
+        answers.append(400)
 
     seconds, slow = _slow_body(api, f"/bulk/{job_id}")
     assert slow.startswith(b"HTTP/1.1 408"), slow
