@@ -183,9 +183,9 @@ def test_hostile_input_gets_4xx_and_the_job_still_runs_exactly(
             f"Authorization: Bearer {KEYS['acme']}\r\n"
         ).encode()
         length = b"" if field.startswith(b"Content-Length") else b"Content-Length: 0\r\n"
-        answer = _raw_head(api, head + length + field + b"\r\n\r\n")
-        assert answer.startswith(b"HTTP/1.1 400"), (field, answer)
-        assert answer.endswith(b"\r\n\r\nInvalid HTTP request received."), (field, answer)
+        refusal = _raw_head(api, head + length + field + b"\r\n\r\n")
+        assert refusal.startswith(b"HTTP/1.1 400"), (field, refusal)
+        assert refusal.endswith(b"\r\n\r\nInvalid HTTP request received."), (field, refusal)
         answers.append(400)
 
     seconds, slow = _slow_body(api, f"/bulk/{job_id}")

@@ -105,7 +105,7 @@ def test_the_shortcut_answers_only_a_get_of_a_job_whose_copy_is_kept() -> None:
     ]
     assert app.paths == []
     assert asked == [("Bearer k", "j1")]
-    for other in (
+    others: list[dict[str, Any]] = [
         {"path": "/bulk/j2"},  # no copy
         {"headers": []},  # no key
         {"method": "HEAD"},
@@ -114,7 +114,8 @@ def test_the_shortcut_answers_only_a_get_of_a_job_whose_copy_is_kept() -> None:
         {"path": "/bulk/j1/"},
         {"path": "/bulkj1"},
         {"root_path": "/api"},
-    ):
+    ]
+    for other in others:
         sent, left = _call(shortcut, **(scope | other))
         assert sent == [], other
         assert "route" not in left, other
