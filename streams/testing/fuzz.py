@@ -60,7 +60,7 @@ REJECTIONS = ["400", "404", "409", "413", "415", "422"]
 MAX_KEY = 255  # the longest Idempotency-Key the schema allows
 # RFC 9110 section 5: a field name is a token; a field value holds HTAB, SP, VCHAR and
 # obs-text, so 0x00-0x08, 0x0A-0x1F and 0x7F are not HTTP.
-FIELD_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 NOT_IN_A_FIELD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # What uvicorn's parser answers to a message that is not HTTP (the same for httptools and h11).
 PARSER_REFUSAL = (400, b"Invalid HTTP request received.")
@@ -187,7 +187,10 @@ def not_http(headers: Any) -> bool:
     fields = {str(name): str(value) for name, value in (headers or {}).items()}
     framing = {name.lower(): value for name, value in fields.items()}
     return (
-        any(not FIELD_NAME.match(n) or NOT_IN_A_FIELD_VALUE.search(v) for n, v in fields.items())
+        any(
+            not FIELD_NAME.fullmatch(name) or NOT_IN_A_FIELD_VALUE.search(value)
+            for name, value in fields.items()
+        )
         or not re.fullmatch(r"[0-9]+", framing.get("content-length", "0"))
         or "transfer-encoding" in framing
     )
