@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 
 from streams.ids import message_id
 from streams.kafka.config import producer_config
-from streams.kafka.producer import CommandProducer
+from streams.kafka.producer import CommandProducer, produce_waiting
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.processes import cpu_seconds, start_workers, stop_all
@@ -145,12 +145,7 @@ class Reporter:
         key = self.job_id.encode()
         started = time.perf_counter()
         for value in reports:
-            while True:
-                try:
-                    self.producer.produce(self.s.topic_delivery_status, key=key, value=value)
-                    break
-                except BufferError:
-                    self.producer.poll(0.01)
+            produce_waiting(self.producer, self.s.topic_delivery_status, key, value, wait=0.01)
         produced = time.perf_counter() - started
         assert self.producer.flush(60) == 0
         deadline = time.monotonic() + max(600.0, len(reports) / 200)

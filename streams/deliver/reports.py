@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from schemas.delivery import DeliveryReport
 from streams.errors import DeliveryFailed
 from streams.kafka.config import producer_config
-from streams.kafka.producer import AsyncProducer
+from streams.kafka.producer import AsyncProducer, produce_waiting
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 
@@ -115,12 +115,7 @@ class ReportProducer:
 
     def send(self, report: DeliveryReport) -> None:
         key, value = encode(report)
-        while True:
-            try:
-                self.producer.produce(self.topic, key=key, value=value, on_delivery=self._delivered)
-                return
-            except BufferError:  # the local queue is full: let it drain
-                self.producer.poll(0.05)
+        produce_waiting(self.producer, self.topic, key, value, on_delivery=self._delivered)
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for every report's acknowledgement; how many were acknowledged. Raises

@@ -24,6 +24,26 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 
 
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    *,
+    wait: float = 0.05,
+    **options: Any,
+) -> None:
+    """`produce`, polling up to `wait` seconds at a time while librdkafka's local queue is
+    full instead of raising BufferError: for a caller with a thread of its own, never the
+    event loop."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **options)
+            return
+        except BufferError:  # the local queue is full: let it drain
+            producer.poll(wait)
+
+
 def complete_command(raw: dict[str, Any], tenant: str) -> AnyCommand:
     """Fill what a hand-written command may leave out, then validate it."""
     record = dict(raw)
@@ -52,14 +72,9 @@ class CommandProducer:
 
     def send_raw(self, key: bytes | None, value: bytes) -> None:
         """Produce bytes as they are (tests of poison input use this directly)."""
-        while True:
-            try:
-                self.producer.produce(
-                    self.settings.topic_commands, key=key, value=value, on_delivery=self._delivered
-                )
-                return
-            except BufferError:  # the local queue is full: let it drain
-                self.producer.poll(0.05)
+        produce_waiting(
+            self.producer, self.settings.topic_commands, key, value, on_delivery=self._delivered
+        )
 
     def rebuild_views(self) -> None:
         value = orjson.dumps(RebuildViews().to_wire())

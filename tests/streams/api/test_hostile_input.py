@@ -81,8 +81,7 @@ def _slow_body(api: ApiProcess, path: str) -> tuple[float, bytes]:
 
 def _raw_head(api: ApiProcess, head: bytes) -> bytes:
     """Send a request head as given, byte for byte, and read the whole answer."""
-    host, port = api.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
         sock.sendall(head)
         answer = b""
         while chunk := sock.recv(65536):
