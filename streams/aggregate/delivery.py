@@ -63,7 +63,7 @@ from streams.aggregate.state import (
 )
 from streams.ids import message_id, message_id_prefix
 from streams.kafka.config import producer_config
-from streams.kafka.producer import AsyncProducer
+from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
@@ -101,18 +101,25 @@ class DeliveryFold:
         self.views = pipeline.views
         self.jobs = Jobs(pipeline)
         self._producer: AsyncProducer | None = None
+        self._events: BatchProducer | None = None
 
     def open(self) -> AsyncProducer:
-        """The producer of dead letters and message events, made once (at start)."""
+        """The producer of dead letters, made once (at start)."""
         if self._producer is None:
             self._producer = AsyncProducer(producer_config(self.settings), name="delivery")
         return self._producer
 
+    def open_events(self) -> BatchProducer:
+        """The producer of message events, a batch's acknowledged at once (made at start)."""
+        if self._events is None:
+            self._events = BatchProducer(producer_config(self.settings))
+        return self._events
+
     def close(self) -> None:
-        if self._producer is not None:
-            left = self._producer.close(10)
+        for producer, what in ((self._producer, "dead letters"), (self._events, "message events")):
+            left = producer.close(10) if producer is not None else 0
             if left:
-                log.warning("%d message events or dead letters undelivered at shutdown", left)
+                log.warning("%d %s undelivered at shutdown", left, what)
 
     async def handle(self, messages: list[CommandMessage]) -> None:
         sending: list[asyncio.Future[None]] = []
@@ -258,7 +265,7 @@ class DeliveryFold:
         for status, count in reached.items():
             metrics.MESSAGE_STATES.labels(status).inc(count)
         topic = self.settings.topic_message_events
-        return [await self.open().send_all(topic, events)]
+        return [await self.open_events().send_all(topic, events)]
 
     async def record(self, batch: JobBatch) -> None:
         """The state (changed blocks, then the summary) if the fold changed it, then the
@@ -322,12 +329,14 @@ def unknown_message(report: Report) -> tuple[str, str]:
 
 
 def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
-    """The values of the keys asked, in order: one multi-get per partition's store."""
+    """The values of the keys asked, in order: one multi-get per partition's store, its
+    keys sorted (RocksDB's multi-get takes sorted keys faster: neighbours share blocks)."""
     found: list[Any] = [None] * len(asked)
     by_db: dict[int, list[int]] = defaultdict(list)
     for i, (_, batch, _) in enumerate(asked):
         by_db[id(batch.db)].append(i)
     for indexes in by_db.values():
+        indexes.sort(key=lambda i: asked[i][2])
         db = asked[indexes[0]][1].db
         for i, value in zip(indexes, db[[asked[i][2] for i in indexes]], strict=True):
             found[i] = value
@@ -386,6 +395,7 @@ def register(pipeline: Pipeline, feeds: Feeds) -> DeliveryFold:
 
     async def open_producer() -> None:
         fold.open()
+        fold.open_events()
 
     async def close_producer(app: Any, **kwargs: Any) -> None:
         await asyncio.to_thread(fold.close)

@@ -169,7 +169,9 @@ def fold_batch(
         if folded is None:
             continue
         now[position] = folded
-        old, new = status_of(current), status_of(folded)
+        # The fold only raised `status`'s entry: the new status is the higher of the two.
+        old, status = status_of(current), item.report.status
+        new = status if old is None or RANK[status] > RANK[old] else old
         if old != new:
             if old is not None:
                 counts[old] = counts.get(old, 0) - 1

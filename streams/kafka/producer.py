@@ -1,6 +1,7 @@
 """Producing commands (and control messages) the way every producer must: keyed by
 job id, through the Java-compatible murmur2 partitioner, idempotent, acks=all;
-and `AsyncProducer`, the same producer for asyncio code."""
+`AsyncProducer`, the same producer for asyncio code, a future per record; and
+`BatchProducer`, for asyncio code that waits for many records at once."""
 
 from __future__ import annotations
 
@@ -128,36 +129,6 @@ class AsyncProducer:
         self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         return future
 
-    async def send_all(
-        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
-    ) -> asyncio.Future[None]:
-        """Queue many records; one future, settled once the broker took every one (or
-        with the first failure). One wake-up of the loop for all, not one each."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        if not records:
-            future.set_result(None)
-            return future
-        left = [len(records)]
-        lock = threading.Lock()
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            with lock:
-                left[0] -= 1
-                done = left[0] == 0
-            if err is not None or done:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, future, err)
-
-        for key, value in records:
-            while True:
-                try:
-                    self.producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    await asyncio.sleep(0.005)
-        return future
-
     async def send(
         self,
         topic: str,
@@ -180,6 +151,62 @@ class AsyncProducer:
         """Stop polling and flush; the number of records still undelivered."""
         self._stopping.set()
         self._poller.join(timeout)
+        return int(self.producer.flush(timeout))
+
+
+class BatchProducer:
+    """A confluent-kafka producer for asyncio code whose records are acknowledged a
+    batch at a time, with no Python call per record that lands.
+
+    librdkafka reports failures only (`delivery.report.only.error`); `send_all`
+    queues a batch and returns a future that a thread settles once librdkafka's
+    queue is empty (`flush`, which serves the failures' callbacks on the way).
+    The queue is the producer's whole: made for one caller's batches in
+    sequence (the delivery fold's message events), where a batch never waits for
+    another's records.
+    """
+
+    def __init__(self, config: dict[str, Any], timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self._failures: list[str] = []
+        self.producer = Producer(
+            {**config, "delivery.report.only.error": True, "on_delivery": self._failed}
+        )
+
+    def _failed(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}/{msg.partition()}: {err}")
+
+    async def send_all(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+    ) -> asyncio.Future[None]:
+        """Queue the records; the future is settled once the broker took every one, or
+        fails with the first failure (or when they are not all taken in `timeout`)."""
+        if not records:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        failed = len(self._failures)
+        produce = self.producer.produce
+        for key, value in records:
+            while True:
+                try:
+                    produce(topic, key=key, value=value)
+                    break
+                except BufferError:  # room comes as the broker takes them; serve failures
+                    self.producer.poll(0)
+                    await asyncio.sleep(0.005)
+        return asyncio.ensure_future(self._acknowledged(failed))
+
+    async def _acknowledged(self, failed: int) -> None:
+        left = await asyncio.to_thread(self.producer.flush, self.timeout)
+        if len(self._failures) > failed:
+            raise DeliveryFailed(self._failures[failed])
+        if left:
+            raise DeliveryFailed(f"{left} records not acknowledged in {self.timeout:.0f} s")
+
+    def close(self, timeout: float = 5.0) -> int:
+        """Flush; the number of records still undelivered."""
         return int(self.producer.flush(timeout))
 
 

@@ -1,12 +1,18 @@
-"""`produce_waiting` against a real broker: a producer whose local queue is full waits for
-room instead of raising, and every record lands once."""
+"""Producers against a real broker: `produce_waiting`, whose full local queue waits for
+room instead of raising, and `BatchProducer`, whose batches are acknowledged whole;
+every record lands once, and a failure reaches its caller."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.kafka.producer import produce_waiting
+from streams.errors import DeliveryFailed
+from streams.kafka.config import producer_config
+from streams.kafka.producer import BatchProducer, produce_waiting
 from streams.settings import Settings
 from streams.testing.topics import read_topic
 
@@ -35,3 +41,41 @@ def test_a_full_local_queue_waits_for_room_and_every_record_lands(
     landed = read_topic(settings, fresh_topic, expected=RECORDS + QUEUE, idle=1)
     waited = [value for key, value, _ in landed if key == b"k"]
     assert waited == list(range(RECORDS))  # one key, one partition: in order
+
+
+def test_a_batch_is_acknowledged_whole_and_every_record_lands(
+    settings: Settings, fresh_topic: str
+) -> None:
+    producer = BatchProducer(producer_config(settings))
+    records = [(f"k{n % 7}".encode(), str(n).encode()) for n in range(RECORDS)]
+
+    async def send() -> None:
+        empty = await producer.send_all(fresh_topic, [])
+        assert empty.done()
+        await (await producer.send_all(fresh_topic, records[:1_000]))
+        await (await producer.send_all(fresh_topic, records[1_000:]))
+
+    asyncio.run(send())
+    assert len(producer.producer) == 0  # nothing left in librdkafka's queue
+    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
+    assert sorted(value for _, value, _ in landed) == list(range(RECORDS))
+
+
+def test_a_record_the_broker_refuses_fails_its_batch(
+    settings: Settings, kafka_admin: AdminClient, unique: str
+) -> None:
+    """No Python call per record that lands, but a failure still reaches the caller."""
+    topic = f"t{unique}.small"
+    config = {"max.message.bytes": "1000"}  # the broker refuses larger records
+    kafka_admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
+    producer = BatchProducer(producer_config(settings))
+    try:
+
+        async def send(value: bytes) -> None:
+            await (await producer.send_all(topic, [(b"k", b"small"), (b"k", value)]))
+
+        with pytest.raises(DeliveryFailed, match=r"MSG_SIZE_TOO_LARGE|too large"):
+            asyncio.run(send(b"x" * 5_000))
+        asyncio.run(send(b"fits"))  # a failure is its batch's, not the next one's
+    finally:
+        kafka_admin.delete_topics([topic])[topic].result(30)
