@@ -29,7 +29,9 @@ class PacedJobViews:
         self.views = views
         self.interval = interval
         self._waiting: dict[str, JobState] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # job id -> the timer that writes its waiting record: sleeping while the record
+        # waits (it takes the record at once when it wakes)
+        self._timers: dict[str, asyncio.Task[None]] = {}
 
     async def later(self, job_id: str, job: JobState) -> None:
         """Write this record of the job within `interval`, unless a newer one replaces it
@@ -40,25 +42,40 @@ class PacedJobViews:
         first = job_id not in self._waiting
         self._waiting[job_id] = job
         if first:
-            task = asyncio.get_running_loop().create_task(self._write_after(job_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            timer = asyncio.get_running_loop().create_task(self._write_after(job_id))
+            self._timers[job_id] = timer
+            timer.add_done_callback(lambda _: self._forget(job_id, timer))
 
     async def now(self, job_id: str, job: JobState) -> None:
         """Write this record now; one of the same job waiting is older, and dropped."""
-        self._waiting.pop(job_id, None)
+        self._take(job_id)
         await self.views.write_job(job_id, job)
 
     async def flush(self) -> None:
-        """Write every waiting record now (the worker is stopping)."""
+        """Write every waiting record now, and stop their timers (the worker is stopping)."""
         for job_id in list(self._waiting):
-            job = self._waiting.pop(job_id, None)
+            job = self._take(job_id)
             if job is not None:
                 await self.views.write_job(job_id, job)
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
+
+    @property
+    def timers(self) -> int:
+        return len(self._timers)
+
+    def _take(self, job_id: str) -> JobState | None:
+        """The job's waiting record, and its timer stopped (it is still asleep)."""
+        job = self._waiting.pop(job_id, None)
+        if job is not None:
+            self._timers[job_id].cancel()
+        return job
+
+    def _forget(self, job_id: str, timer: asyncio.Task[None]) -> None:
+        if self._timers.get(job_id) is timer:
+            del self._timers[job_id]
 
     async def _write_after(self, job_id: str) -> None:
         await asyncio.sleep(self.interval)

@@ -1,6 +1,7 @@
 """A running job's view written at most once per interval, against real Redis: records
 that come within the interval are written once (the newest), a record written now
-drops the older one waiting, and a stopping worker writes what waits."""
+drops the older one waiting (its timer stopped), and a stopping worker writes what waits
+and leaves no timer asleep."""
 
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def test_a_record_written_now_drops_the_older_one_waiting(settings: Settings) ->
             await paced.later(job_id, _job(500, 1))
             await paced.now(job_id, _job(1000, 2))
             assert await _enqueued(views, job_id) == 1000, "written at once"
+            assert paced.timers == 0, "the older record's timer stopped"
             assert await n.count(within=INTERVAL * 3) == 1, "the older record never written"
             assert await _enqueued(views, job_id) == 1000
 
@@ -121,9 +123,13 @@ def test_a_stopping_worker_writes_what_waits(settings: Settings) -> None:
         async with _paced(settings, 60) as (paced, views):
             await paced.later(first, _job(300, 1))
             await paced.later(second, _job(700, 1))
+            assert paced.timers == 2
             await paced.flush()
             assert await _enqueued(views, first) == 300
             assert await _enqueued(views, second) == 700
             assert paced.waiting == 0
+            await asyncio.sleep(0)  # the cancelled timers end
+            assert paced.timers == 0, "no timer left asleep for a minute"
+            assert asyncio.all_tasks() == {asyncio.current_task()}
 
     asyncio.run(go())
