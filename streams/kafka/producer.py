@@ -161,14 +161,15 @@ class BatchProducer:
     librdkafka reports failures only (`delivery.report.only.error`); `send_all`
     queues a batch and returns a future that a thread settles once librdkafka's
     queue is empty (`flush`, which serves the failures' callbacks on the way).
-    The queue is the producer's whole: made for one caller's batches in
-    sequence (the delivery fold's message events), where a batch never waits for
-    another's records.
+    As with a callback per record, a record is retried until the broker takes it
+    or `message.timeout.ms` passes, and then fails its batch. The queue is the
+    producer's whole: made for one caller's batches in sequence (the delivery
+    fold's message events), where a batch never waits for another's records.
     """
 
-    def __init__(self, config: dict[str, Any], timeout: float = 60.0) -> None:
-        self.timeout = timeout
+    def __init__(self, config: dict[str, Any]) -> None:
         self._failures: list[str] = []
+        self._closing = threading.Event()
         self.producer = Producer(
             {**config, "delivery.report.only.error": True, "on_delivery": self._failed}
         )
@@ -181,7 +182,7 @@ class BatchProducer:
         self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
     ) -> asyncio.Future[None]:
         """Queue the records; the future is settled once the broker took every one, or
-        fails with the first failure (or when they are not all taken in `timeout`)."""
+        fails with the first failure."""
         if not records:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
@@ -199,14 +200,19 @@ class BatchProducer:
         return asyncio.ensure_future(self._acknowledged(failed))
 
     async def _acknowledged(self, failed: int) -> None:
-        left = await asyncio.to_thread(self.producer.flush, self.timeout)
+        await asyncio.to_thread(self._drain)
         if len(self._failures) > failed:
             raise DeliveryFailed(self._failures[failed])
-        if left:
-            raise DeliveryFailed(f"{left} records not acknowledged in {self.timeout:.0f} s")
+        if len(self.producer):
+            raise DeliveryFailed("the producer closed before the broker took every record")
+
+    def _drain(self) -> None:
+        while self.producer.flush(1.0) and not self._closing.is_set():
+            pass  # records left: librdkafka retries them until they land or time out
 
     def close(self, timeout: float = 5.0) -> int:
         """Flush; the number of records still undelivered."""
+        self._closing.set()
         return int(self.producer.flush(timeout))
 
 
