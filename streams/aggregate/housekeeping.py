@@ -86,8 +86,13 @@ class Control:
                 int(key[len(failure_prefix) :]): value.decode()
                 for key, value in scan_prefix(db, failure_prefix)
             }
-            await self.views.write_failures(job.tenant, job_id, failures)
-        await self.views.write_job(job_id, job)  # with the bitmap of its pages counted
+            by_page: dict[int, dict[int, str]] = {}
+            for position, reason in failures.items():
+                by_page.setdefault(position // job.page_size, {})[position] = reason
+            for page in range(job.pages_total()):
+                if job.page_done(page):
+                    await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
+        await self.views.write_job(job_id, job)
         await delivery.rebuild_views(db, self.views, job_id, job)
         dry_run = db.get(dry_run_key(job_id))
         if dry_run is not None:

@@ -3,10 +3,9 @@
 Pages report on `bulk.progress` (key = job id, read_committed: a page's
 report exists exactly when its sends were committed). The job record keeps a
 bitmap of counted pages, so a report seen twice (faust replays) counts once;
-a page's failed users are written to Redis as it is counted, and the job's
-view (absolute counters, and the bitmap of pages counted that makes their
-other users ENQUEUED) at most every `BULKSTREAM_JOB_VIEW_INTERVAL_MS` while
-only its counters move (`streams.aggregate.view_pace`), and the job completes when
+each page's bit is set in Redis as it is counted, the job's view (absolute
+counters) at most every `BULKSTREAM_JOB_VIEW_INTERVAL_MS` while only its
+counters move (`streams.aggregate.view_pace`), and the job completes when
 `enqueued + failures == received`. A report that leaves no
 page out settles a pause or cancel; one that makes room asks for the next
 pages (`streams.aggregate.release`).
@@ -44,10 +43,6 @@ class Progress:
     async def handle(self, event: Any) -> None:
         report = PageProgress.model_validate_json(event.message.value)
         job_id = report.job_id
-        if report.failures and self.jobs.load(job_id) is not None:
-            # Before the record (no view written from it may show one of them ENQUEUED),
-            # and before the load that the record is written from, with no wait between.
-            await self.views.write_failures(report.tenant, job_id, dict(report.failures))
         effects = rules.page_done(self.jobs.load(job_id), report, time.time(), self.window)
         job = effects.job
         if job is None:
@@ -56,7 +51,7 @@ class Progress:
         for position, reason in effects.page_failures.items():
             self.state[failure_key(job_id, position)] = reason.encode()
         self.jobs.write(job_id, job, effects)
-        # The page's bit goes with the job's view (its bitmap), paced as its counters.
+        await self.views.write_page(job.tenant, job_id, report.page, effects.page_failures)
         if _seen_at_once(effects):
             await self.job_views.now(job_id, job)
         else:

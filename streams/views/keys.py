@@ -21,9 +21,8 @@ names another key: the length says where the id ends.
 Users are bucketed by position (USERS_PER_BUCKET a bucket), so a page of the
 user list is one bucket (O(page)). A user's status is read, not stored: ERROR
 when its status bucket names it, else ENQUEUED when the bit of its fan-out page
-is set, else PENDING; so a page fanned out is one bit, not one field per
-user, and the bitmap is written whole with the job's summary (under its
-version), so its counters and its users' statuses move together.
+is set, else PENDING; so a page fanned out is one SETBIT, not one field per
+user.
 """
 
 from __future__ import annotations

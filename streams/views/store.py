@@ -35,22 +35,17 @@ ENQUEUED = b"ENQUEUED"
 # The fields a users page writes into each item beside the user as ingested.
 VIEW_FIELDS = frozenset({"status", "messageId", "error", "delivery"})
 
-# Writes the job summary, and the bitmap of its pages fanned out, unless Redis
-# already holds a newer version of it, so a slow writer (a rebuild racing the live
-# fan-out) never moves counters back, nor users from ENQUEUED back to PENDING.
+# Writes the job summary unless Redis already holds a newer version of it, so a
+# slow writer (a rebuild racing the live fan-out) never moves counters back.
 _WRITE_JOB = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
            'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
            'pageSize', ARGV[8], 'control', ARGV[9])
-if ARGV[12] ~= '' then redis.call('SET', KEYS[2], ARGV[12]) end
 redis.call('PUBLISH', ARGV[10], ARGV[11])
 return 1
 """
-# The record numbers its pages from the low bit of each byte, Redis's SETBIT and
-# GETRANGE from the high one: each byte's bits reversed.
-_HIGH_BIT_FIRST = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 ERROR_PREFIX = "ERROR:"
 
 
@@ -85,7 +80,6 @@ class JobRecord(Protocol):
     status: JobStatus
     created_at: float
     page_size: int | None
-    pages_done: str  # base64 bitmap, bit n (from each byte's low bit) set once page n counted
     completed_at: float | None
     canceled: int
     scheduled_text: str | None
@@ -157,11 +151,7 @@ class Views:
 
     # -- writing (the worker) ------------------------------------------------
     async def write_job(self, job_id: str, job: JobRecord) -> None:
-        """The job's summary and, with it, the bit of each page counted (its users
-        ENQUEUED but those whose failure `write_failures` wrote before): counters and
-        users move together, a round trip for both."""
         key = keys.job(self.prefix, job.tenant, job_id)
-        pages = base64.b64decode(job.pages_done).translate(_HIGH_BIT_FIRST)
         args: list[bytes | str | int] = [
             job.version,
             orjson.dumps(courier_definition(job.definition)),
@@ -174,9 +164,8 @@ class Views:
             orjson.dumps(_control_fields(job)),
             self.jobs_channel,
             notices.encode_job(job.tenant, job_id),
-            pages,
         ]
-        await self._write_job(keys=[key, keys.pages(self.prefix, job.tenant, job_id)], args=args)
+        await self._write_job(keys=[key], args=args)
         if job.status in FINISHED:
             finished = job.completed_at or time.time()
             ttl = max(1, int(finished + self.retention_seconds - time.time()))
@@ -227,22 +216,21 @@ class Views:
                 pipe.hset(keys.users_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
             await pipe.execute()
 
-    async def write_failures(self, tenant: str, job_id: str, failures: dict[int, str]) -> None:
-        """Why these users failed in the fan-out; written before the job view whose
-        pages bitmap holds their page, so a reader never sees one of them ENQUEUED."""
-        if failures:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self._failures(pipe, tenant, job_id, failures)
-                await pipe.execute()
-
-    def _failures(self, pipe: Any, tenant: str, job_id: str, failures: dict[int, str]) -> None:
+    async def write_page(
+        self, tenant: str, job_id: str, page: int, failures: dict[int, str]
+    ) -> None:
+        """Page `page` is fanned out: its failed users' reasons, then its bit (ENQUEUED
+        for the rest). In this order, a reader never sees a failed user ENQUEUED."""
         by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
         for position, reason in failures.items():
             by_bucket.setdefault(keys.bucket_of(position), {})[position] = (
                 ERROR_PREFIX + reason
             ).encode()
-        for bucket, mapping in by_bucket.items():
-            pipe.hset(keys.status_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket, mapping in by_bucket.items():
+                pipe.hset(keys.status_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
+            pipe.setbit(keys.pages(self.prefix, tenant, job_id), page, 1)
+            await pipe.execute()
 
     async def write_result(self, result: CommandResult, ttl: int) -> None:
         """Keep the result under its command id and announce it on the results channel,

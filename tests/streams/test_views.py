@@ -156,13 +156,13 @@ def test_a_users_status_is_read_from_its_page_bit_and_its_failure(
         client = aioredis.from_url(redis_url)
         views = Views(client, f"t{unique}", 3600)
         try:
+            await views.write_job("j1", job)
             await views.write_users(
                 "acme", "j1", [(p, f"user:{p}", {"to": {"user_id": f"u{p}"}}) for p in range(250)]
             )
-            await views.write_failures("acme", "j1", failed)
-            for page in done:  # the job view's write carries the bitmap of its pages counted
-                job.mark_page_done(page)
-            await views.write_job("j1", job)
+            for page in done:
+                of_page = {p: r for p, r in failed.items() if p // 7 == page}
+                await views.write_page("acme", "j1", page, of_page)
             pages = []
             for start in (0, 100, 200):
                 read = await views.read_users("acme", "j1", encode_cursor("j1", start))
@@ -183,44 +183,6 @@ def test_a_users_status_is_read_from_its_page_bit_and_its_failure(
             expected = "PENDING"
         assert (position, item["status"]) == (position, expected)
         assert ("messageId" in item) == (expected == "ENQUEUED")
-
-
-def test_an_older_record_never_takes_a_page_back(redis_url: str, unique: str) -> None:
-    """The pages bitmap is written with the job's summary, under its version: a slow
-    writer of an older record (a rebuild racing the fan-out) leaves users ENQUEUED."""
-    job = JobState(
-        tenant="acme",
-        definition={},
-        send={},
-        created_at=1.0,
-        create_command="c",
-        applied_offset=0,
-        received=4,
-        page_size=2,
-        status=JobStatus.PROCESSING,
-    )
-
-    async def scenario() -> list[str]:
-        client = aioredis.from_url(redis_url)
-        views = Views(client, f"t{unique}", 3600)
-        try:
-            users = [(p, f"user:u{p}", {"to": {"user_id": f"u{p}"}}) for p in range(4)]
-            await views.write_users("acme", "j1", users)
-            older = job.model_copy(deep=True)
-            older.mark_page_done(0)
-            older.version = 1
-            job.mark_page_done(0)
-            job.mark_page_done(1)
-            job.version = 2
-            await views.write_job("j1", job)
-            await views.write_job("j1", older)
-            read = await views.read_users("acme", "j1", None)
-            assert read is not None
-            return [item["status"] for item in read.items]
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(scenario()) == ["ENQUEUED"] * 4
 
 
 def test_the_view_owns_status_message_id_and_error_over_a_users_own_fields(
@@ -246,12 +208,11 @@ def test_the_view_owns_status_message_id_and_error_over_a_users_own_fields(
         client = aioredis.from_url(redis_url)
         views = Views(client, f"t{unique}", 3600)
         try:
+            await views.write_job("j1", job)
             users = [(p, f"user:u{p}", {"to": {"user_id": f"u{p}"}, **own}) for p in range(3)]
             await views.write_users("acme", "j1", users)
-            await views.write_failures("acme", "j1", {2: "No routable address"})
-            job.mark_page_done(1)  # position 1 sent
-            job.mark_page_done(2)
-            await views.write_job("j1", job)
+            await views.write_page("acme", "j1", 1, {})  # position 1 sent
+            await views.write_page("acme", "j1", 2, {2: "No routable address"})
             read = await views.read_users("acme", "j1", None)
             assert read is not None
             return read.items
