@@ -89,7 +89,7 @@ def leaf_name(frame: str) -> str:
 
 # Which part of the product a stack belongs to: the first marker found in it.
 STAGES = (
-    ("Aggregate.emit_pages", "aggregate: cutting the job into pages"),
+    ("emit_pages (streams/aggregate/release.py", "aggregate: cutting the job into pages"),
     ("FanoutLoop._fan_out", "fan-out: building and producing the sends"),
     ("FanoutLoop", "fan-out: consuming pages, transactions"),
     ("streams/aggregate/progress.py", "aggregate: folding page progress"),
