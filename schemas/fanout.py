@@ -1,8 +1,7 @@
 """Internal contracts between the job aggregate and the fan-out workers.
 
 A run command is cut into pages of users (`FanoutPage`, on `bulk.fanout-pages`,
-key `<job>:<page>`; a job's pages take the partitions in turn, so they spread
-over every partition and every fan-out worker). Each page
+key `<job>:<page>`, so one job's pages spread over every partition). Each page
 fanned out yields one `PageProgress` (on `bulk.progress`, key = job id, so it
 meets the job's aggregate), in the same Kafka transaction as its sends.
 """

@@ -1,5 +1,4 @@
-"""A job's accepted users as stored per ingest batch, cut into fan-out pages, and
-where each page goes.
+"""A job's accepted users as stored per ingest batch, and cut into fan-out pages.
 
 Pure logic, no Kafka. Page n holds positions [n*P, (n+1)*P). Each batch is a
 contiguous run of positions that starts where the previous one ended, stored
@@ -14,7 +13,6 @@ Stored value: MAGIC, first position and count (little-endian u64 each),
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -136,15 +134,3 @@ def cut_pages(
     reached = start if expected is None else expected
     if reached < stop or (stop_page is None and reached != received):
         raise MissingUsers(f"{stop - min(reached, stop)} of {received} users are missing")
-
-
-def page_partition(job_id: str, page: int, partitions: int) -> int:
-    """The partition of the pages topic that page `page` of the job goes to: the job's
-    pages take the partitions in turn, from one its id picks.
-
-    Each partition, and so each fan-out worker, gets a job's pages within one of
-    each other. Hashing `<job>:<page>` gave a 100k-user job's busiest partition
-    about 1.3 times the mean, and the fan-out waited for it. The same page always
-    goes to the same partition (`partitions` is the job's, fixed at its run), so a
-    page handed over twice meets its done-marker there."""
-    return (zlib.crc32(job_id.encode()) + page) % partitions

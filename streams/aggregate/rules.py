@@ -247,17 +247,10 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
 
 
 def run(
-    reads: JobReads,
-    command: RunJob,
-    offset: int,
-    now: float,
-    page_size: int,
-    window: int,
-    page_partitions: int,
+    reads: JobReads, command: RunJob, offset: int, now: float, page_size: int, window: int
 ) -> Effects:
     """The one run of a job: PROCESSING (SCHEDULED until `scheduledAt`), its first pages
-    handed over (an empty job goes straight to COMPLETED); its page size and the pages
-    topic's partitions are fixed for good. A run at another offset is
+    handed over (an empty job goes straight to COMPLETED). A run at another offset is
     `already_run`. A dry run changes nothing of the job: the stage resolves its sends."""
     job, answered = _job_for(reads, command, offset)
     if answered is not None:
@@ -283,7 +276,6 @@ def run(
         rate = command.sends_per_second
         job.page_size = page_size if rate is None else control.rate_page_size(rate, page_size)
         job.sends_per_second = rate
-        job.page_partitions = page_partitions
         job.scheduled_at, job.scheduled_text = command.start_time(), command.scheduled_at
         job.released = 0
         if job.received == 0:

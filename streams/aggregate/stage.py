@@ -112,8 +112,8 @@ class Aggregate:
         elif isinstance(command, Ingest):
             effects = rules.ingest(reads, command, offset)
         elif isinstance(command, RunJob):
-            page_size, partitions = self.settings.fanout_page_size, self.p.page_partitions
-            effects = rules.run(reads, command, offset, now, page_size, window, partitions)
+            page_size = self.settings.fanout_page_size
+            effects = rules.run(reads, command, offset, now, page_size, window)
         elif isinstance(command, RetryJob):
             effects = rules.retry(reads, command, offset)
             job = reads.job(command.job_id)

@@ -172,12 +172,6 @@ class JobState(BaseModel):
     run_offset: int | None = None
     run_at: float | None = Field(default=None, description="When the run command was applied.")
     page_size: int | None = None
-    page_partitions: int | None = Field(
-        default=None,
-        description="Partitions of the pages topic at the run: page n goes to "
-        "`page_partition(job, n, page_partitions)`. None: by the key's hash, as "
-        "jobs run before 2026-12 had it.",
-    )
     pages_done: str = Field(default="", description="Bitmap of fanned-out pages, base64.")
     completed_at: float | None = None
     reason: str | None = None

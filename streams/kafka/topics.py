@@ -152,15 +152,6 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     await_leaders(admin, [spec.name for spec in all_specs], timeout)
 
 
-def partition_count(settings: Settings, name: str, timeout: float = 30.0) -> int | None:
-    """How many partitions the topic has now (None if it does not exist)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    topic = admin.list_topics(timeout=timeout).topics.get(name)  # all: asks for no auto-create
-    if topic is None or topic.error is not None or not topic.partitions:
-        return None
-    return len(topic.partitions)
-
-
 def warn_if_fewer_replicas(name: str, metadata: Any, wanted: int) -> None:
     """An existing topic keeps its replicas (changing them is a reassignment, an
     operator's job): say so when it has fewer than the settings ask for."""

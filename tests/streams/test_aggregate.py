@@ -7,7 +7,6 @@ from collections.abc import Callable
 import orjson
 from confluent_kafka import Producer
 
-from streams.aggregate.paging import page_partition
 from streams.kafka.config import producer_config
 from streams.kafka.producer import complete_command
 from streams.kafka.topics import MAX_MESSAGE_BYTES
@@ -46,25 +45,6 @@ def test_errors_of_each_command(
     assert job.definition == {"template": "T", "event": "T"}
     sends = read_topic(topology, topology.topic_sends, expected=5, idle=3)
     assert len(sends) == 5  # the second run had no effect
-
-
-def test_a_jobs_pages_take_the_partitions_in_turn(
-    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
-) -> None:
-    """Page n of a job goes to `page_partition(job, n, partitions)`: each partition holds
-    the job's pages within one of each other, so no fan-out worker is left with more."""
-    start_worker(fanout_page_size=10)
-    job_id = client.create({"template": "T"})
-    users = [{"to": {"user_id": f"u{i}"}} for i in range(195)]
-    client.result(client.ingest(job_id, users).command_id)
-    client.result(client.run(job_id).command_id)
-    assert client.wait_status(job_id, "COMPLETED", 60).enqueued == 195
-    pages = read_topic(topology, topology.topic_fanout_pages, expected=20, idle=2)
-    partitions = topology.partitions
-    placed = {int(key.decode().rsplit(":", 1)[1]): p for key, _, p in pages if key}
-    assert placed == {n: page_partition(job_id, n, partitions) for n in range(20)}
-    counts = [list(placed.values()).count(p) for p in range(partitions)]
-    assert max(counts) - min(counts) <= 1
 
 
 def test_commands_compressed_by_their_producer_are_applied(

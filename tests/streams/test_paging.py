@@ -13,7 +13,6 @@ from streams.aggregate.paging import (
     cut_pages,
     decode_batch,
     encode_batch,
-    page_partition,
     read_batch,
 )
 
@@ -108,17 +107,3 @@ def test_a_range_of_pages_is_cut_from_the_batch_holding_its_first_user() -> None
     assert [n for n, _ in cut_pages(batches[2:], 2, 10, first_page=4)] == [4]
     with pytest.raises(MissingUsers):
         list(cut_pages(batches[2:], 2, 10, first_page=2, stop_page=4))
-
-
-def test_a_jobs_pages_take_the_partitions_in_turn() -> None:
-    """Each partition holds a job's pages within one of each other (hashing the page's
-    key left a 200-page job's busiest partition at about 1.3 times the mean); the same
-    page always goes to the same partition; jobs start on different partitions."""
-    for job_id in (f"job-{n}" for n in range(50)):
-        placed = [page_partition(job_id, page, 8) for page in range(203)]
-        counts = [placed.count(p) for p in range(8)]
-        assert max(counts) - min(counts) <= 1
-        assert placed == [page_partition(job_id, page, 8) for page in range(203)]
-    firsts = {page_partition(f"job-{n}", 0, 8) for n in range(50)}
-    assert firsts == set(range(8))
-    assert {page_partition("one-partition", page, 1) for page in range(10)} == {0}

@@ -31,7 +31,6 @@ from streams.aggregate.state import JobState
 
 JOB = "1-job"
 WINDOW = 4  # pages of a job out at once
-PARTITIONS = 3  # of the pages topic
 
 
 class Memory:
@@ -111,15 +110,12 @@ class Memory:
         command_id: str = "",
         tenant: str = "acme",
         now: float = 100.0,
-        partitions: int = PARTITIONS,
         **options: Any,
     ) -> Effects:
         command = RunJob(
             command_id=command_id or f"c-run-{offset}", tenant=tenant, job_id=JOB, **options
         )
-        effects = rules.run(
-            self, command, offset, now=now, page_size=2, window=WINDOW, page_partitions=partitions
-        )
+        effects = rules.run(self, command, offset, now=now, page_size=2, window=WINDOW)
         return self.carry_out(JOB, effects, offset)
 
     def steer(
@@ -360,11 +356,7 @@ def test_run_starts_processing_once_and_cuts_pages() -> None:
         100.0,
     )
     assert job.pages_total() == 2
-    assert job.page_partitions == PARTITIONS
-    # A replay at its own offset emits its pages again, nothing else: not even after
-    # the pages topic grew, or a page handed over again would go to another partition.
-    replay = memory.run(2, partitions=PARTITIONS + 5)
-    assert memory.state().page_partitions == PARTITIONS
+    replay = memory.run(2)  # a replay at its own offset emits its pages again, nothing else
     assert (replay.lifecycle, replay.emit, replay.result.ok) == (False, (0, 2), True)  # type: ignore[union-attr]
     second = memory.run(3)
     assert second.result is not None
