@@ -18,6 +18,7 @@ N users is fanned out (untimed) under py-spy.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
@@ -32,12 +33,20 @@ from streams.testing.reader import ViewReader
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
 from .kafka import TopicStats, create_topic, raw_push, read_stats
-from .procs import busy_fraction, counter, log_findings, machine_busy, sends_counter
+from .procs import (
+    busy_fraction,
+    counter,
+    counters_by_label,
+    log_findings,
+    machine_busy,
+    sends_counter,
+)
 from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
 from .scale import record_round_trip
 
 LOOP_CPU = "bulkstream_fanout_loop_cpu_seconds_total"
+LOOP_SECONDS = "bulkstream_fanout_loop_seconds_total"  # by phase: waiting, producing, committing
 TAIL = 0.1  # the last tenth of a job's sends
 
 
@@ -82,9 +91,10 @@ def _timed_run(
     job_id: str,
     users: int,
     workers: list[WorkerProcess],
-) -> dict[str, float]:
+) -> dict[str, Any]:
     cpu_before = [cpu_seconds(w.pid) for w in workers]
     loop_before = [counter(w, LOOP_CPU) or 0.0 for w in workers]
+    phases_before = [counters_by_label(w, LOOP_SECONDS) for w in workers]
     busy_before = machine_busy()
     wall = time.time()
     started = time.perf_counter()
@@ -94,12 +104,20 @@ def _timed_run(
     seconds = time.perf_counter() - started
     cpu = [cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
     loop = [(counter(w, LOOP_CPU) or 0.0) - b for w, b in zip(workers, loop_before, strict=True)]
+    phases = {
+        w.worker_id: {
+            phase: round(seconds - before.get(phase, 0.0), 2)
+            for phase, seconds in counters_by_label(w, LOOP_SECONDS).items()
+        }
+        for w, before in zip(workers, phases_before, strict=True)
+    }
     return {
         "seconds": seconds,
         "loop_cpu_seconds": sum(loop),
         "run_at": wall,
         "worker_cpu_seconds": sum(cpu),
         "machine_busy": busy_fraction(busy_before, machine_busy()),
+        "loop_seconds": phases,
         **{f"cpu_{w.worker_id}": c for w, c in zip(workers, cpu, strict=True)},
     }
 
@@ -241,6 +259,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         "small_rate": small_rate,
         "small_ceiling_rate": small_pushed.rate,
         "loop_cpu_seconds": timing["loop_cpu_seconds"],
+        "loop_seconds": timing["loop_seconds"],
         "loop_sends_per_cpu_second": loop_rate,
         "tail_rates": {u: {"first_90": h, "last_10": t} for u, (h, t) in tails.items()},
         "per_worker_rate": ours / opts.workers,

@@ -32,6 +32,16 @@ def counter(worker: WorkerProcess, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def counters_by_label(worker: WorkerProcess, name: str) -> dict[str, float]:
+    """A counter of the worker's /metrics with one label, by that label's value."""
+    try:
+        text = httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
+    except (httpx.HTTPError, AssertionError):
+        return {}
+    pattern = rf'^{re.escape(name)}\{{\w+="([^"]*)"\}} (\S+)$'
+    return {found.group(1): float(found.group(2)) for found in re.finditer(pattern, text, re.M)}
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]

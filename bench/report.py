@@ -244,6 +244,12 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             f"{w} {cpu[w]:.1f} CPU-s for {sends.get(w) or 0:,.0f} sends" for w in sorted(cpu)
         )
         emitted = d.get("pages_emitted_after_s")
+        phases = d.get("loop_seconds") or {}
+        loops = "; ".join(
+            f"{w} " + ", ".join(f"{p} {s:.1f} s" for p, s in sorted(phases[w].items()))
+            for w in sorted(phases)
+            if phases[w]
+        )
         lines.append(
             f"- **Fan-out** ({'; '.join(missed)}). The fan-out loop's own thread did "
             f"{d.get('loop_sends_per_cpu_second', float('nan')):,.0f} sends per CPU-second; "
@@ -256,10 +262,17 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             + (f"{emitted:.1f} s into the {d['seconds']:.1f} s run" if emitted else "late")
             + f"), whatever holds it. The machine was "
             f"{d['machine_busy']:.0%} busy, its {cores} cores shared with the broker: CPU "
-            f"taken anywhere, the broker's included, holds the fan-out. What would move it: "
-            f"less CPU per page on the owner (cutting pages in native code), or pages cut "
-            f"over several partitions (the "
-            f"sharded ingest of the scale section)."
+            f"taken anywhere, the broker's included, holds the fan-out. "
+            + (
+                f"Each fan-out loop's wall time, by what it did (waiting: no page fetched; "
+                f"committing: its offsets and the transaction): {loops}. "
+                if loops
+                else ""
+            )
+            + "What would move it: "
+            "less CPU per page on the owner (cutting pages in native code), or pages cut "
+            "over several partitions (the "
+            "sharded ingest of the scale section)."
         )
     out = by_name.get("outcomes")
     if out is not None and "outcomes" in failed:

@@ -55,6 +55,13 @@ FANOUT_LOOP_CPU = Counter(
     "bulkstream_fanout_loop_cpu_seconds",
     "CPU time of the fan-out loop's own thread (librdkafka's threads not included).",
 )
+FANOUT_LOOP_SECONDS = Counter(
+    "bulkstream_fanout_loop_seconds",
+    "Wall time of the fan-out loop's thread, by what it did: `waiting` for pages (none "
+    "fetched), `producing` a transaction's sends, reports and done-markers, `committing` "
+    "its offsets and the transaction.",
+    ["phase"],
+)
 CONSUMER_LAG = Gauge(
     "bulkstream_consumer_lag",
     "Records not yet consumed, per partition this process holds.",

@@ -51,6 +51,11 @@ TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
 # sat out the former fixed 75 s (librdkafka #5511); a broker's failover itself
 # took 10-14 s there (docs/reliability.md).
 TXN_DEADLINE_MARGIN = 5.0
+# Where the loop's wall time goes: a fan-out starved of pages tells from one
+# held by the broker's commits, or by its own sends.
+WAITING = metrics.FANOUT_LOOP_SECONDS.labels("waiting")
+PRODUCING = metrics.FANOUT_LOOP_SECONDS.labels("producing")
+COMMITTING = metrics.FANOUT_LOOP_SECONDS.labels("committing")
 
 
 class FanoutLoop:
@@ -217,13 +222,16 @@ class FanoutLoop:
         pages of a window), every transaction waited the timeout out."""
         messages: list[Message] = consumer.consume(self.s.fanout_pages_per_transaction, 0)
         if not messages:
+            started = time.perf_counter()
             message = consumer.poll(0.5)
             messages = [message] if message is not None else []
+            WAITING.inc(time.perf_counter() - started)
         return messages
 
     def _transaction(
         self, producer: Producer, consumer: Consumer, calls: BoundedCalls, pages: list[Message]
     ) -> None:
+        started = time.perf_counter()
         producer.begin_transaction()
         committed: list[bytes] = []
         sent = failed = 0
@@ -247,6 +255,8 @@ class FanoutLoop:
             if tp.offset >= 0
         ]
         group = consumer.consumer_group_metadata()
+        produced = time.perf_counter()
+        PRODUCING.inc(produced - started)
         calls.call(
             partial(producer.send_offsets_to_transaction, offsets, group, self.in_txn_seconds),
             self.in_txn_deadline,
@@ -257,6 +267,7 @@ class FanoutLoop:
             self.in_txn_deadline,
             "commit_transaction",
         )
+        COMMITTING.inc(time.perf_counter() - produced)
         for key in committed:
             self.done.add(key)
         self.sent += sent

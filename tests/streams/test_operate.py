@@ -114,6 +114,10 @@ def test_worker_metrics_health_readiness_and_json_logs(
     assert samples[("bulkstream_job_transitions_total", (("status", "COMPLETED"),))] == 1
     assert samples[("bulkstream_job_duration_seconds_count", ())] == 1
     assert samples[("bulkstream_fanout_pages_total", ())] == 3  # 1,200 users, pages of 500
+    # The fan-out loop's wall time by what it did: it waited (the job came after it
+    # started), produced the pages' sends and committed their transactions.
+    for phase in ("waiting", "producing", "committing"):
+        assert samples[("bulkstream_fanout_loop_seconds_total", (("phase", phase),))] > 0
 
     def lag_groups() -> set[str] | None:
         # Each group's lag is reported every 5 s: the job may be done before the first.
