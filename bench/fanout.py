@@ -106,8 +106,8 @@ def _timed_run(
     loop = [(counter(w, LOOP_CPU) or 0.0) - b for w, b in zip(workers, loop_before, strict=True)]
     phases = {
         w.worker_id: {
-            phase: round(seconds - before.get(phase, 0.0), 2)
-            for phase, seconds in counters_by_label(w, LOOP_SECONDS).items()
+            phase: round(spent - before.get(phase, 0.0), 2)
+            for phase, spent in counters_by_label(w, LOOP_SECONDS).items()
         }
         for w, before in zip(workers, phases_before, strict=True)
     }

@@ -24,22 +24,22 @@ def sends_counter(worker: WorkerProcess) -> float | None:
 
 def counter(worker: WorkerProcess, name: str) -> float | None:
     """A counter of the worker's /metrics (None if it has none, or does not answer)."""
-    try:
-        text = httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
-    except (httpx.HTTPError, AssertionError):
-        return None
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    found = re.search(rf"^{re.escape(name)} (\S+)$", _metrics(worker), re.M)
     return float(found.group(1)) if found else None
 
 
 def counters_by_label(worker: WorkerProcess, name: str) -> dict[str, float]:
     """A counter of the worker's /metrics with one label, by that label's value."""
-    try:
-        text = httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
-    except (httpx.HTTPError, AssertionError):
-        return {}
     pattern = rf'^{re.escape(name)}\{{\w+="([^"]*)"\}} (\S+)$'
-    return {found.group(1): float(found.group(2)) for found in re.finditer(pattern, text, re.M)}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, _metrics(worker), re.M)}
+
+
+def _metrics(worker: WorkerProcess) -> str:
+    """The worker's /metrics text ("" if it does not answer)."""
+    try:
+        return httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
+    except (httpx.HTTPError, AssertionError):
+        return ""
 
 
 def machine_busy() -> tuple[float, float]:
