@@ -116,6 +116,12 @@ DELIVER_FAILED = Counter(
     "(`final`) or every attempt failed (`exhausted`).",
     ["why"],
 )
+DELIVER_WITHHELD = Counter(
+    "bulkstream_deliver_withheld",
+    "Give-ups the delivery worker did not report: the views already had the message in "
+    "a state other than FAILED (a send read again after a crash or a rebalance, whose "
+    "first delivery went through; `streams.deliver.known`).",
+)
 DELIVER_ATTEMPTS = Counter(
     "bulkstream_deliver_attempts",
     "HTTP requests the delivery worker made to its provider, by outcome "

@@ -10,7 +10,9 @@
 - Delivering: each send is an asyncio task: the POST with its retries
   (`provider.HttpProvider`, at most `concurrency` requests at once), then its
   report (`SENT`, or `FAILED` with the reason), awaited until the broker
-  acknowledged it (a refused report is produced again until it is taken).
+  acknowledged it (a refused report is produced again until it is taken). A
+  give-up is not reported for a message the views already have as sent: that
+  send was read again, and its first delivery went through (`known`).
 - Committing: a partition's offset moves over the sends finished, never past
   one still in hand however the later ones finished (`progress.CommitTracker`):
   every second, for the partitions revoked in a rebalance, and at the stop. A
@@ -49,6 +51,7 @@ from pydantic import ValidationError
 
 from schemas.delivery import DeliveryReport, DeliveryStatus
 from streams import metrics
+from streams.deliver.known import KnownOutcomes
 from streams.deliver.progress import CommitTracker, Ticket
 from streams.deliver.provider import Backoff, HttpProvider, Lanes, Outcome
 from streams.deliver.reports import AsyncReports, now_ms
@@ -140,7 +143,7 @@ class DeliverWorker:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.most_in_flight = 0
         self.paused = False
-        self.sent = self.failed = self.skipped = 0
+        self.sent = self.failed = self.skipped = self.withheld = 0
         self.failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
@@ -165,6 +168,7 @@ class DeliverWorker:
         lanes = Lanes(self.o.concurrency, self.o.timeout)
         backoff = Backoff(self.o.backoff, self.o.backoff_max)
         provider = HttpProvider(lanes, self.o.url, self.o.attempts, backoff)
+        known = KnownOutcomes(self.s)
         try:
             await self._call(
                 partial(
@@ -179,7 +183,7 @@ class DeliverWorker:
                 "deliver: joining group %s on %s, posting to %s", self.group, self.topic, self.o.url
             )
             try:
-                await self._take_until_stopped(consumer, provider, reports)
+                await self._take_until_stopped(consumer, provider, reports, known)
             finally:
                 await self._drain()
         finally:
@@ -189,6 +193,7 @@ class DeliverWorker:
             finally:
                 self._kafka.shutdown(wait=False)
                 await lanes.aclose()
+                await known.close()
                 left = reports.close()
                 if left:
                     log.warning("deliver: %d report(s) unacknowledged at the stop", left)
@@ -205,7 +210,11 @@ class DeliverWorker:
         return await asyncio.get_running_loop().run_in_executor(self._kafka, fn)
 
     async def _take_until_stopped(
-        self, consumer: Consumer, provider: HttpProvider, reports: AsyncReports
+        self,
+        consumer: Consumer,
+        provider: HttpProvider,
+        reports: AsyncReports,
+        known: KnownOutcomes,
     ) -> None:
         commit_at = progress_at = time.monotonic()
         full_since: float | None = None
@@ -231,7 +240,8 @@ class DeliverWorker:
             else:
                 room = max(self.bound - in_flight, 1)
                 for message, ticket in await self._call(partial(self._take, consumer, room)):
-                    task = asyncio.create_task(self._deliver(provider, reports, message, ticket))
+                    delivery = self._deliver(provider, reports, known, message, ticket)
+                    task = asyncio.create_task(delivery)
                     self.in_flight.add(task)
                     task.add_done_callback(self.in_flight.discard)
             self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
@@ -275,7 +285,12 @@ class DeliverWorker:
 
     # -- one send ------------------------------------------------------------------
     async def _deliver(
-        self, provider: HttpProvider, reports: AsyncReports, message: Message, ticket: Ticket
+        self,
+        provider: HttpProvider,
+        reports: AsyncReports,
+        known: KnownOutcomes,
+        message: Message,
+        ticket: Ticket,
     ) -> None:
         try:
             value = message.value()
@@ -292,8 +307,11 @@ class DeliverWorker:
             else:
                 assert isinstance(value, bytes)
                 outcome = await provider.deliver(value, send.message_id)
-                await self._report(reports, self._report_of(send, outcome))
-                self._count(outcome)
+                if not outcome.delivered and await known.went_out(send.tenant, send.message_id):
+                    self._withhold(send, outcome)
+                else:
+                    await self._report(reports, self._report_of(send, outcome))
+                    self._count(outcome)
             with self.lock:
                 self.tracker.finish(ticket)
         except asyncio.CancelledError:
@@ -342,11 +360,21 @@ class DeliverWorker:
             self.failed += 1
             metrics.DELIVER_FAILED.labels("final" if outcome.final else "exhausted").inc()
 
+    def _withhold(self, send: _Send, outcome: Outcome) -> None:
+        self.withheld += 1
+        metrics.DELIVER_WITHHELD.inc()
+        log.info(
+            "deliver: %s went out before; its give-up (%s) is not reported",
+            send.message_id,
+            outcome.reason,
+        )
+
     def _log_progress(self) -> None:
         log.info(
-            "deliver: %d sent, %d failed, %d skipped; %d in hand%s",
+            "deliver: %d sent, %d failed, %d withheld, %d skipped; %d in hand%s",
             self.sent,
             self.failed,
+            self.withheld,
             self.skipped,
             len(self.in_flight),
             " (paused)" if self.paused else "",

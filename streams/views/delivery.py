@@ -143,6 +143,17 @@ class DeliveryViews:
         position, job_id = text.split(" ", 1)
         return job_id, int(position)
 
+    async def entry(self, tenant: str, message_id: str) -> dict[str, Any] | None:
+        """A reported message's delivery entry alone (status, at, reason, provider,
+        times), or None."""
+        found = await self.find(tenant, message_id)
+        if found is None:
+            return None
+        job_id, position = found
+        bucket = keys.delivery_bucket(self.prefix, tenant, job_id, keys.bucket_of(position))
+        raw = await self.redis.hget(bucket, str(position))
+        return None if raw is None else dict(orjson.loads(raw))
+
     async def read(self, tenant: str, message_id: str) -> MessageRecord | None:
         """A reported message of this tenant, or None (unknown, another tenant's, purged)."""
         found = await self.find(tenant, message_id)

@@ -4,6 +4,8 @@ sends; at a stop, sends still in hand abandoned uncommitted and read again."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections import Counter
 from dataclasses import replace
@@ -12,12 +14,14 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from chaos.cluster import key_partition
-from schemas.delivery import DeliveryReport
+from schemas.delivery import DeliveryReport, DeliveryStatus
 from streams.deliver.worker import DeliverOptions
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.processes import wait_for
 from streams.testing.receiver import Receiver, Rules
+from streams.views.connection import redis_from_url
+from streams.views.delivery import DeliveryViews, MessageOutcome
 from tests.streams.deliver.conftest import (
     TENANT,
     Sends,
@@ -161,3 +165,90 @@ def test_a_full_worker_pauses_a_stop_abandons_its_sends_and_the_next_one_resumes
         assert set(receiver.tally().accepted) == set(sends.by_id())
     assert sorted(v["messageId"] for _, v, _ in records) == sorted(sends.by_id())
     assert {v["status"] for _, v, _ in records} == {"SENT"}
+
+
+def _have_reported(settings: Settings, job_id: str, states: dict[str, list[str]]) -> None:
+    """The delivery views hold each message of `states` (message id -> the states its
+    reports reached, the last the highest), as the aggregate writes them after a fold."""
+    outcomes = [
+        MessageOutcome(
+            n,
+            message_id,
+            DeliveryStatus(reached[-1]),
+            1_000 + n,
+            None,
+            "http",
+            {DeliveryStatus(state): 1_000 + n for state in reached},
+        )
+        for n, (message_id, reached) in enumerate(states.items())
+    ]
+
+    async def write() -> None:
+        redis = redis_from_url(settings.redis_url)
+        try:
+            views = DeliveryViews(redis, settings.redis_prefix, settings.retention_seconds)
+            await views.write(TENANT, job_id, outcomes)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(write())
+
+
+def test_a_give_up_is_not_reported_for_a_message_that_went_out_before(
+    settings: Settings, sends: Sends, redis_client: Any
+) -> None:
+    """A send read again (its worker died after the provider took it) whose second
+    delivery fails: the views have it as sent, so its give-up is not reported, and the
+    message does not end FAILED. Give-ups of messages not known to have gone out are."""
+    ensure_topics(settings)
+    job_id = "1-eeeeeeee-read-again"
+    events = send_events(job_id, [{"fail": True}] * 5)  # the provider refuses them all
+    produce_sends(settings, events, into=sends)
+    ids = [e["messageId"] for e in events]
+    _have_reported(
+        settings,
+        job_id,
+        {ids[0]: ["SENT"], ids[1]: ["SENT", "DELIVERED"], ids[2]: ["FAILED"]},
+    )
+    before = _sample("bulkstream_deliver_withheld_total")
+    with Receiver() as receiver:
+        with delivering(settings, fast(receiver.url)) as worker:
+            records = read_reports(settings, expected=3)
+            wait_for(
+                lambda: committed_offsets(settings, worker.group) == _ends(settings, sends),
+                20,
+                "the commits to pass every send, the withheld ones included",
+            )
+        tally = receiver.tally()
+    assert all(tally.attempts[i] == 3 for i in ids), "every send was posted again"
+    reported = {v["messageId"]: v["status"] for _, v, _ in records}
+    assert len(records) == 3
+    assert reported == {ids[2]: "FAILED", ids[3]: "FAILED", ids[4]: "FAILED"}
+    assert (worker.sent, worker.failed, worker.withheld) == (0, 3, 2)
+    assert _sample("bulkstream_deliver_withheld_total") - before == 2
+
+
+def test_a_give_up_is_reported_when_the_views_cannot_be_read(
+    settings: Settings, sends: Sends, redis_client: Any
+) -> None:
+    """Redis out of reach: no way to know the message went out, so the give-up is
+    reported (a report of what happened rather than none)."""
+    ensure_topics(settings)
+    job_id = "1-ffffffff-no-views"
+    events = send_events(job_id, [{"fail": True}] * 2)
+    produce_sends(settings, events, into=sends)
+    _have_reported(settings, job_id, {events[0]["messageId"]: ["SENT"]})
+    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{_closed_port()}/0"})
+    with Receiver() as receiver, delivering(unreachable, fast(receiver.url)) as worker:
+        records = read_reports(settings, expected=2)
+    assert sorted(v["messageId"] for _, v, _ in records) == sorted(e["messageId"] for e in events)
+    assert {v["status"] for _, v, _ in records} == {"FAILED"}
+    assert worker.withheld == 0
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then let go)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
