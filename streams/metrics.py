@@ -59,7 +59,8 @@ FANOUT_LOOP_SECONDS = Counter(
     "bulkstream_fanout_loop_seconds",
     "Wall time of the fan-out loop's thread, by what it did: `waiting` for pages (none "
     "fetched), `producing` a transaction's sends, reports and done-markers, `committing` "
-    "its offsets and the transaction.",
+    "its offsets and the transaction (which waits until the broker acknowledged every "
+    "record of it).",
     ["phase"],
 )
 CONSUMER_LAG = Gauge(
