@@ -1,15 +1,24 @@
 """The fan-out's done-markers, mirrored locally: which pages are already fanned out.
 
 The markers live in the compacted `bulk.fanout-done` topic (co-partitioned with
-the pages); each worker mirrors the partitions it holds in a RocksDB, restored
-from the topic on every assignment.
+the pages); each worker mirrors the partitions it holds in a RocksDB
+(`DoneStore`), restored from the topic on every assignment (`DoneRestore`), from
+where the last restore of each partition stopped.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from confluent_kafka import Consumer
+from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 from rocksdict import Options, Rdict
+
+from streams.settings import Settings
+
+# A restore that has not reached the end of its partitions by then ends the session.
+RESTORE_SECONDS = 120.0
 
 _RESTORED_AT = b"\x00restored-at\x00"
 
@@ -39,3 +48,71 @@ class DoneStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+class DoneRestore:
+    """Reads the done-markers of newly held partitions into the store, with one reader
+    for a fan-out session (a reader made per partition spent most of a rebalance
+    starting up, about 1 s each)."""
+
+    def __init__(self, settings: Settings, store: DoneStore) -> None:
+        self.s = settings
+        self.store = store
+        self._reader: Consumer | None = None
+
+    def restore(self, partitions: list[int]) -> None:
+        """Read the markers of `partitions` up to their end, from where the last
+        restore of each stopped."""
+        reader = self._reader
+        if reader is None:
+            reader = self._reader = Consumer(
+                {
+                    "bootstrap.servers": self.s.kafka_bootstrap_servers,
+                    "group.id": f"{self.s.app_id}-fanout-restore",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 10,
+                }
+            )
+        store = self.store
+        starts = {p: store.restored_at(p) for p in partitions}
+        reader.assign(
+            [
+                TopicPartition(self.s.topic_fanout_done, p, -2 if start is None else start)
+                for p, start in starts.items()  # -2: OFFSET_BEGINNING
+            ]
+        )
+        last: dict[int, int] = {}
+        reading = set(partitions)
+        deadline = time.monotonic() + RESTORE_SECONDS
+        try:
+            while reading:
+                if time.monotonic() > deadline:
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        reading.discard(message.partition() or 0)
+                        continue
+                    raise KafkaException(error)
+                key = message.key()
+                assert isinstance(key, bytes)
+                if message.value() is None:
+                    store.discard(key)
+                else:
+                    store.add(key)
+                last[message.partition() or 0] = message.offset() or 0
+        finally:
+            reader.unassign()
+        for partition, offset in last.items():
+            store.set_restored_at(partition, offset + 1)
+
+    def close(self) -> None:
+        """Close the session's reader (the next session makes its own)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -24,12 +24,12 @@ from functools import partial
 
 import orjson
 from confluent_kafka import Consumer, Message, Producer
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
 from schemas.fanout import PageProgress
 from streams import metrics
 from streams.errors import CallStuck
+from streams.fanout.assignment import Assignment
 from streams.fanout.done import DoneStore
 from streams.fanout.expand import page_expander
 from streams.kafka.bounded import BoundedCalls
@@ -38,7 +38,6 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_RESTORED_AT = b"\x00restored-at\x00"
 # librdkafka's own timeout for `init_transactions`, and ours on top of it for
 # when librdkafka does not keep to its own (streams.bounded).
 TXN_CALL_SECONDS = 60.0
@@ -69,9 +68,6 @@ class FanoutLoop:
     ) -> None:
         self.s = settings
         self.stopping = threading.Event()
-        # Told True once the consumer holds its assignment (offsets and done-markers
-        # restored), False from a revoke or loss until it does again: /readyz.
-        self.on_ready = on_ready
         self.lag = metrics.LagGauge(f"{settings.app_id}-fanout")
         self._lag_at = 0.0
         self.on_commit = on_commit
@@ -82,14 +78,20 @@ class FanoutLoop:
         self.sent = 0
         self.in_txn_seconds = settings.transaction_timeout_ms / 1000
         self.in_txn_deadline = self.in_txn_seconds + TXN_DEADLINE_MARGIN
-        self.cooperative = settings.fanout_assignment == "cooperative-sticky"
-        # The partitions of the pages topic held, their done-markers restored.
-        self.held: frozenset[int] = frozenset()
-        self.group = f"{settings.app_id}-fanout"
-        self.ready = False
+        # The partitions held, their done-markers restored; `on_ready` is told True once
+        # the consumer holds its assignment, False from a revoke or loss until it does
+        # again (/readyz).
+        self.assignment = Assignment(settings, self.done, on_ready, self._look_again)
         self._cpu_at = 0.0  # the loop thread's CPU time at the last transaction
-        self._reader: Consumer | None = None  # the session's reader of done-markers
-        self._admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+
+    @property
+    def held(self) -> frozenset[int]:
+        """The partitions of the pages topic held, their done-markers restored."""
+        return self.assignment.held
+
+    @property
+    def ready(self) -> bool:
+        return self.assignment.ready
 
     def stop(self) -> None:
         self.stopping.set()
@@ -127,12 +129,7 @@ class FanoutLoop:
             calls.close()
             raise
         consumer = Consumer(self._consumer_config())
-        consumer.subscribe(
-            [self.s.topic_fanout_pages],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self.assignment.subscribe(consumer)
         log.info("fan-out %s joins group %s-fanout", self.s.worker_id, self.s.app_id)
         stuck = False
         try:
@@ -164,10 +161,9 @@ class FanoutLoop:
             stuck = True
             raise
         finally:
-            self._ready(False)
+            self.assignment.set_ready(False)
             consumer.close()
-            self._close_reader()
-            self.held = frozenset()
+            self.assignment.end()
             calls.close()
             if not stuck:
                 producer.flush(10)
@@ -197,7 +193,8 @@ class FanoutLoop:
             )
 
     def _consumer_config(self) -> dict[str, object]:
-        config = group_consumer_config(self.s, self.group, self.s.fanout_session_timeout_ms) | {
+        group, timeout = self.assignment.group, self.s.fanout_session_timeout_ms
+        config = group_consumer_config(self.s, group, timeout) | {
             "max.poll.interval.ms": 600_000,
             "partition.assignment.strategy": self.s.fanout_assignment,
             # A member learns of a rebalance from a heartbeat's answer; cooperative-sticky
@@ -207,11 +204,6 @@ class FanoutLoop:
         if self.s.fanout_static_membership:
             config["group.instance.id"] = self.s.worker_id
         return config
-
-    def _ready(self, ready: bool) -> None:
-        self.ready = ready
-        if self.on_ready is not None:
-            self.on_ready(ready)
 
     def _take(self, consumer: Consumer) -> list[Message]:
         """The pages librdkafka has fetched, up to a transaction's worth; else the next
@@ -322,8 +314,7 @@ class FanoutLoop:
         if now - self._lag_at < 5.0:
             return
         self._lag_at = now
-        if not self.ready and not self.held:
-            self._ready(self._more_members_than_partitions(consumer))
+        self.assignment.settle(consumer)
         lags = []
         for tp in consumer.position(consumer.assignment()):
             # The watermarks of the last record fetched, not a request to the broker: asked
@@ -337,116 +328,9 @@ class FanoutLoop:
             lags.append((tp.topic, tp.partition, max(high - start, 0)))
         self.lag.update(lags)
 
-    # librdkafka calls these from `consume`/`poll`, so between two transactions. Under
-    # cooperative-sticky they carry only the partitions that change hands, and a
-    # member keeps the rest (and its readiness) through a rebalance; under an eager
-    # strategy every rebalance revokes everything first.
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self.cooperative:
-            self._hold("revoked", partitions, self.held - set(_numbers(partitions)))
-        else:
-            self._ready(False)
-            self._hold("revoked", partitions, frozenset())
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._ready(False)
-        self._hold("lost", partitions, frozenset())
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Committed offsets of a read_committed group are only answered once no
-        # transaction of a previous owner is pending, so the markers read after
-        # this are complete.
-        if partitions:
-            consumer.committed(partitions, timeout=120)
-            self._restore(_numbers(partitions))
-        # Under an eager strategy the assignment is replaced by `partitions`.
-        held = self.held if self.cooperative else frozenset()
-        self._hold("assigned", partitions, held | set(_numbers(partitions)))
-        self._ready(bool(self.held))
-        # The lag of the new share, and whether nothing is this member's settled share,
-        # at the loop's next turn: a client call from inside librdkafka's callback
-        # aborts the process.
+    def _look_again(self) -> None:
+        """A new share: its lag, and whether holding nothing is settled, at the next turn."""
         self._lag_at = 0.0
-
-    def _more_members_than_partitions(self, consumer: Consumer) -> bool:
-        """Whether holding nothing is this member's settled share. A member that joins
-        under cooperative-sticky is first assigned nothing, while the partitions it
-        will get are revoked from the others: that is not ready yet."""
-        topic = self.s.topic_fanout_pages
-        try:
-            metadata = consumer.list_topics(topic, timeout=5).topics[topic]
-            group = self._admin.describe_consumer_groups([self.group])[self.group].result(5)
-        except KafkaException as exc:
-            log.debug("fan-out group %s not described: %s", self.group, exc)
-            return False
-        return len(group.members) > len(metadata.partitions)
-
-    def _hold(self, change: str, partitions: list[TopicPartition], held: frozenset[int]) -> None:
-        """One line per change, with the whole assignment held after it (tests read it)."""
-        self.held = held
-        log.info(
-            "fan-out %s: partitions %s %s; holds %s",
-            self.s.worker_id,
-            change,
-            _numbers(partitions),
-            sorted(held),
-        )
-
-    def _restore(self, partitions: list[int]) -> None:
-        """Read the done-markers of `partitions` up to their end, from where the last
-        restore of each stopped, with the session's one reader (a reader made per
-        partition spent most of a rebalance starting up, about 1 s each)."""
-        reader = self._reader
-        if reader is None:
-            reader = self._reader = Consumer(
-                {
-                    "bootstrap.servers": self.s.kafka_bootstrap_servers,
-                    "group.id": f"{self.s.app_id}-fanout-restore",
-                    "isolation.level": "read_committed",
-                    "enable.auto.commit": False,
-                    "enable.partition.eof": True,
-                    "fetch.wait.max.ms": 10,
-                }
-            )
-        starts = {p: self.done.restored_at(p) for p in partitions}
-        reader.assign(
-            [
-                TopicPartition(self.s.topic_fanout_done, p, -2 if start is None else start)
-                for p, start in starts.items()  # -2: OFFSET_BEGINNING
-            ]
-        )
-        last: dict[int, int] = {}
-        reading = set(partitions)
-        deadline = time.monotonic() + 120
-        try:
-            while reading:
-                if time.monotonic() > deadline:
-                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
-                message = reader.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        reading.discard(message.partition() or 0)
-                        continue
-                    raise KafkaException(error)
-                key = message.key()
-                assert isinstance(key, bytes)
-                if message.value() is None:
-                    self.done.discard(key)
-                else:
-                    self.done.add(key)
-                last[message.partition() or 0] = message.offset() or 0
-        finally:
-            reader.unassign()
-        for partition, offset in last.items():
-            self.done.set_restored_at(partition, offset + 1)
-
-    def _close_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
 
 
 def _generation_moved(exc: KafkaException) -> bool:
@@ -462,7 +346,3 @@ def _generation_moved(exc: KafkaException) -> bool:
             KafkaError.UNKNOWN_MEMBER_ID,
         )
     )
-
-
-def _numbers(partitions: list[TopicPartition]) -> list[int]:
-    return sorted(tp.partition for tp in partitions)
