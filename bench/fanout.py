@@ -39,10 +39,11 @@ from .jobs import create_job, ingest, ingest_commands, run_command
 from .kafka import TopicStats, create_topic, raw_push, read_stats
 from .procs import (
     busy_fraction,
-    counter,
-    counters_by_label,
+    counter_in,
+    counters_by_label_in,
     log_findings,
     machine_busy,
+    metrics_text,
     sends_counter,
 )
 from .profile import Profiler, summarize
@@ -98,8 +99,9 @@ def _timed_run(
     workers: list[WorkerProcess],
 ) -> dict[str, Any]:
     cpu_before = [cpu_seconds(w.pid) for w in workers]
-    loop_before = [counter(w, LOOP_CPU) or 0.0 for w in workers]
-    phases_before = [counters_by_label(w, LOOP_SECONDS) for w in workers]
+    texts = [metrics_text(w) for w in workers]  # one read of each worker's /metrics
+    loop_before = [counter_in(text, LOOP_CPU) or 0.0 for text in texts]
+    phases_before = [counters_by_label_in(text, LOOP_SECONDS) for text in texts]
     busy_before = machine_busy()
     wall = time.time()
     started = time.perf_counter()
@@ -108,13 +110,14 @@ def _timed_run(
     views.wait_status(job_id, "COMPLETED", max(900.0, users / 500), every=0.02)
     seconds = time.perf_counter() - started
     cpu = [cpu_seconds(w.pid) - b for w, b in zip(workers, cpu_before, strict=True)]
-    loop = [(counter(w, LOOP_CPU) or 0.0) - b for w, b in zip(workers, loop_before, strict=True)]
+    texts = [metrics_text(w) for w in workers]
+    loop = [(counter_in(t, LOOP_CPU) or 0.0) - b for t, b in zip(texts, loop_before, strict=True)]
     phases = {
         w.worker_id: {
             phase: round(spent - before.get(phase, 0.0), 2)
-            for phase, spent in counters_by_label(w, LOOP_SECONDS).items()
+            for phase, spent in counters_by_label_in(text, LOOP_SECONDS).items()
         }
-        for w, before in zip(workers, phases_before, strict=True)
+        for w, text, before in zip(workers, texts, phases_before, strict=True)
     }
     return {
         "seconds": seconds,

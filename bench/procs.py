@@ -24,17 +24,22 @@ def sends_counter(worker: WorkerProcess) -> float | None:
 
 def counter(worker: WorkerProcess, name: str) -> float | None:
     """A counter of the worker's /metrics (None if it has none, or does not answer)."""
-    found = re.search(rf"^{re.escape(name)} (\S+)$", _metrics(worker), re.M)
+    return counter_in(metrics_text(worker), name)
+
+
+def counter_in(text: str, name: str) -> float | None:
+    """A counter of a /metrics text (None if it has none)."""
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     return float(found.group(1)) if found else None
 
 
-def counters_by_label(worker: WorkerProcess, name: str) -> dict[str, float]:
-    """A counter of the worker's /metrics with one label, by that label's value."""
+def counters_by_label_in(text: str, name: str) -> dict[str, float]:
+    """A counter of a /metrics text with one label, by that label's value."""
     pattern = rf'^{re.escape(name)}\{{\w+="([^"]*)"\}} (\S+)$'
-    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, _metrics(worker), re.M)}
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
 
 
-def _metrics(worker: WorkerProcess) -> str:
+def metrics_text(worker: WorkerProcess) -> str:
     """The worker's /metrics text ("" if it does not answer)."""
     try:
         return httpx.get(f"{worker.metrics_url(5)}/metrics", timeout=5).text
