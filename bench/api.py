@@ -55,11 +55,8 @@ WORKER_NICENESS = 10
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("http", "HTTP API: ingest, and GET latency during a fan-out")
-    settings = bench.scenario("http")
-    try:
+    with bench.namespace("http") as settings:
         _measure(bench, settings, opts, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 

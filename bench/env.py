@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,15 @@ class Run:
         tag = f"bench-{self.run_id}-{name}"
         self.tags.append(tag)
         return fresh_settings(self.base, tag)
+
+    @contextmanager
+    def namespace(self, name: str) -> Iterator[Settings]:
+        """`scenario(name)`'s settings, its namespace cleaned up when the block ends."""
+        settings = self.scenario(name)
+        try:
+            yield settings
+        finally:
+            self.cleanup(settings)
 
     def cleanup(self, settings: Settings) -> None:
         """Delete the topics, consumer groups and Redis keys of one scenario's namespace."""

@@ -132,11 +132,8 @@ def _timed_run(
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("fanout", "Fan-out of one job over every worker")
-    settings = bench.scenario("fanout")
-    try:
+    with bench.namespace("fanout") as settings:
         _measure(bench, settings, opts, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 

@@ -94,11 +94,9 @@ def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("rebalance", "Jobs running while fan-out workers join, leave, restart")
     outcomes: dict[str, dict[str, Any]] = {}
     for name, overrides in CONFIGS.items():
-        settings = bench.scenario(f"rebalance-{len(outcomes)}").model_copy(update=overrides)
-        try:
-            outcomes[name] = _sequence(bench, settings, opts, name, result)
-        finally:
-            bench.cleanup(settings)
+        with bench.namespace(f"rebalance-{len(outcomes)}") as settings:
+            configured = settings.model_copy(update=overrides)
+            outcomes[name] = _sequence(bench, configured, opts, name, result)
     chosen = outcomes[DEFAULT]
     for change in CHANGES:
         result.figures.append(

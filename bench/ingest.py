@@ -51,11 +51,8 @@ TARGET_USERS_PER_CPU_SECOND = 150_000.0
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("ingest", "Ingest through Kafka")
-    settings = bench.scenario("ingest")
-    try:
+    with bench.namespace("ingest") as settings:
         _measure(bench, settings, opts, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 
@@ -163,8 +160,7 @@ def _naive(
     bench: Run, create: CreateJob, commands: list[IngestUsers], result: ScenarioResult
 ) -> NaiveIngested:
     """The same commands through the naive agent, in a namespace of its own."""
-    s = bench.scenario("ingest-naive")
-    try:
+    with bench.namespace("ingest-naive") as s:
         ensure_topics(s)
         log_path = bench.log_dir / "naive-ingest.log"
         with log_path.open("ab") as log:
@@ -190,8 +186,6 @@ def _naive(
         result.checks.append(f"naive agent: {n:,} users accepted")
         check(timed.changelog_records == n, f"naive agent: {n:,} users in its changelog", result)
         return timed
-    finally:
-        bench.cleanup(s)
 
 
 def _naive_timed(

@@ -38,12 +38,9 @@ def run(bench: Run, opts: Options) -> ScenarioResult:
     peaks: dict[int, dict[str, int]] = {}
     seconds: dict[str, float] = {}
     for users in (small, large):
-        settings = bench.scenario(f"memory-{_label(users)}")
         began = time.monotonic()
-        try:
+        with bench.namespace(f"memory-{_label(users)}") as settings:
             peaks[users] = _peaks(bench, settings, opts, users, result)
-        finally:
-            bench.cleanup(settings)
         seconds[_label(users)] = round(time.monotonic() - began)
     top_small, top_large = max(peaks[small].values()), max(peaks[large].values())
     result.figures.append(

@@ -37,11 +37,8 @@ AT = 1_760_000_000_000
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("outcomes", "Delivery reports folded, against the fan-out")
-    settings = bench.scenario("outcomes")
-    try:
+    with bench.namespace("outcomes") as settings:
         _measure(settings, opts, bench, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 

@@ -89,11 +89,8 @@ class SmallJob:
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("latency", "Small jobs through the HTTP API, run to COMPLETED")
-    settings = bench.scenario("latency")
-    try:
+    with bench.namespace("latency") as settings:
         _measure(bench, settings, opts, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 

@@ -30,11 +30,8 @@ from .results import ScenarioResult, check
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
     result = ScenarioResult("naive", "Naive baseline: one faust agent, one await per send")
-    settings = bench.scenario("naive")
-    try:
+    with bench.namespace("naive") as settings:
         _measure(bench, settings, opts, result)
-    finally:
-        bench.cleanup(settings)
     return result
 
 
