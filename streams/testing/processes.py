@@ -45,6 +45,21 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     return env | settings.env(**overrides)
 
 
+def cli(
+    settings: Settings, *args: str, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`bulkstream <args>` as its own process, with these settings; its exit and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.ops.cli", *args],
+        env=settings_env(settings),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 
 import httpx
@@ -16,20 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
 from streams.testing.client import Client, ingest_generated
-from streams.testing.processes import WorkerProcess, settings_env, wait_for
+from streams.testing.processes import WorkerProcess, cli, wait_for
 
 USERS = 3000
-
-
-def _cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.ops.cli", *args],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def samples_of(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -42,7 +29,7 @@ def samples_of(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def test_demo_runs_a_job_to_completed_and_status_watch_follows_it(topology: Settings) -> None:
-    demo = _cli(topology, "demo", "--users", str(USERS), "--workers", "2")
+    demo = cli(topology, "demo", "--users", str(USERS), "--workers", "2", timeout=600)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     out = demo.stdout
     assert f"users received {USERS:,}, sends enqueued {USERS:,}, failures 0" in out, out
@@ -64,14 +51,14 @@ def test_demo_runs_a_job_to_completed_and_status_watch_follows_it(topology: Sett
     assert "message.failed" in hooks.group(1), out
     assert hooks.group(2) == hooks.group(3), out
 
-    watched = _cli(
+    watched = cli(
         topology, "status", job_id.group(1), "--tenant", "demo", "--watch", "--timeout", "30"
     )
     assert watched.returncode == 0, watched.stderr
     assert re.search(rf"COMPLETED\s+received {USERS:,}\s+enqueued {USERS:,}", watched.stderr)
     assert json.loads(watched.stdout)["job"]["status"] == "COMPLETED"
 
-    unknown = _cli(topology, "status", "no-such-job", "--tenant", "demo", "--watch")
+    unknown = cli(topology, "status", "no-such-job", "--tenant", "demo", "--watch")
     assert unknown.returncode == 1
 
 
@@ -81,7 +68,7 @@ def test_status_watch_gives_up_on_a_job_that_does_not_finish(
     start_worker()
     job_id = client.create({"template": "T"})
     client.wait_status(job_id, "CREATED", 60)
-    watched = _cli(
+    watched = cli(
         topology, "status", job_id, "--tenant", client.tenant, "--watch", "--timeout", "2"
     )
     assert watched.returncode == 1

@@ -4,8 +4,6 @@ against what a read_committed reader finds on the sends topic."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,9 +19,9 @@ from streams.testing.client import Client
 from streams.testing.processes import (
     ApiProcess,
     WorkerProcess,
-    settings_env,
     wait_ready,
 )
+from streams.testing.processes import cli as run_cli
 from streams.testing.stack import (
     create,
     generated_job,
@@ -271,14 +269,7 @@ def test_the_cli_runs_dry_pauses_and_cancels_over_kafka(
         http.post(f"/bulk/{job_id}", json={"users": [{"to": {"user_id": "a"}}]})
 
     def cli(*args: str) -> dict[str, Any]:
-        done = subprocess.run(
-            [sys.executable, "-m", "streams.ops.cli", *args, job_id, "--tenant", "acme"],
-            env=settings_env(topology),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_cli(topology, *args, job_id, "--tenant", "acme")
         out: dict[str, Any] = orjson.loads(done.stdout) if done.stdout.strip() else {}
         out["exit"] = done.returncode
         return out

@@ -5,8 +5,6 @@ every send reported, none lost."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,27 +12,15 @@ from pathlib import Path
 from chaos.cluster import key_partition
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.testing.processes import DeliverProcess, settings_env, wait_for
+from streams.testing.processes import DeliverProcess, cli, wait_for
 from streams.testing.receiver import Receiver, Rules
 from streams.testing.topics import read_topic
 from tests.streams.deliver.conftest import Sends, produce_sends, read_reports, send_events
 
 
-def _cli(settings: Settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.ops.cli", *args],
-        env=settings_env(settings),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_report_from_flags(settings: Settings) -> None:
     ensure_topics(settings)
-    done = _cli(
+    done = cli(
         settings,
         "report",
         "--message-id",
@@ -71,12 +57,12 @@ def test_report_from_json_lines_on_stdin_and_in_files(settings: Settings, tmp_pa
         {"messageId": "m2", "jobId": "job-b", "status": "FAILED", "at": 2000, "reason": "bounced"},
     ]
     stdin = "\n".join(json.dumps(line) for line in lines) + "\n\n"
-    done = _cli(settings, "report", "--provider", "smtp", stdin=stdin)
+    done = cli(settings, "report", "--provider", "smtp", stdin=stdin)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["produced"] == 2
     listed = tmp_path / "more.json"
     listed.write_text(json.dumps([{"messageId": "m3", "jobId": "job-a", "status": "OPENED"}]))
-    done = _cli(settings, "report", str(listed))
+    done = cli(settings, "report", str(listed))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["produced"] == 1
 
@@ -105,7 +91,7 @@ def test_a_bad_line_is_named_with_why_and_nothing_is_produced(
             ]
         )
     )
-    done = _cli(settings, "report", str(path))
+    done = cli(settings, "report", str(path))
     assert done.returncode == 2
     errors = done.stderr.splitlines()
     assert errors[0].startswith(f"invalid report {path}:2: status: Input should be 'SENT'")
@@ -115,10 +101,10 @@ def test_a_bad_line_is_named_with_why_and_nothing_is_produced(
     assert errors[4] == "4 invalid report(s): none produced"
     assert done.stdout == ""
 
-    both = _cli(settings, "report", str(path), "--message-id", "m", "--job-id", "j")
+    both = cli(settings, "report", str(path), "--message-id", "m", "--job-id", "j")
     assert both.returncode == 2
     assert "not both" in both.stderr
-    missing = _cli(settings, "report", "--message-id", "m", "--status", "SENT")
+    missing = cli(settings, "report", "--message-id", "m", "--status", "SENT")
     assert missing.returncode == 2
     assert "invalid report flags: jobId: Field required" in missing.stderr
     assert read_topic(settings, settings.topic_delivery_status) == []

@@ -5,7 +5,6 @@ sends; at a stop, sends still in hand abandoned uncommitted and read again."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import Counter
 from dataclasses import replace
@@ -18,7 +17,7 @@ from schemas.delivery import DeliveryReport, DeliveryStatus
 from streams.deliver.worker import DeliverOptions
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.testing.processes import wait_for
+from streams.testing.processes import free_port, wait_for
 from streams.testing.receiver import Receiver, Rules
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, MessageOutcome
@@ -238,17 +237,9 @@ def test_a_give_up_is_reported_when_the_views_cannot_be_read(
     events = send_events(job_id, [{"fail": True}] * 2)
     produce_sends(settings, events, into=sends)
     _have_reported(settings, job_id, {events[0]["messageId"]: ["SENT"]})
-    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{_closed_port()}/0"})
+    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with Receiver() as receiver, delivering(unreachable, fast(receiver.url)) as worker:
         records = read_reports(settings, expected=2)
     assert sorted(v["messageId"] for _, v, _ in records) == sorted(e["messageId"] for e in events)
     assert {v["status"] for _, v, _ in records} == {"FAILED"}
     assert worker.withheld == 0
-
-
-def _closed_port() -> int:
-    """A local port nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
