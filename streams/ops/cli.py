@@ -9,6 +9,7 @@ bulkstream run JOB [--tenant T] [--at TIME] [--rate N] [--dry-run]
 bulkstream cancel|pause|resume JOB [--tenant T]
 bulkstream demo [--users N] [--workers N] [--rate N]
 bulkstream api [--host H] [--port P]
+bulkstream dlq list|replay commands|reports|webhooks [--reason R] [--since TIME] [--dry-run]
 bulkstream rebuild-views
 bulkstream settings
 """
@@ -279,6 +280,23 @@ def _cmd_hash_key(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.ops.dlq import Chosen, DeadLetters, parse_since
+
+    try:
+        chosen = Chosen(args.reason, parse_since(args.since))
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return 2
+    letters = DeadLetters(settings, args.which)
+    if args.action == "list":
+        for _, shown in letters.letters(chosen):
+            print(orjson.dumps(shown).decode(), flush=True)
+        return 0
+    print(orjson.dumps(letters.replay(chosen, dry_run=args.dry_run)).decode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bulkstream", description="bulkstream engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -376,6 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--rate", type=int, default=None, help="run the job at most N sends a second")
     demo.set_defaults(func=_cmd_demo)
+
+    dlq = sub.add_parser(
+        "dlq", help="list a dead-letter topic, or send its letters back once the cause is mended"
+    )
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("which", choices=["commands", "reports", "webhooks"])
+    dlq.add_argument("--reason", default=None, help="only the letters of this reason")
+    dlq.add_argument(
+        "--since", default=None, help="only those dead-lettered at or after this RFC 3339 time"
+    )
+    dlq.add_argument("--dry-run", action="store_true", help="replay: count, send nothing")
+    dlq.set_defaults(func=_cmd_dlq)
 
     sub.add_parser("rebuild-views", help="rebuild the Redis views from the job state").set_defaults(
         func=_cmd_rebuild_views

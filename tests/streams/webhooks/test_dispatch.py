@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import time
 
 import httpx
+import orjson
 import redis
 from confluent_kafka import Consumer
 from confluent_kafka.cimpl import TopicPartition
@@ -18,7 +20,7 @@ from confluent_kafka.cimpl import TopicPartition
 from schemas.delivery import DeliveryStatus
 from schemas.views import JobStatus
 from streams.settings import Settings
-from streams.testing.processes import ApiProcess, WorkerProcess, wait_for
+from streams.testing.processes import ApiProcess, WorkerProcess, cli, wait_for
 from streams.testing.topics import read_topic
 from tests.streams.webhooks.conftest import Events, Hit, Receiver, Stack
 
@@ -220,6 +222,41 @@ def test_past_the_horizon_the_message_goes_to_the_dlq(
     time.sleep(1.0)
     assert len(receiver.to("/down")) == len(hits)  # and nothing more
     assert _metric(worker, "bulkstream_webhook_dead_letters_total") == 1
+
+
+def test_a_dead_letter_replayed_is_sent_again_under_its_webhook_id(
+    stack: Stack, receiver: Receiver, events: Events
+) -> None:
+    """`bulkstream dlq replay webhooks` once the endpoint is mended: the message is sent
+    once more, under the webhook id its attempts had, signed anew."""
+    mended = threading.Event()
+    receiver.scripts["/mended"] = lambda n: (200 if mended.is_set() else 503, 0.0)
+    stack.worker(webhook_retry_horizon_seconds=1.5)
+    api = stack.api()
+    hook = _subscribe(api, "acme", receiver.url("/mended"), ["job.completed"])
+    event = events.job("acme", "job-1", JobStatus.COMPLETED, previous=JobStatus.PROCESSING)
+    dead = read_topic(
+        stack.settings, stack.settings.topic_webhooks_dlq, expected=1, idle=0.5, timeout=30
+    )
+    tried = len(receiver.to("/mended"))
+    listed = cli(stack.settings, "dlq", "list", "webhooks")
+    assert listed.returncode == 0, listed.stderr
+    [letter] = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert letter["webhookId"] == dead[0][1]["webhookId"]
+    assert (letter["url"], letter["type"]) == (hook["url"], "job.completed")
+    assert letter["failures"] == tried
+    assert "HTTP 503" in letter["reason"]
+
+    mended.set()
+    replayed = cli(stack.settings, "dlq", "replay", "webhooks")
+    assert replayed.returncode == 0, replayed.stderr
+    assert orjson.loads(replayed.stdout)["replayed"] == 1
+    wait_for(lambda: len(receiver.to("/mended")) > tried, 30, "the replayed message")
+    again = receiver.to("/mended")[tried:]
+    assert _ids(again) == {letter["webhookId"]}
+    assert again[0].verified(hook["secret"])["data"] == event.to_wire()
+    time.sleep(1.0)
+    assert len(receiver.to("/mended")) == tried + 1, "delivered once: nothing more"
 
 
 def test_a_private_address_is_refused_at_delivery_time_too(
