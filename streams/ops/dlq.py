@@ -18,8 +18,9 @@ a header `x-bulkstream-replayed-from` naming the letter); a webhook message
 to the first tier of the retry topic, due at once and with a fresh horizon,
 so the dispatcher sends it again under its own `webhook-id`, signed anew
 (an endpoint deleted or disabled since takes nothing). Replaying twice is
-safe: the aggregate applies a command again as a replay, a report folds
-once, and receivers deduplicate on the webhook id. What a replay cannot
+safe: a command whose id the aggregate applied already gets its first
+answer again, a report folds once, and receivers deduplicate on the
+webhook id. What a replay cannot
 mend comes back to its DLQ with its reason (a command still invalid, a
 report of a job still unknown).
 
