@@ -13,9 +13,9 @@ takes about a second, its last tenth about 100 ms, so the figures of the
 small size are the medians over them (the rates, the ceilings, and the tail
 of the job whose tail ratio is the median), each job's own in the details.
 Per job, the tail: the sends' record timestamps give the rate of the last
-10 % of its sends and that of the first 90 %. The fan-out loop's own CPU comes from each worker's
-`bulkstream_fanout_loop_cpu_seconds_total`. With `--profile`, a third job of
-N users is fanned out (untimed) under py-spy.
+10 % of its sends and that of the first 90 %. The fan-out loop's own CPU
+comes from each worker's `bulkstream_fanout_loop_cpu_seconds_total`. With
+`--profile`, another job of N users is fanned out (untimed) under py-spy.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streams.kafka.config import producer_config
+from streams.kafka.producer import produce_waiting
 from streams.kafka.topics import MAX_DEAD_LETTER_BYTES
 from streams.settings import Settings
 from streams.webhooks.retries import DeadLetter, RetryRecord
@@ -220,15 +221,8 @@ class DeadLetters:
             if dry_run:
                 continue
             key, value, partition, headers = record
-            while True:
-                try:
-                    if partition is None:
-                        producer.produce(to, value, key, headers=headers)
-                    else:
-                        producer.produce(to, value, key, partition=partition, headers=headers)
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            placed = {} if partition is None else {"partition": partition}
+            produce_waiting(producer, to, key, value, headers=headers, **placed)
             producer.poll(0)
         left = producer.flush(60)
         if left or failures:
