@@ -23,8 +23,7 @@ from streams.testing.processes import WorkerProcess, cli
 from streams.testing.stack import create, stack, wait_job
 from streams.testing.topics import read_dlq
 from streams.views import keys
-
-AT = 1_760_000_000_000
+from tests.streams.test_delivery_outcomes import AT, produce, report
 
 
 def bulkstream(settings: Settings, *args: str) -> list[Any]:
@@ -34,16 +33,9 @@ def bulkstream(settings: Settings, *args: str) -> list[Any]:
     return [orjson.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def produce_reports(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
-    producer = Producer(producer_config(settings))
-    for key, value in records:
-        producer.produce(settings.topic_delivery_status, key=key, value=value)
-    assert producer.flush(30) == 0
-
-
-def sent(message: str, job_id: str, status: str = "SENT") -> tuple[bytes, bytes]:
-    body = {"messageId": message, "jobId": job_id, "status": status, "at": AT}
-    return job_id.encode(), orjson.dumps(body)
+def sent(message: str, job_id: str, status: str = "SENT") -> tuple[bytes | None, bytes]:
+    """A report of the message as a record of the delivery-status topic."""
+    return job_id.encode(), orjson.dumps(report(message, job_id, status, AT))
 
 
 def test_reports_that_came_before_the_run_are_folded_once_replayed(
@@ -62,8 +54,8 @@ def test_reports_that_came_before_the_run_are_folded_once_replayed(
         ids = [message_id(created_at, job_id, f"user:u{i}") for i in range(3)]
         # A provider's reports, in before the job was run (it has sent nothing yet),
         # and one for a message the job does not have.
-        produce_reports(topology, [sent(m, job_id) for m in ids])
-        produce_reports(topology, [sent(ids[0][:-24] + "f" * 24, job_id)])
+        produce(topology, [sent(m, job_id) for m in ids])
+        produce(topology, [sent(ids[0][:-24] + "f" * 24, job_id)])
         assert len(read_dlq(topology, 4, topic=topology.topic_delivery_status_dlq)) == 4
 
         listed = bulkstream(topology, "dlq", "list", "reports")
@@ -98,7 +90,7 @@ def test_reports_that_came_before_the_run_are_folded_once_replayed(
             assert (summary["replayed"], summary["byReason"]) == (3, {"not-sent": 3})
         wait_job(http, job_id, lambda job: (job.get("delivery") or {}).get("SENT") == 3, 60)
         # Reports of a partition are folded in order: once this one is, both replays were.
-        produce_reports(topology, [sent(ids[0], job_id, "DELIVERED")])
+        produce(topology, [sent(ids[0], job_id, "DELIVERED")])
         job = wait_job(
             http, job_id, lambda job: (job.get("delivery") or {}).get("DELIVERED") == 1, 60
         )
