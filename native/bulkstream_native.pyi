@@ -1,6 +1,10 @@
 """The fan-out's page expansion in Rust (native/src/lib.rs; streams/fanout/expand.py uses
-it) and the ingest's filter of message digests (native/src/digest_filter.rs;
-streams/aggregate/dedupe.py uses it)."""
+it), the ingest's filter of message digests (native/src/digest_filter.rs;
+streams/aggregate/dedupe.py uses it) and the delivery fold of one job's batch of
+reports (native/src/delivery_fold.rs; streams/aggregate/fold_codec.py uses it)."""
+
+from collections.abc import Sequence
+from typing import Any
 
 def expand_page(
     page: bytes,
@@ -38,3 +42,27 @@ class DigestFilter:
     @property
     def nbytes(self) -> int:
         """The bytes its bits take."""
+
+def fold_reports(
+    summary: bytes | None,
+    reported: Sequence[Any],
+    blocks: dict[int, bytes | None],
+    job_id: str,
+    tenant: str,
+) -> (
+    tuple[bytes, list[tuple[int, bytes]], list[bytes], list[tuple[int, str, str]], dict[str, int]]
+    | None
+):
+    """One job's batch of reports (`Reported` tuples, in offset order) folded from the
+    stored summary and blocks (block number -> stored block or None, for every
+    reported position): (summary, blocks changed, message events, views entries,
+    messages per state reached), as `streams.aggregate.fold_codec.fold_encoded`
+    gives them. None: a stored record is not what `fold_encoded` writes."""
+
+def parse_reports(
+    values: Sequence[bytes | None], make: Any, states: Sequence[Any]
+) -> list[Any | None]:
+    """Each delivery report read as `streams.aggregate.reports.fast_report` reads it:
+    `make(messageId, jobId, states[rank], at, reason, provider, tenant)`, or None
+    where this code does not vouch for it (a value `fast_report` refuses, and maybe
+    some it takes)."""

@@ -26,6 +26,7 @@
 //! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
 //! a user the job has not seen.
 
+mod delivery_fold;
 mod digest_filter;
 
 use std::borrow::Cow;
@@ -840,5 +841,6 @@ fn expand_page<'py>(py: Python<'py>, page: &[u8]) -> PyResult<Option<PageResult<
 fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
     module.add_class::<digest_filter::DigestFilter>()?;
+    delivery_fold::register(module)?;
     Ok(())
 }

@@ -10,7 +10,9 @@ cursor in the state, up to 10,000 at a time. For each:
    one), whose message id is none of the job's, or whose user the fan-out
    failed (it has no send) goes to `bulk.delivery-status.dlq` with the
    reason, and counts nowhere;
-2. each job's reports are folded (the rules: `streams.aggregate.outcomes`);
+2. each job's reports are folded (the rules: `streams.aggregate.outcomes`),
+   from and to the stored bytes by `streams.aggregate.fold_codec` (natively
+   when `bulkstream_native` is installed);
 3. the dead letters and a message event per state reached
    (`bulk.message-events`) are acknowledged by Kafka, before
 4. the state records the fold: the blocks of message states it changed, then
@@ -25,32 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from schemas.views import JobStatus
 from streams import metrics
 from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds
+from streams.aggregate.fold_codec import Encoded, outcome, report_folder
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.outcomes import (
-    Folded,
-    Reached,
-    Report,
-    Reported,
-    Stored,
-    Summary,
-    block_of,
-    decode_block,
-    encode_block,
-    fold_batch,
-    status_of,
-)
+from streams.aggregate.outcomes import Report, Reported, Stored, Summary, block_of, decode_block
 from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.reports import PoisonReport, parse_report
+from streams.aggregate.reports import PoisonReport, parse_report, report_reader
 from streams.aggregate.state import (
     JobState,
     batch_prefix,
@@ -67,7 +56,6 @@ from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
-from streams.views.delivery import MessageOutcome
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +75,7 @@ class JobBatch:
     db: Any = None  # the partition's RocksDB (the indexes are local only)
     prefix: str = "-"  # the start of each of the job's message ids
     reported: list[Reported] = field(default_factory=list)
-    ids: dict[int, str] = field(default_factory=dict)  # position -> message id
-    blocks: dict[int, dict[int, Stored]] = field(default_factory=dict)
-    folded: Folded | None = None
-    # position -> its state, of each message reported whose state the fold left as it was
-    kept: dict[int, Reached] = field(default_factory=dict)
+    encoded: Encoded | None = None  # what folding them writes
 
 
 class DeliveryFold:
@@ -102,6 +86,8 @@ class DeliveryFold:
         self.jobs = Jobs(pipeline)
         self._producer: AsyncProducer | None = None
         self._events: BatchProducer | None = None
+        self.read_reports = report_reader(self.settings.native)
+        self.fold_reports = report_folder(self.settings.native)
 
     def open(self) -> AsyncProducer:
         """The producer of dead letters, made once (at start)."""
@@ -127,9 +113,10 @@ class DeliveryFold:
         # its job's (a producer without the murmur2 partitioner) finds no job there.
         batches: dict[tuple[int, str], JobBatch] = {}
         decoded: list[tuple[CommandMessage, JobBatch, Report]] = []
-        for message in messages:
+        read = self.read_reports([message.value for message in messages])
+        for message, fast in zip(messages, read, strict=True):
             try:
-                report = parse_report(message.key, message.value)
+                report = parse_report(message.key, message.value, fast)
                 batch = batches.get((message.partition, report.job_id))
                 if batch is None:
                     batch = batches[(message.partition, report.job_id)] = self.open_batch(
@@ -152,14 +139,13 @@ class DeliveryFold:
                 sending.append(await self.dead_letter(message, *position))
                 continue
             batch.reported.append(Reported(message.offset, position, report))
-            batch.ids[position] = report.message_id
         for batch in batches.values():
             if batch.reported:
                 sending.extend(await self.fold(batch))
         if sending:
             await asyncio.gather(*sending)
         for batch in batches.values():
-            if batch.folded is not None:
+            if batch.encoded is not None:
                 await self.record(batch)
 
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
@@ -219,82 +205,35 @@ class DeliveryFold:
         job = batch.job
         assert job is not None
         with in_event(batch.message):
-            raw = self.state.get(delivery_key(batch.job_id))
-            summary = Summary() if raw is None else Summary.from_bytes(raw)
-
-            def stored(position: int) -> Stored | None:
-                block = block_of(position)
-                if block not in batch.blocks:
-                    kept = self.state.get(outcomes_key(batch.job_id, block))
-                    batch.blocks[block] = {} if kept is None else decode_block(kept)
-                return batch.blocks[block].get(position)
-
-            folded = batch.folded = fold_batch(summary, stored, batch.reported)
-            # A report folded already (read again after a crash, which may have come
-            # between the state and the views) or changing nothing: its message's view
-            # is written again from the state, as the job's counts are.
-            for item in batch.reported:
-                if item.position not in folded.changes:
-                    state = stored(item.position)
-                    if state is not None:
-                        batch.kept[item.position] = state.as_of(summary.upto)
-        raised = len(folded.raised)
+            summary = self.state.get(delivery_key(batch.job_id))
+            numbers = sorted({block_of(item.position) for item in batch.reported})
+            blocks = {n: self.state.get(outcomes_key(batch.job_id, n)) for n in numbers}
+        encoded = batch.encoded = self.fold_reports(
+            summary, batch.reported, blocks, batch.job_id, job.tenant
+        )
+        raised = len(encoded.events)
         metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
         metrics.DELIVERY_REPORTS.labels("unchanged").inc(len(batch.reported) - raised)
-        reached: Counter[str] = Counter()
-        events = []
-        key, tenant = batch.job_id.encode(), job.tenant
-        for _, report, previous in folded.raised:
-            reached[report.status] += 1
-            # A MessageEvent's wire form, built without validation cost (orjson writes
-            # a state by its name).
-            event: dict[str, Any] = {
-                "messageId": report.message_id,
-                "jobId": batch.job_id,
-                "tenant": tenant,
-                "status": report.status,
-                "at": report.at,
-            }
-            if previous is not None:
-                event["previous"] = previous
-            if report.reason is not None:
-                event["reason"] = report.reason
-            if report.provider is not None:
-                event["provider"] = report.provider
-            events.append((key, orjson.dumps(event)))
-        for status, count in reached.items():
+        for status, count in encoded.reached.items():
             metrics.MESSAGE_STATES.labels(status).inc(count)
-        topic = self.settings.topic_message_events
-        return [await self.open_events().send_all(topic, events)]
+        key = batch.job_id.encode()
+        events = [(key, event) for event in encoded.events]
+        return [await self.open_events().send_all(self.settings.topic_message_events, events)]
 
     async def record(self, batch: JobBatch) -> None:
         """The state (changed blocks, then the summary) if the fold changed it, then the
         views of every message reported and the job's counts (absolute values)."""
-        folded, job = batch.folded, batch.job
-        assert folded is not None
+        encoded, job = batch.encoded, batch.job
+        assert encoded is not None
         assert job is not None
-        if folded.changed:
-            touched: dict[int, dict[int, Stored]] = defaultdict(dict)
-            for position, state in folded.changes.items():
-                touched[block_of(position)][position] = state
+        if encoded.blocks:
             with in_event(batch.message):
-                for block, changes in touched.items():
-                    batch.blocks[block].update(changes)
-                    key = outcomes_key(batch.job_id, block)
-                    self.state[key] = encode_block(batch.blocks[block])
-                self.state[delivery_key(batch.job_id)] = folded.summary.to_bytes()
-        outcomes = [
-            outcome(position, batch.ids[position], state.reached)
-            for position, state in folded.changes.items()
-        ]
-        outcomes += [
-            outcome(position, batch.ids[position], reached)
-            for position, reached in batch.kept.items()
-            if reached
-        ]
-        summary = folded.summary
-        await self.views.delivery.write(
-            job.tenant, batch.job_id, outcomes, summary.view(), summary.upto
+                for number, block in encoded.blocks:
+                    self.state[outcomes_key(batch.job_id, number)] = block
+                self.state[delivery_key(batch.job_id)] = encoded.summary
+        summary = Summary.from_bytes(encoded.summary)
+        await self.views.delivery.write_entries(
+            job.tenant, batch.job_id, encoded.entries, summary.view(), summary.upto
         )
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
@@ -341,15 +280,6 @@ def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
         for i, value in zip(indexes, db[[asked[i][2] for i in indexes]], strict=True):
             found[i] = value
     return found
-
-
-def outcome(position: int, message_id: str, reached: Reached) -> MessageOutcome:
-    """What the views show of a message's state."""
-    status = status_of(reached)
-    assert status is not None
-    at, reason, provider = reached[status]
-    times = {state: first[0] for state, first in reached.items()}
-    return MessageOutcome(position, message_id, status, at, reason, provider, times)
 
 
 async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> None:

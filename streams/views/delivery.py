@@ -101,18 +101,29 @@ class DeliveryViews:
     ) -> None:
         """The messages' entries and their index, then the job's counts (when given,
         with the offset of the last report they fold)."""
+        entries = [(o.position, o.message_id, o.to_json().decode()) for o in outcomes]
+        await self.write_entries(tenant, job_id, entries, counts, upto)
+
+    async def write_entries(
+        self,
+        tenant: str,
+        job_id: str,
+        entries: list[tuple[int, str, str]],
+        counts: Mapping[str, int] | None = None,
+        upto: int = -1,
+    ) -> None:
+        """`write`, of entries encoded already: (position, message id, entry JSON)."""
         # hash -> its fields and values, flat: the script takes them as one JSON argument
         # (a few thousand separate arguments cost more to encode than Redis takes to apply).
         hashes: dict[str, list[str]] = {}
         buckets: dict[int, list[str]] = {}  # bucket number -> its fields, as in `hashes`
-        for outcome in outcomes:
-            position, message_id = outcome.position, outcome.message_id
+        for position, message_id, entry in entries:
             number = keys.bucket_of(position)
             fields = buckets.get(number)
             if fields is None:
                 bucket = keys.delivery_bucket(self.prefix, tenant, job_id, number)
                 fields = buckets[number] = hashes.setdefault(bucket, [])
-            fields += (str(position), outcome.to_json().decode())
+            fields += (str(position), entry)
             index = keys.messages(self.prefix, tenant, message_id)
             hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
         if hashes:

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 
 from schemas.delivery import MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport
 from streams.aggregate.outcomes import Report
-from streams.aggregate.reports import PoisonReport, fast_report, parse_report, report_of
+from streams.aggregate.reports import (
+    PoisonReport,
+    fast_report,
+    fast_reports,
+    native_reports,
+    parse_report,
+    report_of,
+)
 
 JOB = "1-6b0f2fd2-7864a974a505dfc9fa1e7de2"
 BASE: dict[str, Any] = {
@@ -46,6 +53,7 @@ def inputs() -> list[bytes]:
         orjson.dumps(BASE | {"extra": 1}),
         *(orjson.dumps({k: v for k, v in BASE.items() if k != gone}) for gone in BASE),
         b"[]",
+        orjson.dumps(list(BASE.values())),  # the fields in order, as an array
         b"null",
         b'"SENT"',
         b"{not json",
@@ -87,3 +95,28 @@ def test_the_fast_way_takes_the_reports_delivery_workers_send() -> None:
     value = orjson.dumps(BASE | {"reason": "bounced", "provider": "smtp", "tenant": "acme"})
     assert fast_report(value) == pydantic_way(value)
     assert fast_report(value) is not None
+
+
+@pytest.mark.skipif(native_reports is None, reason="bulkstream_native is not built (make native)")
+def test_the_native_batch_reader_vouches_for_no_more_than_the_fast_way() -> None:
+    """bulkstream_native.parse_reports, on every input at once (and on a missing value):
+    each report it reads is the one the fast way and pydantic read, with the same
+    status member; what it leaves (None) is for the Python way."""
+    values: list[bytes | None] = [*inputs(), None]
+    assert native_reports is not None
+    native = native_reports(values)
+    assert len(native) == len(values)
+    assert native[-1] is None
+    left = []  # what the fast way takes and the native reader leaves to it
+    for value, read in zip(values[:-1], native[:-1], strict=True):
+        assert value is not None
+        if read is None:
+            if fast_report(value) is not None:
+                left.append(value)
+            continue
+        assert read == fast_report(value) == pydantic_way(value)
+        assert type(read) is Report
+        assert type(read.status) is type(fast_report(value).status)  # type: ignore[union-attr]
+    # A repeated name only (orjson keeps the last; serde refuses it): Python reads it.
+    assert left == [orjson.dumps(BASE)[:-1] + b',"at":2}']
+    assert fast_reports(values)[:-1] == [fast_report(v) for v in values[:-1] if v is not None]

@@ -1,0 +1,84 @@
+"""CPU µs per delivery report of the fold's in-process steps, pure Python against native:
+reading a batch of report values, and folding one job's batch from and to the stored
+bytes (a first round of SENT reports on messages with no state, then a second of
+DELIVERED over the blocks the first wrote).
+
+    .venv/bin/python native/bench_fold.py [--reports 10000] [--rounds 5]
+
+The reports are the benchmark's (bench/outcomes.py): one per message, in position
+order, keyed by one job. Best of `--rounds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import orjson
+
+from schemas.delivery import DeliveryStatus
+from streams.aggregate.fold_codec import NATIVE_AVAILABLE, fold_encoded, fold_reports_native
+from streams.aggregate.outcomes import Report, Reported
+from streams.aggregate.reports import fast_reports, native_reports
+from streams.ids import message_id
+
+JOB, TENANT, CREATED = "1-69248100-735a1efde685854f21970d8e", "bench", 1_764_000_000.5
+
+
+def best(rounds: int, n: int, step: Callable[[], object]) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.process_time()
+        step()
+        times.append(time.process_time() - started)
+    return min(times) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    if not NATIVE_AVAILABLE or native_reports is None:
+        raise SystemExit("bulkstream_native is not installed: make native")
+    n, rounds = args.reports, args.rounds
+    ids = [message_id(CREATED, JOB, f"user:user-{i}") for i in range(n)]
+    values: list[bytes | None] = [
+        orjson.dumps(
+            {"messageId": ids[i], "jobId": JOB, "status": "SENT", "at": 1_764_000_000_000 + i}
+        )
+        for i in range(n)
+    ]
+    sent = [
+        Reported(i, i, Report(ids[i], JOB, DeliveryStatus.SENT, 1_764_000_000_000 + i))
+        for i in range(n)
+    ]
+    delivered = [
+        Reported(n + i, i, report._replace(status=DeliveryStatus.DELIVERED, at=report.at + 5))
+        for i, (_, _, report) in enumerate(sent)
+    ]
+    empty: dict[int, bytes | None] = {block: None for block in range(n // 64 + 1)}
+    first = fold_encoded(None, sent, empty, JOB, TENANT)
+    stored: dict[int, bytes | None] = dict(first.blocks)
+    rows = [
+        ("read the report values", lambda: fast_reports(values), lambda: native_reports(values)),
+        (
+            "fold SENT (no state yet)",
+            lambda: fold_encoded(None, sent, empty, JOB, TENANT),
+            lambda: fold_reports_native(None, sent, empty, JOB, TENANT),
+        ),
+        (
+            "fold DELIVERED (over SENT)",
+            lambda: fold_encoded(first.summary, delivered, stored, JOB, TENANT),
+            lambda: fold_reports_native(first.summary, delivered, stored, JOB, TENANT),
+        ),
+    ]
+    print(f"| per report ({n:,} in a batch, best of {rounds}) | Python | native |")
+    print("|---|---|---|")
+    for name, pure, native in rows:
+        print(f"| {name} | {best(rounds, n, pure):.2f} µs | {best(rounds, n, native):.2f} µs |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,741 @@
+//! One job's batch of delivery reports folded from and to the bytes kept, natively:
+//! byte for byte what `streams.aggregate.fold_codec.fold_encoded` gives.
+//!
+//! In: the job's stored summary (`{"counts": {...}, "upto": N}`), the batch
+//! (`Reported` tuples: offset, position, `Report`), the stored blocks of message
+//! states of every reported position (`{"<position>": [reached, by, before]}`,
+//! each `reached` an object of state -> `[at, reason, provider]`). Out: the new
+//! summary, the blocks changed (whole), a message event per state reached, and
+//! the views' entry of every reported message that has a state.
+//!
+//! The rules are those of `streams.aggregate.outcomes` (its docstring says why
+//! they are exact across a crash): a message keeps the first report of each
+//! state (earliest `at`, then the smaller reason and provider), its status is
+//! the highest state reached, a state written by a batch beyond the summary's
+//! `upto` reads as what it was before. Objects keep the order Python's dicts
+//! give them (a key replaced stays where it was, a new one goes last), so the
+//! JSON written is orjson's of the same dicts.
+//!
+//! A stored record this code does not read exactly (not the JSON `fold_encoded`
+//! writes) leaves the whole batch to Python: `fold_reports` answers None.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The delivery states, lowest first (`schemas.delivery.DELIVERY_ORDER`): a state's
+/// rank is its index.
+const STATES: [&str; 6] = [
+    "SENT",
+    "FAILED",
+    "UNDELIVERABLE",
+    "DELIVERED",
+    "OPENED",
+    "CLICKED",
+];
+
+fn rank_of(name: &str) -> Option<u8> {
+    STATES.iter().position(|s| *s == name).map(|i| i as u8)
+}
+
+/// The first report of a state: when, why, by which provider.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+struct First(i64, Option<String>, Option<String>);
+
+impl First {
+    fn order(&self) -> (i64, &str, &str) {
+        (
+            self.0,
+            self.1.as_deref().unwrap_or(""),
+            self.2.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// A message's states reached, in the order of the Python dict (rank, first report).
+#[derive(Clone, Default)]
+struct Reached(Vec<(u8, First)>);
+
+impl Reached {
+    fn get(&self, rank: u8) -> Option<&First> {
+        self.0.iter().find(|(r, _)| *r == rank).map(|(_, f)| f)
+    }
+
+    /// The highest state reached.
+    fn status(&self) -> Option<u8> {
+        self.0.iter().map(|(r, _)| *r).max()
+    }
+
+    /// With this report folded in; None when it changes nothing.
+    fn fold(&self, rank: u8, first: &First) -> Option<Reached> {
+        let mut folded = self.clone();
+        match folded.0.iter_mut().find(|(r, _)| *r == rank) {
+            Some((_, known)) => {
+                if known.order() <= first.order() {
+                    return None;
+                }
+                *known = first.clone();
+            }
+            None => folded.0.push((rank, first.clone())),
+        }
+        Some(folded)
+    }
+
+    fn same_as(&self, other: &Reached) -> bool {
+        self.0.len() == other.0.len() && self.0.iter().all(|(r, f)| other.get(*r) == Some(f))
+    }
+}
+
+impl<'de> Deserialize<'de> for Reached {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ReachedVisitor;
+        impl<'de> Visitor<'de> for ReachedVisitor {
+            type Value = Reached;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of state -> [at, reason, provider]")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reached, A::Error> {
+                let mut reached = Reached::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let rank = rank_of(&name).ok_or_else(|| de::Error::custom("unknown state"))?;
+                    if reached.get(rank).is_some() {
+                        return Err(de::Error::custom("repeated state"));
+                    }
+                    reached.0.push((rank, map.next_value()?));
+                }
+                Ok(reached)
+            }
+        }
+        deserializer.deserialize_map(ReachedVisitor)
+    }
+}
+
+/// A message's state as kept: `by` the batch that wrote it, `before` that batch.
+#[derive(Clone, Deserialize)]
+struct Stored(Reached, i64, Reached);
+
+impl Stored {
+    fn as_of(&self, upto: i64) -> &Reached {
+        if self.1 <= upto {
+            &self.0
+        } else {
+            &self.2
+        }
+    }
+}
+
+/// A block of message states, in the order of the Python dict.
+#[derive(Default)]
+struct Block {
+    states: Vec<(i64, Stored)>,
+    index: HashMap<i64, usize>,
+}
+
+impl Block {
+    fn get(&self, position: i64) -> Option<&Stored> {
+        self.index.get(&position).map(|&i| &self.states[i].1)
+    }
+
+    fn set(&mut self, position: i64, state: Stored) {
+        match self.index.get(&position) {
+            Some(&i) => self.states[i].1 = state,
+            None => {
+                self.index.insert(position, self.states.len());
+                self.states.push((position, state));
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Block {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BlockVisitor;
+        impl<'de> Visitor<'de> for BlockVisitor {
+            type Value = Block;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of position -> [reached, by, before]")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Block, A::Error> {
+                let mut block = Block::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let position =
+                        canonical_int(&key).ok_or_else(|| de::Error::custom("not a position"))?;
+                    if block.index.contains_key(&position) {
+                        return Err(de::Error::custom("repeated position"));
+                    }
+                    block.set(position, map.next_value()?);
+                }
+                Ok(block)
+            }
+        }
+        deserializer.deserialize_map(BlockVisitor)
+    }
+}
+
+/// An integer written as Python's `str(int)` writes it (what `int()` reads back the same).
+fn canonical_int(text: &str) -> Option<i64> {
+    let value: i64 = text.parse().ok()?;
+    (value.to_string() == text).then_some(value)
+}
+
+/// The job's delivery counts (state -> messages, in the dict's order) and `upto`.
+struct Summary {
+    counts: Vec<(u8, i64)>,
+    upto: i64,
+}
+
+impl Summary {
+    fn add(&mut self, rank: u8, n: i64) {
+        match self.counts.iter_mut().find(|(r, _)| *r == rank) {
+            Some((_, count)) => *count += n,
+            None => self.counts.push((rank, n)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Summary {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Counts(Vec<(u8, i64)>);
+        impl<'de> Deserialize<'de> for Counts {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct CountsVisitor;
+                impl<'de> Visitor<'de> for CountsVisitor {
+                    type Value = Counts;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object of state -> count")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
+                        let mut counts: Vec<(u8, i64)> = Vec::new();
+                        while let Some(name) = map.next_key::<String>()? {
+                            let rank =
+                                rank_of(&name).ok_or_else(|| de::Error::custom("unknown state"))?;
+                            if counts.iter().any(|(r, _)| *r == rank) {
+                                return Err(de::Error::custom("repeated state"));
+                            }
+                            counts.push((rank, map.next_value()?));
+                        }
+                        Ok(Counts(counts))
+                    }
+                }
+                deserializer.deserialize_map(CountsVisitor)
+            }
+        }
+        struct SummaryVisitor;
+        impl<'de> Visitor<'de> for SummaryVisitor {
+            type Value = Summary;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{\"counts\": {...}, \"upto\": N}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Summary, A::Error> {
+                let (mut counts, mut upto) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "counts" if counts.is_none() => {
+                            counts = Some(map.next_value::<Counts>()?.0)
+                        }
+                        "upto" if upto.is_none() => upto = Some(map.next_value::<i64>()?),
+                        _ => return Err(de::Error::custom("unexpected member")),
+                    }
+                }
+                match (counts, upto) {
+                    (Some(counts), Some(upto)) => Ok(Summary { counts, upto }),
+                    _ => Err(de::Error::custom("missing member")),
+                }
+            }
+        }
+        deserializer.deserialize_map(SummaryVisitor)
+    }
+}
+
+/// A report of the batch (`Reported` with its `Report`), as the fold reads it.
+struct Item {
+    offset: i64,
+    position: i64,
+    message_id: String,
+    rank: u8,
+    first: First,
+}
+
+/// A message that reached a higher state: its report and the state it left.
+struct Raised {
+    item: usize,
+    previous: Option<u8>,
+}
+
+/// What a batch writes (`fold_codec.Encoded`), before it becomes Python objects.
+struct Folded {
+    summary: Vec<u8>,
+    blocks: Vec<(i64, Vec<u8>)>,
+    events: Vec<Vec<u8>>,
+    entries: Vec<(i64, usize, String)>, // (position, the item naming its message id, entry)
+    reached: Vec<(u8, i64)>,
+}
+
+fn block_of(position: i64) -> i64 {
+    position.div_euclid(BLOCK)
+}
+
+/// Positions per block (`streams.aggregate.outcomes.BLOCK`).
+const BLOCK: i64 = 64;
+
+fn fold(
+    summary: Option<&[u8]>,
+    items: &[Item],
+    raw_blocks: &HashMap<i64, Option<Vec<u8>>>,
+    job_id: &str,
+    tenant: &str,
+) -> Option<Folded> {
+    let old = match summary {
+        Some(raw) => serde_json::from_slice::<Summary>(raw).ok()?,
+        None => Summary {
+            counts: Vec::new(),
+            upto: -1,
+        },
+    };
+    let mut blocks: HashMap<i64, Block> = HashMap::with_capacity(raw_blocks.len());
+    for (&number, raw) in raw_blocks {
+        let block = match raw {
+            Some(raw) => serde_json::from_slice::<Block>(raw).ok()?,
+            None => Block::default(),
+        };
+        blocks.insert(number, block);
+    }
+    let stored = |position: i64| -> Option<Option<&Stored>> {
+        blocks
+            .get(&block_of(position))
+            .map(|block| block.get(position))
+    };
+    let upto = old.upto;
+    let mut new = Summary {
+        counts: old.counts.clone(),
+        upto,
+    };
+    // position -> (its state before the batch, now); `order` their first appearance.
+    let mut states: HashMap<i64, (Reached, Reached)> = HashMap::new();
+    let mut order: Vec<i64> = Vec::new();
+    let mut raised: Vec<Raised> = Vec::new();
+    let mut last = None;
+    for (n, item) in items.iter().enumerate() {
+        if item.offset <= upto {
+            continue;
+        }
+        last = Some(item.offset);
+        let (_, current) = match states.entry(item.position) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
+                let start = stored(item.position)?
+                    .map(|s| s.as_of(upto).clone())
+                    .unwrap_or_default();
+                order.push(item.position);
+                slot.insert((start.clone(), start))
+            }
+        };
+        let Some(folded) = current.fold(item.rank, &item.first) else {
+            continue;
+        };
+        let before = current.status();
+        let after = match before {
+            Some(b) if b >= item.rank => b,
+            _ => item.rank,
+        };
+        *current = folded;
+        if before != Some(after) {
+            if let Some(b) = before {
+                new.add(b, -1);
+            }
+            new.add(after, 1);
+            raised.push(Raised {
+                item: n,
+                previous: before,
+            });
+        }
+    }
+    let changes: Vec<(i64, Stored)> = match last {
+        None => Vec::new(),
+        Some(last) => {
+            new.upto = last;
+            order
+                .iter()
+                .filter_map(|p| {
+                    let (before, now) = &states[p];
+                    (!now.same_as(before)).then(|| (*p, Stored(now.clone(), last, before.clone())))
+                })
+                .collect()
+        }
+    };
+    // Entries: the changed messages (new state), then the others reported (as counted).
+    let changed: HashMap<i64, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (*p, i))
+        .collect();
+    let last_item: HashMap<i64, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(n, it)| (it.position, n))
+        .collect();
+    let mut entries = Vec::new();
+    for (position, state) in &changes {
+        entries.push((*position, last_item[position], entry(&state.0)?));
+    }
+    let mut seen: HashMap<i64, ()> = HashMap::new();
+    for item in items {
+        if changed.contains_key(&item.position) || seen.insert(item.position, ()).is_some() {
+            continue;
+        }
+        if let Some(state) = stored(item.position)? {
+            let reached = state.as_of(upto);
+            if !reached.0.is_empty() {
+                entries.push((item.position, last_item[&item.position], entry(reached)?));
+            }
+        }
+    }
+    // Blocks changed, in the order of their first change, each written whole.
+    let mut touched: Vec<i64> = Vec::new();
+    for (position, state) in changes {
+        let number = block_of(position);
+        if !touched.contains(&number) {
+            touched.push(number);
+        }
+        blocks.get_mut(&number)?.set(position, state);
+    }
+    let blocks_out = touched
+        .iter()
+        .map(|n| (*n, encode_block(&blocks[n])))
+        .collect();
+    let mut events = Vec::with_capacity(raised.len());
+    let mut reached: Vec<(u8, i64)> = Vec::new();
+    for r in &raised {
+        let item = &items[r.item];
+        match reached.iter_mut().find(|(s, _)| *s == item.rank) {
+            Some((_, n)) => *n += 1,
+            None => reached.push((item.rank, 1)),
+        }
+        events.push(event(item, r.previous, job_id, tenant));
+    }
+    Some(Folded {
+        summary: encode_summary(&new),
+        blocks: blocks_out,
+        events,
+        entries,
+        reached,
+    })
+}
+
+// -- writing JSON as orjson does -------------------------------------------------------
+
+fn string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string always serializes");
+}
+
+fn number(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(n.to_string().as_bytes());
+}
+
+fn optional(out: &mut Vec<u8>, text: &Option<String>) {
+    match text {
+        Some(text) => string(out, text),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn state_name(out: &mut Vec<u8>, rank: u8) {
+    out.push(b'"');
+    out.extend_from_slice(STATES[rank as usize].as_bytes());
+    out.push(b'"');
+}
+
+fn reached_json(out: &mut Vec<u8>, reached: &Reached) {
+    out.push(b'{');
+    for (i, (rank, First(at, reason, provider))) in reached.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        state_name(out, *rank);
+        out.extend_from_slice(b":[");
+        number(out, *at);
+        out.push(b',');
+        optional(out, reason);
+        out.push(b',');
+        optional(out, provider);
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// `encode_block`: `{"<position>": [reached, by, before], ...}`.
+fn encode_block(block: &Block) -> Vec<u8> {
+    let mut out = Vec::with_capacity(block.states.len() * 48);
+    out.push(b'{');
+    for (i, (position, Stored(reached, by, before))) in block.states.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        number(&mut out, *position);
+        out.extend_from_slice(b"\":[");
+        reached_json(&mut out, reached);
+        out.push(b',');
+        number(&mut out, *by);
+        out.push(b',');
+        reached_json(&mut out, before);
+        out.extend_from_slice(b"]");
+    }
+    out.push(b'}');
+    out
+}
+
+/// `Summary.to_bytes`: the counts that are not zero, then `upto`.
+fn encode_summary(summary: &Summary) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"counts\":{");
+    let mut first = true;
+    for (rank, n) in summary.counts.iter().filter(|(_, n)| *n != 0) {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        state_name(&mut out, *rank);
+        out.push(b':');
+        number(&mut out, *n);
+    }
+    out.extend_from_slice(b"},\"upto\":");
+    number(&mut out, summary.upto);
+    out.push(b'}');
+    out
+}
+
+/// `MessageOutcome.to_json`: the status reached, its report, the time of every state.
+fn entry(reached: &Reached) -> Option<String> {
+    let status = reached.status()?;
+    let First(at, reason, provider) = reached.get(status)?;
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"{\"status\":");
+    state_name(&mut out, status);
+    out.extend_from_slice(b",\"at\":");
+    number(&mut out, *at);
+    if let Some(reason) = reason {
+        out.extend_from_slice(b",\"reason\":");
+        string(&mut out, reason);
+    }
+    if let Some(provider) = provider {
+        out.extend_from_slice(b",\"provider\":");
+        string(&mut out, provider);
+    }
+    out.extend_from_slice(b",\"times\":{");
+    for (i, (rank, First(at, _, _))) in reached.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        state_name(&mut out, *rank);
+        out.push(b':');
+        number(&mut out, *at);
+    }
+    out.extend_from_slice(b"}}");
+    String::from_utf8(out).ok()
+}
+
+/// A message event (`schemas.delivery.MessageEvent`), as `fold_encoded` writes it.
+fn event(item: &Item, previous: Option<u8>, job_id: &str, tenant: &str) -> Vec<u8> {
+    let First(at, reason, provider) = &item.first;
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(b"{\"messageId\":");
+    string(&mut out, &item.message_id);
+    out.extend_from_slice(b",\"jobId\":");
+    string(&mut out, job_id);
+    out.extend_from_slice(b",\"tenant\":");
+    string(&mut out, tenant);
+    out.extend_from_slice(b",\"status\":");
+    state_name(&mut out, item.rank);
+    out.extend_from_slice(b",\"at\":");
+    number(&mut out, *at);
+    if let Some(previous) = previous {
+        out.extend_from_slice(b",\"previous\":");
+        state_name(&mut out, previous);
+    }
+    if let Some(reason) = reason {
+        out.extend_from_slice(b",\"reason\":");
+        string(&mut out, reason);
+    }
+    if let Some(provider) = provider {
+        out.extend_from_slice(b",\"provider\":");
+        string(&mut out, provider);
+    }
+    out.push(b'}');
+    out
+}
+
+// -- Python ----------------------------------------------------------------------------
+
+/// `Report` as the fold reads it: (message id, job id, status, at, reason, provider, tenant).
+type ReportTuple = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// (summary, blocks changed, events, entries, states reached) of `fold_codec.Encoded`.
+type EncodedTuple<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyDict>,
+);
+
+/// Fold one job's batch of reports (`Reported` tuples, in offset order) from the stored
+/// summary and blocks (block number -> stored block or None, for every reported
+/// position): (summary, [(block, bytes)], [event], [(position, message id, entry)],
+/// {state: messages that reached it}), as `fold_codec.fold_encoded` gives them. None:
+/// a stored record is not what `fold_encoded` writes; the batch is for Python.
+#[pyfunction]
+fn fold_reports<'py>(
+    py: Python<'py>,
+    summary: Option<Vec<u8>>,
+    reported: &Bound<'py, PyAny>,
+    blocks: HashMap<i64, Option<Vec<u8>>>,
+    job_id: &str,
+    tenant: &str,
+) -> PyResult<Option<EncodedTuple<'py>>> {
+    let mut items = Vec::new();
+    for entry in reported.try_iter()? {
+        let (offset, position, report): (i64, i64, ReportTuple) = entry?.extract()?;
+        let (message_id, _, status, at, reason, provider, _) = report;
+        let rank = rank_of(&status).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!("not a delivery state: {status}"))
+        })?;
+        items.push(Item {
+            offset,
+            position,
+            message_id,
+            rank,
+            first: First(at, reason, provider),
+        });
+    }
+    let Some(folded) = py.detach(|| fold(summary.as_deref(), &items, &blocks, job_id, tenant))
+    else {
+        return Ok(None);
+    };
+    let blocks = PyList::empty(py);
+    for (number, block) in &folded.blocks {
+        blocks.append((*number, PyBytes::new(py, block)))?;
+    }
+    let events = PyList::empty(py);
+    for event in &folded.events {
+        events.append(PyBytes::new(py, event))?;
+    }
+    let entries = PyList::empty(py);
+    for (position, item, entry) in &folded.entries {
+        let id = PyString::new(py, &items[*item].message_id);
+        entries.append((*position, id, PyString::new(py, entry)))?;
+    }
+    let reached = PyDict::new(py);
+    for (rank, n) in &folded.reached {
+        reached.set_item(STATES[*rank as usize], n)?;
+    }
+    Ok(Some((
+        PyBytes::new(py, &folded.summary),
+        blocks,
+        events,
+        entries,
+        reached,
+    )))
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(fold_reports, module)?)?;
+    module.add_function(wrap_pyfunction!(parse_reports, module)?)
+}
+
+// -- reading reports -------------------------------------------------------------------
+
+/// The longest ids, reason and provider a report may hold (`schemas.delivery`), and
+/// the latest time (9999-12-31T23:59:59.999Z).
+const MAX_ID: usize = 200;
+const MAX_REASON: usize = 1000;
+const MAX_PROVIDER: usize = 100;
+const MAX_AT: i64 = 253_402_300_799_999;
+
+/// A report as `streams.aggregate.reports.fast_report` takes it: camelCase names only,
+/// each once, exact types.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WireReport {
+    message_id: String,
+    job_id: String,
+    status: String,
+    at: i64,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+fn within(text: &str, low: usize, high: usize) -> bool {
+    // Python counts characters: bytes bound them from above, then count if need be.
+    (low..=high).contains(&text.len()) || (low..=high).contains(&text.chars().count())
+}
+
+fn optional_within(text: &Option<String>, high: usize) -> bool {
+    text.as_deref().map_or(true, |t| within(t, 0, high))
+}
+
+/// (rank, report) when every check of `fast_report` passes; None otherwise.
+fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
+    // An object only (serde would also read the fields from an array).
+    if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let report: WireReport = serde_json::from_slice(value).ok()?;
+    let rank = rank_of(&report.status)?;
+    let valid = within(&report.message_id, 1, MAX_ID)
+        && within(&report.job_id, 1, MAX_ID)
+        && (0..=MAX_AT).contains(&report.at)
+        && optional_within(&report.reason, MAX_REASON)
+        && optional_within(&report.provider, MAX_PROVIDER)
+        && optional_within(&report.tenant, MAX_ID);
+    valid.then_some((rank, report))
+}
+
+/// Each value read as `fast_report` reads it: a `Report` made with `make` (the class)
+/// and `states` (the `DeliveryStatus` members, lowest first), or None where this code
+/// does not vouch for it (Python reads it then).
+#[pyfunction]
+fn parse_reports<'py>(
+    py: Python<'py>,
+    values: Vec<Option<Vec<u8>>>,
+    make: &Bound<'py, PyAny>,
+    states: Vec<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let read: Vec<Option<(u8, WireReport)>> = py.detach(|| {
+        values
+            .iter()
+            .map(|value| value.as_deref().and_then(read_report))
+            .collect()
+    });
+    let out = PyList::empty(py);
+    for report in read {
+        match report {
+            None => out.append(py.None())?,
+            Some((rank, r)) => out.append(make.call1((
+                r.message_id,
+                r.job_id,
+                &states[rank as usize],
+                r.at,
+                r.reason,
+                r.provider,
+                r.tenant,
+            ))?)?,
+        }
+    }
+    Ok(out)
+}
