@@ -157,6 +157,10 @@ WEBHOOK_DELIVERY_SECONDS = Histogram(
     "From an event read by the dispatcher to its webhook delivered (retries included).",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
 )
+WEBHOOK_EVENTS_SKIPPED = Counter(
+    "bulkstream_webhook_events_skipped",
+    "Message events passed over unread while no enabled endpoint took message events.",
+)
 WEBHOOK_IN_FLIGHT = Gauge(
     "bulkstream_webhook_in_flight",
     "Webhook messages the dispatcher holds in memory (queued, being sent, being parked).",

@@ -16,6 +16,8 @@ One asyncio loop (its own thread in `bulkstream worker`, the main one with
   its type and existed when the event was written, each with a
   deterministic `webhook-id` (`streams.webhooks.events`), offered to the
   endpoint's bounded queue (`streams.webhooks.endpoints`);
+* while no endpoint takes message events, `bulk.message-events` paused and
+  moved to its end once a second, unread (`streams.webhooks.skip`);
 * the outcome of each attempt: a 2xx is delivered; a 410 disables the
   endpoint (a new record on `bulk.webhooks`, `disabled: true`; nothing more
   is sent to it); anything else is written to the retry topic's tier of its
@@ -80,6 +82,7 @@ from streams.webhooks.events import (
 )
 from streams.webhooks.offsets import PartitionOffsets
 from streams.webhooks.retries import DeadLetter, RetryRecord, RetryTopic
+from streams.webhooks.skip import Skipper
 from streams.webhooks.subscriptions import (
     Record,
     Registry,
@@ -166,6 +169,7 @@ class Session:
         self.resolver = Resolver(s.webhooks_allow_private)
         self.tls = tls_context()
         feed = SubscriptionFeed(s)
+        self.skipper = Skipper(s.topic_message_events, s.kafka_bootstrap_servers)
         consumer: Consumer | None = None
         keeper: asyncio.Task[None] | None = None
         try:
@@ -215,6 +219,7 @@ class Session:
 
     async def _round(self, consumer: Consumer, feed: SubscriptionFeed) -> None:
         self._apply(feed.poll())
+        await self._skip_unwanted(consumer, feed)
         self._pauses(consumer)
         # No more records than there is room for (each makes a message per endpoint).
         room = self.s.webhook_max_in_flight - self.in_flight
@@ -244,6 +249,22 @@ class Session:
             log.warning("webhooks: could not read %s to its end: %s", feed.topic, exc)
             feed.fresh_at = time.time()
 
+    async def _skip_unwanted(self, consumer: Consumer, feed: SubscriptionFeed) -> None:
+        """Move the message-events partitions to their end while no endpoint takes
+        message events (`streams.webhooks.skip`)."""
+        keys = self.skipper.due_keys(self.offsets)
+        if not keys or self.registry.takes_messages():
+            return
+        try:
+            ends = await asyncio.to_thread(self.skipper.ends, keys)
+            # Every endpoint acknowledged before the ends were asked is in hand after this.
+            self._apply(await asyncio.to_thread(feed.read_to_end, REGISTRY_SECONDS))
+        except KafkaException as exc:
+            log.warning("webhooks: message events not passed over this time: %s", exc)
+            return
+        if not self.registry.takes_messages():
+            metrics.WEBHOOK_EVENTS_SKIPPED.inc(self.skipper.skip(consumer, self.offsets, ends))
+
     # -- endpoints -------------------------------------------------------------
     def _apply(self, records: list[Record]) -> None:
         """Take records of `bulk.webhooks` into the registry, the view and the endpoints."""
@@ -265,6 +286,8 @@ class Session:
                 if not endpoint.active:
                     # Its queue drains as dropped messages; then it goes.
                     self._spawn(self._retire(changed, endpoint))
+        if records and self.skipper.skipping and self.registry.takes_messages():
+            self.skipper.skipping.clear()  # read again from the next round
 
     def _endpoint(self, subscription: Subscription) -> Endpoint:
         key = (subscription.tenant, subscription.id)
@@ -414,9 +437,10 @@ class Session:
             del self.held[key]  # the next round resumes it
 
     def _pauses(self, consumer: Consumer) -> None:
-        """Paused: the held tiers, and every partition while too much is in memory."""
+        """Paused: the held tiers, the message events no endpoint takes, and every
+        partition while too much is in memory."""
         metrics.WEBHOOK_IN_FLIGHT.set(self.in_flight)
-        wanted = set(self.held)
+        wanted = set(self.held) | self.skipper.skipping
         if self.in_flight >= self.s.webhook_max_in_flight:
             wanted |= set(self.offsets)
         if wanted - self.paused:
@@ -563,6 +587,7 @@ class Session:
             self.committed.pop(key, None)
             self.held.pop(key, None)
             self.paused.discard(key)
+            self.skipper.skipping.discard(key)
         log.info("webhooks %s: partitions assigned %s", self.s.worker_id, _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -573,6 +598,7 @@ class Session:
             self.committed.pop(key, None)
             self.held.pop(key, None)
             self.paused.discard(key)
+            self.skipper.skipping.discard(key)
         log.info("webhooks %s: partitions revoked %s", self.s.worker_id, _names(partitions))
 
     # -- the view ----------------------------------------------------------------
@@ -625,6 +651,7 @@ class Session:
             self._commit(consumer, asynchronous=False)
             consumer.close()
         feed.close()
+        self.skipper.close()
         await asyncio.to_thread(self.producer.close, 10.0)
         await self.redis.aclose()
 

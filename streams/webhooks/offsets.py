@@ -48,6 +48,11 @@ class PartitionOffsets:
         return self._order[0] if self._order else self._next
 
     @property
+    def next(self) -> int | None:
+        """The offset after the last record taken (None: none taken)."""
+        return self._next
+
+    @property
     def unsettled(self) -> int:
         """Records taken whose messages are not all settled."""
         return len(self._open)

@@ -220,6 +220,17 @@ class Registry:
     def entries(self) -> list[Entry]:
         return [entry for held in self._tenants.values() for entry in held.values()]
 
+    def takes_messages(self) -> bool:
+        """Whether an endpoint that is enabled takes some message event type."""
+        return any(
+            not entry.subscription.disabled
+            and any(
+                name == "*" or name.startswith("message.") for name in entry.subscription.events
+            )
+            for held in self._tenants.values()
+            for entry in held.values()
+        )
+
     def __len__(self) -> int:
         return sum(len(held) for held in self._tenants.values())
 

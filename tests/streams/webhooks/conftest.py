@@ -190,6 +190,23 @@ class Events:
         self._send(self.settings.topic_message_events, job_id, event.to_wire())
         return event
 
+    def messages(self, tenant: str, job_id: str, status: DeliveryStatus, n: int) -> None:
+        """`n` message events of one job, produced at once."""
+        for i in range(n):
+            event = MessageEvent(
+                message_id=f"1-00000000-{i:024x}",
+                job_id=job_id,
+                tenant=tenant,
+                status=status,
+                at=int(time.time() * 1000),
+            )
+            self.producer.produce(
+                self.settings.topic_message_events,
+                key=job_id.encode(),
+                value=orjson.dumps(event.to_wire()),
+            )
+        assert self.producer.flush(10) == 0
+
     def again(self, event: JobEvent | MessageEvent) -> None:
         """The same event once more, at a new offset (as a fold or command applied again
         after a crash publishes it)."""

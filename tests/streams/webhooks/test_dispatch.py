@@ -129,6 +129,56 @@ def test_an_event_published_again_comes_under_the_same_webhook_id(
     ]
 
 
+def test_message_events_no_endpoint_takes_are_passed_over_unread(
+    stack: Stack, receiver: Receiver, events: Events
+) -> None:
+    """With endpoints for job events only, the message-events partitions are paused and
+    moved to their end: their records are passed over, not read. An endpoint for
+    message events, once acknowledged, meets the events written after it; once it is
+    deleted, they are passed over again."""
+    worker = stack.worker()
+    api = stack.api()
+    _subscribe(api, "acme", receiver.url("/jobs"), ["job.*"])
+
+    def skipped() -> float:
+        return _metric(worker, "bulkstream_webhook_events_skipped_total")
+
+    def until_passed_over() -> None:
+        """Events until some are passed over: the partition is paused from then on."""
+        before = skipped()
+        deadline = time.monotonic() + 30
+        while skipped() == before:
+            assert time.monotonic() < deadline, "no message event passed over"
+            events.messages("acme", "job-1", DeliveryStatus.SENT, 20)
+            time.sleep(0.5)
+
+    until_passed_over()
+    before = skipped()
+    events.messages("acme", "job-1", DeliveryStatus.FAILED, 300)
+    # Every one of them passed over: none was read (a record read is not counted).
+    wait_for(lambda: skipped() == before + 300, 30, "300 message events passed over")
+    events.job("acme", "job-1", JobStatus.COMPLETED, JobStatus.PROCESSING)
+    wait_for(lambda: len(receiver.to("/jobs")) == 1, 30, "the job event")
+
+    # An endpoint for failures, then at once a failure: it meets it, and only it.
+    hook = _subscribe(api, "acme", receiver.url("/failed"), ["message.failed"])
+    failed = events.message("acme", "job-2", DeliveryStatus.FAILED)
+    wait_for(lambda: len(receiver.to("/failed")) >= 1, 30, "the failure after the endpoint")
+    time.sleep(1.5)  # nothing more comes
+    [hit] = receiver.to("/failed")
+    body = hit.verified(hook["secret"])
+    assert body["type"] == "message.failed"
+    assert body["data"]["messageId"] == failed.message_id
+
+    with api.client("acme") as client:
+        assert client.delete(f"/webhooks/{hook['id']}").status_code == 204
+    until_passed_over()
+    before = skipped()
+    events.messages("acme", "job-3", DeliveryStatus.FAILED, 100)
+    wait_for(lambda: skipped() == before + 100, 30, "100 message events passed over")
+    assert len(receiver.to("/failed")) == 1
+
+
 def test_a_hanging_endpoint_holds_up_no_other_endpoint_or_tenant(
     stack: Stack, receiver: Receiver, events: Events
 ) -> None:

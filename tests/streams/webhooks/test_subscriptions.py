@@ -70,3 +70,22 @@ def test_the_registry_keeps_the_newest_record_of_each_endpoint() -> None:
 def test_a_record_under_another_tenants_key_is_refused() -> None:
     with pytest.raises(ValueError, match="another key"):
         Registry().apply(record_key("globex", "wh_1"), encode(_hook("acme")), 1)
+
+
+def test_the_registry_says_whether_an_enabled_endpoint_takes_message_events() -> None:
+    registry = Registry()
+    assert not registry.takes_messages()
+
+    def put(webhook_id: str, events: list[str], offset: int, disabled: bool = False) -> None:
+        hook = _hook(webhook_id=webhook_id, disabled=disabled).model_copy(update={"events": events})
+        registry.apply(record_key("acme", webhook_id), encode(hook), offset)
+
+    put("wh_jobs", ["job.*", "job.completed"], 1)
+    assert not registry.takes_messages()
+    put("wh_off", ["message.failed"], 2, disabled=True)
+    assert not registry.takes_messages()
+    for offset, events in enumerate((["message.failed"], ["message.*"], ["*"]), start=3):
+        put("wh_on", events, offset)
+        assert registry.takes_messages()
+    registry.apply(record_key("acme", "wh_on"), None, 10)  # deleted
+    assert not registry.takes_messages()
