@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from chaos.cluster import key_partition
 from schemas.delivery import DeliveryReport, DeliveryStatus
+from streams.deliver.known import KnownOutcomes
 from streams.deliver.worker import DeliverOptions
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
@@ -243,3 +244,30 @@ def test_a_give_up_is_reported_when_the_views_cannot_be_read(
     assert sorted(v["messageId"] for _, v, _ in records) == sorted(e["messageId"] for e in events)
     assert {v["status"] for _, v, _ in records} == {"FAILED"}
     assert worker.withheld == 0
+
+
+def test_after_a_failed_read_the_views_are_left_alone_for_a_while(
+    settings: Settings, caplog: Any
+) -> None:
+    """Redis out of reach: one read fails and warns; the give-ups of the next seconds
+    are answered without asking (no time-out each, no warning each), and counted in
+    the next warning, once the views are asked again."""
+    unreachable = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+
+    async def scenario() -> list[bool]:
+        known = KnownOutcomes(unreachable, retry_seconds=0.5)
+        try:
+            answers = [await known.went_out("acme", f"1-00000000-{i:024x}") for i in range(6)]
+            await asyncio.sleep(0.6)
+            answers.append(await known.went_out("acme", "1-00000000-" + "f" * 24))
+            return answers
+        finally:
+            await known.close()
+
+    with caplog.at_level("WARNING", logger="streams.deliver.known"):
+        answers = asyncio.run(scenario())
+    assert answers == [False] * 7
+    warnings = [r.getMessage() for r in caplog.records if r.name == "streams.deliver.known"]
+    assert len(warnings) == 2, warnings
+    assert "(0 were since" in warnings[0]
+    assert "(5 were since" in warnings[1]
