@@ -61,7 +61,7 @@ if [[ "$IMAGE_WHEELS" == yes ]]; then
   "$PYTHON" -m pip freeze --exclude-editable > build/image/constraints.txt
   # setuptools: the build backend, for `pip install .` without an index.
   if ! "$PYTHON" -m pip wheel --disable-pip-version-check --wheel-dir "$WHEELS" \
-      --constraint build/image/constraints.txt . 'setuptools>=69' > build/image/wheels.log 2>&1; then
+      --constraint build/image/constraints.txt . 'setuptools>=77' > build/image/wheels.log 2>&1; then
     tail -n 30 build/image/wheels.log; log "pip wheel failed (build/image/wheels.log)"; exit 1
   fi
   rm -f "$WHEELS"/bulkstream-*.whl  # the image builds bulkstream from its own sources
