@@ -285,7 +285,7 @@ const BLOCK: i64 = 64;
 fn fold(
     summary: Option<&[u8]>,
     items: &[Item],
-    raw_blocks: &HashMap<i64, Option<Vec<u8>>>,
+    raw_blocks: &HashMap<i64, Option<&[u8]>>,
     job_id: &str,
     tenant: &str,
 ) -> Option<Folded> {
@@ -598,9 +598,9 @@ type EncodedTuple<'py> = (
 #[pyfunction]
 fn fold_reports<'py>(
     py: Python<'py>,
-    summary: Option<Vec<u8>>,
+    summary: Option<&[u8]>,
     reported: &Bound<'py, PyAny>,
-    blocks: HashMap<i64, Option<Vec<u8>>>,
+    blocks: HashMap<i64, Option<Bound<'py, PyBytes>>>,
     job_id: &str,
     tenant: &str,
 ) -> PyResult<Option<EncodedTuple<'py>>> {
@@ -619,8 +619,12 @@ fn fold_reports<'py>(
             first: First(at, reason, provider),
         });
     }
-    let Some(folded) = py.detach(|| fold(summary.as_deref(), &items, &blocks, job_id, tenant))
-    else {
+    // Borrowed, not copied: bytes are immutable, and `blocks` keeps them alive.
+    let raw_blocks: HashMap<i64, Option<&[u8]>> = blocks
+        .iter()
+        .map(|(n, block)| (*n, block.as_ref().map(|b| b.as_bytes())))
+        .collect();
+    let Some(folded) = py.detach(|| fold(summary, &items, &raw_blocks, job_id, tenant)) else {
         return Ok(None);
     };
     let blocks = PyList::empty(py);
@@ -712,14 +716,18 @@ fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
 #[pyfunction]
 fn parse_reports<'py>(
     py: Python<'py>,
-    values: Vec<Option<Vec<u8>>>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
     make: &Bound<'py, PyAny>,
     states: Vec<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
+    // Borrowed, not copied: bytes are immutable, and `values` keeps them alive.
+    let raw: Vec<Option<&[u8]>> = values
+        .iter()
+        .map(|value| value.as_ref().map(|v| v.as_bytes()))
+        .collect();
     let read: Vec<Option<(u8, WireReport)>> = py.detach(|| {
-        values
-            .iter()
-            .map(|value| value.as_deref().and_then(read_report))
+        raw.iter()
+            .map(|value| value.and_then(read_report))
             .collect()
     });
     let out = PyList::empty(py);
