@@ -21,6 +21,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -92,25 +93,7 @@ impl Reached {
 
 impl<'de> Deserialize<'de> for Reached {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ReachedVisitor;
-        impl<'de> Visitor<'de> for ReachedVisitor {
-            type Value = Reached;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of state -> [at, reason, provider]")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reached, A::Error> {
-                let mut reached = Reached::default();
-                while let Some(name) = map.next_key::<String>()? {
-                    let rank = rank_of(&name).ok_or_else(|| de::Error::custom("unknown state"))?;
-                    if reached.get(rank).is_some() {
-                        return Err(de::Error::custom("repeated state"));
-                    }
-                    reached.0.push((rank, map.next_value()?));
-                }
-                Ok(reached)
-            }
-        }
-        deserializer.deserialize_map(ReachedVisitor)
+        Ordered::<StateName, First>::deserialize(deserializer).map(|o| Reached(o.0))
     }
 }
 
@@ -153,26 +136,13 @@ impl Block {
 
 impl<'de> Deserialize<'de> for Block {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BlockVisitor;
-        impl<'de> Visitor<'de> for BlockVisitor {
-            type Value = Block;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of position -> [reached, by, before]")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Block, A::Error> {
-                let mut block = Block::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    let position =
-                        canonical_int(&key).ok_or_else(|| de::Error::custom("not a position"))?;
-                    if block.index.contains_key(&position) {
-                        return Err(de::Error::custom("repeated position"));
-                    }
-                    block.set(position, map.next_value()?);
-                }
-                Ok(block)
-            }
-        }
-        deserializer.deserialize_map(BlockVisitor)
+        let states = Ordered::<PositionText, Stored>::deserialize(deserializer)?.0;
+        let index = states
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (*p, i))
+            .collect();
+        Ok(Block { states, index })
     }
 }
 
@@ -180,6 +150,61 @@ impl<'de> Deserialize<'de> for Block {
 fn canonical_int(text: &str) -> Option<i64> {
     let value: i64 = text.parse().ok()?;
     (value.to_string() == text).then_some(value)
+}
+
+/// How an object's keys are read: a state's name (its rank), or a position.
+trait KeyOf {
+    type Key: PartialEq;
+    const WHAT: &'static str;
+    fn read(text: &str) -> Option<Self::Key>;
+}
+
+struct StateName;
+
+impl KeyOf for StateName {
+    type Key = u8;
+    const WHAT: &'static str = "a delivery state";
+    fn read(text: &str) -> Option<u8> {
+        rank_of(text)
+    }
+}
+
+struct PositionText;
+
+impl KeyOf for PositionText {
+    type Key = i64;
+    const WHAT: &'static str = "a position";
+    fn read(text: &str) -> Option<i64> {
+        canonical_int(text)
+    }
+}
+
+/// An object's members in their order (as the Python dict holds them), each key read
+/// by `K`, none twice (orjson would keep the last; such a record is left to Python).
+struct Ordered<K: KeyOf, V>(Vec<(K::Key, V)>, PhantomData<K>);
+
+impl<'de, K: KeyOf, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrderedVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K: KeyOf, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<K, V> {
+            type Value = Ordered<K, V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an object keyed by {}", K::WHAT)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members: Vec<(K::Key, V)> = Vec::new();
+                while let Some(text) = map.next_key::<String>()? {
+                    let key = K::read(&text).ok_or_else(|| de::Error::custom(K::WHAT))?;
+                    if members.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom("a repeated key"));
+                    }
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Ordered(members, PhantomData))
+            }
+        }
+        deserializer.deserialize_map(OrderedVisitor(PhantomData))
+    }
 }
 
 /// The job's delivery counts (state -> messages, in the dict's order) and `upto`.
@@ -197,57 +222,21 @@ impl Summary {
     }
 }
 
+/// `Summary.to_bytes`'s JSON, each member once, no other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryWire {
+    counts: Ordered<StateName, i64>,
+    upto: i64,
+}
+
 impl<'de> Deserialize<'de> for Summary {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Counts(Vec<(u8, i64)>);
-        impl<'de> Deserialize<'de> for Counts {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct CountsVisitor;
-                impl<'de> Visitor<'de> for CountsVisitor {
-                    type Value = Counts;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("an object of state -> count")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
-                        let mut counts: Vec<(u8, i64)> = Vec::new();
-                        while let Some(name) = map.next_key::<String>()? {
-                            let rank =
-                                rank_of(&name).ok_or_else(|| de::Error::custom("unknown state"))?;
-                            if counts.iter().any(|(r, _)| *r == rank) {
-                                return Err(de::Error::custom("repeated state"));
-                            }
-                            counts.push((rank, map.next_value()?));
-                        }
-                        Ok(Counts(counts))
-                    }
-                }
-                deserializer.deserialize_map(CountsVisitor)
-            }
-        }
-        struct SummaryVisitor;
-        impl<'de> Visitor<'de> for SummaryVisitor {
-            type Value = Summary;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("{\"counts\": {...}, \"upto\": N}")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Summary, A::Error> {
-                let (mut counts, mut upto) = (None, None);
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "counts" if counts.is_none() => {
-                            counts = Some(map.next_value::<Counts>()?.0)
-                        }
-                        "upto" if upto.is_none() => upto = Some(map.next_value::<i64>()?),
-                        _ => return Err(de::Error::custom("unexpected member")),
-                    }
-                }
-                match (counts, upto) {
-                    (Some(counts), Some(upto)) => Ok(Summary { counts, upto }),
-                    _ => Err(de::Error::custom("missing member")),
-                }
-            }
-        }
-        deserializer.deserialize_map(SummaryVisitor)
+        let wire = SummaryWire::deserialize(deserializer)?;
+        Ok(Summary {
+            counts: wire.counts.0,
+            upto: wire.upto,
+        })
     }
 }
 
@@ -290,7 +279,8 @@ fn fold(
     tenant: &str,
 ) -> Option<Folded> {
     let old = match summary {
-        Some(raw) => serde_json::from_slice::<Summary>(raw).ok()?,
+        Some(raw) if is_object(raw) => serde_json::from_slice::<Summary>(raw).ok()?,
+        Some(_) => return None,
         None => Summary {
             counts: Vec::new(),
             upto: -1,
@@ -508,6 +498,16 @@ fn encode_summary(summary: &Summary) -> Vec<u8> {
     out
 }
 
+/// `,"name":"text"` when there is a text (orjson leaves a None out of these objects).
+fn text_member(out: &mut Vec<u8>, name: &str, text: &Option<String>) {
+    if let Some(text) = text {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        string(out, text);
+    }
+}
+
 /// `MessageOutcome.to_json`: the status reached, its report, the time of every state.
 fn entry(reached: &Reached) -> Option<String> {
     let status = reached.status()?;
@@ -517,14 +517,8 @@ fn entry(reached: &Reached) -> Option<String> {
     state_name(&mut out, status);
     out.extend_from_slice(b",\"at\":");
     number(&mut out, *at);
-    if let Some(reason) = reason {
-        out.extend_from_slice(b",\"reason\":");
-        string(&mut out, reason);
-    }
-    if let Some(provider) = provider {
-        out.extend_from_slice(b",\"provider\":");
-        string(&mut out, provider);
-    }
+    text_member(&mut out, "reason", reason);
+    text_member(&mut out, "provider", provider);
     out.extend_from_slice(b",\"times\":{");
     for (i, (rank, First(at, _, _))) in reached.0.iter().enumerate() {
         if i > 0 {
@@ -556,14 +550,8 @@ fn event(item: &Item, previous: Option<u8>, job_id: &str, tenant: &str) -> Vec<u
         out.extend_from_slice(b",\"previous\":");
         state_name(&mut out, previous);
     }
-    if let Some(reason) = reason {
-        out.extend_from_slice(b",\"reason\":");
-        string(&mut out, reason);
-    }
-    if let Some(provider) = provider {
-        out.extend_from_slice(b",\"provider\":");
-        string(&mut out, provider);
-    }
+    text_member(&mut out, "reason", reason);
+    text_member(&mut out, "provider", provider);
     out.push(b'}');
     out
 }
@@ -684,6 +672,11 @@ struct WireReport {
     tenant: Option<String>,
 }
 
+/// Whether JSON text is an object (serde would read a struct's fields from an array too).
+fn is_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 fn within(text: &str, low: usize, high: usize) -> bool {
     // Python counts characters: bytes bound them from above, then count if need be.
     (low..=high).contains(&text.len()) || (low..=high).contains(&text.chars().count())
@@ -695,8 +688,7 @@ fn optional_within(text: &Option<String>, high: usize) -> bool {
 
 /// (rank, report) when every check of `fast_report` passes; None otherwise.
 fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
-    // An object only (serde would also read the fields from an array).
-    if value.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !is_object(value) {
         return None;
     }
     let report: WireReport = serde_json::from_slice(value).ok()?;

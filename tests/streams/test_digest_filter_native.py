@@ -4,22 +4,13 @@ what is not a digest; its memory grows in chunks with what it holds."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
-
 from streams.aggregate.dedupe import _DIGEST_FILTER
 from streams.ids import message_digest
+from tests.streams.native import require_native
 
-if _DIGEST_FILTER is None:
-    if os.environ.get("CI"):  # CI builds it first (make test): its absence is a failure
-        raise RuntimeError("bulkstream_native is not installed: `make native` builds it")
-    pytest.skip(
-        "bulkstream_native is not built (`make native`, or `make test`, builds it)",
-        allow_module_level=True,
-    )
+require_native(_DIGEST_FILTER is not None)
 
-from bulkstream_native import DigestFilter
+from bulkstream_native import DigestFilter  # noqa: E402 (once require_native has let the module run)
 
 JOB = "1-6b0f2fd2-7864a974a505dfc9fa1e7de2"
 

@@ -3,7 +3,6 @@ pure one (streams/fanout/expand.py): sends, messageIds, failures, in page order.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -26,17 +25,12 @@ from streams.fanout.loop import FanoutLoop
 from streams.ids import message_id, new_job_id
 from streams.settings import Settings
 from streams.testing.users import generated_users
+from tests.streams.native import require_native
 from tests.streams.test_expand import USERS
 
-if not NATIVE_AVAILABLE:
-    if os.environ.get("CI"):  # CI builds it first (make test): its absence is a failure
-        raise RuntimeError("bulkstream_native is not installed: `make native` builds it")
-    pytest.skip(
-        "bulkstream_native is not built (`make native`, or `make test`, builds it)",
-        allow_module_level=True,
-    )
+require_native(NATIVE_AVAILABLE)
 
-import bulkstream_native
+import bulkstream_native  # noqa: E402 (once require_native has let the module run)
 
 CREATED_AT = 1_764_000_000.5
 

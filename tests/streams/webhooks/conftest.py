@@ -179,27 +179,14 @@ class Events:
         return event
 
     def message(self, tenant: str, job_id: str, status: DeliveryStatus) -> MessageEvent:
-        event = MessageEvent(
-            message_id=f"1-00000000-{job_id[-8:]:0>24}",
-            job_id=job_id,
-            tenant=tenant,
-            status=status,
-            at=int(time.time() * 1000),
-            provider="test",
-        )
+        event = _message_event(tenant, job_id, f"{job_id[-8:]:0>24}", status)
         self._send(self.settings.topic_message_events, job_id, event.to_wire())
         return event
 
     def messages(self, tenant: str, job_id: str, status: DeliveryStatus, n: int) -> None:
         """`n` message events of one job, produced at once."""
         for i in range(n):
-            event = MessageEvent(
-                message_id=f"1-00000000-{i:024x}",
-                job_id=job_id,
-                tenant=tenant,
-                status=status,
-                at=int(time.time() * 1000),
-            )
+            event = _message_event(tenant, job_id, f"{i:024x}", status)
             self.producer.produce(
                 self.settings.topic_message_events,
                 key=job_id.encode(),
@@ -218,6 +205,17 @@ class Events:
     def _send(self, topic: str, key: str, value: dict[str, Any]) -> None:
         self.producer.produce(topic, key=key.encode(), value=orjson.dumps(value))
         assert self.producer.flush(10) == 0
+
+
+def _message_event(tenant: str, job_id: str, digest: str, status: DeliveryStatus) -> MessageEvent:
+    return MessageEvent(
+        message_id=f"1-00000000-{digest}",
+        job_id=job_id,
+        tenant=tenant,
+        status=status,
+        at=int(time.time() * 1000),
+        provider="test",
+    )
 
 
 @pytest.fixture
