@@ -15,7 +15,6 @@ leaves is read here); `report_reader` picks it when it is installed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,8 +30,6 @@ from schemas.delivery import (
 )
 from streams.aggregate.outcomes import STATUSES, Report
 from streams.errors import PoisonCommand
-
-log = logging.getLogger(__name__)
 
 REQUIRED = frozenset({"messageId", "jobId", "status", "at"})
 OPTIONAL = frozenset({"reason", "provider", "tenant"})
