@@ -240,7 +240,7 @@ def test_labels_name_the_project_its_version_and_license() -> None:
     found = dict(re.findall(r'(org\.opencontainers\.image\.[a-z]+)="([^"]*)"', labels))
     assert found["org.opencontainers.image.title"] == PROJECT["name"]
     assert found["org.opencontainers.image.version"] == "${VERSION}"
-    assert found["org.opencontainers.image.licenses"] == PROJECT["license"]["text"]
+    assert found["org.opencontainers.image.licenses"] == PROJECT["license"]  # SPDX (PEP 639)
     assert found["org.opencontainers.image.description"]
     assert _arg_defaults(FINAL)["VERSION"] == PROJECT["version"]
 
