@@ -196,25 +196,15 @@ def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float
     """An existing topic made by an older release may take smaller records than
     this one writes (the DLQ took 16 MB; its largest dead letter needs 17): the
     producer's record would be refused, and the worker would stop on it."""
-    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in sized]
-    described = admin.describe_configs(resources, request_timeout=timeout)
+    current = size_limits(admin, [spec.name for spec in sized], timeout)
     low = []
-    for spec, resource in zip(sized, resources, strict=True):
-        try:
-            config = described[resource].result(timeout=timeout)
-        except KafkaException as exc:
-            # Listed but not yet describable: made a moment ago (by this or
-            # another process), so with this release's configuration.
-            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                continue
-            raise
-        current = int(config[SIZE_LIMIT].value)
+    for spec in sized:
         needed = int(spec.config[SIZE_LIMIT])
-        if current < needed:
+        if current[spec.name] < needed:
             log.warning(
                 "topic %s takes records of up to %d bytes, needs %d: raising %s",
                 spec.name,
-                current,
+                current[spec.name],
                 needed,
                 SIZE_LIMIT,
             )
@@ -229,3 +219,35 @@ def raise_size_limits(admin: AdminClient, sized: list[TopicSpec], timeout: float
             future.result(timeout=timeout)
         except KafkaException as exc:
             raise RuntimeError(f"could not raise {SIZE_LIMIT} of {resource.name}: {exc}") from exc
+
+
+def size_limits(admin: AdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    """Each topic's `max.message.bytes`, waiting for a topic the broker does not know yet.
+
+    A topic another process made a moment ago is known to the controller (our
+    create said it exists) before the broker answering us has it: the broker
+    answers "unknown topic". It is not safe to take that topic as made with this
+    release's configuration: in a rolling deploy, the other process may be an
+    older release."""
+    deadline = time.monotonic() + timeout
+    limits: dict[str, int] = {}
+    pending = list(names)
+    while pending:
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in pending]
+        described = admin.describe_configs(resources, request_timeout=timeout)
+        unknown = []
+        for name, resource in zip(pending, resources, strict=True):
+            try:
+                config = described[resource].result(timeout=timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+                unknown.append(name)
+                continue
+            limits[name] = int(config[SIZE_LIMIT].value)
+        if unknown and time.monotonic() > deadline:
+            raise RuntimeError(f"topics unknown to the broker after {timeout:.0f} s: {unknown}")
+        pending = unknown
+        if pending:
+            time.sleep(0.1)
+    return limits

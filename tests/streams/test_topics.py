@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from streams.kafka.topics import MAX_DEAD_LETTER_BYTES, SIZE_LIMIT, ensure_topics, specs
+from streams.kafka.topics import (
+    MAX_DEAD_LETTER_BYTES,
+    SIZE_LIMIT,
+    ensure_topics,
+    size_limits,
+    specs,
+)
 from streams.settings import Settings
 from streams.testing.processes import wait_for
 
@@ -43,6 +52,26 @@ def test_an_older_dlq_gets_the_size_limit_its_largest_dead_letter_needs(
 
     config = wait_for(raised, 10, f"{dlq} to take {MAX_DEAD_LETTER_BYTES} bytes")
     assert config["retention.ms"] == "3600000"  # the operator's choice stays
+
+
+def test_a_topic_the_broker_does_not_know_yet_is_waited_for_not_taken_as_ours(
+    settings: Settings, admin: AdminClient
+) -> None:
+    """Another process's create is known to the controller before the broker we
+    ask has the topic ("unknown topic"): that topic may come from an older
+    release, so its size limit is read once the broker knows it, never assumed.
+    Taken as ours, an older DLQ would keep its 16 MB."""
+    dlq = settings.topic_commands_dlq
+    old = 16 * 1024 * 1024
+    later = threading.Timer(1.0, _make, (admin, dlq, {SIZE_LIMIT: str(old)}))
+    later.start()
+    started = time.monotonic()
+    try:
+        limits = size_limits(admin, [dlq], timeout=30)
+    finally:
+        later.join()
+    assert limits == {dlq: old}
+    assert time.monotonic() - started >= 1.0
 
 
 def test_larger_limits_and_everything_else_are_left_alone(
