@@ -148,7 +148,7 @@ class Api:
             settings.api_max_body_bytes,
             settings.api_body_timeout_seconds,
         )
-        if not raw.strip():
+        if not raw:  # no body; one of whitespace alone is not JSON, and a 400 below
             if required:
                 raise invalid("Request body must be a JSON object")
             return raw, {}

@@ -315,6 +315,26 @@ def test_invalid_run_options_are_a_400_naming_the_field(
         assert job_of(http, job_id)["status"] == "CREATED"
 
 
+def test_a_run_without_a_body_runs_and_one_of_whitespace_alone_is_a_400(
+    api: ApiProcess,
+) -> None:
+    """Whitespace alone is not JSON (RFC 8259 wants a value): schemathesis sent a bare
+    newline as `application/json`, and it was taken as no body (202)."""
+    with api.client() as http:
+        job_id = create(http)
+        for blank in (b"\n", b" \t\r\n"):
+            answer = http.post(
+                f"/bulk/{job_id}/run", content=blank, headers={"content-type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["type"] == "invalid_request_error"
+        assert job_of(http, job_id)["status"] == "CREATED"
+        empty = http.post(
+            f"/bulk/{job_id}/run", content=b"", headers={"content-type": "application/json"}
+        )
+        assert empty.status_code == 202, empty.text
+
+
 def test_control_that_the_job_does_not_allow_is_a_clear_4xx(api: ApiProcess) -> None:
     with api.client() as http, api.client("globex") as other:
         job_id = create(http)
