@@ -22,17 +22,19 @@ from streams.kafka.config import producer_config
 from streams.kafka.producer import CommandProducer, produce_waiting
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
-from streams.testing.processes import cpu_seconds, start_workers, stop_all
+from streams.testing.processes import WorkerProcess, cpu_seconds, start_workers, stop_all
 from streams.testing.reader import ViewReader
 from streams.testing.topics import read_topic
 
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
-from .procs import log_findings
+from .procs import counters_by_label_in, log_findings, metrics_text
 from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
 AT = 1_760_000_000_000
+FEED_SECONDS = "bulkstream_feed_seconds_total"  # by feed and phase
+FOLD_SECONDS = "bulkstream_delivery_fold_seconds_total"  # by step
 
 
 def run(bench: Run, opts: Options) -> ScenarioResult:
@@ -76,10 +78,18 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
 
         say(f"outcomes: {n:,} SENT reports produced, folded (timed)")
         cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
+        spent_before = {w.worker_id: fold_time(w) for w in workers}
         reporter = Reporter(s, views, create.job_id)
         produced_seconds, fold_seconds = reporter.fold(reports, "SENT")
         check(reporter.folded("SENT", n), f"the job view counts {n:,} messages SENT", result)
         cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
+        spent = {
+            w.worker_id: {
+                what: round(seconds - spent_before[w.worker_id].get(what, 0.0), 2)
+                for what, seconds in fold_time(w).items()
+            }
+            for w in workers
+        }
         if opts.profile:
             say(f"outcomes: {n:,} DELIVERED reports folded under py-spy (untimed)")
             delivered = [report.replace(b'"SENT"', b'"DELIVERED"') for report in reports]
@@ -120,11 +130,37 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         "fold_worker": folder,
         "fold_worker_cpu_seconds": cpu[folder],
         "reports_per_cpu_second": n / cpu[folder] if cpu[folder] else float("nan"),
+        "fold_worker_seconds": spent[folder],
     }
     result.notes.append(
         f"the reports took {produced_seconds:.1f} s to produce and {fold_seconds:.1f} s to be "
         f"folded; the folding worker ({folder}) used {cpu[folder]:.1f} CPU-s "
         f"({n / cpu[folder]:,.0f} reports per CPU-second)"
+    )
+    result.notes.append(describe_fold_time(spent[folder], fold_seconds))
+
+
+def fold_time(worker: WorkerProcess) -> dict[str, float]:
+    """The worker's reports feed's seconds by phase, and its fold's by step, so far."""
+    text = metrics_text(worker)
+    return counters_by_label_in(text, FEED_SECONDS, feed="reports") | counters_by_label_in(
+        text, FOLD_SECONDS
+    )
+
+
+def describe_fold_time(spent: dict[str, float], wall: float) -> str:
+    """Where the folding worker's reports feed spent the fold's wall time."""
+    steps = ", ".join(
+        f"{step} {spent.get(step, 0.0):.1f} s"
+        for step in ("reading", "checking", "folding", "acknowledging", "recording", "viewing")
+    )
+    feed = sum(spent.get(phase, 0.0) for phase in ("fetching", "applying", "checkpointing"))
+    return (
+        f"the folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
+        f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "
+        f"({steps}), checkpointing {spent.get('checkpointing', 0.0):.1f} s; the rest "
+        f"({max(wall - feed, 0.0):.1f} s) went to the event loop's other work between the "
+        "feed's batches"
     )
 
 

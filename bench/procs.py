@@ -33,10 +33,16 @@ def counter_in(text: str, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def counters_by_label_in(text: str, name: str) -> dict[str, float]:
-    """A counter of a /metrics text with one label, by that label's value."""
-    pattern = rf'^{re.escape(name)}\{{\w+="([^"]*)"\}} (\S+)$'
-    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text, re.M)}
+def counters_by_label_in(text: str, name: str, **where: str) -> dict[str, float]:
+    """A counter of a /metrics text by the value of its one label left free: the
+    samples whose other labels have the values `where` gives."""
+    found = {}
+    for sample in re.finditer(rf"^{re.escape(name)}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', sample.group(1)))
+        free = [value for label, value in labels.items() if label not in where]
+        if len(free) == 1 and all(labels.get(k) == v for k, v in where.items()):
+            found[free[0]] = float(sample.group(2))
+    return found
 
 
 def metrics_text(worker: WorkerProcess) -> str:

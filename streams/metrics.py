@@ -83,6 +83,25 @@ DELIVERY_REPORTS = Counter(
     "to the DLQ.",
     ["outcome"],
 )
+FEED_SECONDS = Counter(
+    "bulkstream_feed_seconds",
+    "Wall time of the aggregate's feeds (`commands`, `reports`), by what each did: "
+    "`fetching` (taking what librdkafka fetched, or waiting for the next record), "
+    "`applying` (handling a batch, its awaits included), `checkpointing` (writing the "
+    "cursors once everything sent before them is acknowledged). The rest of the wall "
+    "time the event loop spent on other work.",
+    ["feed", "phase"],
+)
+DELIVERY_FOLD_SECONDS = Counter(
+    "bulkstream_delivery_fold_seconds",
+    "Wall time of the delivery fold's batches, by step: `reading` (decoding and "
+    "validating reports), `checking` (finding each message in the job's index), "
+    "`folding` (the message states, the events and the views' entries), "
+    "`acknowledging` (awaiting Kafka's acknowledgement of the events and dead letters), "
+    "`recording` (the state's writes), `viewing` (the Redis views' write: its argument "
+    "built, and awaited).",
+    ["phase"],
+)
 MESSAGE_STATES = Counter(
     "bulkstream_message_states",
     "Messages that reached a delivery state (the highest reported), by state.",

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from streams import metrics
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import cursor_key
 from streams.errors import BulkstreamError
@@ -189,6 +190,10 @@ class CommandFeed:
         self.applied: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
         self.watch = FetchWatch()
+        self.spent = {
+            phase: metrics.FEED_SECONDS.labels(name, phase)
+            for phase in ("fetching", "applying", "checkpointing")
+        }
 
     # -- what faust calls ------------------------------------------------------
     async def run(self) -> None:
@@ -213,6 +218,7 @@ class CommandFeed:
                 if now - last_checkpoint >= self.checkpoint_seconds:
                     await self.checkpoint()
                     last_checkpoint = now
+                    self.spent["checkpointing"].inc(time.monotonic() - now)
                 self.unstall(now)
 
     async def pause(self) -> None:
@@ -318,7 +324,17 @@ class CommandFeed:
         """Apply what librdkafka has fetched."""
         assert self.consumer is not None
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         records = await loop.run_in_executor(self.executor, self.take)
+        fetched = time.monotonic()
+        self.spent["fetching"].inc(fetched - started)
+        try:
+            await self.apply(records)
+        finally:
+            self.spent["applying"].inc(time.monotonic() - fetched)
+
+    async def apply(self, records: list[Any]) -> None:
+        """Apply these records: each alone (`handle`), or all at once (`handle_batch`)."""
         taken: list[CommandMessage] = []
         for record in records:
             if self.pausing or self.stopped:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,15 @@ BATCH = 10_000
 MAX_ERROR_HEADER = 1000
 # Statuses of jobs that have sent nothing yet: none of their messages exists.
 UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
+STEPS = ("reading", "checking", "folding", "acknowledging", "recording", "viewing")
+SPENT = {step: metrics.DELIVERY_FOLD_SECONDS.labels(step) for step in STEPS}
+
+
+def lap(step: str, since: float) -> float:
+    """Count the time since `since` to this step of the fold; answer now."""
+    now = time.perf_counter()
+    SPENT[step].inc(now - since)
+    return now
 
 
 @dataclass
@@ -108,6 +118,7 @@ class DeliveryFold:
                 log.warning("%d %s undelivered at shutdown", left, what)
 
     async def handle(self, messages: list[CommandMessage]) -> None:
+        started = time.perf_counter()
         sending: list[asyncio.Future[None]] = []
         # A job's reports, by the partition they came on: one on another partition than
         # its job's (a producer without the murmur2 partitioner) finds no job there.
@@ -133,20 +144,24 @@ class DeliveryFold:
                 sending.append(await self.dead_letter(message, "invalid", detail))
                 continue
             decoded.append((message, batch, report))
+        started = lap("reading", started)
         found = self.check([(batch, report) for _, batch, report in decoded])
         for (message, batch, report), position in zip(decoded, found, strict=True):
             if isinstance(position, tuple):
                 sending.append(await self.dead_letter(message, *position))
                 continue
             batch.reported.append(Reported(message.offset, position, report))
+        started = lap("checking", started)
         for batch in batches.values():
             if batch.reported:
                 sending.extend(await self.fold(batch))
+        started = lap("folding", started)
         if sending:
             await asyncio.gather(*sending)
+        started = lap("acknowledging", started)
         for batch in batches.values():
             if batch.encoded is not None:
-                await self.record(batch)
+                started = await self.record(batch, started)
 
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
         batch = JobBatch(job_id, message)
@@ -220,9 +235,10 @@ class DeliveryFold:
         events = [(key, event) for event in encoded.events]
         return [await self.open_events().send_all(self.settings.topic_message_events, events)]
 
-    async def record(self, batch: JobBatch) -> None:
+    async def record(self, batch: JobBatch, started: float) -> float:
         """The state (changed blocks, then the summary) if the fold changed it, then the
-        views of every message reported and the job's counts (absolute values)."""
+        views of every message reported and the job's counts (absolute values). Counts
+        the time of each since `started`; answers when it ended."""
         encoded, job = batch.encoded, batch.job
         assert encoded is not None
         assert job is not None
@@ -231,10 +247,12 @@ class DeliveryFold:
                 for number, block in encoded.blocks:
                     self.state[outcomes_key(batch.job_id, number)] = block
                 self.state[delivery_key(batch.job_id)] = encoded.summary
+        started = lap("recording", started)
         summary = Summary.from_bytes(encoded.summary)
         await self.views.delivery.write_entries(
             job.tenant, batch.job_id, encoded.entries, summary.view(), summary.upto
         )
+        return lap("viewing", started)
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
         metrics.DELIVERY_REPORTS.labels(reason).inc()

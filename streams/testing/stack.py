@@ -62,13 +62,17 @@ def statuses(settings: Settings, job_id: str) -> list[dict[str, Any]]:
     return events
 
 
-def metric(workers: list[WorkerProcess], name: str) -> float:
-    """A counter summed over the workers' /metrics."""
+def metric(workers: list[WorkerProcess], name: str, **labels: str) -> float:
+    """A counter summed over the workers' /metrics (its samples with these labels)."""
     total = 0.0
     for worker in workers:
         text = httpx.get(f"{worker.metrics_url()}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
-            total += sum(s.value for s in family.samples if s.name == name)
+            total += sum(
+                s.value
+                for s in family.samples
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+            )
     return total
 
 

@@ -15,11 +15,12 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
+from streams.aggregate.delivery import STEPS
 from streams.ids import message_digest
 from streams.kafka.config import producer_config
 from streams.settings import Settings
 from streams.testing.processes import WorkerProcess, wait_for
-from streams.testing.stack import create, job_of, sends_of, stack, wait_job
+from streams.testing.stack import create, job_of, metric, sends_of, stack, wait_job
 from streams.testing.topics import read_dlq, read_topic
 from streams.views import keys
 
@@ -118,6 +119,12 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         job = wait_job(http, job_id, lambda job: job.get("delivery") == counts, 60)
         assert job["status"] == "COMPLETED"
         assert sum(job["delivery"].values()) == REPORTED
+        # Where the fold's time went: every step of it, and the reports feed's.
+        for step in STEPS:
+            assert metric(workers, "bulkstream_delivery_fold_seconds_total", phase=step) > 0
+        for phase in ("fetching", "applying"):
+            spent = metric(workers, "bulkstream_feed_seconds_total", feed="reports", phase=phase)
+            assert spent > 0
 
         dead = read_dlq(topology, len(bad), topic=topology.topic_delivery_status_dlq)
         reasons = Counter(headers["x-bulkstream-reason"].decode() for _, headers, _ in dead)

@@ -105,6 +105,10 @@ def test_worker_metrics_health_readiness_and_json_logs(
     # started), produced the pages' sends and committed their transactions.
     for phase in ("waiting", "producing", "committing"):
         assert samples[("bulkstream_fanout_loop_seconds_total", (("phase", phase),))] > 0
+    # The commands feed's wall time: it fetched (and waited for) commands and applied them.
+    for phase in ("fetching", "applying"):
+        labels = (("feed", "commands"), ("phase", phase))
+        assert samples[("bulkstream_feed_seconds_total", labels)] > 0
 
     def lag_groups() -> set[str] | None:
         # Each group's lag is reported every 5 s: the job may be done before the first.
