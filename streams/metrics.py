@@ -98,8 +98,8 @@ DELIVERY_FOLD_SECONDS = Counter(
     "validating reports), `checking` (finding each message in the job's index), "
     "`folding` (the message states, the events and the views' entries), "
     "`acknowledging` (awaiting Kafka's acknowledgement of the events and dead letters), "
-    "`recording` (the state's writes), `viewing` (the Redis views' write: its argument "
-    "built, and awaited).",
+    "`recording` (the state's writes), `viewing` (awaiting the Redis views' write of "
+    "the batch before, which runs while the next is read, checked and folded).",
     ["phase"],
 )
 MESSAGE_STATES = Counter(

@@ -20,14 +20,15 @@ The feed keeps the guarantees of a faust agent on its own:
   in the state itself (`cursor_key`), not in a consumer group: written every
   second (`BULKSTREAM_COMMAND_CHECKPOINT_SECONDS`) and when the feed pauses,
   each time only after every record the commands up to it sent is in Kafka
-  (`Deliveries.settled`). The next reader of the partition, this worker or
+  (`Deliveries.settled`), and after what the feed's `settle` waits for (the
+  delivery fold's Redis views). The next reader of the partition, this worker or
   another, starts right after it; a crash replays the commands since, and
   each command is replay-safe.
 * *Order.* Commands of a partition are applied one at a time, in offset
   order; none is skipped, and one seen already (a refetch) is not redone.
 
 A feed of delivery reports is the same with its own cursor (`report_cursor_key`),
-taking up to 1,000 records at a time and handing them over together: a
+taking up to 10,000 records at a time and handing them over together: a
 report costs a few microseconds of Python, where a faust event costs tens.
 `Feeds` pauses and stops every feed of the app together.
 """
@@ -154,7 +155,12 @@ class CommandFeed:
 
     Given `handle`, each record is applied alone, inside its own faust event;
     given `handle_batch` instead, what was fetched (up to `batch` records) is
-    handed over at once."""
+    handed over at once. Given `settle` too, the handler may leave work of its
+    batch running when it returns, provided that the work of the batch before
+    has ended by then; `settle` awaits the last batch's. The periodic
+    checkpoint then writes the cursors as of the batch before (never waiting)
+    while batches come, and all of them (awaiting `settle`) once none came or
+    at release."""
 
     def __init__(
         self,
@@ -162,6 +168,7 @@ class CommandFeed:
         handle: Callable[[CommandEvent], Awaitable[None]] | None = None,
         *,
         handle_batch: Callable[[list[CommandMessage]], Awaitable[None]] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
         topic: str | None = None,
         cursor: Callable[[int], bytes] = cursor_key,
         name: str = "commands",
@@ -179,6 +186,7 @@ class CommandFeed:
         self.config = consumer_config(pipeline, name, batch) | {"stats_cb": self.on_stats}
         self.handle = handle
         self.handle_batch = handle_batch
+        self.settle = settle
         self.consumer: Consumer | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-fetch")
         # Held by the loop while it reads and applies a batch, and by `pause`.
@@ -189,6 +197,9 @@ class CommandFeed:
         # partition -> offset of the last command applied / of the cursor in the state
         self.applied: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
+        # With `settle`: the offsets applied before the last batch, whose work has ended.
+        self.settled: dict[int, int] = {}
+        self.quiet = True  # the last fetch handed no batch over
         self.watch = FetchWatch()
         self.spent = {
             phase: metrics.FEED_SECONDS.labels(name, phase)
@@ -216,7 +227,7 @@ class CommandFeed:
                 await self.apply_batch()
                 now = time.monotonic()
                 if now - last_checkpoint >= self.checkpoint_seconds:
-                    await self.checkpoint()
+                    await self.checkpoint(everything=self.quiet)
                     last_checkpoint = now
                     self.spent["checkpointing"].inc(time.monotonic() - now)
                 self.unstall(now)
@@ -310,7 +321,7 @@ class CommandFeed:
         """Record the position of every partition read, then read none."""
         if not self.assigned:
             return
-        await self.checkpoint()
+        await self.checkpoint(everything=True)
         # The cursors themselves in Kafka before another worker may restore them.
         await deliveries_of(self.app).settled()
         assert self.consumer is not None
@@ -318,6 +329,7 @@ class CommandFeed:
         self.assigned = frozenset()
         self.applied.clear()
         self.checkpointed.clear()
+        self.settled.clear()
         self.watch.clear()
 
     async def apply_batch(self) -> None:
@@ -358,10 +370,13 @@ class CommandFeed:
             with in_event(message) as event:
                 await self.handle(event)
             self.applied[partition] = offset
+        self.quiet = not taken
         if taken and self.handle_batch is not None:
+            before = dict(self.applied)
             await self.handle_batch(taken)
             for message in taken:
                 self.applied[message.partition] = message.offset
+            self.settled = before
 
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics (on the fetch thread, from `take`)."""
@@ -379,11 +394,19 @@ class CommandFeed:
             records = [record] if record is not None else []
         return records
 
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, everything: bool = False) -> None:
         """Write the cursor of each partition that moved, once everything the
         commands up to it sent is in Kafka: a cursor in the state means its
-        command and every one before it are applied for good."""
-        moved = {p: o for p, o in self.applied.items() if self.checkpointed.get(p) != o}
+        command and every one before it are applied for good. With `settle`,
+        up to the batch before the last (whose work has ended), unless
+        `everything` (then once `settle` ended)."""
+        upto = self.applied
+        if self.settle is not None:
+            if everything:
+                await self.settle()
+            else:
+                upto = self.settled
+        moved = {p: o for p, o in upto.items() if self.checkpointed.get(p) != o}
         if not moved:
             return
         await deliveries_of(self.app).settled()

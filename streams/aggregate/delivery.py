@@ -21,6 +21,13 @@ cursor in the state, up to 10,000 at a time. For each:
 5. the views follow (absolute values): every reported message's entry and the
    job's counts, whether the fold changed them or not, so reports read again
    after a crash between the state and the views write the views again.
+
+The views' write runs while the next batch is read, checked and folded (in
+Redis, it takes about as long as all of those): the next batch's state is
+recorded only once it ended, so the state and the views move in the same
+order; and the feed's cursor never passes reports whose views are unwritten
+(the feed's `settle`: its periodic checkpoint stops at the batch before the
+last, and the one at release awaits `settled`).
 """
 
 from __future__ import annotations
@@ -98,6 +105,7 @@ class DeliveryFold:
         self._events: BatchProducer | None = None
         self.read_reports = report_reader(self.settings.native)
         self.fold_reports = report_folder(self.settings.native)
+        self._viewing: asyncio.Future[None] | None = None  # the last batch's views' write
 
     def open(self) -> AsyncProducer:
         """The producer of dead letters, made once (at start)."""
@@ -159,6 +167,9 @@ class DeliveryFold:
         if sending:
             await asyncio.gather(*sending)
         started = lap("acknowledging", started)
+        # The feed's contract: the batch before's views end within this batch.
+        await self.settled()
+        started = lap("viewing", started)
         for batch in batches.values():
             if batch.encoded is not None:
                 started = await self.record(batch, started)
@@ -236,12 +247,15 @@ class DeliveryFold:
         return [await self.open_events().send_all(self.settings.topic_message_events, events)]
 
     async def record(self, batch: JobBatch, started: float) -> float:
-        """The state (changed blocks, then the summary) if the fold changed it, then the
-        views of every message reported and the job's counts (absolute values). Counts
-        the time of each since `started`; answers when it ended."""
+        """Once the views of the batch before are written: the state (changed blocks,
+        then the summary) if the fold changed it; then the views of every message
+        reported and the job's counts (absolute values) start. Counts the time of
+        each since `started`; answers when it ended."""
         encoded, job = batch.encoded, batch.job
         assert encoded is not None
         assert job is not None
+        await self.settled()
+        started = lap("viewing", started)
         if encoded.blocks:
             with in_event(batch.message):
                 for number, block in encoded.blocks:
@@ -249,10 +263,18 @@ class DeliveryFold:
                 self.state[delivery_key(batch.job_id)] = encoded.summary
         started = lap("recording", started)
         summary = Summary.from_bytes(encoded.summary)
-        await self.views.delivery.write_entries(
-            job.tenant, batch.job_id, encoded.entries, summary.view(), summary.upto
+        self._viewing = asyncio.ensure_future(
+            self.views.delivery.write_entries(
+                job.tenant, batch.job_id, encoded.entries, summary.view(), summary.upto
+            )
         )
-        return lap("viewing", started)
+        return started
+
+    async def settled(self) -> None:
+        """The last batch's views are written (raises if that failed)."""
+        viewing, self._viewing = self._viewing, None
+        if viewing is not None:
+            await viewing
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
         metrics.DELIVERY_REPORTS.labels(reason).inc()
@@ -333,6 +355,7 @@ def register(pipeline: Pipeline, feeds: Feeds) -> DeliveryFold:
     feed = CommandFeed(
         pipeline,
         handle_batch=fold.handle,
+        settle=fold.settled,
         topic=pipeline.settings.topic_delivery_status,
         cursor=report_cursor_key,
         name="reports",
