@@ -17,6 +17,8 @@ import time
 import orjson
 from confluent_kafka import Producer
 
+from streams.aggregate.command_feed import PHASES
+from streams.aggregate.delivery import STEPS
 from streams.ids import message_id
 from streams.kafka.config import producer_config
 from streams.kafka.producer import CommandProducer, produce_waiting
@@ -150,11 +152,8 @@ def fold_time(worker: WorkerProcess) -> dict[str, float]:
 
 def describe_fold_time(spent: dict[str, float], wall: float) -> str:
     """Where the folding worker's reports feed spent the fold's wall time."""
-    steps = ", ".join(
-        f"{step} {spent.get(step, 0.0):.1f} s"
-        for step in ("reading", "checking", "folding", "acknowledging", "recording", "viewing")
-    )
-    feed = sum(spent.get(phase, 0.0) for phase in ("fetching", "applying", "checkpointing"))
+    steps = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in STEPS)
+    feed = sum(spent.get(phase, 0.0) for phase in PHASES)
     return (
         f"the folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
         f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "

@@ -20,8 +20,8 @@ The feed keeps the guarantees of a faust agent on its own:
   in the state itself (`cursor_key`), not in a consumer group: written every
   second (`BULKSTREAM_COMMAND_CHECKPOINT_SECONDS`) and when the feed pauses,
   each time only after every record the commands up to it sent is in Kafka
-  (`Deliveries.settled`), and after what the feed's `settle` waits for (the
-  delivery fold's Redis views). The next reader of the partition, this worker or
+  (`Deliveries.settled`), and never past work a batch left running (the
+  delivery fold's Redis views: `settle`). The next reader of the partition, this worker or
   another, starts right after it; a crash replays the commands since, and
   each command is replay-safe.
 * *Order.* Commands of a partition are applied one at a time, in offset
@@ -64,6 +64,8 @@ STATS_MS = 2000
 # A partition out of librdkafka's active fetch state this long is fetched again.
 STALL_SECONDS = 10.0
 IDLE_SECONDS = 0.05
+# What a feed's wall time is counted as (`bulkstream_feed_seconds_total`).
+PHASES = ("fetching", "applying", "checkpointing")
 
 
 class CommandMessage(NamedTuple):
@@ -201,10 +203,7 @@ class CommandFeed:
         self.settled: dict[int, int] = {}
         self.quiet = True  # the last fetch handed no batch over
         self.watch = FetchWatch()
-        self.spent = {
-            phase: metrics.FEED_SECONDS.labels(name, phase)
-            for phase in ("fetching", "applying", "checkpointing")
-        }
+        self.spent = {phase: metrics.FEED_SECONDS.labels(name, phase) for phase in PHASES}
 
     # -- what faust calls ------------------------------------------------------
     async def run(self) -> None:
