@@ -16,8 +16,8 @@ SHORT = {
     "kills": 20_000,
     "redis-flush": 20_000,
     "redis-restart": 20_000,
-    # The full run's size: its throughput ratio is read over 2 x 100k users.
-    "poison": 200_000,
+    # 21 pairs of 10k-user slices: one to warm up, 20 timed (`chaos.scenarios.poison`).
+    "poison": 420_000,
     "http": 2_000,
     "control": 20_000,
     "outcomes": 10_000,
