@@ -51,6 +51,11 @@ DRY_RUN_USERS = Counter(
 )
 SEND_FAILURES = Counter("bulkstream_send_failures", "Users the fan-out could not route.")
 FANOUT_PAGES = Counter("bulkstream_fanout_pages", "Pages of users fanned out (committed).")
+FANOUT_PAGES_REPORTED_AGAIN = Counter(
+    "bulkstream_fanout_pages_reported_again",
+    "Pages emitted again after they were fanned out: their progress report sent again, "
+    "nothing else (the aggregate had not counted them: after a rebalance, or a lost report).",
+)
 FANOUT_LOOP_CPU = Counter(
     "bulkstream_fanout_loop_cpu_seconds",
     "CPU time of the fan-out loop's own thread (librdkafka's threads not included).",

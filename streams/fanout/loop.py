@@ -10,8 +10,10 @@ read_committed consumers never see its sends, and the pages are redone.
 Pages are keyed `<job>:<n>`, so a large job's pages spread over every
 partition and every worker in the consumer group. The aggregate may emit a
 page twice (faust is at least once); the done-markers, kept in a compacted
-topic co-partitioned with the pages and mirrored in a local RocksDB, make the
-second copy a no-op.
+topic co-partitioned with the pages and mirrored in a local RocksDB, keep the
+second copy from sending anything. It gets its progress report again, alone:
+the aggregate emits a page again only while it has not counted it (after a
+rebalance, every page out), so a report it lost on the way is made good.
 """
 
 from __future__ import annotations
@@ -226,11 +228,15 @@ class FanoutLoop:
         started = time.perf_counter()
         producer.begin_transaction()
         committed: list[bytes] = []
-        sent = failed = 0
+        sent = failed = reported_again = 0
         for message in pages:
             key = message.key()
             assert isinstance(key, bytes)
-            if key in self.done or key in committed:
+            if key in committed:
+                continue
+            if key in self.done:
+                self._fan_out(producer, message, send=False)
+                reported_again += 1
                 continue
             enqueued, failures = self._fan_out(producer, message)
             sent += enqueued
@@ -266,25 +272,27 @@ class FanoutLoop:
         metrics.SENDS.inc(sent)
         metrics.SEND_FAILURES.inc(failed)
         metrics.FANOUT_PAGES.inc(len(committed))
+        metrics.FANOUT_PAGES_REPORTED_AGAIN.inc(reported_again)
         cpu = time.thread_time()
         metrics.FANOUT_LOOP_CPU.inc(cpu - self._cpu_at)
         self._cpu_at = cpu
         if self.on_commit is not None:
             self.on_commit(sent)
 
-    def _fan_out(self, producer: Producer, message: Message) -> tuple[int, int]:
-        """Produce a page's sends and its progress report; return (enqueued, failed)."""
+    def _fan_out(self, producer: Producer, message: Message, send: bool = True) -> tuple[int, int]:
+        """Produce a page's sends (unless not `send`: a page done before) and its
+        progress report; return (enqueued, failed)."""
         value = message.value()
         assert isinstance(value, bytes)
         # Decode, routing check and the sends' JSON: natively when bulkstream_native is
         # installed (streams/fanout/expand.py), byte for byte the same either way.
         page = page_expander(self.s.native)(value)
         topic, produce = self.s.topic_sends, producer.produce
-        for key, send in page.sends:
+        for key, sent in page.sends if send else ():
             try:
-                produce(topic, send, key)
+                produce(topic, sent, key)
             except BufferError:
-                self._produce(producer, topic, key, send)
+                self._produce(producer, topic, key, sent)
         enqueued = len(page.sends)
         report = PageProgress(
             job_id=page.job_id,
