@@ -1,7 +1,7 @@
 """`python -m chaos` (`make chaos`): run the scenarios, write docs/reliability.md.
 
 python -m chaos                      # every scenario, 200,000 users, 5 kill rounds
-python -m chaos --users 20000 --rounds 2 --only kills,poison
+python -m chaos --users 20000 --rounds 2 --only kills,redis-flush
 python -m chaos --cluster            # the multi-broker faults, on `make cluster-up`'s cluster
 """
 
