@@ -15,6 +15,7 @@ from schemas.fanout import PageFields, encode_page_spliced
 from streams.fanout.loop import FanoutLoop
 from streams.ids import new_job_id
 from streams.settings import Settings
+from streams.testing.processes import wait_for
 from streams.testing.topics import read_topic
 
 USERS = 5
@@ -64,13 +65,6 @@ def stop(loop: FanoutLoop, thread: threading.Thread) -> None:
     loop.stop()
     thread.join(60)
     assert not thread.is_alive()
-
-
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_page_met_again_sends_nothing_more_and_reports_again(topology: Settings) -> None:
