@@ -62,7 +62,7 @@ async def _notices(settings: Settings, job_id: str) -> AsyncIterator[Notices]:
     try:
         yield Notices(pubsub, job_id)
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped in older redis-py
         await client.aclose()
 
 

@@ -121,7 +121,7 @@ def test_the_worker_announces_each_result_it_writes(
         assert await views.read_result(command.tenant, command.job_id, command.command_id) == (
             _result_of(command)
         )
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped in older redis-py
         await client.aclose()
 
     asyncio.run(scenario())
