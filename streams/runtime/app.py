@@ -35,6 +35,7 @@ from streams.runtime.patches.feed_handover import Feed, PauseFeedOnRevoke, StopF
 from streams.runtime.patches.fetch_wait import ShortFetchWait
 from streams.runtime.patches.flow_control import KeepQueuesOnResume
 from streams.runtime.patches.read_committed import ReadCommitted
+from streams.runtime.patches.read_offsets import ForgetReadOffsetsOnAssign
 from streams.runtime.patches.restore_hooks import RestoreHooks
 from streams.runtime.patches.stale_acks import RefuseStaleAcks
 from streams.runtime.patches.table_readers import BoundedReaders
@@ -59,6 +60,7 @@ class _ConsumerThread(ReadCommitted, ShortFetchWait, aiokafka_driver.AIOKafkaCon
 
 class _Consumer(
     PauseFeedOnRevoke,
+    ForgetReadOffsetsOnAssign,
     RefuseStaleAcks,
     NoBufferPause,
     CommitAfterDeliveries,

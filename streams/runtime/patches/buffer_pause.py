@@ -21,7 +21,8 @@ regression test. tests/streams/runtime/stall_buffer_pause.py runs the
 closest real stack (a slow agent with a full buffer across two rebalances
 must still get every record); it is kept out of `make test`, run by its
 path, because once in a fresh-clone run it did not get every record within
-60 s, with this patch in: a stall not explained yet.
+60 s, with this patch in: likely the stale read offset that
+patches/read_offsets.py forgets (a full buffer at a revoke is its setting).
 """
 
 from __future__ import annotations
