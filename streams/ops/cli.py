@@ -10,6 +10,7 @@ bulkstream cancel|pause|resume JOB [--tenant T]
 bulkstream demo [--users N] [--workers N] [--rate N]
 bulkstream api [--host H] [--port P]
 bulkstream dlq list|replay commands|reports|webhooks [--reason R] [--since TIME] [--dry-run]
+    [--rekey]
 bulkstream rebuild-views
 bulkstream settings
 """
@@ -293,7 +294,12 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         for _, shown in letters.letters(chosen):
             print(orjson.dumps(shown).decode(), flush=True)
         return 0
-    print(orjson.dumps(letters.replay(chosen, dry_run=args.dry_run)).decode())
+    try:
+        summary = letters.replay(chosen, dry_run=args.dry_run, rekey=args.rekey)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(orjson.dumps(summary).decode())
     return 0
 
 
@@ -405,6 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", default=None, help="only those dead-lettered at or after this RFC 3339 time"
     )
     dlq.add_argument("--dry-run", action="store_true", help="replay: count, send nothing")
+    dlq.add_argument(
+        "--rekey",
+        action="store_true",
+        help="replay commands or reports keyed by the jobId each names (mends wrong-key)",
+    )
     dlq.set_defaults(func=_cmd_dlq)
 
     sub.add_parser("rebuild-views", help="rebuild the Redis views from the job state").set_defaults(

@@ -17,7 +17,10 @@ report to its topic, as it was (same key and value, the key's partition,
 a header `x-bulkstream-replayed-from` naming the letter); a webhook message
 to the first tier of the retry topic, due at once and with a fresh horizon,
 so the dispatcher sends it again under its own `webhook-id`, signed anew
-(an endpoint deleted or disabled since takes nothing). Replaying twice is
+(an endpoint deleted or disabled since takes nothing). With `--rekey`, a
+command or a report goes back keyed by the `jobId` its value names (the
+mend of a `wrong-key` letter: a producer that keyed it otherwise); a letter
+whose value names none stays where it is, counted `unreadable`. Replaying twice is
 safe: a command whose id the aggregate applied already gets its first
 answer again, a report folds once, and receivers deduplicate on the
 webhook id. What a replay cannot
@@ -199,10 +202,13 @@ class DeadLetters:
         )
 
     # -- replaying ---------------------------------------------------------------
-    def replay(self, chosen: Chosen, dry_run: bool = False) -> dict[str, Any]:
-        """Send the chosen letters back; what was done, by reason."""
+    def replay(self, chosen: Chosen, dry_run: bool = False, rekey: bool = False) -> dict[str, Any]:
+        """Send the chosen letters back (`rekey`: keyed by the jobId each names); what
+        was done, by reason."""
+        if rekey and self.which == "webhooks":
+            raise ValueError("--rekey is for commands and reports: a webhook letter has its id")
         reasons: Counter[str] = Counter()
-        unreadable = 0
+        unreadable = rekeyed = 0
         failures: list[str] = []
 
         def delivered(err: Any, _msg: Any) -> None:
@@ -214,6 +220,13 @@ class DeadLetters:
         to = self.s.topic_webhooks_retry if self.which == "webhooks" else self._source_topic()
         for letter, shown in self.letters(chosen):
             record = self._record(letter)
+            if record is not None and rekey:
+                job_id = _job_id(letter.value)
+                if job_id is None:
+                    record = None
+                else:
+                    rekeyed += record[0] != job_id
+                    record = (job_id, *record[1:])
             if record is None:
                 unreadable += 1
                 continue
@@ -237,7 +250,7 @@ class DeadLetters:
             "byReason": dict(sorted(reasons.items())),
             "unreadable": unreadable,
             "dryRun": dry_run,
-        }
+        } | ({"rekeyed": rekeyed} if rekey else {})
 
     def _source_topic(self) -> str:
         return self.s.topic_commands if self.which == "commands" else self.s.topic_delivery_status
@@ -268,6 +281,16 @@ class DeadLetters:
         )
         value = orjson.dumps(again.to_wire())
         return dead.webhook_id.encode(), value, FIRST_TIER, {REPLAYED_FROM: origin}
+
+
+def _job_id(value: bytes | None) -> bytes | None:
+    """The `jobId` a command's or a report's value names, as a key; None without one."""
+    try:
+        decoded = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    job_id = decoded.get("jobId") if isinstance(decoded, dict) else None
+    return job_id.encode() if isinstance(job_id, str) and job_id else None
 
 
 def parse_since(text: str | None) -> int | None:

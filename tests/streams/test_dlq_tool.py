@@ -5,6 +5,7 @@ replayed comes back to its DLQ."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,13 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from streams.ids import message_id
+from schemas.commands import CreateJob, JobMessage
+from streams.ids import message_id, new_command_id, new_job_id
 from streams.kafka.config import producer_config
 from streams.ops.dlq import parse_since
 from streams.settings import Settings
-from streams.testing.processes import WorkerProcess, cli
-from streams.testing.stack import create, stack, wait_job
+from streams.testing.processes import WorkerProcess, cli, wait_for
+from streams.testing.stack import TEMPLATE, create, stack, wait_job
 from streams.testing.topics import read_dlq
 from streams.views import keys
 from tests.streams.test_delivery_outcomes import AT, produce, report
@@ -121,6 +123,54 @@ def test_a_poison_command_replayed_comes_back_with_its_reason(
         listed = bulkstream(topology, "dlq", "list", "commands")
         assert len(listed) == 2
         assert listed[1]["source"].startswith(f"{topology.topic_commands}/")
+
+
+def test_a_command_keyed_wrongly_comes_back_until_replayed_with_its_job_id_as_key(
+    topology: Settings,
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    job_id = new_job_id()
+    command = CreateJob(
+        command_id=new_command_id(),
+        tenant="acme",
+        job_id=job_id,
+        message=JobMessage.model_validate(TEMPLATE),
+        created_at=time.time(),
+    )
+    with stack(topology, tmp_path, start_worker) as (_, http):
+        producer = Producer(producer_config(topology))
+        producer.produce(
+            topology.topic_commands, key=b"not-the-job", value=orjson.dumps(command.to_wire())
+        )
+        assert producer.flush(30) == 0
+        read_dlq(topology, 1)
+
+        [summary] = bulkstream(topology, "dlq", "replay", "commands")  # as it was: again
+        assert summary["replayed"] == 1
+        assert "rekeyed" not in summary
+        assert [h["x-bulkstream-reason"] for _, h, _ in read_dlq(topology, 2)] == [b"wrong-key"] * 2
+        assert http.get(f"/bulk/{job_id}").status_code == 404
+
+        wrong = ("--reason", "wrong-key", "--rekey")
+        [dry] = bulkstream(topology, "dlq", "replay", "commands", *wrong, "--dry-run")
+        assert (dry["matched"], dry["replayed"], dry["rekeyed"]) == (2, 0, 2)
+        [summary] = bulkstream(topology, "dlq", "replay", "commands", *wrong)
+        assert (summary["replayed"], summary["rekeyed"], summary["unreadable"]) == (2, 2, 0)
+        found = wait_for(
+            lambda: (lambda got: got if got.status_code == 200 else None)(
+                http.get(f"/bulk/{job_id}")
+            ),
+            60,
+            "the job the replayed command creates",
+        )
+        assert found.json()["job"]["definition"]["message"] == TEMPLATE["message"]
+        # Applied once (one command id), and nothing more dead-lettered.
+        assert len(bulkstream(topology, "dlq", "list", "commands")) == 2
+
+        refused = cli(topology, "dlq", "replay", "webhooks", "--rekey", timeout=60)
+        assert refused.returncode == 2
+        assert "--rekey" in refused.stderr
 
 
 def test_since_takes_an_rfc_3339_time_with_its_zone() -> None:
