@@ -13,12 +13,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from streams.settings import Settings
 
 # A restore that has not reached the end of its partitions by then ends the session.
 RESTORE_SECONDS = 120.0
+# Markers taken from the reader and written to the store at a time.
+BATCH = 10_000
 
 _RESTORED_AT = b"\x00restored-at\x00"
 
@@ -38,6 +40,16 @@ class DoneStore:
 
     def discard(self, key: bytes) -> None:
         self.db.delete(key)
+
+    def apply(self, markers: list[tuple[bytes, bool]]) -> None:
+        """Markers read from the topic, in order: (key, set) or (key, cleared), in one write."""
+        batch = WriteBatch(raw_mode=True)
+        for key, present in markers:
+            if present:
+                batch.put(key, b"1")
+            else:
+                batch.delete(key)
+        self.db.write(batch)
 
     def restored_at(self, partition: int) -> int | None:
         raw = self.db.get(_RESTORED_AT + str(partition).encode())
@@ -73,6 +85,7 @@ class DoneRestore:
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
                     "fetch.wait.max.ms": 10,
+                    "max.partition.fetch.bytes": 16 * 1024 * 1024,
                 }
             )
         store = self.store
@@ -90,22 +103,20 @@ class DoneRestore:
             while reading:
                 if time.monotonic() > deadline:
                     raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "done-marker restore"))
-                message = reader.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        reading.discard(message.partition() or 0)
-                        continue
-                    raise KafkaException(error)
-                key = message.key()
-                assert isinstance(key, bytes)
-                if message.value() is None:
-                    store.discard(key)
-                else:
-                    store.add(key)
-                last[message.partition() or 0] = message.offset() or 0
+                markers: list[tuple[bytes, bool]] = []
+                for message in reader.consume(BATCH, 0.5):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            reading.discard(message.partition() or 0)
+                            continue
+                        raise KafkaException(error)
+                    key = message.key()
+                    assert isinstance(key, bytes)
+                    markers.append((key, message.value() is not None))
+                    last[message.partition() or 0] = message.offset() or 0
+                if markers:
+                    store.apply(markers)
         finally:
             reader.unassign()
         for partition, offset in last.items():
