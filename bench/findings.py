@@ -83,17 +83,51 @@ def group_changes(results: list[ScenarioResult]) -> list[str]:
             f"| {name} | {outcome.get('steady_p50_ms', 0):,.0f} / "
             f"{outcome.get('steady_p99_ms', 0):,.0f} | " + " | ".join(cells) + " |"
         )
+    larges = {name: o["large_job"] for name, o in configs.items() if o.get("large_job")}
+    if larges:
+        first = next(iter(larges.values()))
+        lines += [
+            "",
+            f"A large job in flight meanwhile ({first['users']:,} users run at "
+            f"{first['sends_per_second']:,} sends/s): the longest time one of its pages took "
+            "from its record on the pages topic to its progress report, among the pages in "
+            "flight during each change, against the p99 of the steady windows' pages (ms):",
+            "",
+            "| configuration | steady p99 ms | "
+            + " | ".join(f"{c}: longest page ms" for c in changes)
+            + " |",
+            "|---|---|" + "---|" * len(changes),
+        ]
+        for name, large in larges.items():
+            longest = large.get("page_delay_max_ms", {})
+            steady_p99 = large.get("steady_p99_ms")
+            lines.append(
+                f"| {name} | {_ms(steady_p99)} | "
+                + " | ".join(_ms(longest.get(c)) for c in changes)
+                + " |"
+            )
     lines += [
         "",
-        "Kept: **cooperative-sticky with dynamic members** (the default). With static members "
-        "a worker that leaves for good keeps its partitions until its session times out (10 s), "
-        "and every job that lands on them waits that long: a scale-in stalls. Cooperative and "
-        "eager assignment come out alike with jobs of 10 users, whose pages are gone in "
-        "milliseconds; cooperative is kept because under it a change stops only the partitions "
-        "that move, where an eager one stops every partition of the group, so the pages of a "
-        "large job in flight on the others keep going. What a handover costs under either: the "
-        "second round of the rebalance (heartbeats every 500 ms), the committed offsets, and "
-        "reading the new partitions' done-markers (one reader per session).",
+        "Kept: **range, eager, with dynamic members** (the default since 2026-12-04; "
+        "cooperative-sticky before): in the six runs on record when it was chosen (the "
+        "CHANGELOG), eager assignment held every change's small jobs under 1 s at p99, where "
+        "cooperative-sticky failed at least one change in five; and in the two that timed a "
+        "large job in flight, that job's pages, which cooperative-sticky was kept for (a "
+        "change stops only the partitions that move), waited longer under it too. The tables "
+        "above are this run's. Under cooperative-sticky a joining "
+        "member is given nothing in a first round while the partitions it will take are "
+        "revoked from the others, and those partitions have no owner until a second round "
+        "(1-2 s here, heartbeats every 500 ms or not); an eager change stops every partition, "
+        "but for one round, and each member mostly gets its own partitions back. What eager "
+        "assignment costs: more partitions change hands at a change, and a new owner reads "
+        "their done-markers first (from where it last stopped, else from the start: "
+        "`python -m bench.done_restore` reads 1,000,000 in about 3 s here). With static "
+        "members a worker that leaves for good keeps its partitions until its session times "
+        "out (10 s), and every job that lands on them waits that long: a scale-in stalls.",
         "",
     ]
     return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"

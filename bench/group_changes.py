@@ -12,6 +12,12 @@ time minus the median of the jobs of the steady windows, and the figure is
 the p99 of those delays. The whole sequence runs once per configuration of
 the fan-out group (assignment strategy, static membership); the default
 configuration's figures go in the table, the others in the numbers.
+
+A large job runs beside them the whole time, paced (LARGE_RATE sends a
+second, so its pages keep coming): each of its pages is timed from its record
+on the pages topic to its progress report (both record timestamps), and a
+change's figure is the longest of the pages in flight during its window. That
+is what a change costs a job in flight on partitions that may not move.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from streams.kafka.producer import CommandProducer, complete_command
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.processes import (
@@ -34,8 +41,11 @@ from streams.testing.processes import (
     wait_for,
     wait_ready,
 )
+from streams.testing.reader import ViewReader
+from streams.testing.topics import read_stamped
 
 from .env import TENANT, Options, Run, say
+from .jobs import create_job, ingest, ingest_commands
 from .latency import percentile
 from .procs import log_findings
 from .results import Figure, ScenarioResult, check
@@ -43,6 +53,8 @@ from .small_jobs import SmallJob
 
 STREAMS = 2
 USERS = 10
+LARGE_USERS = 320_000
+LARGE_RATE = 4_000  # sends/s: the large job lasts about 80 s, past the whole sequence
 STEADY = 8.0
 SETTLE = 2.0
 CHANGES = ("join", "leave", "rejoin", "restart")
@@ -54,7 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "range (eager)": {"fanout_assignment": "range"},
 }
-DEFAULT = "cooperative-sticky"
+DEFAULT = "range (eager)"
 
 
 @dataclass
@@ -138,6 +150,7 @@ def _sequence(
     everyone: list[WorkerProcess] = list(workers)
     try:
         wait_ready([*workers, api], settled=True)
+        large = _start_large_job(s)
         driver.start()
         for change in CHANGES:
             began = _now()
@@ -190,6 +203,64 @@ def _sequence(
         "jobs_during": counts,
         "delay_p99_ms": delays,
         "settled_s": {c: round((b - a) / 1000 - SETTLE, 1) for c, (a, b) in windows.items()},
+        "large_job": _large_job_pages(s, large, windows, steady, config, result),
+    }
+
+
+def _start_large_job(s: Settings) -> str:
+    """A job of LARGE_USERS ingested, then run at LARGE_RATE sends a second; its id."""
+    producer = CommandProducer(s, create_topics=False)
+    views = ViewReader(s, TENANT)
+    try:
+        job_id = create_job(producer, views).job_id
+        ingest(producer, views, ingest_commands(job_id, LARGE_USERS))
+        run = {"kind": "run", "jobId": job_id, "sendsPerSecond": LARGE_RATE}
+        producer.send(complete_command(run, TENANT))
+        producer.flush()
+    finally:
+        views.close()
+    return job_id
+
+
+def _large_job_pages(
+    s: Settings,
+    job_id: str,
+    windows: dict[str, tuple[float, float]],
+    steady: list[tuple[float, float]],
+    config: str,
+    result: ScenarioResult,
+) -> dict[str, Any]:
+    """Each page of the large job timed from its record on the pages topic to its
+    first progress report; the longest of those in flight in each change's window,
+    and the p99 of those of the steady windows (ms)."""
+    emitted: dict[int, float] = {}
+    for stamp, page in read_stamped(s, s.topic_fanout_pages):
+        if page["jobId"] == job_id:
+            emitted.setdefault(page["page"], stamp * 1000)
+    reported: dict[int, float] = {}
+    for stamp, report in read_stamped(s, s.topic_progress):
+        if report.get("jobId") == job_id and "page" in report:
+            reported.setdefault(report["page"], stamp * 1000)
+    end = max(b for _, b in [*windows.values(), *steady])
+    # A page emitted before the end that never reported counts as in flight to the end.
+    pages = [(at, reported.get(n, end)) for n, at in emitted.items() if at < end]
+    check(
+        all(n in reported for n, at in emitted.items() if at < end - 1000 * STEADY),
+        f"[{config}] every page of the large job emitted before the last steady window reported",
+        result,
+    )
+    base = [b - a for a, b in pages if any(x <= a and b <= y for x, y in steady)]
+
+    def longest(window: tuple[float, float]) -> float:
+        during = [b - a for a, b in pages if a < window[1] and b > window[0]]
+        return round(max(during), 1) if during else 0.0
+
+    return {
+        "users": LARGE_USERS,
+        "sends_per_second": LARGE_RATE,
+        "pages": len(pages),
+        "steady_p99_ms": round(percentile(base, 99), 1) if base else None,
+        "page_delay_max_ms": {change: longest(window) for change, window in windows.items()},
     }
 
 

@@ -105,13 +105,14 @@ class Settings(BaseSettings):
         ),
     )
     fanout_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
-        default="cooperative-sticky",
+        default="range",
         description=(
-            "`partition.assignment.strategy` of the fan-out consumer group. "
-            "cooperative-sticky (KIP-429): a worker joining or leaving moves only the "
-            "partitions that change hands, and every other keeps fanning out meanwhile; "
-            "range and roundrobin stop the whole group at each change "
-            "(docs/benchmarks.md, the rebalance scenario)."
+            "`partition.assignment.strategy` of the fan-out consumer group. range "
+            "(eager): a change stops the whole group for one round, and the jobs running "
+            "meanwhile, small or large, were delayed less than under cooperative-sticky "
+            "(KIP-429), which moves only the partitions that change hands but over two "
+            "rounds (docs/benchmarks.md, the rebalance scenario). The two protocols do not "
+            "mix in one group: change it with every fan-out worker stopped."
         ),
     )
     fanout_static_membership: bool = Field(
