@@ -142,6 +142,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         "first_job_ms": round(first.run_to_completed_ms, 1),
         "stages_ms": stages,
         "run_to_completed_each_ms": [round(ms) for ms in runs],
+        "create_each_ms": [round(ms, 1) for ms in creates],
         "ingest_each_ms": [round(ms, 1) for ms in ingests],
     }
 
