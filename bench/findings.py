@@ -68,10 +68,7 @@ def group_changes(results: list[ScenarioResult]) -> list[str]:
         "the seconds until every partition was held again, per configuration of the fan-out "
         "group, in this run:",
         "",
-        "| configuration | steady p50 / p99 ms | "
-        + " | ".join(f"{c}: delay p99 ms (settled s)" for c in changes)
-        + " |",
-        "|---|---|" + "---|" * len(changes),
+        *_table_head("steady p50 / p99 ms", "delay p99 ms (settled s)", changes),
     ]
     for name, outcome in configs.items():
         delays, settled = outcome.get("delay_p99_ms", {}), outcome.get("settled_s", {})
@@ -93,10 +90,7 @@ def group_changes(results: list[ScenarioResult]) -> list[str]:
             "from its record on the pages topic to its progress report, among the pages in "
             "flight during each change, against the p99 of the steady windows' pages (ms):",
             "",
-            "| configuration | steady p99 ms | "
-            + " | ".join(f"{c}: longest page ms" for c in changes)
-            + " |",
-            "|---|---|" + "---|" * len(changes),
+            *_table_head("steady p99 ms", "longest page ms", changes),
         ]
         for name, large in larges.items():
             longest = large.get("page_delay_max_ms", {})
@@ -131,3 +125,9 @@ def group_changes(results: list[ScenarioResult]) -> list[str]:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
+
+
+def _table_head(steady: str, each: str, changes: list[str]) -> list[str]:
+    """A configurations table's head: its steady column, then one column per change."""
+    columns = " | ".join(f"{change}: {each}" for change in changes)
+    return [f"| configuration | {steady} | {columns} |", "|---|---|" + "---|" * len(changes)]
