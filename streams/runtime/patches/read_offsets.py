@@ -19,8 +19,9 @@ rebalance in the same code.
 Failure it prevents: page reports and control messages of a partition lost
 across a rebalance: a job left PROCESSING with every send made (the likely
 cause of a CI run of tests/chaos/test_short.py[redis-restart] in which 34 of
-40 page reports were never folded). With the buffer_pause patch a full stream buffer blocks the drain
-loop, so the window is open whenever an agent lags when a worker joins.
+40 page reports were never folded). With the buffer_pause patch a full
+stream buffer blocks the drain loop, so the window is open whenever an agent
+lags when a worker joins.
 
 Forgotten on assignment, a record is read from where fetching starts until
 `perform_seek` sets the committed offset; records read twice are folded once
