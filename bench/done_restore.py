@@ -16,10 +16,12 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from streams.fanout.done import DoneRestore, DoneStore
 from streams.settings import Settings
+
+from .kafka import create_topic
 
 PAGES_PER_JOB = 2_000
 
@@ -29,11 +31,7 @@ def main(markers: int) -> None:
     s = Settings().model_copy(
         update={"topic_fanout_done": f"probe-{tag}.done", "app_id": f"probe-{tag}"}
     )
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers})
-    config = {"cleanup.policy": "compact,delete"}
-    admin.create_topics([NewTopic(s.topic_fanout_done, 1, 1, config=config)])[
-        s.topic_fanout_done
-    ].result()
+    create_topic(s, s.topic_fanout_done, 1, {"cleanup.policy": "compact,delete"})
     try:
         producer = Producer(
             {
@@ -58,7 +56,9 @@ def main(markers: int) -> None:
             store.close()
         print(f"{markers:,} markers restored from the start: {wall:.2f} s, {cpu:.2f} CPU-s")
     finally:
-        admin.delete_topics([s.topic_fanout_done])
+        AdminClient({"bootstrap.servers": s.kafka_bootstrap_servers}).delete_topics(
+            [s.topic_fanout_done]
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from streams.kafka.producer import CommandProducer, complete_command
+from streams.kafka.producer import CommandProducer
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.processes import (
@@ -45,7 +45,7 @@ from streams.testing.reader import ViewReader
 from streams.testing.topics import read_stamped
 
 from .env import TENANT, Options, Run, say
-from .jobs import create_job, ingest, ingest_commands
+from .jobs import create_job, ingest, ingest_commands, run_command
 from .latency import percentile
 from .procs import log_findings
 from .results import Figure, ScenarioResult, check
@@ -214,8 +214,7 @@ def _start_large_job(s: Settings) -> str:
     try:
         job_id = create_job(producer, views).job_id
         ingest(producer, views, ingest_commands(job_id, LARGE_USERS))
-        run = {"kind": "run", "jobId": job_id, "sendsPerSecond": LARGE_RATE}
-        producer.send(complete_command(run, TENANT))
+        producer.send(run_command(job_id, LARGE_RATE))
         producer.flush()
     finally:
         views.close()

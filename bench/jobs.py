@@ -43,8 +43,11 @@ def ingest_commands(job_id: str, users: int, batch: int = BATCH) -> list[IngestU
     return list(generated_ingest_commands(job_id, TENANT, 0, users, batch))
 
 
-def run_command(job_id: str) -> RunJob:
-    command = complete_command({"kind": "run", "jobId": job_id}, TENANT)
+def run_command(job_id: str, sends_per_second: int | None = None) -> RunJob:
+    raw: dict[str, Any] = {"kind": "run", "jobId": job_id}
+    if sends_per_second is not None:
+        raw["sendsPerSecond"] = sends_per_second
+    command = complete_command(raw, TENANT)
     assert isinstance(command, RunJob)
     return command
 

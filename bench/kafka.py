@@ -23,9 +23,11 @@ from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.settings import Settings
 
 
-def create_topic(settings: Settings, name: str, partitions: int) -> None:
+def create_topic(
+    settings: Settings, name: str, partitions: int, config: dict[str, str] | None = None
+) -> None:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    config = {"max.message.bytes": str(MAX_MESSAGE_BYTES), **(config or {})}
     futures = admin.create_topics([NewTopic(name, partitions, 1, config=config)])
     futures[name].result(60)
     deadline = time.monotonic() + 30

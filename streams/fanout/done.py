@@ -38,9 +38,6 @@ class DoneStore:
     def add(self, key: bytes) -> None:
         self.db[key] = b"1"
 
-    def discard(self, key: bytes) -> None:
-        self.db.delete(key)
-
     def apply(self, markers: list[tuple[bytes, bool]]) -> None:
         """Markers read from the topic, in order: (key, set) or (key, cleared), in one write."""
         batch = WriteBatch(raw_mode=True)

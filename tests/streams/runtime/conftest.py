@@ -33,6 +33,11 @@ async def until(probe: Callable[[], Any], within: float, what: str) -> Any:
     return value
 
 
+def queued(runtime: Runtime) -> int:
+    """Events waiting in the agents' stream queues."""
+    return sum(channel.queue.qsize() for channel in runtime.app.topics)
+
+
 def settled(runtime: Runtime) -> bool:
     """The app holds its assignment, restored, and lets events flow."""
     app: Any = runtime.app

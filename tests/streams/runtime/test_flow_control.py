@@ -6,7 +6,15 @@ import asyncio
 from typing import Any
 
 from streams.settings import Settings
-from tests.streams.runtime.conftest import probe, produce, run, running, runtime_for, until
+from tests.streams.runtime.conftest import (
+    probe,
+    produce,
+    queued,
+    run,
+    running,
+    runtime_for,
+    until,
+)
 
 RECORDS = 10
 
@@ -29,15 +37,10 @@ def test_records_queued_when_flow_resumes_all_reach_the_agent(topology: Settings
         probe(runtime, handle)
         async with running(runtime):
             await asyncio.to_thread(produce, topology, topology.topic_progress, [b"x"] * RECORDS, 0)
-            await until(lambda: _queued(runtime) == RECORDS - 1, 30, "the records to be queued")
+            await until(lambda: queued(runtime) == RECORDS - 1, 30, "the records to be queued")
             runtime.app.flow_control.resume()  # as Recovery._resume_streams does
             gate.set()
             await until(lambda: len(seen) == RECORDS, 10, "every record")
         return seen
 
     assert run(scenario()) == list(range(RECORDS))
-
-
-def _queued(runtime: Any) -> int:
-    """Events waiting in the agents' stream queues."""
-    return sum(channel.queue.qsize() for channel in runtime.app.topics)

@@ -12,11 +12,11 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams.kafka.topics import ensure_topics
 from streams.runtime.access import held_partitions
-from streams.runtime.app import Runtime
 from streams.settings import Settings
 from tests.streams.runtime.conftest import (
     probe,
     produce,
+    queued,
     run,
     running,
     runtime_for,
@@ -85,7 +85,7 @@ def test_records_cleared_at_a_revoke_are_read_again_by_the_same_worker(
         async with running(first):
             full = first.app.conf.stream_buffer_maxsize
             await asyncio.to_thread(produce, topology, topology.topic_progress, [b"x"] * RECORDS, 0)
-            await until(lambda: _queued(first) >= full, 30, "the stream queue to fill")
+            await until(lambda: queued(first) >= full, 30, "the stream queue to fill")
             await asyncio.sleep(0.2)  # the drain loop waits to put the next record
             assert not seen
             feed.armed = True
@@ -96,7 +96,3 @@ def test_records_cleared_at_a_revoke_are_read_again_by_the_same_worker(
         return seen
 
     assert run(scenario(), timeout=150) == set(range(RECORDS))
-
-
-def _queued(runtime: Runtime) -> int:
-    return sum(channel.queue.qsize() for channel in runtime.app.topics)

@@ -13,6 +13,7 @@ from tests.streams.runtime.conftest import (
     committed,
     probe,
     produce,
+    queued,
     run,
     running,
     runtime_for,
@@ -47,10 +48,10 @@ def test_records_skipped_while_flow_is_suspended_are_not_committed(
         async with running(runtime):
             app = runtime.app
             await asyncio.to_thread(produce, topology, topology.topic_progress, [b"x"] * RECORDS, 0)
-            await until(lambda: _queued(runtime) == RECORDS - 1, 30, "the records to be queued")
+            await until(lambda: queued(runtime) == RECORDS - 1, 30, "the records to be queued")
             app.flow_control.suspend()  # as App.on_partitions_revoked does
             gate.set()
-            await until(lambda: _queued(runtime) == 0, 10, "the stream to skip the rest")
+            await until(lambda: queued(runtime) == 0, 10, "the stream to skip the rest")
             await app.consumer.commit()
             offset = await asyncio.to_thread(committed, topology, topology.topic_progress, 0)
             app.flow_control.resume()
@@ -58,7 +59,3 @@ def test_records_skipped_while_flow_is_suspended_are_not_committed(
         return offset
 
     assert run(scenario()) in (None, 1)
-
-
-def _queued(runtime: Any) -> int:
-    return sum(channel.queue.qsize() for channel in runtime.app.topics)
