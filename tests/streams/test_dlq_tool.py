@@ -165,7 +165,7 @@ def test_a_command_keyed_wrongly_comes_back_until_replayed_with_its_job_id_as_ke
             "the job the replayed command creates",
         )
         assert found.json()["job"]["definition"]["message"] == TEMPLATE["message"]
-        # Applied once (one command id), and nothing more dead-lettered.
+        # Nothing more came back to the DLQ.
         assert len(bulkstream(topology, "dlq", "list", "commands")) == 2
 
         refused = cli(topology, "dlq", "replay", "webhooks", "--rekey", timeout=60)
