@@ -151,7 +151,7 @@ class Session:
         self.offsets: dict[Key, PartitionOffsets] = {}
         self.committed: dict[Key, int] = {}
         self.held: dict[Key, float] = {}  # retry tiers paused until their head is due
-        self.paused: set[Key] = set()
+        self.paused: set[Key] = set()  # paused, or may be (just assigned): resumed unless wanted
         self.in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.tiers = backoff.TIERS
@@ -586,7 +586,10 @@ class Session:
             self.offsets[key] = PartitionOffsets()
             self.committed.pop(key, None)
             self.held.pop(key, None)
-            self.paused.discard(key)
+            # librdkafka keeps a partition paused through a rebalance that gives it back
+            # to this member (a held retry tier would then never be read again): counted
+            # as paused, so the next round resumes it unless it is still wanted paused.
+            self.paused.add(key)
             self.skipper.skipping.discard(key)
         log.info("webhooks %s: partitions assigned %s", self.s.worker_id, _names(partitions))
 

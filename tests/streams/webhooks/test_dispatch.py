@@ -350,6 +350,48 @@ def test_a_retry_waiting_on_kafka_survives_a_killed_dispatcher(
     assert all(hit.verified(hook["secret"])["type"] == "job.processing" for hit in hits)
 
 
+def test_a_retry_held_through_a_rebalance_is_still_sent(
+    stack: Stack, receiver: Receiver, events: Events
+) -> None:
+    """A retry tier is paused while its head is not due. A rebalance that gives it back
+    to the same dispatcher leaves it paused in librdkafka: the dispatcher must resume
+    it, or the retry (and every later one of its tier) is never sent."""
+    receiver.scripts["/later"] = lambda n: (500 if n == 1 else 200, 0.0)
+    stack.worker("w1", webhook_retry_first_seconds=10.0)
+    api = stack.api()
+    hook = _subscribe(api, "acme", receiver.url("/later"), ["job.*"])
+    events.job("acme", "job-1")
+    read_topic(
+        stack.settings, stack.settings.topic_webhooks_retry, expected=1, idle=0.1, timeout=30
+    )
+    time.sleep(1.5)  # the dispatcher has read the retry back, and holds its tier (10 s)
+    # A member joins for the job events only: every partition goes back to w1, the
+    # held retry tier among them (an eager rebalance revokes them all first).
+    joiner = Consumer(
+        {
+            "bootstrap.servers": stack.settings.kafka_bootstrap_servers,
+            "group.id": f"{stack.settings.app_id}-webhooks",
+            "enable.auto.commit": False,
+        }
+    )
+    assigned: list[int] = []
+    joiner.subscribe(
+        [stack.settings.topic_job_events],
+        on_assign=lambda _, partitions: assigned.extend(tp.partition for tp in partitions),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not assigned and time.monotonic() < deadline:
+            joiner.poll(0.1)
+        assert assigned, "the joiner got no partitions"
+        wait_for(lambda: len(receiver.to("/later")) >= 2, 30, "the retry after the rebalance")
+    finally:
+        joiner.close()
+    hits = receiver.to("/later")
+    assert len(_ids(hits)) == 1
+    assert all(hit.verified(hook["secret"])["type"] == "job.processing" for hit in hits)
+
+
 def test_the_view_is_rebuilt_from_the_topic(
     stack: Stack, receiver: Receiver, redis_client: redis.Redis
 ) -> None:
