@@ -102,16 +102,20 @@ def group_changes(results: list[ScenarioResult]) -> list[str]:
             )
     lines += [
         "",
-        "Kept: **cooperative-sticky with dynamic members** (the default). Eager range "
-        "assignment delayed the jobs running during a change less in the runs of 2026-12-04 "
-        "(small jobs and a large job's pages alike: under cooperative-sticky a joining member "
-        "waits a second round, 1-2 s here, for the partitions revoked in the first), but under "
-        "it the chaos scenario `outcomes` lost message.failed webhooks in 2 of 3 runs, not "
-        "explained yet (CHANGELOG); it stays a setting. Eager assignment also moves more "
-        "partitions, whose done-markers each new owner reads first (`python -m "
-        "bench.done_restore`: 1,000,000 in about 3 s here). With static members a worker "
-        "that leaves for good keeps its partitions until its session times out (10 s), and "
-        "every job that lands on them waits that long: a scale-in stalls.",
+        "Kept: **range, eager, with dynamic members** (the default since 2026-12-04; "
+        "cooperative-sticky before): in three runs that day, eager assignment kept the small "
+        "jobs (p99) and the large job's pages under about 1 s at every change, where "
+        "cooperative-sticky reached 1.8-2.5 s at a join or a restart (CHANGELOG). The tables "
+        "above are this run's. Under cooperative-sticky a joining member is given nothing in "
+        "a first round while the partitions it will take are revoked from the others, and "
+        "those partitions have no owner until a second round (1-2 s here, heartbeats every "
+        "500 ms or not); an eager change stops every partition, but for one round, and each "
+        "member mostly gets its own partitions back. What eager assignment costs: more "
+        "partitions change hands at a change, and a new owner reads their done-markers first "
+        "(from where it last stopped, else from the start: `python -m bench.done_restore` "
+        "reads 1,000,000 in about 3 s here). With static members a worker that leaves for "
+        "good keeps its partitions until its session times out (10 s), and every job that "
+        "lands on them waits that long: a scale-in stalls.",
         "",
     ]
     return lines

@@ -66,7 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "range (eager)": {"fanout_assignment": "range"},
 }
-DEFAULT = "cooperative-sticky"
+DEFAULT = "range (eager)"
 
 
 @dataclass

