@@ -111,8 +111,8 @@ class Settings(BaseSettings):
             "(eager): a change stops the whole group for one round, and the jobs running "
             "meanwhile, small or large, were delayed less than under cooperative-sticky "
             "(KIP-429), which moves only the partitions that change hands but over two "
-            "rounds (docs/benchmarks.md, the rebalance scenario). The two protocols do not "
-            "mix in one group: change it with every fan-out worker stopped."
+            "rounds, in three of four runs of the rebalance benchmark (CHANGELOG). The two "
+            "protocols do not mix in one group: change it with every fan-out worker stopped."
         ),
     )
     fanout_static_membership: bool = Field(
