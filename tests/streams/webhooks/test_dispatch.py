@@ -379,11 +379,13 @@ def test_a_retry_held_through_a_rebalance_is_still_sent(
         [stack.settings.topic_job_events],
         on_assign=lambda _, partitions: assigned.extend(tp.partition for tp in partitions),
     )
+
+    def joined() -> list[int]:
+        joiner.poll(0.1)  # the joiner's rebalance callbacks run in its poll
+        return assigned
+
     try:
-        deadline = time.monotonic() + 30
-        while not assigned and time.monotonic() < deadline:
-            joiner.poll(0.1)
-        assert assigned, "the joiner got no partitions"
+        wait_for(joined, 30, "the joiner's partitions")
         wait_for(lambda: len(receiver.to("/later")) >= 2, 30, "the retry after the rebalance")
     finally:
         joiner.close()
