@@ -41,6 +41,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from schemas.base import JsonObject
 from schemas.commands import (
@@ -440,7 +441,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return ApiError(exc.status_code, str(exc.detail), dict(exc.headers or {})).response()
 
 
-def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
+class BulkApi(Starlette):
+    """The API's Starlette app, with `JobViewShortcut` in front of its middleware stack."""
+
+    def __init__(self, shortcut: JobViewShortcut, **options: Any) -> None:
+        super().__init__(**options)
+        self.shortcut = shortcut
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and await self.shortcut.answered(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_api(settings: Settings, keys: ApiKeys | None = None) -> BulkApi:
     keys = keys or ApiKeys.from_settings(settings)
     holder: dict[str, Api] = {}
 
@@ -489,12 +503,10 @@ def create_api(settings: Settings, keys: ApiKeys | None = None) -> Starlette:
         route("/readyz", "readyz", ["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
     ]
-    return Starlette(
+    return BulkApi(
+        JobViewShortcut(kept_answer, get_job.path),
         routes=routes,
-        middleware=[
-            Middleware(HttpMetrics),
-            Middleware(JobViewShortcut, read_copy=kept_answer, route=get_job),
-        ],
+        middleware=[Middleware(HttpMetrics)],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streams.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
+
+# (route template, method, code) -> its latency and answer series, looked up once each:
+# the labels are few (templates, never ids), and a lookup costs more than an observation.
+_SERIES: dict[tuple[str, str, str], tuple[Histogram, Counter]] = {}
+
+
+def observe(template: str, method: str, status: str, seconds: float) -> None:
+    """Count one answer of `template` and its latency."""
+    labels = (template, method, status)
+    series = _SERIES.get(labels)
+    if series is None:
+        series = _SERIES[labels] = (HTTP_LATENCY.labels(*labels), HTTP_REQUESTS.labels(*labels))
+    series[0].observe(seconds)
+    series[1].inc()
 
 
 class HttpMetrics:
@@ -29,20 +44,18 @@ class HttpMetrics:
         started = time.perf_counter()
         status = 500
 
-        async def observe(message: Message) -> None:
+        async def answer(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, receive, answer)
         finally:
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else "unmatched"
-            labels = (template, scope["method"], str(status))
-            HTTP_LATENCY.labels(*labels).observe(time.perf_counter() - started)
-            HTTP_REQUESTS.labels(*labels).inc()
+            observe(template, scope["method"], str(status), time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -207,6 +207,9 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         log_config=logging_config(settings),
         access_log=settings.api_access_log,
+        # X-Forwarded-For and -Proto from a proxy on this host are read only for the
+        # access log's line: nothing else in the API reads the client's address or scheme.
+        proxy_headers=settings.api_access_log,
     )
     return 0
 
