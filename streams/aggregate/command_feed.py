@@ -20,7 +20,8 @@ The feed keeps the guarantees of a faust agent on its own:
   in the state itself (`cursor_key`), not in a consumer group: written every
   second (`BULKSTREAM_COMMAND_CHECKPOINT_SECONDS`) and when the feed pauses,
   each time only after every record the commands up to it sent is in Kafka
-  (`Deliveries.settled`), and never past work a batch left running (the
+  (`Deliveries.settled`; the feed reads on while those travel, and the
+  pause's cursor waits for them), and never past work a batch left running (the
   delivery fold's Redis views: `settle`). The next reader of the partition, this worker or
   another, starts right after it; a crash replays the commands since, and
   each command is replay-safe.
@@ -199,6 +200,8 @@ class CommandFeed:
         # partition -> offset of the last command applied / of the cursor in the state
         self.applied: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
+        # The periodic checkpoint's cursors, written once their records are in Kafka.
+        self.writing: asyncio.Future[None] | None = None
         # With `settle`: the offsets applied before the last batch, whose work has ended.
         self.settled: dict[int, int] = {}
         self.quiet = True  # the last fetch handed no batch over
@@ -399,6 +402,11 @@ class CommandFeed:
         command and every one before it are applied for good. With `settle`,
         up to the batch before the last (whose work has ended), unless
         `everything` (then once `settle` ended)."""
+        if self.writing is not None:
+            if not (everything or self.writing.done()):
+                return  # the last one is still waiting for its records
+            writing, self.writing = self.writing, None
+            await writing  # raises what it met
         upto = self.applied
         if self.settle is not None:
             if everything:
@@ -408,7 +416,17 @@ class CommandFeed:
         moved = {p: o for p, o in upto.items() if self.checkpointed.get(p) != o}
         if not moved:
             return
-        await deliveries_of(self.app).settled()
+        in_kafka = deliveries_of(self.app).settled()
+        if everything:
+            await self.write_cursors(moved, in_kafka)
+        else:
+            # The feed goes on meanwhile: a cursor needs the records sent before it in
+            # Kafka, not the ones sent after (the fold waited ~0.2 s a second for them).
+            self.writing = asyncio.ensure_future(self.write_cursors(moved, in_kafka))
+
+    async def write_cursors(self, moved: dict[int, int], in_kafka: Awaitable[Any]) -> None:
+        """Write these cursors once `in_kafka` (every record sent before them) is."""
+        await in_kafka
         for partition, offset in moved.items():
             with in_event(CommandMessage(self.topic, partition, offset, None, None)):
                 self.state[self.cursor(partition)] = str(offset).encode()

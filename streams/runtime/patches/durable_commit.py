@@ -49,10 +49,10 @@ class Deliveries:
         """Queue a faust send (`topic.send(...)`) to be acknowledged before the next commit."""
         self.track(await sending)
 
-    async def settled(self) -> None:
-        """Every record tracked until now is in Kafka (raises if one failed)."""
-        if self._pending:
-            await asyncio.gather(*list(self._pending))
+    def settled(self) -> Awaitable[Any]:
+        """Every record tracked until now (the call, not the await) is in Kafka (raises
+        if one failed)."""
+        return asyncio.gather(*self._pending)
 
 
 class HasDeliveries(faust.App):

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from streams.runtime.app import deliveries_of
+from streams.runtime.patches.durable_commit import Deliveries
 from streams.settings import Settings
 from tests.streams.runtime.conftest import (
     committed,
@@ -69,3 +70,25 @@ def test_every_changelog_record_of_a_committed_event_is_in_kafka(topology: Setti
             return await asyncio.to_thread(end_offset, topology, changelog, 0)
 
     assert run(scenario()) == WRITES
+
+
+def test_settled_waits_for_the_records_tracked_before_the_call_only() -> None:
+    """The command feed's cursor waits for what was sent before it, while the feed
+    sends more: `settled()` takes its records when called, not when awaited."""
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        deliveries = Deliveries()
+        before, after = loop.create_future(), loop.create_future()
+        deliveries.track(before)
+        in_kafka = asyncio.ensure_future(deliveries.settled())
+        deliveries.track(after)
+        await asyncio.sleep(0.01)
+        assert not in_kafka.done()
+        before.set_result(None)
+        await asyncio.wait_for(in_kafka, 1)  # `after` is still in flight
+        assert not after.done()
+        after.set_result(None)
+        await asyncio.wait_for(deliveries.settled(), 1)
+
+    asyncio.run(go())
