@@ -8,15 +8,11 @@ stored batches, spliced: the run of a job never decodes or re-encodes a user.
 
 Stored value: MAGIC, first position and count (little-endian u64 each),
 `count` u64 end offsets, then the users' JSON.
-
-A job's pages go round the pages topic's partitions in turn (`page_partition`), so
-each partition, and each fan-out worker, gets its share of every stretch of the job.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -43,15 +39,6 @@ class StoredBatch(NamedTuple):
         """The JSON of users start..stop-1 (indexes in the batch), comma-separated."""
         begin = self.ends[start - 1] + 1 if start else 0
         return self.users[begin : self.ends[stop - 1]]
-
-
-def page_partition(job_id: str, page: int, partitions: int) -> int:
-    """The partition of the pages topic for page `page` of the job: the next one after
-    its previous page's, from one that depends on the job. Hashing each page's key
-    instead leaves a worker about 5 % of a 200-page job more than the other (the median
-    of random job ids), all of it at the job's end; a page re-emitted still lands on
-    the partition that holds its done-marker."""
-    return (zlib.crc32(job_id.encode()) + page) % partitions
 
 
 def encode_batch(users: Sequence[Sequence[Any]], sent: Sequence[bytes] = ()) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streams.kafka.topics import partition_count
 from streams.runtime.app import create_runtime
 from streams.runtime.topics import Topics
 from streams.settings import Settings
@@ -21,7 +20,6 @@ class Pipeline:
     topics: Topics
     state: Any
     views: Views
-    page_partitions: int  # of the pages topic, which a job's pages go round
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
@@ -35,5 +33,4 @@ def build_pipeline(settings: Settings) -> Pipeline:
         topics=runtime.topics,
         state=runtime.state,
         views=views,
-        page_partitions=partition_count(settings, settings.topic_fanout_pages),
     )

@@ -34,7 +34,7 @@ from schemas.fanout import PageFields, encode_page_spliced
 from streams import metrics
 from streams.aggregate import rules
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.paging import MissingUsers, cut_pages, page_partition, read_batch
+from streams.aggregate.paging import MissingUsers, cut_pages, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
@@ -102,9 +102,7 @@ async def emit_pages(
                     "byte limit; lower BULKSTREAM_FANOUT_PAGE_SIZE"
                 )
             key = f"{job_id}:{number}".encode()
-            partition = page_partition(job_id, number, pipeline.page_partitions)
-            sent_page = pipeline.topics.fanout_pages.send(key=key, value=value, partition=partition)
-            in_flight.append(await sent_page)
+            in_flight.append(await pipeline.topics.fanout_pages.send(key=key, value=value))
             sent += 1
             # A few pages in flight at a time: memory stays flat however large the job.
             while len(in_flight) > PAGES_IN_FLIGHT:

@@ -152,16 +152,6 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     await_leaders(admin, [spec.name for spec in all_specs], timeout)
 
 
-def partition_count(settings: Settings, name: str, timeout: float = 30.0) -> int:
-    """How many partitions topic `name` has, by the broker's metadata: an existing topic
-    keeps its own count, which may not be BULKSTREAM_PARTITIONS."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    listed = admin.list_topics(name, timeout=timeout).topics.get(name)
-    if listed is None or listed.error is not None or not listed.partitions:
-        raise RuntimeError(f"topic {name} has no partitions in the broker's metadata")
-    return len(listed.partitions)
-
-
 def warn_if_fewer_replicas(name: str, metadata: Any, wanted: int) -> None:
     """An existing topic keeps its replicas (changing them is a reassignment, an
     operator's job): say so when it has fewer than the settings ask for."""

@@ -13,7 +13,6 @@ from streams.aggregate.paging import (
     cut_pages,
     decode_batch,
     encode_batch,
-    page_partition,
     read_batch,
 )
 
@@ -108,12 +107,3 @@ def test_a_range_of_pages_is_cut_from_the_batch_holding_its_first_user() -> None
     assert [n for n, _ in cut_pages(batches[2:], 2, 10, first_page=4)] == [4]
     with pytest.raises(MissingUsers):
         list(cut_pages(batches[2:], 2, 10, first_page=2, stop_page=4))
-
-
-@pytest.mark.parametrize("job_id", ["1-00000000-000000000000000000000000", "1-69b1f0a2-9c"])
-def test_a_job_s_pages_go_round_the_partitions_in_turn(job_id: str) -> None:
-    partitions = [page_partition(job_id, n, 8) for n in range(200)]
-    assert partitions == [page_partition(job_id, n, 8) for n in range(200)]  # the same again
-    for first in range(0, 200 - 8):
-        assert sorted(partitions[first : first + 8]) == list(range(8))
-    assert {page_partition(job_id, n, 3) for n in range(3)} == {0, 1, 2}
