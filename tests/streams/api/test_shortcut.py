@@ -79,6 +79,7 @@ def test_the_shortcut_answers_only_a_get_of_a_job_whose_copy_is_kept() -> None:
 
     template = "/test-shortcut/{job_id}"
     shortcut = JobViewShortcut(read_copy, template)
+    counted = _gets_counted(template)
     key = [(b"accept", b"*/*"), (b"authorization", b"Bearer k"), (b"authorization", b"x")]
     scope: dict[str, Any] = {"headers": key}
     answered, sent = _call(shortcut, **scope)
@@ -91,7 +92,7 @@ def test_the_shortcut_answers_only_a_get_of_a_job_whose_copy_is_kept() -> None:
         },
         {"type": "http.response.body", "body": b'{"job":{}}'},
     ]
-    assert _gets_counted(template) == 1  # counted under the route it stands for
+    assert _gets_counted(template) == counted + 1  # under the route it stands for
     assert asked == [("Bearer k", "j1")]
     others: list[dict[str, Any]] = [
         {"path": "/bulk/j2"},  # no copy
@@ -106,6 +107,6 @@ def test_the_shortcut_answers_only_a_get_of_a_job_whose_copy_is_kept() -> None:
     for other in others:
         answered, sent = _call(shortcut, **(scope | other))
         assert (answered, sent) == (False, []), other
-    assert _gets_counted(template) == 1
+    assert _gets_counted(template) == counted + 1
     # Asked of the first Authorization header only, and only for a GET of /bulk/<id>.
     assert asked == [("Bearer k", "j1"), ("Bearer k", "j2"), (None, "j1")]
