@@ -92,9 +92,10 @@ FEED_SECONDS = Counter(
     "bulkstream_feed_seconds",
     "Wall time of the aggregate's feeds (`commands`, `reports`), by what each did: "
     "`fetching` (taking what librdkafka fetched, or waiting for the next record), "
-    "`applying` (handling a batch, its awaits included), `checkpointing` (writing the "
-    "cursors once everything sent before them is acknowledged). The rest of the wall "
-    "time the event loop spent on other work.",
+    "`applying` (handling a batch, its awaits included), `checkpointing` (the feed's "
+    "own time at its periodic checkpoint: the wait for what was sent before the "
+    "cursors runs beside the feed, in a task). The rest of the wall time the event "
+    "loop spent on other work.",
     ["feed", "phase"],
 )
 DELIVERY_FOLD_SECONDS = Counter(
