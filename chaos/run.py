@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.ids import message_id
+from streams.ids import positional_message_id
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
 from streams.testing.client import Client, await_accepted, ingest_generated, send_generated
@@ -143,7 +143,7 @@ class Run:
         for _, value, _ in sends:
             by_job.setdefault(value["jobId"], Counter())[value["messageId"]] += 1
         seen = by_job.pop(job_id, Counter())
-        expected = {message_id(created_at, job_id, f"user:user-{i}") for i in range(tally.users)}
+        expected = {positional_message_id(created_at, job_id, p) for p in range(tally.users)}
         tally.sends_seen = sum(seen.values())
         tally.duplicates = sum(n - 1 for n in seen.values() if n > 1)
         tally.lost = len(expected - set(seen))

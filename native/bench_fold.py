@@ -21,7 +21,7 @@ from schemas.delivery import DeliveryStatus
 from streams.aggregate.fold_codec import NATIVE_AVAILABLE, fold_encoded, fold_reports_native
 from streams.aggregate.outcomes import Report, Reported
 from streams.aggregate.reports import fast_reports, native_reports
-from streams.ids import message_id
+from streams.ids import positional_message_id
 
 JOB, TENANT, CREATED = "1-69248100-735a1efde685854f21970d8e", "bench", 1_764_000_000.5
 
@@ -43,7 +43,7 @@ def main() -> None:
     if not NATIVE_AVAILABLE or native_reports is None:
         raise SystemExit("bulkstream_native is not installed: make native")
     n, rounds = args.reports, args.rounds
-    ids = [message_id(CREATED, JOB, f"user:user-{i}") for i in range(n)]
+    ids = [positional_message_id(CREATED, JOB, i) for i in range(n)]
     values: list[bytes | None] = [
         orjson.dumps(
             {"messageId": ids[i], "jobId": JOB, "status": "SENT", "at": 1_764_000_000_000 + i}

@@ -9,7 +9,7 @@ meets the job's aggregate), in the same Kafka transaction as its sends.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -28,6 +28,9 @@ class FanoutPage(WireModel):
     created_at: float
     message: JsonObject
     data: JsonObject
+    # How the job's message ids are made (`streams.ids`); a page of an earlier release
+    # has no such field: `identity`.
+    message_ids: Literal["identity", "position"] = "identity"
     users: list[PageUser]
 
 
@@ -58,6 +61,7 @@ class PageFields(NamedTuple):
     data: dict[str, Any]
     # decode_page gives tuples; the aggregate encodes the lists it stored per batch
     users: Sequence[Sequence[Any]]
+    message_ids: str = "identity"
 
 
 def encode_page(fields: PageFields) -> bytes:
@@ -71,6 +75,7 @@ def encode_page(fields: PageFields) -> bytes:
             "createdAt": fields.created_at,
             "message": fields.message,
             "data": fields.data,
+            "messageIds": fields.message_ids,
             "users": fields.users,
         }
     )
@@ -95,4 +100,5 @@ def decode_page(raw: bytes) -> PageFields:
         message=wire["message"],
         data=wire["data"],
         users=[tuple(user) for user in wire["users"]],
+        message_ids=wire.get("messageIds", "identity"),
     )

@@ -1,10 +1,24 @@
-"""Courier-like identifiers: job ids (random) and message ids (deterministic)."""
+"""Courier-like identifiers: job ids (random) and message ids (deterministic).
+
+A message id is shaped like Courier's `1-61e9dd7d-13c08339357603322c433d55`:
+`1-`, 8 hex of the job's creation time, `-`, then 24 hex that tell the job's
+messages apart. Two ways of making those 24 hex, chosen per job
+(`JobState.message_ids`):
+
+- `position` (every job created now): 14 hex of a digest of job id and
+  position, then the position in 10 hex. Whoever holds the job id reads the
+  position back from the id and checks it without a lookup (`position_of`),
+  which is what a delivery report's fold does for every report.
+- `identity` (jobs created by an earlier release): a digest of job id and user identity. Its
+  position is found only through the job's message index.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
+from typing import Literal
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -25,16 +39,54 @@ def new_command_id() -> str:
 
 
 def message_id(created_at: float, job_id: str, identity: str) -> str:
-    """The send's id for one (job, user): the same inputs always give the same id.
-
-    Shaped like Courier's `1-61e9dd7d-13c08339357603322c433d55`: the job's
-    creation time, then 24 hex of a hash of job id and user identity.
-    """
+    """The send's id for one user of a job of `identity` ids: the same inputs always
+    give the same id (the job's creation time, then a hash of job id and identity)."""
     return message_id_prefix(created_at) + message_digest(job_id, identity)
 
 
+# `position` ids: the digest's hex digits, then the position's (up to 16^10 users a job).
+DIGEST_HEX = 14
+POSITION_HEX = 10
+MessageIds = Literal["identity", "position"]
+POSITION_IDS: MessageIds = "position"
+IDENTITY_IDS: MessageIds = "identity"
+
+
+def positional_message_id(created_at: float, job_id: str, position: int) -> str:
+    """The send's id for the user at this position of a job of `position` ids."""
+    return message_id_prefix(created_at) + position_digest(job_id, position)
+
+
+def position_digest(job_id: str, position: int) -> str:
+    """The last part (24 hex) of a `position` id: a digest of job and position, then
+    the position."""
+    digest = hashlib.blake2b(f"{job_id}\x00{position}".encode(), digest_size=DIGEST_HEX // 2)
+    return f"{digest.hexdigest()}{position:0{POSITION_HEX}x}"
+
+
+def position_of(job_id: str, last: str) -> int | None:
+    """The position a `position` id's last part (24 hex) names, if that part is one of
+    this job's; None for anything else (an `identity` id, another job's, a made-up one)."""
+    if len(last) != DIGEST_HEX + POSITION_HEX:
+        return None
+    try:
+        position = int(last[DIGEST_HEX:], 16)
+    except ValueError:
+        return None
+    # What int() forgives (a sign, blanks, underscores) fails the comparison below.
+    return position if position >= 0 and position_digest(job_id, position) == last else None
+
+
+def job_message_id(ids: str, created_at: float, job_id: str, position: int, identity: str) -> str:
+    """The id of a job's message, made the job's way (`ids`: `position` or `identity`)."""
+    if ids == POSITION_IDS:
+        return positional_message_id(created_at, job_id, position)
+    return message_id(created_at, job_id, identity)
+
+
 def message_digest(job_id: str, identity: str) -> str:
-    """The last part of a message id (24 hex): it alone tells the job's users apart."""
+    """The last part (24 hex) of an `identity` id, and the key of the user in the job's
+    dedupe index (`streams.aggregate.dedupe`), whatever the job's ids."""
     return hashlib.blake2b(f"{job_id}\x00{identity}".encode(), digest_size=12).hexdigest()
 
 

@@ -101,7 +101,8 @@ FEED_SECONDS = Counter(
 DELIVERY_FOLD_SECONDS = Counter(
     "bulkstream_delivery_fold_seconds",
     "Wall time of the delivery fold's batches, by step: `reading` (decoding and "
-    "validating reports), `checking` (finding each message in the job's index), "
+    "validating reports), `checking` (finding each message: by the position its id "
+    "carries, else in the job's index), "
     "`folding` (the message states, the events and the views' entries), "
     "`acknowledging` (awaiting Kafka's acknowledgement of the events and dead letters), "
     "`recording` (the state's writes), `viewing` (awaiting the Redis views' write of "

@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from streams.ids import message_id, message_id_prefix
+from streams.ids import DIGEST_HEX, POSITION_HEX, POSITION_IDS, job_message_id, message_id_prefix
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NOT_DIGITS = re.compile(r"\D")
@@ -150,10 +150,11 @@ def build_send(
     identity: str,
     user: JsonObject,
     metadata: JsonObject | None = None,
+    message_ids: str = POSITION_IDS,
 ) -> JsonObject:
     """The wire form of one SendEvent (schemas/events.py), built without validation cost."""
     return {
-        "messageId": message_id(created_at, job_id, identity),
+        "messageId": job_message_id(message_ids, created_at, job_id, position, identity),
         "jobId": job_id,
         "tenant": tenant,
         "position": position,
@@ -181,11 +182,15 @@ class PageSends:
         created_at: float,
         definition: JsonObject,
         global_data: JsonObject | None,
+        message_ids: str = POSITION_IDS,
     ) -> None:
         self.global_data = global_data or {}
         self.id_prefix = message_id_prefix(created_at)
-        # message_id's hash of "<job>\0<identity>", with the job's part absorbed once
-        self.hash = hashlib.blake2b(f"{job_id}\x00".encode(), digest_size=12)
+        # The hash of "<job>\0<position>" (`position` ids) or of "<job>\0<identity>",
+        # with the job's part absorbed once
+        self.positional = message_ids == POSITION_IDS
+        size = DIGEST_HEX // 2 if self.positional else 12
+        self.hash = hashlib.blake2b(f"{job_id}\x00".encode(), digest_size=size)
         self.after_id = (
             b'","jobId":' + orjson.dumps(job_id) + b',"tenant":' + orjson.dumps(tenant)
         ) + b',"position":'
@@ -200,8 +205,12 @@ class PageSends:
     ) -> tuple[bytes, bytes]:
         """(messageId, the send event's JSON) of one routable user."""
         digest = self.hash.copy()
-        digest.update(identity.encode())
-        mid = (self.id_prefix + digest.hexdigest()).encode()
+        if self.positional:
+            digest.update(str(position).encode())
+            mid = f"{self.id_prefix}{digest.hexdigest()}{position:0{POSITION_HEX}x}".encode()
+        else:
+            digest.update(identity.encode())
+            mid = (self.id_prefix + digest.hexdigest()).encode()
         # The common user ({"to": {...}, "data": {...}}) is dumped as it is; any
         # other shape takes the general rules.
         to = user.get("to")

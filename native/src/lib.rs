@@ -19,7 +19,7 @@
 //! serde_json takes), or one user (its index in `fallback`: a user that is not
 //! an object, repeats a key, has an email or phone number with non-ASCII
 //! characters to check, an identity that is not a string, a position that is
-//! not a plain integer, ...). The Python side expands those the Python way.
+//! not a plain integer, or negative in a job of `position` message ids, ...). The Python side expands those the Python way.
 //! tests/streams/test_expand_native.py keeps the two equal.
 //!
 //! Beside it, `digest_filter`: the ingest's Bloom filter of a job's message
@@ -39,6 +39,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 type Raw<'a> = &'a RawValue;
+
+/// The digest of a `position` message id: 7 bytes, 14 hex (`streams.ids.DIGEST_HEX`).
+const POSITION_DIGEST_BYTES: usize = 7;
 
 /// The reason given for a user without an address, when the message names no channel.
 const NO_ADDRESS: &str = "No routable address: no user_id, valid email or valid phone_number";
@@ -407,6 +410,9 @@ struct PageWire<'a> {
     message: Raw<'a>,
     #[serde(borrow)]
     data: Raw<'a>,
+    /// `"position"` or `"identity"` (`streams.ids`); absent on a page of an earlier release
+    #[serde(rename = "messageIds", default, borrow)]
+    message_ids: Option<Raw<'a>>,
     #[serde(borrow)]
     users: Vec<Entry<'a>>,
 }
@@ -445,7 +451,9 @@ struct Expanded {
 /// What every send of the page shares (`PageSends.__init__`).
 struct Page<'a> {
     id_prefix: String,
-    /// blake2b (12-byte digest) with `<job id>\0` absorbed
+    /// The job's message ids carry their position (`streams.ids.positional_message_id`).
+    positional: bool,
+    /// blake2b with `<job id>\0` absorbed: of 7 bytes (`position` ids) or 12
     hash: blake2b_simd::State,
     /// `","jobId":<job>,"tenant":<tenant>,"position":`
     after_id: Vec<u8>,
@@ -515,7 +523,14 @@ fn expand(raw: &[u8]) -> Option<Expanded> {
     } else {
         return None;
     };
-    let mut hash = blake2b_simd::Params::new().hash_length(12).to_state();
+    let positional = match wire.message_ids {
+        None => false,
+        Some(raw) if raw.get() == r#""position""# => true,
+        Some(raw) if raw.get() == r#""identity""# => false,
+        Some(_) => return None,
+    };
+    let digest_bytes = if positional { POSITION_DIGEST_BYTES } else { 12 };
+    let mut hash = blake2b_simd::Params::new().hash_length(digest_bytes).to_state();
     hash.update(job_id.as_bytes()).update(b"\0");
     let mut after_id = br#"","jobId":"#.to_vec();
     after_id.extend_from_slice(wire.job_id.get().as_bytes());
@@ -527,6 +542,7 @@ fn expand(raw: &[u8]) -> Option<Expanded> {
     after_position.extend_from_slice(br#","to":"#);
     let page = Page {
         id_prefix: message_id_prefix(wire.created_at)?,
+        positional,
         hash,
         after_id,
         after_position,
@@ -592,14 +608,27 @@ impl<'a> Page<'a> {
             return Ok(Outcome::Failed(position_value));
         }
 
-        // messageId: the page's prefix and the hash of "<job>\0<identity>"
-        let identity = decoded(identity.get()).ok_or(Fallback)?;
+        // messageId: the page's prefix, then the hash of "<job>\0<position>" and the
+        // position in 10 hex, or the hash of "<job>\0<identity>"
         let mut state = self.hash.clone();
-        state.update(identity.as_bytes());
+        let position_hex = if self.positional {
+            if position_value < 0 {
+                return Err(Fallback);
+            }
+            state.update(position_value.to_string().as_bytes());
+            Some(format!("{position_value:010x}"))
+        } else {
+            let identity = decoded(identity.get()).ok_or(Fallback)?;
+            state.update(identity.as_bytes());
+            None
+        };
         let key_start = out.len();
         out.extend_from_slice(self.id_prefix.as_bytes());
         for byte in state.finalize().as_bytes() {
             out.extend_from_slice(&HEX[usize::from(*byte)]);
+        }
+        if let Some(hex) = position_hex {
+            out.extend_from_slice(hex.as_bytes());
         }
         let key = key_start..out.len();
 

@@ -4,8 +4,9 @@ ingest command that accepted it.
 Keys `<job>\\0mi\\0<digest>`, the digest being the last 24 hex of the user's
 message id (a hash of job id and identity, `streams.ids.message_digest`), hold
 `<position> <offset>`: the dedupe check reads the offset (a user is a
-duplicate if another command holds its identity), delivery reports the
-position (they name messages by id). One key a user serves both; until
+duplicate if another command holds its identity), the delivery fold the
+position, for a report whose message id does not carry it (a job of
+`identity` message ids, `streams.ids`). One key a user serves both; until
 2026-12 each had its own, `<job>\\0i\\0<identity>` holding the offset and
 the message-index key the position alone, and a key written that way is
 still read (a worker upgraded in the middle of a job's ingest).

@@ -9,7 +9,9 @@ cursor in the state, up to 10,000 at a time. For each:
    not its job id, whose job is unknown (or another tenant's, when it names
    one), whose message id is none of the job's, or whose user the fan-out
    failed (it has no send) goes to `bulk.delivery-status.dlq` with the
-   reason, and counts nowhere;
+   reason, and counts nowhere. A message id that carries its position
+   (`streams.ids`, every job created now) is checked by its digest, without a
+   read; any other is looked up in the job's message index (RocksDB);
 2. each job's reports are folded (the rules: `streams.aggregate.outcomes`),
    from and to the stored bytes by `streams.aggregate.fold_codec` (natively
    when `bulkstream_native` is installed);
@@ -58,7 +60,7 @@ from streams.aggregate.state import (
     report_cursor_key,
     scan_prefix,
 )
-from streams.ids import message_id, message_id_prefix
+from streams.ids import POSITION_IDS, job_message_id, message_id_prefix, position_of
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
@@ -185,10 +187,13 @@ class DeliveryFold:
 
     def check(self, reports: list[tuple[JobBatch, Report]]) -> list[int | tuple[str, str]]:
         """For each report, the position of its message, or why it cannot be folded
-        (reason, detail). The message index, then the failure keys of the positions
-        found (in a job the fan-out failed users of), are read with one multi-get each."""
+        (reason, detail). A message id that carries its position (`streams.ids`) is
+        checked by its digest; any other is looked up in the message index. The index,
+        then the failure keys of the positions found (in a job the fan-out failed users
+        of), are read with one multi-get each."""
         checked: list[int | tuple[str, str]] = []
         asked: list[tuple[int, JobBatch, bytes]] = []  # (report, batch, index key)
+        located: list[int] = []  # the reports whose position is in `checked`
         for n, (batch, report) in enumerate(reports):
             job = batch.job
             if job is None:
@@ -201,26 +206,34 @@ class DeliveryFold:
                 report.message_id.startswith(batch.prefix)
             ):
                 checked.append(unknown_message(report))
+            elif (position := carried(report, job)) is not None:
+                checked.append(position)
+                located.append(n)
             else:
+                # An `identity` id, or one an earlier release's fan-out made for this job.
                 checked.append(-1)
                 asked.append((n, batch, message_index_key(report.job_id, report.message_id[-24:])))
-        failures: list[tuple[int, JobBatch, bytes]] = []
         for (n, _, _), raw in zip(asked, multi_get(asked), strict=True):
+            if raw is None:
+                checked[n] = unknown_message(reports[n][1])
+            else:
+                # `<position> <offset>` (`streams.aggregate.dedupe`), or the position alone.
+                checked[n] = int(bytes(raw).split(b" ", 1)[0])
+                located.append(n)
+        failures: list[tuple[int, JobBatch, bytes]] = []
+        for n in located:
             batch, report = reports[n]
             job = batch.job
             assert job is not None
-            if raw is None:
-                checked[n] = unknown_message(report)
-            elif job.status in UNSENT:
+            found = checked[n]
+            assert isinstance(found, int)
+            if job.status in UNSENT:
                 checked[n] = (
                     "not-sent",
                     f"job {report.job_id} has sent nothing yet ({job.status.value})",
                 )
-            else:
-                # `<position> <offset>` (`streams.aggregate.dedupe`), or the position alone.
-                checked[n] = position = int(bytes(raw).split(b" ", 1)[0])
-                if job.failures:
-                    failures.append((n, batch, failure_key(report.job_id, position)))
+            elif job.failures:
+                failures.append((n, batch, failure_key(report.job_id, found)))
         for (n, _, _), failed in zip(failures, multi_get(failures), strict=True):
             if failed is not None:
                 checked[n] = ("not-sent", f"the fan-out failed this user: {bytes(failed).decode()}")
@@ -303,6 +316,12 @@ def unknown_job(report: Report) -> tuple[str, str]:
     )
 
 
+def carried(report: Report, job: JobState) -> int | None:
+    """The position a report's message id carries, if it is one of the job's."""
+    position = position_of(report.job_id, report.message_id[-24:])
+    return position if position is not None and position < job.received else None
+
+
 def unknown_message(report: Report) -> tuple[str, str]:
     return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
 
@@ -342,8 +361,10 @@ async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> No
         for position, identity, *_ in users:
             state = states.get(position)
             reached = state.as_of(summary.upto) if state is not None else None
-            if reached and identity:
-                message = message_id(job.created_at, job_id, identity)
+            if reached and (identity or job.message_ids == POSITION_IDS):
+                message = job_message_id(
+                    job.message_ids, job.created_at, job_id, position, identity
+                )
                 outcomes.append(outcome(position, message, reached))
         if outcomes:
             await views.delivery.write(job.tenant, job_id, outcomes)

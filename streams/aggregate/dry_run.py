@@ -34,6 +34,7 @@ async def resolve(job_id: str, job: JobState, batches: Iterable[bytes]) -> DryRu
         created_at=job.created_at,
         definition=job.send,
         global_data=job.data,
+        message_ids=job.message_ids,
     )
     channels = routing_channels(job.send)
     routable = unroutable = 0

@@ -88,6 +88,7 @@ async def emit_pages(
         message=job.send,
         data=job.data,
         users=[],
+        message_ids=job.message_ids,
     )
     in_flight: deque[Any] = deque()
     sent = 0

@@ -50,6 +50,7 @@ from streams.aggregate import control
 from streams.aggregate.decode import Ingest
 from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
+from streams.ids import POSITION_IDS
 
 DUPLICATE = "Duplicate user"
 
@@ -169,6 +170,7 @@ def create(reads: JobReads, command: CreateJob, offset: int) -> Effects:
             create_command=command.command_id,
             applied_offset=offset,
             parent_job_id=command.parent_job_id,
+            message_ids=POSITION_IDS,
         )
         return Effects(result=result(command, True), job=created, created=True, lifecycle=True)
     if job.tenant != command.tenant:

@@ -7,7 +7,8 @@
     <job>\0f\0<position:012>   why a user failed in the fan-out
     <job>\0x\0<position:012>   offset of the batch whose first user has this position
     <job>\0d                  the job's last dry run (its outcome and sample sends)
-    <job>\0mi\0<digest>        position of the user of that message id (local, like \0i)
+    <job>\0mi\0<digest>        position and ingest offset of the user of that identity digest
+                               (`streams.aggregate.dedupe`; local, like \0i)
     <job>\0m\0<block:012>      delivery states of the messages of 64 positions
     <job>\0ds                 delivery summary: messages per state, last report folded
     \0jobs\0<job>              index of the partition's jobs (rebuilding views)
@@ -34,6 +35,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from schemas.views import JobStatus
+from streams.ids import MessageIds
 
 SEP = "\x00"
 
@@ -197,6 +199,11 @@ class JobState(BaseModel):
     canceled: int = 0
     due: float | None = Field(default=None, description="The due-index entry written.")
     parent_job_id: str | None = Field(default=None, description="The job this one retries.")
+    message_ids: MessageIds = Field(
+        default="identity",
+        description="How its message ids are made (`streams.ids`): `position` for every "
+        "job created now; a record without the field is of an earlier release.",
+    )
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -54,6 +54,7 @@ class _PageUsers:
             created_at=page.created_at,
             definition=page.message,
             global_data=page.data,
+            message_ids=page.message_ids,
         )
 
     def expand(self, entry: Sequence[Any], sends: list[Send], failures: list[Failure]) -> None:

@@ -26,7 +26,13 @@ from redis.typing import EncodableT, FieldT
 
 from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
-from streams.ids import message_id
+from streams.ids import (
+    IDENTITY_IDS,
+    POSITION_IDS,
+    MessageIds,
+    message_id,
+    positional_message_id,
+)
 from streams.views import keys, notices
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, user_delivery
@@ -42,8 +48,8 @@ local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
            'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
-           'pageSize', ARGV[8], 'control', ARGV[9])
-redis.call('PUBLISH', ARGV[10], ARGV[11])
+           'pageSize', ARGV[8], 'control', ARGV[9], 'messageIds', ARGV[10])
+redis.call('PUBLISH', ARGV[11], ARGV[12])
 return 1
 """
 ERROR_PREFIX = "ERROR:"
@@ -85,6 +91,7 @@ class JobRecord(Protocol):
     scheduled_text: str | None
     sends_per_second: int | None
     parent_job_id: str | None
+    message_ids: MessageIds
 
 
 def patient_redis(url: str) -> aioredis.Redis:
@@ -162,6 +169,7 @@ class Views:
             repr(job.created_at),
             job.page_size or 0,
             orjson.dumps(_control_fields(job)),
+            job.message_ids,
             self.jobs_channel,
             notices.encode_job(job.tenant, job_id),
         ]
@@ -278,8 +286,8 @@ class Views:
 
         An unknown job wins over a bad cursor: it is None, not InvalidCursor."""
         job_key = keys.job(self.prefix, tenant, job_id)
-        received_raw, created_raw, page_size_raw, status_raw = await self.redis.hmget(
-            job_key, ["received", "createdAt", "pageSize", "status"]
+        received_raw, created_raw, page_size_raw, status_raw, ids_raw = await self.redis.hmget(
+            job_key, ["received", "createdAt", "pageSize", "status", "messageIds"]
         )
         if received_raw is None:
             return None
@@ -296,6 +304,8 @@ class Views:
             pipe.hgetall(keys.delivery_bucket(self.prefix, tenant, job_id, bucket))
             users, statuses, bits, outcomes = await pipe.execute()
         received, created_at = int(received_raw), float(created_raw or 0)
+        # A view written by an earlier release has no `messageIds`: its job's are `identity`.
+        ids = _text(ids_raw) if ids_raw else IDENTITY_IDS
         # Users still PENDING when their job was canceled were never sent.
         unsent = UserStatus.CANCELED if status_raw == b"CANCELED" else UserStatus.PENDING
 
@@ -312,7 +322,7 @@ class Views:
             status = statuses.get(str(position).encode())
             if status is None and page_done(position):
                 status = ENQUEUED
-            item = self._item(job_id, created_at, user, status, unsent)
+            item = self._item(job_id, created_at, ids, position, user, status, unsent)
             outcome = outcomes.get(str(position).encode())
             if outcome is not None:
                 item["delivery"] = user_delivery(outcome)
@@ -325,6 +335,8 @@ class Views:
     def _item(
         job_id: str,
         created_at: float,
+        ids: str,
+        position: int,
         user: dict[str, Any],
         status: bytes | None,
         unsent: UserStatus = UserStatus.PENDING,
@@ -336,7 +348,9 @@ class Views:
             item["status"] = unsent.value
         elif status == ENQUEUED:
             item["status"] = UserStatus.ENQUEUED.value
-            if identity is not None:
+            if ids == POSITION_IDS:
+                item["messageId"] = positional_message_id(created_at, job_id, position)
+            elif identity is not None:
                 item["messageId"] = message_id(created_at, job_id, identity)
         else:
             item["status"] = UserStatus.ERROR.value

@@ -27,7 +27,7 @@ import redis
 import yaml
 from courier import Courier
 
-from streams.ids import message_id
+from streams.ids import positional_message_id
 from streams.kafka.topics import ensure_topics
 from streams.ops.demo import post
 from streams.settings import Settings
@@ -382,7 +382,7 @@ def count_sends(
     )
     seen = by_job.pop(big_job_id, Counter())
     created_at = stack.created_at(big_job_id)
-    expected = {message_id(created_at, big_job_id, f"user:user-{i}") for i in range(users)}
+    expected = {positional_message_id(created_at, big_job_id, p) for p in range(users)}
     duplicated = sum(n - 1 for n in seen.values() if n > 1)
     lost = len(expected - set(seen))
     unexpected = len(set(seen) - expected) + sum(sum(c.values()) for c in by_job.values())

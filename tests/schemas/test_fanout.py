@@ -33,6 +33,14 @@ def test_decode_page_reads_what_the_model_writes() -> None:
     assert decode_page(encode_page(FIELDS)) == FIELDS
 
 
+def test_a_page_of_an_earlier_release_is_one_of_identity_message_ids() -> None:
+    wire = orjson.loads(encode_page(FIELDS._replace(message_ids="position")))
+    assert wire["messageIds"] == "position"
+    del wire["messageIds"]
+    assert decode_page(orjson.dumps(wire)).message_ids == "identity"
+    assert FanoutPage.model_validate(wire).message_ids == "identity"
+
+
 def test_a_spliced_page_is_the_encoded_page() -> None:
     users = orjson.dumps(FIELDS.users)
     assert encode_page_spliced(FIELDS._replace(users=[]), users) == encode_page(FIELDS)

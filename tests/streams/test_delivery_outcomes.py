@@ -16,7 +16,7 @@ import redis
 from confluent_kafka import Producer
 
 from streams.aggregate.delivery import STEPS
-from streams.ids import message_digest
+from streams.ids import message_digest, position_digest
 from streams.kafka.config import producer_config
 from streams.settings import Settings
 from streams.testing.processes import WorkerProcess, wait_for
@@ -98,7 +98,8 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         ids = {send["position"]: send["messageId"] for send in sends_of(topology, job_id)}
         assert len(ids) == USERS
         prefix = ids[0][:11]
-        unroutable = prefix + message_digest(job_id, "email:not-an-email")
+        assert all(ids[p] == prefix + position_digest(job_id, p) for p in ids)
+        unroutable = prefix + position_digest(job_id, USERS)  # the fan-out failed it
 
         bad: list[tuple[bytes | None, bytes]] = [
             (job_id.encode(), orjson.dumps(report(prefix + "f" * 24, job_id, "SENT", AT))),
@@ -189,6 +190,14 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         other = httpx.get(url, headers=api_keys, timeout=10)
         assert other.status_code == 404
 
+        # A message named as a fan-out of an earlier release named it (a hash of job and
+        # identity, no position, as during a rolling upgrade): found in the message index.
+        legacy = prefix + message_digest(job_id, "user:u298")
+        produce(topology, [(job_id.encode(), orjson.dumps(report(legacy, job_id, "SENT", AT)))])
+        counts["SENT"] += 1
+        wait_job(http, job_id, lambda job: job.get("delivery") == counts, 60)
+        assert http.get(f"/messages/{legacy}").json()["recipient"] == "u298"
+
         # Everything again, after a worker was killed: nothing moves.
         workers[0].kill()
         workers[0].start()
@@ -200,7 +209,7 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         time.sleep(2)
         assert job_of(http, job_id)["delivery"] == counts
         events = wait_for(
-            lambda: (lambda found: found if len(found) == sum(raised.values()) + 1 else None)(
+            lambda: (lambda found: found if len(found) == sum(raised.values()) + 2 else None)(
                 [
                     value
                     for _, value, _ in read_topic(topology, topology.topic_message_events)
@@ -208,7 +217,7 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
                 ]
             ),
             30,
-            "the marker's message event",
+            "the legacy report's and the marker's message events",
         )
 
         # Views behind the state (a worker died between writing the two): the next report

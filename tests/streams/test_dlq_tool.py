@@ -17,7 +17,7 @@ import redis
 from confluent_kafka import Producer
 
 from schemas.commands import CreateJob, JobMessage
-from streams.ids import message_id, new_command_id, new_job_id
+from streams.ids import new_command_id, new_job_id, positional_message_id
 from streams.kafka.config import producer_config
 from streams.ops.dlq import parse_since
 from streams.settings import Settings
@@ -53,7 +53,7 @@ def test_reports_that_came_before_the_run_are_folded_once_replayed(
         stamp = redis_client.hget(keys.job(topology.redis_prefix, "acme", job_id), "createdAt")
         assert isinstance(stamp, bytes)
         created_at = float(stamp)
-        ids = [message_id(created_at, job_id, f"user:u{i}") for i in range(3)]
+        ids = [positional_message_id(created_at, job_id, p) for p in range(3)]
         # A provider's reports, in before the job was run (it has sent nothing yet),
         # and one for a message the job does not have.
         produce(topology, [sent(m, job_id) for m in ids])

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from streams.ids import message_id
+from streams.ids import positional_message_id
 from streams.settings import Settings
 from streams.testing.client import Client, ingest_generated
 from streams.testing.processes import WorkerProcess, wait_for
@@ -72,7 +72,7 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
 
     sends = read_topic(topology, topology.topic_sends, expected=USERS, idle=10, timeout=600)
     seen = Counter(value["messageId"] for _, value, _ in sends)
-    expected = {message_id(created_at, job_id, f"user:user-{i}") for i in range(USERS)}
+    expected = {positional_message_id(created_at, job_id, p) for p in range(USERS)}
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
     lost = len(expected - set(seen))
     print(
@@ -83,6 +83,14 @@ def test_sigkill_during_fan_out_loses_and_duplicates_nothing(
     assert lost == 0
     assert set(seen) == expected
     assert len(sends) == USERS
+    # Each id names its send's position, and each user has one of them.
+    assert all(
+        value["messageId"] == positional_message_id(created_at, job_id, value["position"])
+        for _, value, _ in sends
+    )
+    assert sorted(value["to"]["user_id"] for _, value, _ in sends) == sorted(
+        f"user-{i}" for i in range(USERS)
+    )
 
 
 def test_one_large_job_is_fanned_out_by_both_workers(

@@ -7,7 +7,15 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ids import message_id, new_job_id
+from streams.ids import (
+    IDENTITY_IDS,
+    POSITION_IDS,
+    message_digest,
+    message_id,
+    new_job_id,
+    position_of,
+    positional_message_id,
+)
 from streams.sends import PageSends, build_send, merged_data, send_to, unroutable_reason
 
 
@@ -107,6 +115,37 @@ def test_message_id_is_deterministic_courier_shaped_and_distinct() -> None:
     assert job != new_job_id(1_700_000_000)
 
 
+def test_a_positional_message_id_is_courier_shaped_and_gives_its_position_back() -> None:
+    job = new_job_id(1_700_000_000)
+    a = positional_message_id(1_700_000_000.5, job, 1234)
+    assert a == positional_message_id(1_700_000_000.5, job, 1234)
+    assert a != positional_message_id(1_700_000_000.5, job, 1235)
+    assert a != positional_message_id(1_700_000_000.5, "job2", 1234)
+    prefix, stamp, last = a.split("-")
+    assert (prefix, stamp, len(last)) == ("1", f"{1_700_000_000:08x}", 24)
+    assert int(last, 16) >= 0
+    assert last == last.lower()
+    assert position_of(job, last) == 1234
+    assert position_of(job, positional_message_id(1.0, job, 0)[-24:]) == 0
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        message_digest("job", "user:u1"),  # an `identity` id of the job
+        positional_message_id(1.0, "another-job", 7)[-24:],  # another job's
+        "f" * 14 + positional_message_id(1.0, "job", 7)[-10:],  # a digest made up
+        positional_message_id(1.0, "job", 7)[-24:].upper(),  # not as we write it
+        positional_message_id(1.0, "job", 7)[-24:-2] + "_7",  # what int() would forgive
+        positional_message_id(1.0, "job", 7)[-23:],  # too short
+        "",
+        "x" * 24,
+    ],
+)
+def test_position_of_answers_only_the_jobs_own_positional_ids(last: str) -> None:
+    assert position_of("job", last) is None
+
+
 def test_build_send_shape() -> None:
     send = build_send(
         job_id="j",
@@ -119,7 +158,7 @@ def test_build_send_shape() -> None:
         user={"to": {"user_id": "u"}, "profile": {"email": "a@b.io"}, "preferences": {"p": 1}},
     )
     assert send == {
-        "messageId": message_id(1.0, "j", "user:u"),
+        "messageId": positional_message_id(1.0, "j", 7),
         "jobId": "j",
         "tenant": "t",
         "position": 7,
@@ -182,7 +221,7 @@ def test_a_send_carries_every_field_of_the_user() -> None:
         metadata={"trace": "abc"},
     )
     assert send == {
-        "messageId": message_id(1.0, "j", "user:u"),
+        "messageId": positional_message_id(1.0, "j", 0),
         "jobId": "j",
         "tenant": "t",
         "position": 0,
@@ -197,11 +236,15 @@ def test_a_send_carries_every_field_of_the_user() -> None:
     }
 
 
+@pytest.mark.parametrize("message_ids", [POSITION_IDS, IDENTITY_IDS])
 @pytest.mark.parametrize("metadata", [None, {"trace": "t", "tags": ["a"]}])
 @pytest.mark.parametrize("global_data", [None, {}, {"a": 1, "b": 2, "nested": {"x": 1}}])
 @pytest.mark.parametrize("user", USERS)
 def test_page_sends_are_byte_for_byte_the_dumped_build_send(
-    user: dict[str, Any], global_data: dict[str, Any] | None, metadata: dict[str, Any] | None
+    user: dict[str, Any],
+    global_data: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+    message_ids: str,
 ) -> None:
     job_id = new_job_id(1_764_000_000)
     definition = {"template": "T", "routing": {"method": "single", "channels": ["email"]}}
@@ -211,6 +254,7 @@ def test_page_sends_are_byte_for_byte_the_dumped_build_send(
         created_at=1_764_000_000.5,
         definition=definition,
         global_data=global_data,
+        message_ids=message_ids,
     )
     expected = build_send(
         job_id=job_id,
@@ -222,6 +266,7 @@ def test_page_sends_are_byte_for_byte_the_dumped_build_send(
         identity="user:u1",
         user=user,
         metadata=metadata,
+        message_ids=message_ids,
     )
     key, value = sends.build(1234, "user:u1", user, metadata)
     assert key == expected["messageId"].encode()

@@ -22,7 +22,7 @@ from streams.fanout.expand import (
     page_expander,
 )
 from streams.fanout.loop import FanoutLoop
-from streams.ids import message_id, new_job_id
+from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, new_job_id, positional_message_id
 from streams.settings import Settings
 from streams.testing.users import generated_users
 from tests.streams.native import require_native
@@ -99,8 +99,10 @@ def page_of(
     job_id: str | None = None,
     tenant: str = "acme",
     created_at: float = CREATED_AT,
+    message_ids: str | None = POSITION_IDS,
 ) -> bytes:
-    """A page as the aggregate writes it (users spliced as stored, orjson)."""
+    """A page as the aggregate writes it (users spliced as stored, orjson); with
+    `message_ids=None`, as an earlier release wrote it (no `messageIds`)."""
     fields = PageFields(
         job_id=job_id or new_job_id(1_764_000_000),
         tenant=tenant,
@@ -110,9 +112,14 @@ def page_of(
         message=DEFINITIONS[0] if definition is None else definition,
         data={} if global_data is None else global_data,
         users=[],
+        message_ids=message_ids or IDENTITY_IDS,
     )
     users = b"[" + b",".join(orjson.dumps(entry) for entry in entries) + b"]"
-    return encode_page_spliced(fields, users)
+    raw = encode_page_spliced(fields, users)
+    if message_ids is None:
+        raw = raw.replace(b',"messageIds":"identity"', b"")
+        assert b"messageIds" not in raw
+    return raw
 
 
 def entries_of(users: list[Any], metadata: dict[str, Any] | None = None) -> list[list[Any]]:
@@ -157,22 +164,33 @@ def fallback_of(raw: bytes) -> list[tuple[int, int, int]]:
     return answer[5]
 
 
+@pytest.mark.parametrize("message_ids", [POSITION_IDS, IDENTITY_IDS, None])
 @pytest.mark.parametrize("global_data", [None, {}, {"campaign": "x", "n": -1}])
 def test_generated_users_and_the_bench_message_take_the_native_path(
-    global_data: dict[str, Any] | None,
+    global_data: dict[str, Any] | None, message_ids: str | None
 ) -> None:
     job_id = new_job_id(1_764_000_000)
     users = generated_users(0, 500)
     entries = [[i, f"user:user-{i}", user] for i, user in enumerate(users)]
-    raw = page_of(entries, definition=MESSAGE, global_data=global_data, job_id=job_id)
+    raw = page_of(
+        entries,
+        definition=MESSAGE,
+        global_data=global_data,
+        job_id=job_id,
+        message_ids=message_ids,
+    )
     expansion = assert_same(raw)
     assert fallback_of(raw) == []
     assert len(expansion.sends) == 500
     assert expansion.failures == []
     assert (expansion.job_id, expansion.tenant, expansion.page) == (job_id, "acme", 7)
     key, value = expansion.sends[3]
-    assert key == message_id(CREATED_AT, job_id, "user:user-3").encode()
+    if message_ids == POSITION_IDS:
+        assert key == positional_message_id(CREATED_AT, job_id, 3).encode()
+    else:  # a job of an earlier release, or a page it wrote
+        assert key == message_id(CREATED_AT, job_id, "user:user-3").encode()
     assert orjson.loads(value)["to"] == users[3]["to"]
+    assert orjson.loads(value)["messageId"] == key.decode()
 
 
 @pytest.mark.parametrize("metadata", [None, {"trace": "t", "tags": ["a"]}])
@@ -212,6 +230,9 @@ def test_pages_the_native_code_leaves_to_python_whole() -> None:
         good.replace(b'"page":7', b'"page":"7"'),
         good.replace(b'"createdAt":1764000000.5', b'"createdAt":"1764000000"'),
         good.replace(b'"data":{}', b'"data":[]'),
+        # a way of making message ids it does not know: Python takes it for `identity`
+        good.replace(b'"messageIds":"position"', b'"messageIds":"other"'),
+        good.replace(b'"messageIds":"position"', b'"messageIds":2'),
     ):
         assert raw != good
         assert bulkstream_native.expand_page(raw) is None
@@ -410,6 +431,7 @@ _DEFINITIONS = st.one_of(
     job_id=_TEXT,
     tenant=_TEXT,
     created_at=st.floats(min_value=-1e12, max_value=1e12) | st.integers(0, 2**40),
+    message_ids=st.sampled_from([POSITION_IDS, IDENTITY_IDS, None]),
 )
 def test_random_pages_are_byte_identical(
     users: list[tuple[int, str, Any, Any]],
@@ -418,6 +440,7 @@ def test_random_pages_are_byte_identical(
     job_id: str,
     tenant: str,
     created_at: float,
+    message_ids: str | None,
 ) -> None:
     entries = [
         [position, identity, user] + ([] if metadata is None else [metadata])
@@ -430,5 +453,6 @@ def test_random_pages_are_byte_identical(
         job_id=job_id,
         tenant=tenant,
         created_at=created_at,
+        message_ids=message_ids,
     )
     assert_same_outcome(raw)

@@ -12,12 +12,14 @@ from functools import partial
 from typing import Any
 
 import httpx
+import orjson
 import redis
 import redis.asyncio as aioredis
 
 from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
 from streams.aggregate.state import JobState
+from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, positional_message_id
 from streams.settings import Settings
 from streams.testing.client import Client
 from streams.testing.processes import WorkerProcess, settings_env, wait_for
@@ -235,3 +237,49 @@ def test_the_view_owns_status_message_id_and_error_over_a_users_own_fields(
         "status": "ERROR",
         "error": "No routable address",
     }
+
+
+def test_a_users_page_names_each_message_as_its_job_made_the_id(
+    redis_url: str, unique: str, redis_client: redis.Redis
+) -> None:
+    """By position for a job of now; by identity for a job of an earlier release, whose
+    record has no `message_ids`, or whose view (written before) has no `messageIds`."""
+    fields: dict[str, Any] = {
+        "tenant": "acme",
+        "definition": {},
+        "send": {},
+        "created_at": 1_764_000_000.0,
+        "create_command": "c",
+        "applied_offset": 0,
+        "received": 2,
+        "page_size": 2,
+        "status": JobStatus.PROCESSING,
+    }
+    now = JobState(**fields, message_ids=POSITION_IDS)
+    before = JobState.from_bytes(orjson.dumps({**fields, "status": "PROCESSING"}))
+    assert before.message_ids == IDENTITY_IDS
+    prefix = f"t{unique}"
+
+    async def ids_shown(job_id: str, job: JobState, forget: bool = False) -> list[str]:
+        client = aioredis.from_url(redis_url)
+        views = Views(client, prefix, 3600)
+        try:
+            await views.write_job(job_id, job)
+            if forget:
+                await client.hdel(keys.job(prefix, "acme", job_id), "messageIds")
+            users = [(p, f"user:u{p}", {"to": {"user_id": f"u{p}"}}) for p in range(2)]
+            await views.write_users("acme", job_id, users)
+            await views.write_page("acme", job_id, 0, {})
+            read = await views.read_users("acme", job_id, None)
+            assert read is not None
+            return [item["messageId"] for item in read.items]
+        finally:
+            await client.aclose()
+
+    created = now.created_at
+    assert asyncio.run(ids_shown("j1", now)) == [
+        positional_message_id(created, "j1", p) for p in range(2)
+    ]
+    by_identity = [message_id(created, "j2", f"user:u{p}") for p in range(2)]
+    assert asyncio.run(ids_shown("j2", before)) == by_identity
+    assert asyncio.run(ids_shown("j2", now, forget=True)) == by_identity

@@ -175,6 +175,7 @@ def test_create_makes_a_created_job_with_its_definition_as_sent() -> None:
         {"x": None, "template": "T"},
         {"a": 1, "b": 2},
     )
+    assert job.message_ids == "position"  # its message ids carry their position
     assert memory.events == [(None, JobStatus.CREATED)]
 
 
