@@ -66,3 +66,7 @@ def parse_reports(
     `make(messageId, jobId, states[rank], at, reason, provider, tenant)`, or None
     where this code does not vouch for it (a value `fast_report` refuses, and maybe
     some it takes)."""
+
+def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
+    """For each (job id, message id), the position the id carries as one of that job's
+    (`streams.ids.position_of` of its last 24 characters), or -1."""

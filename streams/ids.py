@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 
@@ -75,6 +76,30 @@ def position_of(job_id: str, last: str) -> int | None:
         return None
     # What int() forgives (a sign, blanks, underscores) fails the comparison below.
     return position if position >= 0 and position_digest(job_id, position) == last else None
+
+
+# For each (job id, message id), the position the id carries as one of that job's, or -1.
+CarriedPositions = Callable[[Sequence[str], Sequence[str]], list[int]]
+
+
+def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
+    """`position_of` each message id's last 24 characters, -1 for None: in Python."""
+    return [
+        -1 if (position := position_of(job_id, message_id[-24:])) is None else position
+        for job_id, message_id in zip(job_ids, message_ids, strict=True)
+    ]
+
+
+def position_reader(native: bool = True) -> CarriedPositions:
+    """`carried_positions`, natively (native/src/message_ids.rs, a few times faster) if
+    asked for (`Settings.native`) and installed."""
+    if native:
+        try:
+            from bulkstream_native import carried_positions as native_positions
+        except ImportError:  # `make native` builds it
+            return carried_positions
+        return native_positions
+    return carried_positions
 
 
 def job_message_id(ids: str, created_at: float, job_id: str, position: int, identity: str) -> str:

@@ -19,15 +19,18 @@
 //! serde_json takes), or one user (its index in `fallback`: a user that is not
 //! an object, repeats a key, has an email or phone number with non-ASCII
 //! characters to check, an identity that is not a string, a position that is
-//! not a plain integer, or negative in a job of `position` message ids, ...). The Python side expands those the Python way.
+//! not a plain integer, or negative in a job of `position` message ids, ...).
+//! The Python side expands those the Python way.
 //! tests/streams/test_expand_native.py keeps the two equal.
 //!
 //! Beside it, `digest_filter`: the ingest's Bloom filter of a job's message
 //! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
-//! a user the job has not seen.
+//! a user the job has not seen; `delivery_fold`, the fold of delivery reports;
+//! and `message_ids`, the positions reports' message ids carry.
 
 mod delivery_fold;
 mod digest_filter;
+mod message_ids;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -529,8 +532,14 @@ fn expand(raw: &[u8]) -> Option<Expanded> {
         Some(raw) if raw.get() == r#""identity""# => false,
         Some(_) => return None,
     };
-    let digest_bytes = if positional { POSITION_DIGEST_BYTES } else { 12 };
-    let mut hash = blake2b_simd::Params::new().hash_length(digest_bytes).to_state();
+    let digest_bytes = if positional {
+        POSITION_DIGEST_BYTES
+    } else {
+        12
+    };
+    let mut hash = blake2b_simd::Params::new()
+        .hash_length(digest_bytes)
+        .to_state();
     hash.update(job_id.as_bytes()).update(b"\0");
     let mut after_id = br#"","jobId":"#.to_vec();
     after_id.extend_from_slice(wire.job_id.get().as_bytes());
@@ -871,5 +880,6 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
+    message_ids::register(module)?;
     Ok(())
 }

@@ -60,7 +60,7 @@ from streams.aggregate.state import (
     report_cursor_key,
     scan_prefix,
 )
-from streams.ids import POSITION_IDS, job_message_id, message_id_prefix, position_of
+from streams.ids import POSITION_IDS, job_message_id, message_id_prefix, position_reader
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
@@ -106,6 +106,7 @@ class DeliveryFold:
         self._producer: AsyncProducer | None = None
         self._events: BatchProducer | None = None
         self.read_reports = report_reader(self.settings.native)
+        self.carried_positions = position_reader(self.settings.native)
         self.fold_reports = report_folder(self.settings.native)
         self._viewing: asyncio.Future[None] | None = None  # the last batch's views' write
 
@@ -194,6 +195,9 @@ class DeliveryFold:
         checked: list[int | tuple[str, str]] = []
         asked: list[tuple[int, JobBatch, bytes]] = []  # (report, batch, index key)
         located: list[int] = []  # the reports whose position is in `checked`
+        carried = self.carried_positions(
+            [report.job_id for _, report in reports], [report.message_id for _, report in reports]
+        )
         for n, (batch, report) in enumerate(reports):
             job = batch.job
             if job is None:
@@ -206,7 +210,7 @@ class DeliveryFold:
                 report.message_id.startswith(batch.prefix)
             ):
                 checked.append(unknown_message(report))
-            elif (position := carried(report, job)) is not None:
+            elif 0 <= (position := carried[n]) < job.received:
                 checked.append(position)
                 located.append(n)
             else:
@@ -314,12 +318,6 @@ def unknown_job(report: Report) -> tuple[str, str]:
         f"no job {report.job_id} on this partition (a report is keyed by its job id, "
         "with the Java-compatible murmur2 partitioner)"
     )
-
-
-def carried(report: Report, job: JobState) -> int | None:
-    """The position a report's message id carries, if it is one of the job's."""
-    position = position_of(report.job_id, report.message_id[-24:])
-    return position if position is not None and position < job.received else None
 
 
 def unknown_message(report: Report) -> tuple[str, str]:
