@@ -9,8 +9,8 @@ messages apart. Two ways of making those 24 hex, chosen per job
   position, then the position in 10 hex. Whoever holds the job id reads the
   position back from the id and checks it without a lookup (`position_of`),
   which is what a delivery report's fold does for every report.
-- `identity` (jobs created by an earlier release): a digest of job id and user identity. Its
-  position is found only through the job's message index.
+- `identity` (jobs created by an earlier release): a digest of job id and
+  user identity. Its position is found only through the job's index of users.
 """
 
 from __future__ import annotations

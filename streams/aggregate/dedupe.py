@@ -1,8 +1,9 @@
 """The index of a job's users: for each identity, the position of its user and the
 ingest command that accepted it.
 
-Keys `<job>\\0mi\\0<digest>`, the digest being the last 24 hex of the user's
-message id (a hash of job id and identity, `streams.ids.message_digest`), hold
+Keys `<job>\\0mi\\0<digest>`, the digest being a hash of job id and identity
+(`streams.ids.message_digest`: the last 24 hex of the user's message id in a
+job of `identity` message ids), hold
 `<position> <offset>`: the dedupe check reads the offset (a user is a
 duplicate if another command holds its identity), the delivery fold the
 position, for a report whose message id does not carry it (a job of
