@@ -37,6 +37,7 @@ def page(users: int) -> bytes:
         created_at=1_764_000_000.5,
         message=MESSAGE,
         data=GLOBAL_DATA,
+        message_ids="position",
         users=[],
     )
     return encode_page_spliced(fields, entries)

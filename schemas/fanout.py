@@ -59,9 +59,10 @@ class PageFields(NamedTuple):
     created_at: float
     message: dict[str, Any]
     data: dict[str, Any]
+    # `position` or `identity`: the job's (`streams.ids`), given by whoever writes a page
+    message_ids: str
     # decode_page gives tuples; the aggregate encodes the lists it stored per batch
     users: Sequence[Sequence[Any]]
-    message_ids: str = "identity"
 
 
 def encode_page(fields: PageFields) -> bytes:
@@ -99,6 +100,6 @@ def decode_page(raw: bytes) -> PageFields:
         created_at=wire["createdAt"],
         message=wire["message"],
         data=wire["data"],
-        users=[tuple(user) for user in wire["users"]],
         message_ids=wire.get("messageIds", "identity"),
+        users=[tuple(user) for user in wire["users"]],
     )

@@ -124,6 +124,19 @@ class Settings(BaseSettings):
             "holds them until the session times out (docs/benchmarks.md)."
         ),
     )
+    message_ids: Literal["position", "identity"] = Field(
+        default="position",
+        description=(
+            "How the jobs this worker creates make their message ids (streams/ids.py): "
+            "`position` (the id carries the user's position, which the delivery fold "
+            "reads without a lookup) or `identity` (a hash of job id and identity, as "
+            "every release before 2026-12 made them). While a rolling upgrade from such "
+            "a release runs, set `identity`: a worker of that release would look up a "
+            "positional id in the job's index and dead-letter its reports, and would drop "
+            "the job's choice when it rewrites the record. Once no such worker is left, "
+            "go back to `position`; jobs keep the ids they were created with."
+        ),
+    )
     native: bool = Field(
         default=True,
         description=(

@@ -21,8 +21,9 @@ Why it stays exact: a batch record reaches the changelog before the command's
 offset is committed, and an ingest is deterministic given the state before
 it, so an index entry written for a command that is later redone (by this
 worker or another) names the same offset the redo writes. Two identities of
-a job with the same 96-bit digest would share a message id; the index takes
-the second for a duplicate of the first rather than give two users one id.
+a job with the same 96-bit digest would share a message id in a job of
+`identity` message ids; the index takes the second for a duplicate of the
+first (in any job) rather than give two users one id.
 
 Most users of an ingest are new to their job, and a RocksDB read that finds
 nothing cost about 5 microseconds of the 25 a user took. So the digests of a

@@ -87,8 +87,8 @@ async def emit_pages(
         created_at=job.created_at,
         message=job.send,
         data=job.data,
-        users=[],
         message_ids=job.message_ids,
+        users=[],
     )
     in_flight: deque[Any] = deque()
     sent = 0

@@ -50,7 +50,7 @@ from streams.aggregate import control
 from streams.aggregate.decode import Ingest
 from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
-from streams.ids import POSITION_IDS
+from streams.ids import POSITION_IDS, MessageIds
 
 DUPLICATE = "Duplicate user"
 
@@ -153,8 +153,11 @@ def finish(job: JobState, status: JobStatus, reason: str | None, now: float) -> 
 # -- the rules ---------------------------------------------------------------------
 
 
-def create(reads: JobReads, command: CreateJob, offset: int) -> Effects:
-    """A new job in CREATED, its definition as sent. Once it exists: the same command
+def create(
+    reads: JobReads, command: CreateJob, offset: int, message_ids: MessageIds = POSITION_IDS
+) -> Effects:
+    """A new job in CREATED, its definition as sent, its message ids made the
+    `message_ids` way (`Settings.message_ids`). Once it exists: the same command
     again is a replay (the record is rewritten as it is); another create of the same
     tenant is the same job when the message is the same (an API create retried under a
     new claim of its Idempotency-Key, which names the job), else a conflict."""
@@ -170,7 +173,7 @@ def create(reads: JobReads, command: CreateJob, offset: int) -> Effects:
             create_command=command.command_id,
             applied_offset=offset,
             parent_job_id=command.parent_job_id,
-            message_ids=POSITION_IDS,
+            message_ids=message_ids,
         )
         return Effects(result=result(command, True), job=created, created=True, lifecycle=True)
     if job.tenant != command.tenant:

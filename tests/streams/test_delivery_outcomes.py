@@ -285,3 +285,32 @@ def test_reports_are_folded_exactly_and_bad_ones_go_to_the_dlq(
         # Only one's own jobs.
         url = f"{str(http.base_url).rstrip('/')}/bulk/{job_id}/retry"
         assert httpx.post(url, headers=api_keys, timeout=10).status_code == 404
+
+
+def test_workers_set_to_identity_ids_make_them_and_fold_their_reports(
+    topology: Settings,
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """BULKSTREAM_MESSAGE_IDS=identity (a rolling upgrade from a release before 2026-12):
+    the jobs created make their ids as that release did, the users page names them so,
+    and their reports are found through the job's index."""
+    with stack(topology, tmp_path, start_worker, message_ids="identity") as (_, http):
+        job_id = create(http)
+        users = [{"to": {"user_id": f"u{i}"}} for i in range(5)]
+        assert http.post(f"/bulk/{job_id}", json={"users": users}).status_code == 200
+        assert http.post(f"/bulk/{job_id}/run").status_code == 202
+        wait_job(http, job_id, lambda job: job["status"] == "COMPLETED", 60)
+        sends = {send["position"]: send["messageId"] for send in sends_of(topology, job_id)}
+        prefix = sends[0][:11]
+        assert sends == {p: prefix + message_digest(job_id, f"user:u{p}") for p in range(5)}
+        items = users_by_position(http, job_id)
+        assert {p: item["messageId"] for p, item in items.items()} == sends
+
+        records: list[tuple[bytes | None, bytes]] = [
+            (job_id.encode(), orjson.dumps(report(sends[p], job_id, "SENT", AT + p)))
+            for p in range(5)
+        ]
+        produce(topology, records)
+        wait_job(http, job_id, lambda job: (job.get("delivery") or {}).get("SENT") == 5, 60)
+        assert http.get(f"/messages/{sends[3]}").json()["recipient"] == "u3"

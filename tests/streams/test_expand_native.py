@@ -111,8 +111,8 @@ def page_of(
         created_at=created_at,
         message=DEFINITIONS[0] if definition is None else definition,
         data={} if global_data is None else global_data,
-        users=[],
         message_ids=message_ids or IDENTITY_IDS,
+        users=[],
     )
     users = b"[" + b",".join(orjson.dumps(entry) for entry in entries) + b"]"
     raw = encode_page_spliced(fields, users)

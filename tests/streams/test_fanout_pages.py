@@ -32,6 +32,7 @@ def page(job_id: str, number: int) -> bytes:
         created_at=1_764_000_000.5,
         message={"template": "T", "routing": {"method": "single", "channels": ["email"]}},
         data={},
+        message_ids="position",
         users=[],
     )
     entries = [

@@ -88,7 +88,8 @@ class Memory:
                 "createdAt": 1.0,
             }
         )
-        return self.carry_out(JOB, rules.create(self, command, offset), offset)
+        created = rules.create(self, command, offset, kw.get("message_ids", "position"))
+        return self.carry_out(JOB, created, offset)
 
     def ingest(
         self, offset: int, users: list[dict[str, Any]], command_id: str = "", **kw: Any
@@ -177,6 +178,15 @@ def test_create_makes_a_created_job_with_its_definition_as_sent() -> None:
     )
     assert job.message_ids == "position"  # its message ids carry their position
     assert memory.events == [(None, JobStatus.CREATED)]
+
+
+def test_a_job_created_during_an_upgrade_makes_its_message_ids_the_earlier_way() -> None:
+    memory = Memory()
+    memory.create(0, message_ids="identity")  # BULKSTREAM_MESSAGE_IDS=identity
+    assert memory.state().message_ids == "identity"
+    # A replay under the other setting leaves the job as it was made.
+    memory.create(0, message_ids="position")
+    assert memory.state().message_ids == "identity"
 
 
 def test_create_replayed_rewrites_the_same_record_and_announces_nothing() -> None:
