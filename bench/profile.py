@@ -94,7 +94,7 @@ STAGES = (
     ("FanoutLoop", "fan-out: consuming pages, transactions"),
     ("streams/aggregate/progress.py", "aggregate: folding page progress"),
     ("streams/aggregate/reports.py", "delivery fold: decoding reports"),
-    ("DeliveryFold.check", "delivery fold: finding the messages (RocksDB)"),
+    ("DeliveryFold.check", "delivery fold: finding the messages (ids, else the index)"),
     ("DeliveryFold.fold", "delivery fold: folding, message events"),
     ("DeliveryFold.record", "delivery fold: state and Redis views"),
     ("streams/webhooks/", "webhooks: reading events"),
