@@ -109,6 +109,16 @@ def job_message_id(ids: str, created_at: float, job_id: str, position: int, iden
     return message_id(created_at, job_id, identity)
 
 
+def shown_message_id(
+    ids: str, created_at: float, job_id: str, position: int, identity: str | None
+) -> str | None:
+    """The id the views name a sent user's message by (`job_message_id`); None for a
+    user without an identity (None or "") in a job of `identity` ids, which has none."""
+    if ids != POSITION_IDS and not identity:
+        return None
+    return job_message_id(ids, created_at, job_id, position, identity or "")
+
+
 def message_digest(job_id: str, identity: str) -> str:
     """The last part (24 hex) of an `identity` id, and the key of the user in the job's
     dedupe index (`streams.aggregate.dedupe`), whatever the job's ids."""

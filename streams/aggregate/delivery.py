@@ -60,7 +60,7 @@ from streams.aggregate.state import (
     report_cursor_key,
     scan_prefix,
 )
-from streams.ids import POSITION_IDS, job_message_id, message_id_prefix, position_reader
+from streams.ids import message_id_prefix, position_reader, shown_message_id
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
@@ -359,10 +359,10 @@ async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> No
         for position, identity, *_ in users:
             state = states.get(position)
             reached = state.as_of(summary.upto) if state is not None else None
-            if reached and (identity or job.message_ids == POSITION_IDS):
-                message = job_message_id(
-                    job.message_ids, job.created_at, job_id, position, identity
-                )
+            if not reached:
+                continue
+            message = shown_message_id(job.message_ids, job.created_at, job_id, position, identity)
+            if message is not None:
                 outcomes.append(outcome(position, message, reached))
         if outcomes:
             await views.delivery.write(job.tenant, job_id, outcomes)

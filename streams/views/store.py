@@ -26,7 +26,7 @@ from redis.typing import EncodableT, FieldT
 
 from schemas.commands import CommandResult, courier_definition, echo, identity_of
 from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
-from streams.ids import IDENTITY_IDS, POSITION_IDS, MessageIds, job_message_id
+from streams.ids import IDENTITY_IDS, MessageIds, shown_message_id
 from streams.views import keys, notices
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, user_delivery
@@ -342,9 +342,8 @@ class Views:
             item["status"] = unsent.value
         elif status == ENQUEUED:
             item["status"] = UserStatus.ENQUEUED.value
-            # A user without an identity has an id only if it is made from the position.
-            if ids == POSITION_IDS or identity is not None:
-                message = job_message_id(ids, created_at, job_id, position, identity or "")
+            message = shown_message_id(ids, created_at, job_id, position, identity)
+            if message is not None:
                 item["messageId"] = message
         else:
             item["status"] = UserStatus.ERROR.value
