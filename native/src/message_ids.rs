@@ -35,12 +35,13 @@ fn carried(job_id: &str, message_id: &str) -> i64 {
     if !lower_hex(digest) || !lower_hex(position_hex) {
         return -1;
     }
-    // 10 hex digits: at most 2^40 - 1, and the ASCII checked above
-    let position =
-        i64::from_str_radix(std::str::from_utf8(position_hex).unwrap_or("x"), 16).unwrap_or(-1);
-    if position < 0 {
+    // 10 lowercase hex digits (checked above): 0 to 2^40 - 1
+    let Some(position) = std::str::from_utf8(position_hex)
+        .ok()
+        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+    else {
         return -1;
-    }
+    };
     let mut state = blake2b_simd::Params::new()
         .hash_length(POSITION_DIGEST_BYTES)
         .to_state();
