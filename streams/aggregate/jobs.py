@@ -23,6 +23,7 @@ from streams.aggregate.state import (
     job_key,
     jobs_index_key,
 )
+from streams.views import ViewWrites
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class Jobs:
         self.state[job_key(job_id)] = job.to_bytes()
 
     # -- results -------------------------------------------------------------
-    async def answer(self, result: CommandResult, offset: int, *, store: bool) -> None:
+    async def answer(
+        self, result: CommandResult, offset: int, writes: ViewWrites, *, store: bool
+    ) -> None:
         """Count a command's result, keep it under its id (`store`, with the offset it
         was applied at; -1 for a control command answered when its hold settled) and
         publish it."""
@@ -72,23 +75,26 @@ class Jobs:
         if store:
             record = {"offset": offset, "result": result.to_wire()}
             self.state[command_key(result.job_id, result.command_id)] = orjson.dumps(record)
-        await self.publish(result)
+        await self.publish(result, writes)
 
-    async def publish(self, result: CommandResult) -> None:
-        await self.views.write_result(result, self.result_ttl_seconds)
+    async def publish(self, result: CommandResult, writes: ViewWrites) -> None:
+        """The result into Redis in one round trip with the views queued before it (which
+        it follows there), then onto `bulk.command-results`."""
+        writes.result(result, self.result_ttl_seconds)
+        await writes.send()
         await self.deliveries.send(
             self.topics.command_results.send(
                 key=result.job_id.encode(), value=orjson.dumps(result.to_wire())
             )
         )
 
-    async def settled(self, job: JobState, effects: Effects) -> None:
+    async def settled(self, job: JobState, effects: Effects, writes: ViewWrites) -> None:
         """Answer the control commands that waited for the job's hold."""
         if effects.held is not None:
             operation = "cancel" if job.status is JobStatus.CANCELED else "pause"
             metrics.CONTROL_SETTLE_SECONDS.labels(operation).observe(effects.held)
         for result in effects.answers:
-            await self.answer(result, -1, store=True)
+            await self.answer(result, -1, writes, store=True)
 
     async def lifecycle(self, job_id: str, job: JobState, previous: JobStatus | None) -> None:
         """Publish a status change on the job-events topic (at least once)."""

@@ -51,14 +51,16 @@ class Progress:
         for position, reason in effects.page_failures.items():
             self.state[failure_key(job_id, position)] = reason.encode()
         self.jobs.write(job_id, job, effects)
-        await self.views.write_page(job.tenant, job_id, report.page, effects.page_failures)
+        writes = self.views.writes()
+        writes.page(job.tenant, job_id, report.page, effects.page_failures)
         if _seen_at_once(effects):
-            await self.job_views.now(job_id, job)
+            self.job_views.now(job_id, job, writes)
         else:
-            await self.job_views.later(job_id, job)
+            self.job_views.later(job_id, job, writes)
+        await writes.send()
         if effects.lifecycle:
             await self.jobs.lifecycle(job_id, job, effects.previous)
-        await self.jobs.settled(job, effects)
+        await self.jobs.settled(job, effects, writes)
         if effects.release:
             await self.releases.ask(job_id, event.message.partition)
 

@@ -163,7 +163,7 @@ class Releases:
                 self.jobs.write(job_id, effects.job, effects)
                 await self.p.views.write_job(job_id, effects.job)
                 await self.jobs.lifecycle(job_id, effects.job, effects.previous)
-                await self.jobs.settled(effects.job, effects)
+                await self.jobs.settled(effects.job, effects, self.p.views.writes())
 
     async def tick(self) -> None:
         """The pacer: releases for what is due; `again` for the partitions held after a

@@ -47,6 +47,7 @@ from streams.aggregate.state import (
 from streams.errors import PoisonCommand
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import CommandEvent
+from streams.views import ViewWrites
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +123,31 @@ class Aggregate:
                 effects = Effects(result=made, keep_result=True)
         else:
             effects = rules.steer(reads, command, offset, now, window)
-        await self.carry_out(command.job_id, effects, offset, partition)
+        writes = self.views.writes()
+        await self.carry_out(command.job_id, effects, offset, partition, writes)
         if effects.dry_run:
+            await writes.send()
             await self.dry_run(command.job_id, partition)
         if effects.emit is not None and effects.job is not None:
+            await writes.send()
             # After the record: a crash before the next cursor replays the command,
             # whose pages go out again.
             await self.releases.emit(command.job_id, effects.job, partition, *effects.emit)
         if effects.result is not None:
             if effects.again:
-                await self.jobs.publish(effects.result)
+                await self.jobs.publish(effects.result, writes)
             else:
-                await self.jobs.answer(effects.result, offset, store=effects.keep_result)
+                await self.jobs.answer(effects.result, offset, writes, store=effects.keep_result)
+        await writes.send()
 
-    async def carry_out(self, job_id: str, effects: Effects, offset: int, partition: int) -> None:
+    async def carry_out(
+        self, job_id: str, effects: Effects, offset: int, partition: int, writes: ViewWrites
+    ) -> None:
         """Apply a rule's effects: the state first (batch, then the job record), then the
         views and the lifecycle event, so that a result or a view is never ahead of the
-        state it reports. The command's own result is published by `apply`, last."""
+        state it reports. The views are queued on `writes`, sent before the lifecycle
+        event and with the first result (a small command's views and result go to Redis
+        in one round trip); the command's own result is published by `apply`, last."""
         job = effects.job
         if effects.batch is not None:
             self.dedupe.add(partition, job_id, effects.batch, offset)
@@ -147,16 +156,16 @@ class Aggregate:
                 self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()
         if effects.counted:
             metrics.USERS_INGESTED.inc(effects.counted)
-        if job is not None:
-            self.jobs.write(job_id, job, effects)
-        if effects.batch and job is not None:
-            await self.views.write_users(job.tenant, job_id, effects.batch, effects.sent)
-        if job is not None:
-            await self.views.write_job(job_id, job)
-        if effects.lifecycle and job is not None:
+        if job is None:
+            return
+        self.jobs.write(job_id, job, effects)
+        if effects.batch:
+            writes.users(job.tenant, job_id, effects.batch, effects.sent)
+        writes.job(job_id, job)
+        if effects.lifecycle:
+            await writes.send()  # the view before the event that announces its change
             await self.jobs.lifecycle(job_id, job, effects.previous)
-        if job is not None:
-            await self.jobs.settled(job, effects)
+        await self.jobs.settled(job, effects, writes)
 
     # -- dry run -------------------------------------------------------------
     async def dry_run(self, job_id: str, partition: int) -> None:

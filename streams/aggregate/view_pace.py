@@ -19,7 +19,7 @@ import asyncio
 import logging
 
 from streams.aggregate.state import JobState
-from streams.views import Views
+from streams.views import Views, ViewWrites
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ class PacedJobViews:
         # waits (it takes the record at once when it wakes)
         self._timers: dict[str, asyncio.Task[None]] = {}
 
-    async def later(self, job_id: str, job: JobState) -> None:
+    def later(self, job_id: str, job: JobState, writes: ViewWrites) -> None:
         """Write this record of the job within `interval`, unless a newer one replaces it
-        (at once if `interval` is 0)."""
+        (with `writes` if `interval` is 0)."""
         if self.interval <= 0:
-            await self.now(job_id, job)
+            self.now(job_id, job, writes)
             return
         first = job_id not in self._waiting
         self._waiting[job_id] = job
@@ -46,10 +46,11 @@ class PacedJobViews:
             self._timers[job_id] = timer
             timer.add_done_callback(lambda _: self._forget(job_id, timer))
 
-    async def now(self, job_id: str, job: JobState) -> None:
-        """Write this record now; one of the same job waiting is older, and dropped."""
+    def now(self, job_id: str, job: JobState, writes: ViewWrites) -> None:
+        """Write this record with `writes`; one of the same job waiting is older, and
+        dropped."""
         self._take(job_id)
-        await self.views.write_job(job_id, job)
+        writes.job(job_id, job)
 
     async def flush(self) -> None:
         """Write every waiting record now, and stop their timers (the worker is stopping)."""

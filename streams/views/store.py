@@ -2,7 +2,8 @@
 
 Views are derived: the worker writes them as absolute values from the job
 aggregate's state (idempotent under replay), and `rebuild` restores them from
-that state after Redis lost them. Key layout: streams/views/keys.py. Each result
+that state after Redis lost them. Key layout: streams/views/keys.py. What the
+worker writes, queued for one round trip: streams/views/writes.py. Each result
 written is also announced on pub/sub (streams/views/notices.py).
 """
 
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -22,70 +22,22 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import EncodableT, FieldT
 
-from schemas.commands import CommandResult, courier_definition, echo, identity_of
-from schemas.views import FINISHED, DryRun, JobStatus, JobView, UserStatus
-from streams.ids import IDENTITY_IDS, MessageIds, shown_message_id
+from schemas.commands import CommandResult, echo, identity_of
+from schemas.views import DryRun, JobStatus, JobView, UserStatus
+from streams.ids import IDENTITY_IDS, shown_message_id
 from streams.views import keys, notices
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, user_delivery
+from streams.views.writes import ERROR_PREFIX, JobRecord, ViewWrites, job_keys
 
 ENQUEUED = b"ENQUEUED"
 # The fields a users page writes into each item beside the user as ingested.
 VIEW_FIELDS = frozenset({"status", "messageId", "error", "delivery"})
 
-# Writes the job summary unless Redis already holds a newer version of it, so a
-# slow writer (a rebuild racing the live fan-out) never moves counters back.
-_WRITE_JOB = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
-           'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
-           'pageSize', ARGV[8], 'control', ARGV[9], 'messageIds', ARGV[10])
-redis.call('PUBLISH', ARGV[11], ARGV[12])
-return 1
-"""
-ERROR_PREFIX = "ERROR:"
-
-
-def _control_fields(job: JobRecord) -> dict[str, Any]:
-    """The job view's fields of job control, only those the job uses (a Courier-only
-    client never sees them)."""
-    fields: dict[str, Any] = {}
-    if job.status is JobStatus.CANCELED:
-        fields["canceled"] = job.canceled
-    if job.scheduled_text is not None:
-        fields["scheduled_at"] = job.scheduled_text
-    if job.sends_per_second is not None:
-        fields["sends_per_second"] = job.sends_per_second
-    if job.parent_job_id is not None:
-        fields["parent_job_id"] = job.parent_job_id
-    return fields
-
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-class JobRecord(Protocol):
-    """What the views read of a job's record (the aggregate's `JobState`)."""
-
-    tenant: str
-    version: int
-    definition: dict[str, Any]
-    received: int
-    enqueued: int
-    failures: int
-    status: JobStatus
-    created_at: float
-    page_size: int | None
-    completed_at: float | None
-    canceled: int
-    scheduled_text: str | None
-    sends_per_second: int | None
-    parent_job_id: str | None
-    message_ids: MessageIds
 
 
 def patient_redis(url: str) -> aioredis.Redis:
@@ -145,36 +97,19 @@ class Views:
         self.redis = redis
         self.prefix = prefix
         self.retention_seconds = retention_seconds
-        self._write_job = redis.register_script(_WRITE_JOB)
         self.results_channel = keys.results_channel(prefix)
         self.jobs_channel = keys.jobs_channel(prefix)
         self.delivery = DeliveryViews(redis, prefix, retention_seconds)
 
     # -- writing (the worker) ------------------------------------------------
+    def writes(self) -> ViewWrites:
+        """Writes to queue and send in one round trip (`streams.views.writes`)."""
+        return ViewWrites(self.redis, self.prefix, self.retention_seconds)
+
     async def write_job(self, job_id: str, job: JobRecord) -> None:
-        key = keys.job(self.prefix, job.tenant, job_id)
-        args: list[bytes | str | int] = [
-            job.version,
-            orjson.dumps(courier_definition(job.definition)),
-            job.received,
-            job.enqueued,
-            job.failures,
-            job.status.value,
-            repr(job.created_at),
-            job.page_size or 0,
-            orjson.dumps(_control_fields(job)),
-            job.message_ids,
-            self.jobs_channel,
-            notices.encode_job(job.tenant, job_id),
-        ]
-        await self._write_job(keys=[key], args=args)
-        if job.status in FINISHED:
-            finished = job.completed_at or time.time()
-            ttl = max(1, int(finished + self.retention_seconds - time.time()))
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for name in self._job_keys(job_id, job):
-                    pipe.expire(name, ttl)
-                await pipe.execute()
+        writes = self.writes()
+        writes.job(job_id, job)
+        await writes.send()
 
     async def write_dry_run(self, tenant: str, job_id: str, outcome: DryRun) -> None:
         key = keys.job(self.prefix, tenant, job_id)
@@ -184,18 +119,10 @@ class Views:
             await pipe.execute()
 
     async def delete_job(self, job_id: str, job: JobRecord) -> None:
-        names = list(self._job_keys(job_id, job))
+        names = list(job_keys(self.prefix, job_id, job))
         for start in range(0, len(names), 1000):
             await self.redis.delete(*names[start : start + 1000])
         await self.redis.publish(self.jobs_channel, notices.encode_job(job.tenant, job_id))
-
-    def _job_keys(self, job_id: str, job: JobRecord) -> Iterable[str]:
-        yield keys.job(self.prefix, job.tenant, job_id)
-        yield keys.pages(self.prefix, job.tenant, job_id)
-        for bucket in range(-(-job.received // keys.USERS_PER_BUCKET)):
-            yield keys.users_bucket(self.prefix, job.tenant, job_id, bucket)
-            yield keys.status_bucket(self.prefix, job.tenant, job_id, bucket)
-            yield keys.delivery_bucket(self.prefix, job.tenant, job_id, bucket)
 
     async def write_users(
         self,
@@ -204,46 +131,21 @@ class Views:
         users: Iterable[Sequence[Any]],
         sent: Sequence[bytes] = (),
     ) -> None:
-        """Each user (position, identity, user as ingested, ...) under its position; its
-        JSON is taken from `sent` when given (made when the command was read)."""
-        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        for i, stored in enumerate(users):
-            position = stored[0]
-            wire = sent[i] if sent else orjson.dumps(stored[2])
-            by_bucket.setdefault(keys.bucket_of(position), {})[position] = wire
-        if not by_bucket:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket, mapping in by_bucket.items():
-                pipe.hset(keys.users_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
-            await pipe.execute()
+        writes = self.writes()
+        writes.users(tenant, job_id, users, sent)
+        await writes.send()
 
     async def write_page(
         self, tenant: str, job_id: str, page: int, failures: dict[int, str]
     ) -> None:
-        """Page `page` is fanned out: its failed users' reasons, then its bit (ENQUEUED
-        for the rest). In this order, a reader never sees a failed user ENQUEUED."""
-        by_bucket: dict[int, dict[FieldT, EncodableT]] = {}
-        for position, reason in failures.items():
-            by_bucket.setdefault(keys.bucket_of(position), {})[position] = (
-                ERROR_PREFIX + reason
-            ).encode()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket, mapping in by_bucket.items():
-                pipe.hset(keys.status_bucket(self.prefix, tenant, job_id, bucket), mapping=mapping)
-            pipe.setbit(keys.pages(self.prefix, tenant, job_id), page, 1)
-            await pipe.execute()
+        writes = self.writes()
+        writes.page(tenant, job_id, page, failures)
+        await writes.send()
 
     async def write_result(self, result: CommandResult, ttl: int) -> None:
-        """Keep the result under its command id and announce it on the results channel,
-        in one round trip (MULTI): the API's waiter wakes at once instead of polling."""
-        key = keys.result(self.prefix, result.tenant, result.job_id, result.command_id)
-        notice = notices.encode(result.tenant, result.job_id, result.command_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # SET before PUBLISH: a woken reader finds the result.
-            pipe.set(key, orjson.dumps(result.to_wire()), ex=ttl)
-            pipe.publish(self.results_channel, notice)
-            await pipe.execute()
+        writes = self.writes()
+        writes.result(result, ttl)
+        await writes.send()
 
     async def mark_alive(self) -> None:
         await self.redis.set(keys.views_alive(self.prefix), b"1")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -16,7 +16,7 @@ from streams.aggregate.state import JobState
 from streams.aggregate.view_pace import PacedJobViews
 from streams.ids import new_job_id
 from streams.settings import Settings
-from streams.views import Views
+from streams.views import Views, ViewWrites
 from streams.views.notices import decode_job
 from tests.streams.job_records import job_record
 
@@ -66,6 +66,16 @@ async def _notices(settings: Settings, job_id: str) -> AsyncIterator[Notices]:
         await client.aclose()
 
 
+async def _report(
+    views: Views, pace: Callable[[str, JobState, ViewWrites], None], job_id: str, job: JobState
+) -> None:
+    """What the progress agent does with a report's record: `later` or `now`, then the
+    report's view writes sent."""
+    writes = views.writes()
+    pace(job_id, job, writes)
+    await writes.send()
+
+
 async def _enqueued(views: Views, job_id: str) -> int | None:
     view = await views.read_job("acme", job_id)
     return None if view is None else view.enqueued
@@ -77,7 +87,7 @@ def test_records_within_the_interval_are_written_once_the_newest(settings: Setti
         async with _paced(settings, INTERVAL) as (paced, views), _notices(settings, job_id) as n:
             started = time.monotonic()
             for version in range(1, 6):
-                await paced.later(job_id, _job(version * 500, version))
+                await _report(views, paced.later, job_id, _job(version * 500, version))
             assert await _enqueued(views, job_id) is None, "nothing written before the interval"
             assert paced.waiting == 1
             assert await n.count(within=INTERVAL + 1, stop_at=1) == 1, "written in time"
@@ -94,8 +104,8 @@ def test_a_record_written_now_drops_the_older_one_waiting(settings: Settings) ->
     async def go() -> None:
         job_id = new_job_id()
         async with _paced(settings, INTERVAL) as (paced, views), _notices(settings, job_id) as n:
-            await paced.later(job_id, _job(500, 1))
-            await paced.now(job_id, _job(1000, 2))
+            await _report(views, paced.later, job_id, _job(500, 1))
+            await _report(views, paced.now, job_id, _job(1000, 2))
             assert await _enqueued(views, job_id) == 1000, "written at once"
             assert paced.timers == 0, "the older record's timer stopped"
             assert await n.count(within=INTERVAL * 3) == 1, "the older record never written"
@@ -109,7 +119,7 @@ def test_an_interval_of_zero_writes_every_record_at_once(settings: Settings) -> 
         job_id = new_job_id()
         async with _paced(settings, 0) as (paced, views), _notices(settings, job_id) as n:
             for version in range(1, 4):
-                await paced.later(job_id, _job(version * 100, version))
+                await _report(views, paced.later, job_id, _job(version * 100, version))
                 assert await _enqueued(views, job_id) == version * 100
             assert paced.waiting == 0
             assert await n.count(within=0.3) == 3
@@ -121,8 +131,8 @@ def test_a_stopping_worker_writes_what_waits(settings: Settings) -> None:
     async def go() -> None:
         first, second = new_job_id(), new_job_id()
         async with _paced(settings, 60) as (paced, views):
-            await paced.later(first, _job(300, 1))
-            await paced.later(second, _job(700, 1))
+            await _report(views, paced.later, first, _job(300, 1))
+            await _report(views, paced.later, second, _job(700, 1))
             assert paced.timers == 2
             await paced.flush()
             assert await _enqueued(views, first) == 300
