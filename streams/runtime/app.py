@@ -34,6 +34,7 @@ from streams.runtime.patches.durable_commit import (
 from streams.runtime.patches.feed_handover import Feed, PauseFeedOnRevoke, StopFeedFirst
 from streams.runtime.patches.fetch_wait import ShortFetchWait
 from streams.runtime.patches.flow_control import KeepQueuesOnResume
+from streams.runtime.patches.prefetch_backoff import ShortPrefetchBackoff
 from streams.runtime.patches.read_committed import ReadCommitted
 from streams.runtime.patches.read_offsets import ForgetReadOffsetsOnAssign
 from streams.runtime.patches.restore_hooks import RestoreHooks
@@ -54,7 +55,9 @@ __all__ = [
 ]
 
 
-class _ConsumerThread(ReadCommitted, ShortFetchWait, aiokafka_driver.AIOKafkaConsumerThread):
+class _ConsumerThread(
+    ReadCommitted, ShortFetchWait, ShortPrefetchBackoff, aiokafka_driver.AIOKafkaConsumerThread
+):
     pass
 
 

@@ -7,6 +7,8 @@ faust-streaming's master: each is still needed, none dropped.
 
 * read_committed: faust's consumer reads `read_committed` (faust only in exactly_once)
 * fetch_wait: the broker holds a fetch 100 ms, not faust's fixed 1.5 s (robinhood/faust#281)
+* prefetch_backoff: records faust leaves untaken hold up the fetches 0.01 s, not aiokafka's fixed
+  0.1 s (faust pauses partitions in its own bookkeeping only)
 * buffer_pause: no pause of a partition for a full stream buffer (faust-streaming#53, #74, #88)
 * stale_acks: no ack of a message skipped across a rebalance (faust-streaming#221/#223;
   faust's pure-Python stream iterator only)
