@@ -3,8 +3,8 @@ time a command's result is written, on `keys.jobs_channel` each time a job's vie
 
 A notice only names what was written (tenant, job id, and for a result the command
 id), a few dozen bytes: a reader reads the value itself from its key. The worker
-publishes it in the same round trip as the write (`Views.write_result`,
-`Views.write_job`, ...); the API's subscriber (`streams.api.wakeups`) parses it to
+publishes it in the same round trip as the write (`ViewWrites.result`,
+`ViewWrites.job`); the API's subscriber (`streams.api.wakeups`) parses it to
 wake the request waiting for that result, or to drop its copy of the job's view.
 """
 

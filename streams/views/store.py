@@ -142,11 +142,6 @@ class Views:
         writes.page(tenant, job_id, page, failures)
         await writes.send()
 
-    async def write_result(self, result: CommandResult, ttl: int) -> None:
-        writes = self.writes()
-        writes.result(result, ttl)
-        await writes.send()
-
     async def mark_alive(self) -> None:
         await self.redis.set(keys.views_alive(self.prefix), b"1")
 

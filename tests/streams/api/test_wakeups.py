@@ -2,7 +2,7 @@
 finds the result by re-reading when no notice comes (subscriber down or never started).
 
 The gateway produces its command to the test's real topic; no worker runs, so the
-test writes the result itself through `Views.write_result`, the worker's own call."""
+test writes the result itself through `ViewWrites.result`, the worker's own call."""
 
 from __future__ import annotations
 
@@ -72,6 +72,13 @@ async def _subscribed(wakeups: ResultWakeups) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _write_result(views: Views, result: CommandResult) -> None:
+    """Write a result as the worker does (`streams.aggregate.jobs.Jobs.publish`)."""
+    writes = views.writes()
+    writes.result(result, 60)
+    await writes.send()
+
+
 async def _answer_once_waited(wakeups: ResultWakeups, views: Views, command: CreateJob) -> float:
     """Write the command's result as a worker would, once the request waits for it (past
     its first read); when it was written (time.monotonic)."""
@@ -81,7 +88,7 @@ async def _answer_once_waited(wakeups: ResultWakeups, views: Views, command: Cre
         assert time.monotonic() < deadline, "the request never waited for its result"
         await asyncio.sleep(0.005)
     await asyncio.sleep(WRITE_AFTER)  # its first read is long over: only a wake-up or a re-read
-    await views.write_result(_result_of(command), 60)
+    await _write_result(views, _result_of(command))
     return time.monotonic()
 
 
@@ -106,7 +113,7 @@ def test_the_worker_announces_each_result_it_writes(
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(keys.results_channel(topology.redis_prefix))
         command = _create()
-        await views.write_result(_result_of(command), 60)
+        await _write_result(views, _result_of(command))
         message = None
         for _ in range(50):
             message = await pubsub.get_message(timeout=0.1)
