@@ -20,6 +20,12 @@ partition out and waits at the broker (`fetch_wait`), so the backoff is what
 lets a record just fetched be taken before the next fetch goes; at 0, the
 regression test's reports waited 50 to 77 ms.
 
+Why not pause those partitions in aiokafka as well: faust pauses and resumes
+partitions through its bookkeeping at every rebalance and recovery, and its
+`getmany` already chooses what it takes; an untaken partition is not fetched
+again anyway once one batch of it waits. What stalled the others was the
+backoff, so the backoff is what this changes.
+
 Regression test: tests/streams/runtime/test_prefetch_backoff.py.
 """
 
