@@ -124,15 +124,9 @@ class Views:
             await self.redis.delete(*names[start : start + 1000])
         await self.redis.publish(self.jobs_channel, notices.encode_job(job.tenant, job_id))
 
-    async def write_users(
-        self,
-        tenant: str,
-        job_id: str,
-        users: Iterable[Sequence[Any]],
-        sent: Sequence[bytes] = (),
-    ) -> None:
+    async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:
         writes = self.writes()
-        writes.users(tenant, job_id, users, sent)
+        writes.users(tenant, job_id, users)
         await writes.send()
 
     async def write_page(
