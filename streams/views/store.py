@@ -97,7 +97,6 @@ class Views:
         self.redis = redis
         self.prefix = prefix
         self.retention_seconds = retention_seconds
-        self.results_channel = keys.results_channel(prefix)
         self.jobs_channel = keys.jobs_channel(prefix)
         self.delivery = DeliveryViews(redis, prefix, retention_seconds)
 
