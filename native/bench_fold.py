@@ -1,7 +1,7 @@
 """CPU µs per delivery report of the fold's in-process steps, pure Python against native:
-reading a batch of report values, and folding one job's batch from and to the stored
-bytes (a first round of SENT reports on messages with no state, then a second of
-DELIVERED over the blocks the first wrote).
+reading and locating a batch of report values (`ReportBatch`), and folding one job's
+batch from and to the stored bytes (a first round of SENT reports on messages with no
+state, then a second of DELIVERED over the blocks the first wrote).
 
     .venv/bin/python native/bench_fold.py [--reports 10000] [--rounds 5]
 
@@ -18,10 +18,15 @@ from collections.abc import Callable
 import orjson
 
 from schemas.delivery import DeliveryStatus
-from streams.aggregate.fold_codec import NATIVE_AVAILABLE, fold_encoded, fold_reports_native
+from streams.aggregate.fold_codec import (
+    NATIVE_AVAILABLE,
+    batch_reader,
+    fold_encoded,
+    fold_reports_native,
+)
 from streams.aggregate.outcomes import Report, Reported
-from streams.aggregate.reports import fast_reports, native_reports
-from streams.ids import positional_message_id
+from streams.aggregate.reports import fast_report
+from streams.ids import carried_positions, message_id_prefix, positional_message_id
 
 JOB, TENANT, CREATED = "1-69248100-735a1efde685854f21970d8e", "bench", 1_764_000_000.5
 
@@ -40,7 +45,8 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if not NATIVE_AVAILABLE or native_reports is None:
+    report_batch = batch_reader()
+    if not NATIVE_AVAILABLE or report_batch is None:
         raise SystemExit("bulkstream_native is not installed: make native")
     n, rounds = args.reports, args.rounds
     ids = [positional_message_id(CREATED, JOB, i) for i in range(n)]
@@ -61,8 +67,18 @@ def main() -> None:
     empty: dict[int, bytes | None] = {block: None for block in range(n // 64 + 1)}
     first = fold_encoded(None, sent, empty, JOB, TENANT)
     stored: dict[int, bytes | None] = dict(first.blocks)
+    keys, partitions, offsets = [JOB.encode()] * n, [0] * n, list(range(n))
+    facts = [(message_id_prefix(CREATED), n, TENANT)]
+
+    def read_python() -> object:
+        reports = [fast_report(value) for value in values if value is not None]
+        return carried_positions([JOB] * n, [r.message_id for r in reports if r is not None])
+
+    def read_native() -> object:
+        return report_batch(values, keys, partitions, offsets).locate(facts)
+
     rows = [
-        ("read the report values", lambda: fast_reports(values), lambda: native_reports(values)),
+        ("read and locate the report values", read_python, read_native),
         (
             "fold SENT (no state yet)",
             lambda: fold_encoded(None, sent, empty, JOB, TENANT),

@@ -1,7 +1,9 @@
 """The fan-out's page expansion in Rust (native/src/lib.rs; streams/fanout/expand.py uses
 it), the ingest's filter of message digests (native/src/digest_filter.rs;
-streams/aggregate/dedupe.py uses it) and the delivery fold of one job's batch of
-reports (native/src/delivery_fold.rs; streams/aggregate/fold_codec.py uses it)."""
+streams/aggregate/dedupe.py uses it), the delivery fold of one job's batch of
+reports (native/src/delivery_fold.rs; streams/aggregate/fold_codec.py uses it) and
+a feed's batch of reports read, located and folded (native/src/report_batch.rs;
+streams/aggregate/delivery.py uses it)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -59,13 +61,47 @@ def fold_reports(
     messages per state reached), as `streams.aggregate.fold_codec.fold_encoded`
     gives them. None: a stored record is not what `fold_encoded` writes."""
 
-def parse_reports(
-    values: Sequence[bytes | None], make: Any, states: Sequence[Any]
-) -> list[Any | None]:
-    """Each delivery report read as `streams.aggregate.reports.fast_report` reads it:
-    `make(messageId, jobId, states[rank], at, reason, provider, tenant)`, or None
-    where this code does not vouch for it (a value `fast_report` refuses, and maybe
-    some it takes)."""
+class ReportBatch:
+    """A feed's batch of delivery reports read (as `fast_report` reads each), grouped by
+    (partition, job id), located and folded without a Python object per report
+    (native/src/report_batch.rs)."""
+
+    def __init__(
+        self,
+        values: Sequence[bytes | None],
+        keys: Sequence[bytes | None],
+        partitions: Sequence[int],
+        offsets: Sequence[int],
+    ) -> None: ...
+    @property
+    def groups(self) -> list[tuple[int, str]]:
+        """(partition, job id) of each group of records read here."""
+    @property
+    def unread(self) -> list[int]:
+        """The records not read here (Python reads them), in order."""
+    def members(self, group: int) -> list[int]:
+        """A group's records (indexes in the batch), in offset order."""
+    def locate(self, jobs: Sequence[tuple[str, int, str] | None]) -> list[bool]:
+        """For each group, its job's (message id prefix, users received, tenant), or None:
+        leave it to Python. Whether each group's every report was located (its message
+        found by the position its id carries)."""
+    def reports(self, indexes: Sequence[int], make: Any, states: Sequence[Any]) -> list[Any | None]:
+        """`make(messageId, jobId, states[rank], at, reason, provider, tenant)` of each
+        record asked for, or None for one not read here."""
+    def located(self, group: int) -> list[tuple[int, int]]:
+        """A located group's (offset, position) of each record."""
+    def block_numbers(self, group: int) -> list[int]:
+        """The blocks of message states a located group's reports fall in, sorted."""
+    def fold(
+        self, group: int, summary: bytes | None, blocks: dict[int, bytes | None], tenant: str
+    ) -> (
+        tuple[
+            bytes, list[tuple[int, bytes]], list[bytes], list[tuple[int, str, str]], dict[str, int]
+        ]
+        | None
+    ):
+        """A located group folded as `fold_reports` folds the same `Reported` tuples."""
+    def __len__(self) -> int: ...
 
 def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
     """For each (job id, message id), the position the id carries as one of that job's

@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 /// The delivery states, lowest first (`schemas.delivery.DELIVERY_ORDER`): a state's
 /// rank is its index.
-const STATES: [&str; 6] = [
+pub(crate) const STATES: [&str; 6] = [
     "SENT",
     "FAILED",
     "UNDELIVERABLE",
@@ -45,7 +45,11 @@ fn rank_of(name: &str) -> Option<u8> {
 
 /// The first report of a state: when, why, by which provider.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-struct First(i64, Option<String>, Option<String>);
+pub(crate) struct First(
+    pub(crate) i64,
+    pub(crate) Option<String>,
+    pub(crate) Option<String>,
+);
 
 impl First {
     fn order(&self) -> (i64, &str, &str) {
@@ -241,12 +245,12 @@ impl<'de> Deserialize<'de> for Summary {
 }
 
 /// A report of the batch (`Reported` with its `Report`), as the fold reads it.
-struct Item {
-    offset: i64,
-    position: i64,
-    message_id: String,
-    rank: u8,
-    first: First,
+pub(crate) struct Item {
+    pub(crate) offset: i64,
+    pub(crate) position: i64,
+    pub(crate) message_id: String,
+    pub(crate) rank: u8,
+    pub(crate) first: First,
 }
 
 /// A message that reached a higher state: its report and the state it left.
@@ -256,7 +260,7 @@ struct Raised {
 }
 
 /// What a batch writes (`fold_codec.Encoded`), before it becomes Python objects.
-struct Folded {
+pub(crate) struct Folded {
     summary: Vec<u8>,
     blocks: Vec<(i64, Vec<u8>)>,
     events: Vec<Vec<u8>>,
@@ -264,14 +268,14 @@ struct Folded {
     reached: Vec<(u8, i64)>,
 }
 
-fn block_of(position: i64) -> i64 {
+pub(crate) fn block_of(position: i64) -> i64 {
     position.div_euclid(BLOCK)
 }
 
 /// Positions per block (`streams.aggregate.outcomes.BLOCK`).
 const BLOCK: i64 = 64;
 
-fn fold(
+pub(crate) fn fold(
     summary: Option<&[u8]>,
     items: &[Item],
     raw_blocks: &HashMap<i64, Option<&[u8]>>,
@@ -570,7 +574,7 @@ type ReportTuple = (
 );
 
 /// (summary, blocks changed, events, entries, states reached) of `fold_codec.Encoded`.
-type EncodedTuple<'py> = (
+pub(crate) type EncodedTuple<'py> = (
     Bound<'py, PyBytes>,
     Bound<'py, PyList>,
     Bound<'py, PyList>,
@@ -615,6 +619,15 @@ fn fold_reports<'py>(
     let Some(folded) = py.detach(|| fold(summary, &items, &raw_blocks, job_id, tenant)) else {
         return Ok(None);
     };
+    encoded(py, &folded, &items).map(Some)
+}
+
+/// The Python objects of a batch folded (`fold_codec.Encoded`'s fields).
+pub(crate) fn encoded<'py>(
+    py: Python<'py>,
+    folded: &Folded,
+    items: &[Item],
+) -> PyResult<EncodedTuple<'py>> {
     let blocks = PyList::empty(py);
     for (number, block) in &folded.blocks {
         blocks.append((*number, PyBytes::new(py, block)))?;
@@ -632,18 +645,17 @@ fn fold_reports<'py>(
     for (rank, n) in &folded.reached {
         reached.set_item(STATES[*rank as usize], n)?;
     }
-    Ok(Some((
+    Ok((
         PyBytes::new(py, &folded.summary),
         blocks,
         events,
         entries,
         reached,
-    )))
+    ))
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(fold_reports, module)?)?;
-    module.add_function(wrap_pyfunction!(parse_reports, module)?)
+    module.add_function(wrap_pyfunction!(fold_reports, module)?)
 }
 
 // -- reading reports -------------------------------------------------------------------
@@ -659,17 +671,17 @@ const MAX_AT: i64 = 253_402_300_799_999;
 /// each once, exact types.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct WireReport {
-    message_id: String,
-    job_id: String,
-    status: String,
-    at: i64,
+pub(crate) struct WireReport {
+    pub(crate) message_id: String,
+    pub(crate) job_id: String,
+    pub(crate) status: String,
+    pub(crate) at: i64,
     #[serde(default)]
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(default)]
-    provider: Option<String>,
+    pub(crate) provider: Option<String>,
     #[serde(default)]
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
 }
 
 /// Whether JSON text is an object (serde would read a struct's fields from an array too).
@@ -687,7 +699,7 @@ fn optional_within(text: &Option<String>, high: usize) -> bool {
 }
 
 /// (rank, report) when every check of `fast_report` passes; None otherwise.
-fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
+pub(crate) fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
     if !is_object(value) {
         return None;
     }
@@ -700,42 +712,4 @@ fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
         && optional_within(&report.provider, MAX_PROVIDER)
         && optional_within(&report.tenant, MAX_ID);
     valid.then_some((rank, report))
-}
-
-/// Each value read as `fast_report` reads it: a `Report` made with `make` (the class)
-/// and `states` (the `DeliveryStatus` members, lowest first), or None where this code
-/// does not vouch for it (Python reads it then).
-#[pyfunction]
-fn parse_reports<'py>(
-    py: Python<'py>,
-    values: Vec<Option<Bound<'py, PyBytes>>>,
-    make: &Bound<'py, PyAny>,
-    states: Vec<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyList>> {
-    // Borrowed, not copied: bytes are immutable, and `values` keeps them alive.
-    let raw: Vec<Option<&[u8]>> = values
-        .iter()
-        .map(|value| value.as_ref().map(|v| v.as_bytes()))
-        .collect();
-    let read: Vec<Option<(u8, WireReport)>> = py.detach(|| {
-        raw.iter()
-            .map(|value| value.and_then(read_report))
-            .collect()
-    });
-    let out = PyList::empty(py);
-    for report in read {
-        match report {
-            None => out.append(py.None())?,
-            Some((rank, r)) => out.append(make.call1((
-                r.message_id,
-                r.job_id,
-                &states[rank as usize],
-                r.at,
-                r.reason,
-                r.provider,
-                r.tenant,
-            ))?)?,
-        }
-    }
-    Ok(out)
 }

@@ -31,6 +31,7 @@
 mod delivery_fold;
 mod digest_filter;
 mod message_ids;
+mod report_batch;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -881,5 +882,6 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
     message_ids::register(module)?;
+    report_batch::register(module)?;
     Ok(())
 }

@@ -20,7 +20,7 @@ fn lower_hex(text: &[u8]) -> bool {
 }
 
 /// The position `message_id` carries as one of `job_id`'s, or -1.
-fn carried(job_id: &str, message_id: &str) -> i64 {
+pub(crate) fn carried(job_id: &str, message_id: &str) -> i64 {
     let id = message_id.as_bytes();
     // Python takes the last 24 characters: when those are ASCII, they are the last 24
     // bytes; a non-ASCII one never makes a match there.

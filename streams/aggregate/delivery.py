@@ -24,6 +24,14 @@ cursor in the state, up to 10,000 at a time. For each:
    job's counts, whether the fold changed them or not, so reports read again
    after a crash between the state and the views write the views again.
 
+With `bulkstream_native` installed, steps 1 and 2 take no Python object per
+report for the usual batch (`bulkstream_native.ReportBatch`): the batch is
+read natively, grouped by job, and a job whose every report carries its
+message's position, in a job that has sent and failed no user, is located
+and folded there. Every record of any other job (and any record the native
+reader leaves: not read the fast way, keyed otherwise) is read and checked
+here, one at a time, as without it; one job's reports are folded one way.
+
 The views' write runs while the next batch is read, checked and folded (in
 Redis, it takes about as long as all of those): the next batch's state is
 recorded only once it ended, so the state and the views move in the same
@@ -39,17 +47,18 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from schemas.delivery import DELIVERY_ORDER
 from schemas.views import JobStatus
 from streams import metrics
 from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds
-from streams.aggregate.fold_codec import Encoded, outcome, report_folder
+from streams.aggregate.fold_codec import Encoded, batch_reader, fold_group, outcome, report_folder
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.outcomes import Report, Reported, Stored, Summary, block_of, decode_block
 from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.reports import PoisonReport, parse_report, report_reader
+from streams.aggregate.reports import PoisonReport, parse_report
 from streams.aggregate.state import (
     JobState,
     batch_prefix,
@@ -66,6 +75,9 @@ from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
+
+if TYPE_CHECKING:
+    from bulkstream_native import ReportBatch
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +117,7 @@ class DeliveryFold:
         self.jobs = Jobs(pipeline)
         self._producer: AsyncProducer | None = None
         self._events: BatchProducer | None = None
-        self.read_reports = report_reader(self.settings.native)
+        self.report_batch = batch_reader(self.settings.native)
         self.carried_positions = position_reader(self.settings.native)
         self.fold_reports = report_folder(self.settings.native)
         self._viewing: asyncio.Future[None] | None = None  # the last batch's views' write
@@ -134,26 +146,24 @@ class DeliveryFold:
         # A job's reports, by the partition they came on: one on another partition than
         # its job's (a producer without the murmur2 partitioner) finds no job there.
         batches: dict[tuple[int, str], JobBatch] = {}
+        read = self.read_natively(messages)
+        # What Python reads and checks: each record's report (natively read) or poison.
+        python: dict[int, Report | PoisonReport | None] = {}
+        for n in range(len(messages)) if read is None else read.unread:
+            python[n] = self.parse(messages[n])
+        located = [] if read is None else self.locate(read, messages, python, batches)
         decoded: list[tuple[CommandMessage, JobBatch, Report]] = []
-        read = self.read_reports([message.value for message in messages])
-        for message, fast in zip(messages, read, strict=True):
-            try:
-                report = parse_report(message.key, message.value, fast)
-                batch = batches.get((message.partition, report.job_id))
-                if batch is None:
-                    batch = batches[(message.partition, report.job_id)] = self.open_batch(
-                        message, report.job_id
-                    )
-            except PoisonReport as exc:
-                sending.append(await self.dead_letter(message, exc.reason, exc.detail))
+        for n in sorted(python):
+            message, report = messages[n], python[n]
+            if isinstance(report, PoisonReport):
+                sending.append(await self.dead_letter(message, report.reason, report.detail))
                 continue
-            except Exception as exc:  # bad input never stops the worker
-                log.exception(
-                    "delivery report %s/%d@%d", message.topic, message.partition, message.offset
+            assert report is not None  # every record Python reads has its report or poison
+            batch = batches.get((message.partition, report.job_id))
+            if batch is None:
+                batch = batches[(message.partition, report.job_id)] = self.open_batch(
+                    message, report.job_id
                 )
-                detail = f"{type(exc).__name__}: {exc}"
-                sending.append(await self.dead_letter(message, "invalid", detail))
-                continue
             decoded.append((message, batch, report))
         started = lap("reading", started)
         found = self.check([(batch, report) for _, batch, report in decoded])
@@ -166,6 +176,9 @@ class DeliveryFold:
         for batch in batches.values():
             if batch.reported:
                 sending.extend(await self.fold(batch))
+        if read is not None:
+            for group, batch in located:
+                sending.extend(await self.fold_located(read, group, batch))
         started = lap("folding", started)
         if sending:
             await asyncio.gather(*sending)
@@ -176,6 +189,67 @@ class DeliveryFold:
         for batch in batches.values():
             if batch.encoded is not None:
                 started = await self.record(batch, started)
+
+    def read_natively(self, messages: list[CommandMessage]) -> ReportBatch | None:
+        """The batch read natively (`bulkstream_native.ReportBatch`), unless it is not
+        installed or turned off."""
+        if self.report_batch is None:
+            return None
+        return self.report_batch(
+            [message.value for message in messages],
+            [message.key for message in messages],
+            [message.partition for message in messages],
+            [message.offset for message in messages],
+        )
+
+    def parse(self, message: CommandMessage) -> Report | PoisonReport:
+        """The record's report, or why it is poison."""
+        try:
+            return parse_report(message.key, message.value)
+        except PoisonReport as exc:
+            return exc
+        except Exception as exc:  # bad input never stops the worker
+            log.exception(
+                "delivery report %s/%d@%d", message.topic, message.partition, message.offset
+            )
+            return PoisonReport("invalid", f"{type(exc).__name__}: {exc}")
+
+    def locate(
+        self,
+        read: ReportBatch,
+        messages: list[CommandMessage],
+        python: dict[int, Report | PoisonReport | None],
+        batches: dict[tuple[int, str], JobBatch],
+    ) -> list[tuple[int, JobBatch]]:
+        """The groups of the natively read reports (one job's, on one partition) that
+        `fold_located` folds: every message found by the position its id carries,
+        nothing else to look up. Every record of the other groups goes to `python`.
+        A job that Python reads a record of is Python's whole: one fold a job a batch."""
+        jobs_read = {
+            (messages[n].partition, report.job_id)
+            for n, report in python.items()
+            if isinstance(report, Report)
+        }
+        facts: list[tuple[str, int, str] | None] = []
+        for group, (partition, job_id) in enumerate(read.groups):
+            first = messages[read.members(group)[0]]
+            batch = batches[(partition, job_id)] = self.open_batch(first, job_id)
+            job = batch.job
+            simple = (
+                job is not None
+                and (partition, job_id) not in jobs_read
+                and job.status not in UNSENT
+                and not job.failures
+            )
+            facts.append((batch.prefix, job.received, job.tenant) if simple and job else None)
+        located: list[tuple[int, JobBatch]] = []
+        for group, (ok, key) in enumerate(zip(read.locate(facts), read.groups, strict=True)):
+            if ok:
+                located.append((group, batches[key]))
+                continue
+            members = read.members(group)
+            python.update(zip(members, read.reports(members, Report, DELIVERY_ORDER), strict=True))
+        return located
 
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
         batch = JobBatch(job_id, message)
@@ -247,16 +321,37 @@ class DeliveryFold:
         """Fold the job's reports; send a message event per state reached."""
         job = batch.job
         assert job is not None
+        numbers = sorted({block_of(item.position) for item in batch.reported})
+        summary, blocks = self.stored(batch, numbers)
+        encoded = self.fold_reports(summary, batch.reported, blocks, batch.job_id, job.tenant)
+        return await self.emit(batch, encoded, len(batch.reported))
+
+    async def fold_located(
+        self, read: ReportBatch, group: int, batch: JobBatch
+    ) -> list[asyncio.Future[None]]:
+        """`fold`, of a group `locate` found every message of."""
+        job = batch.job
+        assert job is not None
+        summary, blocks = self.stored(batch, read.block_numbers(group))
+        encoded = fold_group(read, group, summary, blocks, job.tenant)
+        return await self.emit(batch, encoded, len(read.members(group)))
+
+    def stored(
+        self, batch: JobBatch, numbers: list[int]
+    ) -> tuple[bytes | None, dict[int, bytes | None]]:
+        """The job's delivery summary and these blocks of its message states, as kept."""
         with in_event(batch.message):
             summary = self.state.get(delivery_key(batch.job_id))
-            numbers = sorted({block_of(item.position) for item in batch.reported})
-            blocks = {n: self.state.get(outcomes_key(batch.job_id, n)) for n in numbers}
-        encoded = batch.encoded = self.fold_reports(
-            summary, batch.reported, blocks, batch.job_id, job.tenant
-        )
+            return summary, {n: self.state.get(outcomes_key(batch.job_id, n)) for n in numbers}
+
+    async def emit(
+        self, batch: JobBatch, encoded: Encoded, reports: int
+    ) -> list[asyncio.Future[None]]:
+        """Keep what folding `reports` of the job gave; send its message events."""
+        batch.encoded = encoded
         raised = len(encoded.events)
         metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
-        metrics.DELIVERY_REPORTS.labels("unchanged").inc(len(batch.reported) - raised)
+        metrics.DELIVERY_REPORTS.labels("unchanged").inc(reports - raised)
         for status, count in encoded.reached.items():
             metrics.MESSAGE_STATES.labels(status).inc(count)
         key = batch.job_id.encode()

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from schemas.delivery import DELIVERY_ORDER
 from streams.aggregate.outcomes import (
     Reached,
+    Report,
     Reported,
     Stored,
     Summary,
@@ -31,6 +33,9 @@ from streams.aggregate.outcomes import (
     status_of,
 )
 from streams.views.delivery import MessageOutcome
+
+if TYPE_CHECKING:
+    from bulkstream_native import ReportBatch
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +182,41 @@ def report_folder(native: bool = True) -> FoldReports:
     if native:
         log.warning("bulkstream_native is not installed: delivery reports are folded in Python")
     return fold_encoded
+
+
+def _load_batch() -> type[ReportBatch] | None:
+    try:
+        from bulkstream_native import ReportBatch
+    except ImportError:  # `make native` builds it
+        return None
+    return ReportBatch
+
+
+_REPORT_BATCH = _load_batch()
+
+
+def batch_reader(native: bool = True) -> type[ReportBatch] | None:
+    """`bulkstream_native.ReportBatch`, which reads, locates and folds a feed's batch of
+    reports without a Python object per report, if asked for (`Settings.native`) and
+    installed; None: every report is read and folded in Python."""
+    return _REPORT_BATCH if native else None
+
+
+def fold_group(
+    read: ReportBatch,
+    group: int,
+    summary_raw: bytes | None,
+    blocks_raw: dict[int, bytes | None],
+    tenant: str,
+) -> Encoded:
+    """A located group of `read` folded natively; what the native code cannot read
+    exactly (a stored record it does not recognise) is folded by `fold_encoded`."""
+    folded = read.fold(group, summary_raw, blocks_raw, tenant)
+    if folded is not None:
+        return Encoded(*folded)
+    reports = read.reports(read.members(group), Report, DELIVERY_ORDER)
+    reported = []
+    for (offset, position), report in zip(read.located(group), reports, strict=True):
+        assert report is not None  # a group's records are those read natively
+        reported.append(Reported(offset, position, report))
+    return fold_encoded(summary_raw, reported, blocks_raw, read.groups[group][1], tenant)

@@ -8,21 +8,19 @@ the same bounds), with no model built. Anything the fast way cannot vouch for
 refuses) goes the pydantic way, which gives the same `Report` or the reason it
 is poison: the fast way never accepts what pydantic refuses, and never refuses
 on its own. At a few microseconds a report, pydantic was a tenth of the fold.
-`bulkstream_native.parse_reports` (native/src/delivery_fold.rs) reads a whole
+`bulkstream_native.ReportBatch` (native/src/report_batch.rs) reads a whole
 batch the fast way, vouching for less than `fast_report` at most (what it
-leaves is read here); `report_reader` picks it when it is installed.
+leaves is read here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from schemas.delivery import (
-    DELIVERY_ORDER,
     MAX_AT,
     MAX_PROVIDER,
     MAX_REASON,
@@ -76,36 +74,6 @@ def fast_report(value: bytes) -> Report | None:
     if not (_text(reason, MAX_REASON) and _text(provider, MAX_PROVIDER) and _text(tenant, MAX_ID)):
         return None
     return Report(message_id, job_id, status, at, reason, provider, tenant)
-
-
-# A batch of values -> each read the fast way, or None (then `parse_report` reads it).
-ReadReports = Callable[[Sequence[bytes | None]], list[Report | None]]
-
-
-def fast_reports(values: Sequence[bytes | None]) -> list[Report | None]:
-    """`fast_report` of each value; the batch reader in Python."""
-    return [None if value is None else fast_report(value) for value in values]
-
-
-def _load_native() -> ReadReports | None:
-    try:
-        from bulkstream_native import parse_reports
-    except ImportError:  # `make native` builds it
-        return None
-
-    def native_reports(values: Sequence[bytes | None]) -> list[Report | None]:
-        return parse_reports(values, Report, DELIVERY_ORDER)
-
-    return native_reports
-
-
-native_reports = _load_native()
-
-
-def report_reader(native: bool = True) -> ReadReports:
-    """The batch reader to use (`Settings.native`): the native one if asked for and
-    installed."""
-    return native_reports if native and native_reports is not None else fast_reports
 
 
 def _text(value: Any, limit: int) -> bool:

@@ -10,16 +10,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from schemas.delivery import MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport
+from schemas.delivery import DELIVERY_ORDER, MAX_AT, MAX_PROVIDER, MAX_REASON, DeliveryReport
+from streams.aggregate.fold_codec import batch_reader
 from streams.aggregate.outcomes import Report
-from streams.aggregate.reports import (
-    PoisonReport,
-    fast_report,
-    fast_reports,
-    native_reports,
-    parse_report,
-    report_of,
-)
+from streams.aggregate.reports import PoisonReport, fast_report, parse_report, report_of
 
 JOB = "1-6b0f2fd2-7864a974a505dfc9fa1e7de2"
 BASE: dict[str, Any] = {
@@ -97,26 +91,52 @@ def test_the_fast_way_takes_the_reports_delivery_workers_send() -> None:
     assert fast_report(value) is not None
 
 
-@pytest.mark.skipif(native_reports is None, reason="bulkstream_native is not built (make native)")
+@pytest.mark.skipif(batch_reader() is None, reason="bulkstream_native is not built (make native)")
 def test_the_native_batch_reader_vouches_for_no_more_than_the_fast_way() -> None:
-    """bulkstream_native.parse_reports, on every input at once (and on a missing value):
-    each report it reads is the one the fast way and pydantic read, with the same
-    status member; what it leaves (None) is for the Python way."""
+    """bulkstream_native.ReportBatch, on every input at once (and on a missing value),
+    each keyed as `parse_report` wants: each report it reads is the one the fast way
+    and pydantic read, with the same status member; what it leaves (`unread`) is for
+    the Python way."""
     values: list[bytes | None] = [*inputs(), None]
-    assert native_reports is not None
-    native = native_reports(values)
+    keys = [key_of(value) for value in values]
+    batch = batch_reader()
+    assert batch is not None
+    read = batch(values, keys, [0] * len(values), list(range(len(values))))
+    native = read.reports(list(range(len(values))), Report, DELIVERY_ORDER)
     assert len(native) == len(values)
     assert native[-1] is None
+    assert read.unread == [n for n, report in enumerate(native) if report is None]
     left = []  # what the fast way takes and the native reader leaves to it
-    for value, read in zip(values[:-1], native[:-1], strict=True):
+    for value, got in zip(values[:-1], native[:-1], strict=True):
         assert value is not None
-        if read is None:
+        if got is None:
             if fast_report(value) is not None:
                 left.append(value)
             continue
-        assert read == fast_report(value) == pydantic_way(value)
-        assert type(read) is Report
-        assert type(read.status) is type(fast_report(value).status)  # type: ignore[union-attr]
+        assert got == fast_report(value) == pydantic_way(value)
+        assert type(got) is Report
+        assert type(got.status) is type(fast_report(value).status)  # type: ignore[union-attr]
     # A repeated name only (orjson keeps the last; serde refuses it): Python reads it.
     assert left == [orjson.dumps(BASE)[:-1] + b',"at":2}']
-    assert fast_reports(values)[:-1] == [fast_report(v) for v in values[:-1] if v is not None]
+
+
+@pytest.mark.skipif(batch_reader() is None, reason="bulkstream_native is not built (make native)")
+def test_the_native_batch_reader_leaves_a_report_under_another_key_to_python() -> None:
+    """A report keyed otherwise than by its job id is poison (`wrong-key`): the native
+    reader leaves it, and no group holds it."""
+    batch = batch_reader()
+    assert batch is not None
+    value = orjson.dumps(BASE)
+    read = batch([value, value, value], [b"other", None, JOB.encode()], [0, 0, 0], [0, 1, 2])
+    assert read.unread == [0, 1]
+    assert read.groups == [(0, JOB)]
+    assert read.members(0) == [2]
+
+
+def key_of(value: bytes | None) -> bytes:
+    """The key `parse_report` wants for a report: its job id (JOB if it has none)."""
+    try:
+        job_id = orjson.loads(value or b"")["jobId"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return JOB.encode()
+    return job_id.encode() if isinstance(job_id, str) else JOB.encode()
