@@ -16,6 +16,7 @@ messages apart. Two ways of making those 24 hex, chosen per job
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -76,6 +77,18 @@ def position_of(job_id: str, last: str) -> int | None:
         return None
     # What int() forgives (a sign, blanks, underscores) fails the comparison below.
     return position if position >= 0 and position_digest(job_id, position) == last else None
+
+
+# A message id as this module makes them: `1-`, 8 hex, `-`, 24 hex.
+_MESSAGE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
+
+
+def position_in(job_id: str, message_id: str) -> int | None:
+    """The position a whole message id names as one of this job's `position` ids (its
+    shape checked, then `position_of` its last 24 hex); None for any other id."""
+    if not _MESSAGE_ID.fullmatch(message_id):
+        return None
+    return position_of(job_id, message_id[-24:])
 
 
 # For each (job id, message id), the position the id carries as one of that job's, or -1.

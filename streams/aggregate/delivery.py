@@ -107,6 +107,9 @@ class JobBatch:
     prefix: str = "-"  # the start of each of the job's message ids
     reported: list[Reported] = field(default_factory=list)
     encoded: Encoded | None = None  # what folding them writes
+    # Every message id reported carries its position (a group `locate` found): the views
+    # find the messages by their ids, with no index field a message.
+    carried: bool = False
 
 
 class DeliveryFold:
@@ -334,6 +337,7 @@ class DeliveryFold:
         assert job is not None
         summary, blocks = self.stored(batch, read.block_numbers(group))
         encoded = fold_group(read, group, summary, blocks, job.tenant)
+        batch.carried = True
         return await self.emit(batch, encoded, len(read.members(group)))
 
     def stored(
@@ -377,7 +381,12 @@ class DeliveryFold:
         summary = Summary.from_bytes(encoded.summary)
         self._viewing = asyncio.ensure_future(
             self.views.delivery.write_entries(
-                job.tenant, batch.job_id, encoded.entries, summary.view(), summary.upto
+                job.tenant,
+                batch.job_id,
+                encoded.entries,
+                summary.view(),
+                summary.upto,
+                carried=batch.carried,
             )
         )
         return started

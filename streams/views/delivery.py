@@ -1,5 +1,7 @@
-"""The Redis views of delivery outcomes: a job's counts, each message's state, and the
-index that finds a message by its id (`GET /messages/{id}`).
+"""The Redis views of delivery outcomes: a job's counts, each message's state, and what
+finds a message by its id (`GET /messages/{id}`): for a message id that carries its
+position (`streams.ids`), the set of the jobs of its second with reports, against
+each of which the id is checked; for any other, an index field a message.
 
 The worker writes them as absolute values from the aggregate's state, after
 every batch of reports it folds (idempotent under replay). A message's entry
@@ -18,15 +20,22 @@ import orjson
 import redis.asyncio as aioredis
 
 from schemas.delivery import DeliveryStatus
+from streams.ids import position_in
 from streams.views import keys, notices
 
 # Sets fields of many hashes and their time to live, in one round trip: KEYS the
 # hashes; ARGV the TTL, then a JSON array holding each hash's fields and values, flat.
+# With ARGV[3] (a job id), the last key is the set of the jobs of its ids' second
+# (`keys.message_jobs`), which it joins.
 _WRITE_FIELDS = """
 local fields = cjson.decode(ARGV[2])
-for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, unpack(fields[i]))
-  redis.call('EXPIRE', key, ARGV[1])
+for i, field in ipairs(fields) do
+  redis.call('HSET', KEYS[i], unpack(field))
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+end
+if ARGV[3] then
+  redis.call('SADD', KEYS[#fields + 1], ARGV[3])
+  redis.call('EXPIRE', KEYS[#fields + 1], ARGV[1])
 end
 return #KEYS
 """
@@ -111,8 +120,13 @@ class DeliveryViews:
         entries: list[tuple[int, str, str]],
         counts: Mapping[str, int] | None = None,
         upto: int = -1,
+        *,
+        carried: bool = False,
     ) -> None:
-        """`write`, of entries encoded already: (position, message id, entry JSON)."""
+        """`write`, of entries encoded already: (position, message id, entry JSON).
+        `carried`: every message id carries its position (`streams.ids.position_in`), so
+        the job joins the set of its ids' second (`find` checks the id against each job
+        there) instead of the index taking a field a message."""
         # hash -> its fields and values, flat: the script takes them as one JSON argument
         # (a few thousand separate arguments cost more to encode than Redis takes to apply).
         hashes: dict[str, list[str]] = {}
@@ -124,13 +138,19 @@ class DeliveryViews:
                 bucket = keys.delivery_bucket(self.prefix, tenant, job_id, number)
                 fields = buckets[number] = hashes.setdefault(bucket, [])
             fields += (str(position), entry)
-            index = keys.messages(self.prefix, tenant, message_id)
-            hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
+            if not carried:
+                index = keys.messages(self.prefix, tenant, message_id)
+                hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
         if hashes:
-            await self._write_fields(
-                keys=list(hashes),
-                args=[self.retention_seconds, orjson.dumps(list(hashes.values()))],
-            )
+            names = list(hashes)
+            args: list[str | int | bytes] = [
+                self.retention_seconds,
+                orjson.dumps(list(hashes.values())),
+            ]
+            if carried:
+                names.append(keys.message_jobs(self.prefix, tenant, entries[0][1]))
+                args.append(job_id)
+            await self._write_fields(keys=names, args=args)
         if counts is None:
             return
         await self._write_counts(
@@ -144,15 +164,22 @@ class DeliveryViews:
         )
 
     async def find(self, tenant: str, message_id: str) -> tuple[str, int] | None:
-        """(job id, position) of a message of this tenant that has a delivery report."""
-        raw = await self.redis.hget(
-            keys.messages(self.prefix, tenant, message_id), message_id[-24:]
-        )
-        if raw is None:
-            return None
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        position, job_id = text.split(" ", 1)
-        return job_id, int(position)
+        """(job id, position) of a message of this tenant that may have a delivery report:
+        from the index, or from the jobs of its second whose ids carry positions."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.messages(self.prefix, tenant, message_id), message_id[-24:])
+            pipe.smembers(keys.message_jobs(self.prefix, tenant, message_id))
+            raw, jobs = await pipe.execute()
+        if raw is not None:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            position, job_id = text.split(" ", 1)
+            return job_id, int(position)
+        for job in sorted(jobs):
+            job_id = job.decode() if isinstance(job, bytes) else job
+            found = position_in(job_id, message_id)
+            if found is not None:
+                return job_id, found
+        return None
 
     async def entry(self, tenant: str, message_id: str) -> dict[str, Any] | None:
         """A reported message's delivery entry alone (status, at, reason, provider,

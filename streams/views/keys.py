@@ -6,6 +6,7 @@
     {prefix}:{T}:job:{J}:pages                  str   bitmap: bit n set once page n is fanned out
     {prefix}:{T}:job:{J}:delivery:{bucket}      hash  position -> its message's delivery state
     {prefix}:{T}:messages:{stamp}:{d4}          hash  message id digest -> "position job id"
+    {prefix}:{T}:message-jobs:{stamp}           set   jobs with reports whose ids carry positions
     {prefix}:{T}:job:{J}:result:{command_id}    str   a command's result (for the API)
     {prefix}:results                            chan  pub/sub: each result as it is written
     {prefix}:{T}:idem:{sha256}                  str   an Idempotency-Key's claim or answer
@@ -61,6 +62,14 @@ def messages(prefix: str, tenant: str, message_id: str) -> str:
     ids (compact in Redis) and expires with the jobs of that second."""
     stamp, digest = message_id[2:10], message_id[-24:]
     return f"{prefix}:{_id(tenant)}:messages:{stamp}:{digest[:4]}"
+
+
+def message_jobs(prefix: str, tenant: str, message_id: str) -> str:
+    """The set of the jobs created in this message id's second (`1-<stamp>-...`) whose
+    reports were folded with ids that carry their positions (`streams.ids`): such an id
+    is found by its digest, checked against each job of the set, not by an index
+    field a message."""
+    return f"{prefix}:{_id(tenant)}:message-jobs:{message_id[2:10]}"
 
 
 def result(prefix: str, tenant: str, job_id: str, command_id: str) -> str:

@@ -1,0 +1,67 @@
+"""Finding a reported message by its id in the delivery views, on a real Redis: an id
+that carries its position is checked against the jobs of its second that joined
+their set (no index field a message); any other is found by the index; another
+tenant's, a made-up one or one never reported is not found."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from streams.ids import message_id, position_in, positional_message_id
+from streams.views import keys
+from streams.views.connection import redis_from_url
+from streams.views.delivery import DeliveryViews
+
+CREATED = 1_764_000_000.25
+A, B, C = "1-6930bc00-aaaaaaaaaaaaaaaaaaaaaaaa", "1-6930bc00-bbbbbbbbbbbbbbbbbbbbbbbb", "1-c"
+ENTRY = orjson.dumps({"status": "SENT", "at": 1, "times": {"SENT": 1}}).decode()
+
+
+def test_position_in_checks_the_whole_id() -> None:
+    id_7 = positional_message_id(CREATED, A, 7)
+    assert position_in(A, id_7) == 7
+    assert position_in(B, id_7) is None  # another job's digest
+    assert position_in(A, id_7 + "0") is None
+    assert position_in(A, "x" + id_7[1:]) is None
+    assert position_in(A, id_7.upper()) is None
+    assert position_in(A, message_id(CREATED, A, "user-7")) is None  # an `identity` id
+
+
+def test_messages_are_found_by_the_ids_they_carry_or_by_the_index(
+    redis_url: str, unique: str
+) -> None:
+    carried_a = [(p, positional_message_id(CREATED, A, p), ENTRY) for p in (3, 250)]
+    carried_b = [(p, positional_message_id(CREATED, B, p), ENTRY) for p in (3,)]
+    indexed_c = [(4, message_id(CREATED, C, "user-4"), ENTRY)]
+
+    async def scenario() -> list[object]:
+        client = redis_from_url(redis_url)
+        views = DeliveryViews(client, unique, 60)
+        try:
+            await views.write_entries("t1", A, carried_a, carried=True)
+            await views.write_entries("t1", B, carried_b, carried=True)
+            await views.write_entries("t1", C, indexed_c)
+            return [
+                await views.find("t1", carried_a[0][1]),
+                await views.find("t1", carried_a[1][1]),
+                await views.find("t1", carried_b[0][1]),
+                await views.find("t1", indexed_c[0][1]),
+                await views.find("t2", carried_a[0][1]),  # another tenant's
+                await views.find("t1", positional_message_id(CREATED, A, 4)),  # never reported
+                await views.find("t1", positional_message_id(CREATED, "1-x", 3)),  # no such job
+                await views.entry("t1", carried_a[1][1]),
+                await views.entry("t1", positional_message_id(CREATED, A, 4)),
+                await client.ttl(keys.message_jobs(unique, "t1", carried_a[0][1])),
+            ]
+        finally:
+            await client.aclose()
+
+    found = asyncio.run(scenario())
+    assert found[:4] == [(A, 3), (A, 250), (B, 3), (C, 4)]
+    # Found by its digest, but never reported: it has no entry, so it reads as unknown.
+    assert found[4:7] == [None, (A, 4), None]
+    assert found[7] == orjson.loads(ENTRY)
+    assert found[8] is None
+    assert 0 < found[9] <= 60  # type: ignore[operator]
