@@ -81,6 +81,10 @@ class ReportBatch:
         """The records not read here (Python reads them), in order."""
     def members(self, group: int) -> list[int]:
         """A group's records (indexes in the batch), in offset order."""
+    def first(self, group: int) -> int:
+        """A group's first record (its index in the batch)."""
+    def count(self, group: int) -> int:
+        """How many records a group holds."""
     def locate(self, jobs: Sequence[tuple[str, int, str] | None]) -> list[bool]:
         """For each group, its job's (message id prefix, users received, tenant), or None:
         leave it to Python. Whether each group's every report was located (its message

@@ -174,6 +174,17 @@ impl ReportBatch {
         self.members.get(group).cloned().ok_or_else(no_group)
     }
 
+    /// A group's first record (its index in the batch).
+    fn first(&self, group: usize) -> PyResult<usize> {
+        let members = self.members.get(group).ok_or_else(no_group)?;
+        Ok(members[0])
+    }
+
+    /// How many records a group holds.
+    fn count(&self, group: usize) -> PyResult<usize> {
+        Ok(self.members.get(group).ok_or_else(no_group)?.len())
+    }
+
     /// For each group, what Python knows of its job (`JobFacts`), or None: leave it to
     /// Python. Answers, for each group, whether every one of its reports was located
     /// (then `fold` folds it); a group not located is Python's, whole.

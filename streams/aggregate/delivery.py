@@ -235,7 +235,7 @@ class DeliveryFold:
         }
         facts: list[tuple[str, int, str] | None] = []
         for group, (partition, job_id) in enumerate(read.groups):
-            first = messages[read.members(group)[0]]
+            first = messages[read.first(group)]
             batch = batches[(partition, job_id)] = self.open_batch(first, job_id)
             job = batch.job
             simple = (
@@ -338,15 +338,16 @@ class DeliveryFold:
         summary, blocks = self.stored(batch, read.block_numbers(group))
         encoded = fold_group(read, group, summary, blocks, job.tenant)
         batch.carried = True
-        return await self.emit(batch, encoded, len(read.members(group)))
+        return await self.emit(batch, encoded, read.count(group))
 
     def stored(
         self, batch: JobBatch, numbers: list[int]
     ) -> tuple[bytes | None, dict[int, bytes | None]]:
-        """The job's delivery summary and these blocks of its message states, as kept."""
-        with in_event(batch.message):
-            summary = self.state.get(delivery_key(batch.job_id))
-            return summary, {n: self.state.get(outcomes_key(batch.job_id, n)) for n in numbers}
+        """The job's delivery summary and these blocks of its message states, as kept
+        (one multi-get of the partition's store)."""
+        keys = [delivery_key(batch.job_id), *(outcomes_key(batch.job_id, n) for n in numbers)]
+        summary, *blocks = batch.db[keys]
+        return summary, dict(zip(numbers, blocks, strict=True))
 
     async def emit(
         self, batch: JobBatch, encoded: Encoded, reports: int
@@ -358,9 +359,12 @@ class DeliveryFold:
         metrics.DELIVERY_REPORTS.labels("unchanged").inc(reports - raised)
         for status, count in encoded.reached.items():
             metrics.MESSAGE_STATES.labels(status).inc(count)
-        key = batch.job_id.encode()
-        events = [(key, event) for event in encoded.events]
-        return [await self.open_events().send_all(self.settings.topic_message_events, events)]
+        events = self.open_events()
+        return [
+            await events.send_all(
+                self.settings.topic_message_events, batch.job_id.encode(), encoded.events
+            )
+        ]
 
     async def record(self, batch: JobBatch, started: float) -> float:
         """Once the views of the batch before are written: the state (changed blocks,

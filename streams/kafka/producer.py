@@ -179,17 +179,18 @@ class BatchProducer:
             self._failures.append(f"{msg.topic()}/{msg.partition()}: {err}")
 
     async def send_all(
-        self, topic: str, records: Sequence[tuple[bytes | None, bytes]]
+        self, topic: str, key: bytes | None, values: Sequence[bytes]
     ) -> asyncio.Future[None]:
-        """Queue the records; the future is settled once the broker took every one, or
-        fails with the first failure."""
-        if not records:
+        """Queue a record of each value, all under `key` (one partition, in order); the
+        future is settled once the broker took every one, or fails with the first
+        failure."""
+        if not values:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
         failed = len(self._failures)
         produce = self.producer.produce
-        for key, value in records:
+        for value in values:
             while True:
                 try:
                     produce(topic, key=key, value=value)

@@ -129,6 +129,7 @@ def test_groups_are_by_partition_and_job_and_python_may_keep_any() -> None:
     )
     assert read.groups == [(3, JOB), (3, OTHER_JOB), (4, JOB)]
     assert [read.members(g) for g in range(3)] == [[0, 3], [1], [2]]
+    assert [(read.first(g), read.count(g)) for g in range(3)] == [(0, 2), (1, 1), (2, 1)]
     # The third group's report is of position 1, in a job said to hold 1 user.
     assert read.locate([(PREFIX, RECEIVED, TENANT), None, (PREFIX, 1, TENANT)]) == [
         True,
