@@ -69,7 +69,7 @@ from streams.aggregate.state import (
     report_cursor_key,
     scan_prefix,
 )
-from streams.ids import message_id_prefix, position_reader, shown_message_id
+from streams.ids import POSITION_IDS, message_id_prefix, position_reader, shown_message_id
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer, BatchProducer
 from streams.runtime.access import partition_db
@@ -473,7 +473,9 @@ async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> No
             if message is not None:
                 outcomes.append(outcome(position, message, reached))
         if outcomes:
-            await views.delivery.write(job.tenant, job_id, outcomes)
+            # A job of `position` ids shows every message by an id that carries it.
+            carried = job.message_ids == POSITION_IDS
+            await views.delivery.write(job.tenant, job_id, outcomes, carried=carried)
     await views.delivery.write(job.tenant, job_id, [], summary.view(), summary.upto)
 
 

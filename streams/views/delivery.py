@@ -107,11 +107,14 @@ class DeliveryViews:
         outcomes: list[MessageOutcome],
         counts: Mapping[str, int] | None = None,
         upto: int = -1,
+        *,
+        carried: bool = False,
     ) -> None:
-        """The messages' entries and their index, then the job's counts (when given,
-        with the offset of the last report they fold)."""
+        """The messages' entries and what finds them, then the job's counts (when
+        given, with the offset of the last report they fold); `carried` as in
+        `write_entries`."""
         entries = [(o.position, o.message_id, o.to_json().decode()) for o in outcomes]
-        await self.write_entries(tenant, job_id, entries, counts, upto)
+        await self.write_entries(tenant, job_id, entries, counts, upto, carried=carried)
 
     async def write_entries(
         self,

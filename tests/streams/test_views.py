@@ -16,14 +16,18 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from schemas.delivery import DeliveryReport
 from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
 from streams.aggregate.state import JobState
+from streams.deliver.reports import ReportProducer
 from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, positional_message_id
 from streams.settings import Settings
 from streams.testing.client import Client
 from streams.testing.processes import WorkerProcess, settings_env, wait_for
 from streams.views import Views, keys
+from streams.views.connection import redis_from_url
+from streams.views.delivery import DeliveryViews
 from streams.views.store import encode_cursor
 
 
@@ -44,6 +48,25 @@ def _delete_prefix(redis_client: redis.Redis, prefix: str) -> int:
     return redis_client.delete(*keys) if keys else 0
 
 
+def _counted(client: Client, job_id: str, status: str, count: int) -> bool:
+    view = client.job(job_id)
+    return view is not None and (view.delivery or {}).get(status) == count
+
+
+def _found(settings: Settings, message_ids: list[str]) -> list[tuple[str, int] | None]:
+    """Where the delivery views find each message (of tenant acme): (job, position)."""
+
+    async def find() -> list[tuple[str, int] | None]:
+        redis_client = redis_from_url(settings.redis_url)
+        views = DeliveryViews(redis_client, settings.redis_prefix, 60)
+        try:
+            return [await views.find("acme", message) for message in message_ids]
+        finally:
+            await redis_client.aclose()
+
+    return asyncio.run(find())
+
+
 def test_views_come_back_whole_after_redis_lost_them(
     topology: Settings,
     client: Client,
@@ -54,6 +77,15 @@ def test_views_come_back_whole_after_redis_lost_them(
     done = _job_with_failures(client)
     client.result(client.run(done).command_id)
     client.wait_status(done, "COMPLETED", 60)
+    # Five messages reported on: their ids carry their positions.
+    reported = [positional_message_id(client.created_at(done), done, p) for p in range(5)]
+    reports = ReportProducer(topology, create_topics=False)
+    for n, message in enumerate(reported):
+        reports.send(DeliveryReport(message_id=message, job_id=done, status="SENT", at=n))
+    reports.flush()
+    wait_for(partial(_counted, client, done, "SENT", 5), 60, "the reports folded")
+    # The job failed a user, so the fold checked each report in Python and indexed it.
+    assert _found(topology, reported) == [(done, p) for p in range(5)]
     pending = _job_with_failures(client)  # never run: every user PENDING
     before = {job: (client.job(job), client.users(job)) for job in (done, pending)}
     summary = before[done][0]
@@ -79,6 +111,10 @@ def test_views_come_back_whole_after_redis_lost_them(
     )
     wait_for(lambda: client.job(done) == before[done][0], 60, "the rebuilt job view")
     assert client.users(done) == before[done][1]
+    # Rebuilt for a job of `position` ids: found through the set of the job's second,
+    # with no index field a message.
+    assert _found(topology, reported) == [(done, p) for p in range(5)]
+    assert not list(redis_client.scan_iter(match=f"{topology.redis_prefix}:*:messages:*"))
 
 
 def test_a_worker_looks_for_the_views_marker_as_soon_as_it_is_ready(
