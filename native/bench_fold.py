@@ -68,7 +68,7 @@ def main() -> None:
     first = fold_encoded(None, sent, empty, JOB, TENANT)
     stored: dict[int, bytes | None] = dict(first.blocks)
     keys, partitions, offsets = [JOB.encode()] * n, [0] * n, list(range(n))
-    facts = [(message_id_prefix(CREATED), n, TENANT)]
+    facts = [(message_id_prefix(CREATED), n, TENANT, [])]
 
     def read_python() -> object:
         reports = [fast_report(value) for value in values if value is not None]

@@ -85,10 +85,11 @@ class ReportBatch:
         """A group's first record (its index in the batch)."""
     def count(self, group: int) -> int:
         """How many records a group holds."""
-    def locate(self, jobs: Sequence[tuple[str, int, str] | None]) -> list[bool]:
-        """For each group, its job's (message id prefix, users received, tenant), or None:
-        leave it to Python. Whether each group's every report was located (its message
-        found by the position its id carries)."""
+    def locate(self, jobs: Sequence[tuple[str, int, str, list[int]] | None]) -> list[bool]:
+        """For each group, its job's (message id prefix, users received, tenant, positions
+        of the users the fan-out failed), or None: leave it to Python. Whether each
+        group's every report was located (its message found by the position its id
+        carries, a user the fan-out sent to)."""
     def reports(self, indexes: Sequence[int], make: Any, states: Sequence[Any]) -> list[Any | None]:
         """`make(messageId, jobId, states[rank], at, reason, provider, tenant)` of each
         record asked for, or None for one not read here."""

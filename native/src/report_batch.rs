@@ -13,11 +13,12 @@
 //! Anything else stays Python's, whole: a record this code did not read
 //! (`unread`: no value, not what `fast_report` takes, a key that is not the job
 //! id), and every record of a group `locate` did not vouch for (an unknown
-//! job, another tenant's, a job that has sent nothing or failed users, a
-//! message id without its position). `reports` gives those their `Report`.
+//! job, another tenant's, a job that has sent nothing, a message id without
+//! its position, a user the fan-out failed). `reports` gives those their
+//! `Report`.
 //! tests/streams/aggregate/test_fold_native.py keeps the two ways equal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -26,8 +27,9 @@ use crate::delivery_fold::{self, block_of, read_report, EncodedTuple, First, Ite
 use crate::message_ids::carried;
 
 /// What Python knows of a group's job, when its reports may be located here:
-/// (the prefix of its message ids, users received, tenant).
-type JobFacts = (String, i64, String);
+/// (the prefix of its message ids, users received, tenant, the positions of the users
+/// the fan-out failed).
+type JobFacts = (String, i64, String, Vec<i64>);
 
 /// A record's value and key, borrowed from their Python bytes.
 type Record<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
@@ -71,9 +73,11 @@ fn no_group() -> PyErr {
 }
 
 /// Whether every report of a group carries its message's position as one of this
-/// job's, in a tenant it may name: each record's position then, else None.
+/// job's, in a tenant it may name, of a user the fan-out sent to: each record's
+/// position then, else None.
 fn located(reports: &[&WireReport], facts: &JobFacts) -> Option<Vec<i64>> {
-    let (prefix, received, tenant) = facts;
+    let (prefix, received, tenant, failed) = facts;
+    let failed: HashSet<i64> = failed.iter().copied().collect();
     reports
         .iter()
         .map(|report| {
@@ -87,7 +91,7 @@ fn located(reports: &[&WireReport], facts: &JobFacts) -> Option<Vec<i64>> {
             } else {
                 -1
             };
-            (0..*received).contains(&position).then_some(position)
+            ((0..*received).contains(&position) && !failed.contains(&position)).then_some(position)
         })
         .collect()
 }

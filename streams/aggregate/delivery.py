@@ -27,10 +27,11 @@ cursor in the state, up to 10,000 at a time. For each:
 With `bulkstream_native` installed, steps 1 and 2 take no Python object per
 report for the usual batch (`bulkstream_native.ReportBatch`): the batch is
 read natively, grouped by job, and a job whose every report carries its
-message's position, in a job that has sent and failed no user, is located
-and folded there. Every record of any other job (and any record the native
-reader leaves: not read the fast way, keyed otherwise) is read and checked
-here, one at a time, as without it; one job's reports are folded one way.
+message's position, of a user the fan-out sent to (a job that failed up to
+`NATIVE_FAILURES` users gives their positions), is located and folded
+there. Every record of any other job (and any record the native reader
+leaves: not read the fast way, keyed otherwise) is read and checked here,
+one at a time, as without it; one job's reports are folded one way.
 
 The views' write runs while the next batch is read, checked and folded (in
 Redis, it takes about as long as all of those): the next batch's state is
@@ -64,6 +65,7 @@ from streams.aggregate.state import (
     batch_prefix,
     delivery_key,
     failure_key,
+    failure_prefix,
     message_index_key,
     outcomes_key,
     report_cursor_key,
@@ -85,6 +87,12 @@ BATCH = 10_000
 MAX_ERROR_HEADER = 1000
 # Statuses of jobs that have sent nothing yet: none of their messages exists.
 UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
+# A job whose fan-out failed at most this many users has its reports located natively,
+# the positions of those users read once each time their number changes; one with more
+# is checked in Python, a failure key read a report.
+NATIVE_FAILURES = 10_000
+# Jobs whose failed positions are kept at once (all dropped beyond).
+KEPT_FAILURES = 256
 STEPS = ("reading", "checking", "folding", "acknowledging", "recording", "viewing")
 SPENT = {step: metrics.DELIVERY_FOLD_SECONDS.labels(step) for step in STEPS}
 
@@ -124,6 +132,8 @@ class DeliveryFold:
         self.carried_positions = position_reader(self.settings.native)
         self.fold_reports = report_folder(self.settings.native)
         self._viewing: asyncio.Future[None] | None = None  # the last batch's views' write
+        # (partition, job id) -> (its failures when read, the positions of those users)
+        self._failed: dict[tuple[int, str], tuple[int, list[int]]] = {}
 
     def open(self) -> AsyncProducer:
         """The producer of dead letters, made once (at start)."""
@@ -233,18 +243,22 @@ class DeliveryFold:
             for n, report in python.items()
             if isinstance(report, Report)
         }
-        facts: list[tuple[str, int, str] | None] = []
+        facts: list[tuple[str, int, str, list[int]] | None] = []
         for group, (partition, job_id) in enumerate(read.groups):
             first = messages[read.first(group)]
             batch = batches[(partition, job_id)] = self.open_batch(first, job_id)
             job = batch.job
+            failed = self.failed_positions(batch) if job is not None else None
             simple = (
                 job is not None
+                and failed is not None
                 and (partition, job_id) not in jobs_read
                 and job.status not in UNSENT
-                and not job.failures
             )
-            facts.append((batch.prefix, job.received, job.tenant) if simple and job else None)
+            if simple and job is not None and failed is not None:
+                facts.append((batch.prefix, job.received, job.tenant, failed))
+            else:
+                facts.append(None)
         located: list[tuple[int, JobBatch]] = []
         for group, (ok, key) in enumerate(zip(read.locate(facts), read.groups, strict=True)):
             if ok:
@@ -253,6 +267,25 @@ class DeliveryFold:
             members = read.members(group)
             python.update(zip(members, read.reports(members, Report, DELIVERY_ORDER), strict=True))
         return located
+
+    def failed_positions(self, batch: JobBatch) -> list[int] | None:
+        """The positions of the users the fan-out failed in the batch's job (kept while
+        their number stays); None beyond `NATIVE_FAILURES`."""
+        job = batch.job
+        assert job is not None
+        if not job.failures:
+            return []
+        if job.failures > NATIVE_FAILURES:
+            return None
+        key = (batch.message.partition, batch.job_id)
+        kept = self._failed.get(key)
+        if kept is None or kept[0] != job.failures:
+            if len(self._failed) >= KEPT_FAILURES:
+                self._failed.clear()
+            prefix = failure_prefix(batch.job_id)
+            positions = [int(k[len(prefix) :]) for k, _ in scan_prefix(batch.db, prefix)]
+            kept = self._failed[key] = (job.failures, positions)
+        return kept[1]
 
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
         batch = JobBatch(job_id, message)

@@ -71,7 +71,12 @@ def command_key(job_id: str, command_id: str) -> bytes:
 
 
 def failure_key(job_id: str, position: int) -> bytes:
-    return f"{job_id}{SEP}f{SEP}{position:012d}".encode()
+    return failure_prefix(job_id) + b"%012d" % position
+
+
+def failure_prefix(job_id: str) -> bytes:
+    """The start of the keys of the users the fan-out failed (`failure_key`)."""
+    return f"{job_id}{SEP}f{SEP}".encode()
 
 
 def position_key(job_id: str, position: int) -> bytes:

@@ -26,6 +26,7 @@ require_native(ReportBatch is not None)
 JOB, OTHER_JOB, TENANT, CREATED = "1-69248100-735a1efde685854f21970d8e", "1-x", "acme", 1.76e9
 PREFIX = message_id_prefix(CREATED)
 RECEIVED = 150  # users of the job: positions 0 to 149
+FAILED = [17, 99]  # users the fan-out failed: they have no message
 
 
 @st.composite
@@ -72,6 +73,7 @@ def python_positions(values: list[bytes], offset: int) -> list[Reported] | None:
             or len(report.message_id) != len(PREFIX) + 24
             or not report.message_id.startswith(PREFIX)
             or not 0 <= position < RECEIVED
+            or position in FAILED
         ):
             return None
         reported.append(Reported(offset + n, position, report))
@@ -97,7 +99,7 @@ def test_the_native_batch_folds_as_python_does_batch_after_batch(data: st.DataOb
         assert read.groups == [(3, JOB)]
         assert read.members(0) == list(range(len(values)))
         expected = python_positions(values, offset)
-        assert read.locate([(PREFIX, RECEIVED, TENANT)]) == [expected is not None]
+        assert read.locate([(PREFIX, RECEIVED, TENANT, FAILED)]) == [expected is not None]
         offset += len(values)
         event(f"located: {expected is not None}")
         if expected is None:
@@ -131,7 +133,7 @@ def test_groups_are_by_partition_and_job_and_python_may_keep_any() -> None:
     assert [read.members(g) for g in range(3)] == [[0, 3], [1], [2]]
     assert [(read.first(g), read.count(g)) for g in range(3)] == [(0, 2), (1, 1), (2, 1)]
     # The third group's report is of position 1, in a job said to hold 1 user.
-    assert read.locate([(PREFIX, RECEIVED, TENANT), None, (PREFIX, 1, TENANT)]) == [
+    assert read.locate([(PREFIX, RECEIVED, TENANT, []), None, (PREFIX, 1, TENANT, [])]) == [
         True,
         False,  # no facts: Python's
         False,  # beyond the users received: Python looks it up (and finds none)
