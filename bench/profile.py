@@ -94,6 +94,8 @@ STAGES = (
     ("FanoutLoop", "fan-out: consuming pages, transactions"),
     ("streams/aggregate/progress.py", "aggregate: folding page progress"),
     ("streams/aggregate/reports.py", "delivery fold: decoding reports"),
+    ("DeliveryFold.read_natively", "delivery fold: decoding reports"),
+    ("DeliveryFold.locate", "delivery fold: finding the messages (ids, else the index)"),
     ("DeliveryFold.check", "delivery fold: finding the messages (ids, else the index)"),
     ("DeliveryFold.fold", "delivery fold: folding, message events"),
     ("DeliveryFold.record", "delivery fold: state and Redis views"),
