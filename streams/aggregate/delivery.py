@@ -248,17 +248,13 @@ class DeliveryFold:
             first = messages[read.first(group)]
             batch = batches[(partition, job_id)] = self.open_batch(first, job_id)
             job = batch.job
-            failed = self.failed_positions(batch) if job is not None else None
-            simple = (
-                job is not None
-                and failed is not None
-                and (partition, job_id) not in jobs_read
-                and job.status not in UNSENT
-            )
-            if simple and job is not None and failed is not None:
-                facts.append((batch.prefix, job.received, job.tenant, failed))
-            else:
+            if job is None or job.status in UNSENT or (partition, job_id) in jobs_read:
                 facts.append(None)
+                continue
+            failed = self.failed_positions(batch, job)
+            facts.append(
+                None if failed is None else (batch.prefix, job.received, job.tenant, failed)
+            )
         located: list[tuple[int, JobBatch]] = []
         for group, (ok, key) in enumerate(zip(read.locate(facts), read.groups, strict=True)):
             if ok:
@@ -268,11 +264,9 @@ class DeliveryFold:
             python.update(zip(members, read.reports(members, Report, DELIVERY_ORDER), strict=True))
         return located
 
-    def failed_positions(self, batch: JobBatch) -> list[int] | None:
+    def failed_positions(self, batch: JobBatch, job: JobState) -> list[int] | None:
         """The positions of the users the fan-out failed in the batch's job (kept while
         their number stays); None beyond `NATIVE_FAILURES`."""
-        job = batch.job
-        assert job is not None
         if not job.failures:
             return []
         if job.failures > NATIVE_FAILURES:
