@@ -94,7 +94,8 @@ class ReportBatch:
         """`make(messageId, jobId, states[rank], at, reason, provider, tenant)` of each
         record asked for, or None for one not read here."""
     def located(self, group: int) -> list[tuple[int, int]]:
-        """A located group's (offset, position) of each record."""
+        """A located group's (offset, position) of each record (ValueError for a group
+        `locate` did not locate, as `block_numbers` and `fold`)."""
     def block_numbers(self, group: int) -> list[int]:
         """The blocks of message states a located group's reports fall in, sorted."""
     def fold(
@@ -106,7 +107,6 @@ class ReportBatch:
         | None
     ):
         """A located group folded as `fold_reports` folds the same `Reported` tuples."""
-    def __len__(self) -> int: ...
 
 def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
     """For each (job id, message id), the position the id carries as one of that job's

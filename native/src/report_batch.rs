@@ -15,8 +15,8 @@
 //! id), and every record of a group `locate` did not vouch for (an unknown
 //! job, another tenant's, a job that has sent nothing, a message id without
 //! its position, a user the fan-out failed). `reports` gives those their
-//! `Report`.
-//! tests/streams/aggregate/test_fold_native.py keeps the two ways equal.
+//! `Report`. tests/streams/aggregate/test_report_batch.py keeps the two ways
+//! equal.
 
 use std::collections::{HashMap, HashSet};
 
@@ -46,11 +46,24 @@ pub struct ReportBatch {
     unread: Vec<usize>,
     /// Each record's position once its group is located (-1 before, or in no group).
     positions: Vec<i64>,
+    /// Whether each group was located (`locate`): only those are folded here.
+    located: Vec<bool>,
 }
 
 impl ReportBatch {
-    fn items(&self, group: usize) -> PyResult<Vec<Item>> {
+    /// A located group's records.
+    fn located_members(&self, group: usize) -> PyResult<&Vec<usize>> {
         let members = self.members.get(group).ok_or_else(no_group)?;
+        if !self.located[group] {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "the group was not located",
+            ));
+        }
+        Ok(members)
+    }
+
+    fn items(&self, group: usize) -> PyResult<Vec<Item>> {
+        let members = self.located_members(group)?;
         let positions = &self.positions;
         Ok(members
             .iter()
@@ -70,6 +83,10 @@ impl ReportBatch {
 
 fn no_group() -> PyErr {
     pyo3::exceptions::PyIndexError::new_err("no such group")
+}
+
+fn no_record() -> PyErr {
+    pyo3::exceptions::PyIndexError::new_err("no such record")
 }
 
 /// Whether every report of a group carries its message's position as one of this
@@ -154,6 +171,7 @@ impl ReportBatch {
         Ok(ReportBatch {
             reports,
             offsets,
+            located: vec![false; groups.len()],
             groups,
             members,
             unread,
@@ -199,7 +217,7 @@ impl ReportBatch {
             ));
         }
         let (reports, members, positions) = (&self.reports, &self.members, &mut self.positions);
-        Ok(py.detach(|| {
+        let located: Vec<bool> = py.detach(|| {
             jobs.iter()
                 .zip(members)
                 .map(|(facts, members)| {
@@ -217,7 +235,9 @@ impl ReportBatch {
                     true
                 })
                 .collect()
-        }))
+        });
+        self.located.clone_from(&located);
+        Ok(located)
     }
 
     /// The `Report` (`make(messageId, jobId, states[rank], at, reason, provider,
@@ -231,7 +251,7 @@ impl ReportBatch {
     ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for n in indexes {
-            match self.reports.get(n).ok_or_else(no_group)? {
+            match self.reports.get(n).ok_or_else(no_record)? {
                 None => out.append(py.None())?,
                 Some((rank, r)) => out.append(make.call1((
                     &r.message_id,
@@ -249,7 +269,7 @@ impl ReportBatch {
 
     /// A located group's (offset, position) of each record, in offset order.
     fn located(&self, group: usize) -> PyResult<Vec<(i64, i64)>> {
-        let members = self.members.get(group).ok_or_else(no_group)?;
+        let members = self.located_members(group)?;
         let positions = &self.positions;
         Ok(members
             .iter()
@@ -260,7 +280,7 @@ impl ReportBatch {
     /// The numbers of the blocks of message states a located group's reports fall in,
     /// sorted.
     fn block_numbers(&self, group: usize) -> PyResult<Vec<i64>> {
-        let members = self.members.get(group).ok_or_else(no_group)?;
+        let members = self.located_members(group)?;
         let positions = &self.positions;
         let mut numbers: Vec<i64> = members.iter().map(|&n| block_of(positions[n])).collect();
         numbers.sort_unstable();
@@ -291,10 +311,6 @@ impl ReportBatch {
             return Ok(None);
         };
         delivery_fold::encoded(py, &folded, &items).map(Some)
-    }
-
-    fn __len__(&self) -> usize {
-        self.reports.len()
     }
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +140,8 @@ def test_groups_are_by_partition_and_job_and_python_may_keep_any() -> None:
         False,  # beyond the users received: Python looks it up (and finds none)
     ]
     assert read.located(0) == [(10, 0), (13, 2)]
+    with pytest.raises(ValueError, match="not located"):
+        read.fold(2, None, {0: None}, TENANT)  # a group left to Python is folded there
     assert read.reports([1], Report, DELIVERY_ORDER) == [fast_report(other)]
     folded = read.fold(0, None, {0: None}, TENANT)
     assert folded is not None
