@@ -9,10 +9,8 @@ faust event loop, `fanout` the transactional fan-out loop).
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.testing.processes import WorkerProcess
+from streams.testing.processes import py_spy as find_py_spy
 
 from .procs import thread_cpu
 
@@ -28,9 +27,8 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 
 def py_spy() -> str:
-    """The py-spy binary beside this interpreter (installed with `pip install py-spy`)."""
-    candidate = Path(sys.executable).parent / "py-spy"
-    found = str(candidate) if candidate.exists() else shutil.which("py-spy")
+    """The py-spy binary (`streams.testing.processes.py_spy`); --profile needs it."""
+    found = find_py_spy()
     if found is None:
         raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
     return found

@@ -5,13 +5,15 @@ Each is `python -m streams.ops.cli <command>` with the settings passed in its
 environment (`settings_env`), its output in a log file. Workers are watched:
 `wait_for` fails at once, with the worker's log, when one that should be
 running died. Also: waiting until a group of them is ready, stopping them
-all, and the CPU time and peak memory of a live process from /proc.
+all (one that does not stop in time leaves its threads' stacks in its log),
+and the CPU time and peak memory of a live process from /proc.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,6 +60,12 @@ def cli(
         timeout=timeout,
         check=False,
     )
+
+
+def py_spy() -> str | None:
+    """The py-spy binary beside this interpreter (`pip install py-spy`), or on the PATH."""
+    candidate = Path(sys.executable).parent / "py-spy"
+    return str(candidate) if candidate.exists() else shutil.which("py-spy")
 
 
 def free_port() -> int:
@@ -125,17 +133,40 @@ class BulkstreamProcess:
             self.proc.wait(30)
 
     def stop(self) -> int | None:
-        """SIGTERM and wait; the exit code, or None if it had to be killed (or never ran)."""
+        """SIGTERM and wait; the exit code, or None if it had to be killed (or never ran).
+        One that did not exit in time gets its threads' stacks at the end of its log
+        before it is killed (`dump_stacks`): the log says where it hung."""
         if self.proc is None:
             return None
         self.terminate()
         try:
             self.proc.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
+            self.dump_stacks(f"did not exit within {self.stop_timeout:.0f} s of SIGTERM")
             self.proc.kill()
             self.proc.wait(30)
             return None
         return self.proc.returncode
+
+    def dump_stacks(self, why: str) -> None:
+        """Append every thread's stack (`py-spy dump`, when py-spy is installed) to the log."""
+        spy = py_spy()
+        if spy is None or not self.alive():
+            return
+        try:
+            dumped = subprocess.run(
+                [spy, "dump", "--nonblocking", "--pid", str(self.pid)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            text = f"py-spy dump failed: {exc}\n"
+        else:
+            text = dumped.stdout + dumped.stderr
+        with self.log_path.open("a") as log:
+            log.write(f"\n--- {self.name} {why}; its threads (py-spy dump):\n{text}")
 
     def log(self) -> bytes:
         """This run's log: what it wrote since `start` (a log file may hold earlier runs)."""
