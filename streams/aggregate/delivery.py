@@ -243,8 +243,9 @@ class DeliveryFold:
             for n, report in python.items()
             if isinstance(report, Report)
         }
+        groups = read.groups  # a new list each time it is asked for
         facts: list[tuple[str, int, str, list[int]] | None] = []
-        for group, (partition, job_id) in enumerate(read.groups):
+        for group, (partition, job_id) in enumerate(groups):
             first = messages[read.first(group)]
             batch = batches[(partition, job_id)] = self.open_batch(first, job_id)
             job = batch.job
@@ -256,7 +257,7 @@ class DeliveryFold:
                 None if failed is None else (batch.prefix, job.received, job.tenant, failed)
             )
         located: list[tuple[int, JobBatch]] = []
-        for group, (ok, key) in enumerate(zip(read.locate(facts), read.groups, strict=True)):
+        for group, (ok, key) in enumerate(zip(read.locate(facts), groups, strict=True)):
             if ok:
                 located.append((group, batches[key]))
                 continue
