@@ -19,7 +19,6 @@ class Topics:
     job_events: Any
     progress: Any
     control: Any
-    fanout_pages: Any
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -44,5 +43,4 @@ def declare(app: Any, settings: Settings) -> Topics:
         job_events=topic("job_events"),
         progress=topic("progress"),
         control=topic("control"),
-        fanout_pages=topic("fanout_pages"),
     )

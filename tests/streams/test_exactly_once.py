@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from chaos.cluster import key_partition
 from streams.ids import positional_message_id
 from streams.settings import Settings
 from streams.testing.client import Client, ingest_generated
@@ -110,6 +111,14 @@ def test_one_large_job_is_fanned_out_by_both_workers(
     print(f"\nspread: pages fanned out by worker: {dict(pages_by_worker)}")
     assert set(pages_by_worker) == {"w1", "w2"}
     assert sum(pages_by_worker.values()) == users // topology.fanout_page_size
+
+    # Each page on the partition of murmur2(key), where faust's producer put it and
+    # where a page handed over again (by a librdkafka producer) meets its done-marker.
+    pages = read_topic(topology, topology.topic_fanout_pages)
+    assert len(pages) >= users // topology.fanout_page_size
+    for key, _, partition in pages:
+        assert key is not None
+        assert partition == key_partition(key, topology.partitions), key
 
 
 def _marker_workers(settings: Settings) -> list[str]:
