@@ -147,7 +147,9 @@ class Releases:
 
     def close(self) -> None:
         if self._pages is not None:
-            self._pages.close()
+            left = self._pages.close(10)
+            if left:
+                log.warning("%d pages undelivered at shutdown (handed over again)", left)
 
     async def ask(self, job_id: str, partition: int, again: bool = False) -> None:
         """Ask the job's owner (this worker, unless the partition moves) for a release."""

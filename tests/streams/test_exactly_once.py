@@ -112,8 +112,8 @@ def test_one_large_job_is_fanned_out_by_both_workers(
     assert set(pages_by_worker) == {"w1", "w2"}
     assert sum(pages_by_worker.values()) == users // topology.fanout_page_size
 
-    # Each page on the partition of murmur2(key), where faust's producer put it and
-    # where a page handed over again (by a librdkafka producer) meets its done-marker.
+    # Each page on the partition of murmur2(key), as Java clients and faust's producer
+    # (which sent pages before) put it: a page handed over again meets its done-marker.
     pages = read_topic(topology, topology.topic_fanout_pages)
     assert len(pages) >= users // topology.fanout_page_size
     for key, _, partition in pages:
