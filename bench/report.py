@@ -261,7 +261,7 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             f"{d.get('loop_sends_per_cpu_second', float('nan')):,.0f} sends per CPU-second; "
             f"the workers, whole: {per_worker}. The one that holds the job's partition also "
             f"cuts every page of the job (its aggregate reads the users from RocksDB, encodes "
-            f"the pages and produces them through faust) and folds every page's report. "
+            f"the pages and hands them to librdkafka) and folds every page's report. "
             f"Pages go out as reports make room in the job's window "
             f"(BULKSTREAM_FANOUT_WINDOW_PAGES), so the last one is handed over near the end "
             f"of any run ("
@@ -276,9 +276,11 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
                 else ""
             )
             + "What would move it: "
-            "less CPU per page on the owner (cutting pages in native code), or pages cut "
-            "over several partitions (the "
-            "sharded ingest of the scale section)."
+            "a shorter round trip from a page's report to the release of the next pages "
+            "(the report's transaction, the progress agent, a release on bulk.control and "
+            "the job record's changelog write: 50 to 150 ms a release here, the last pages "
+            "of a job wait for it), less CPU per page on the owner, or pages cut over "
+            "several partitions (the sharded ingest of the scale section)."
         )
     out = by_name.get("outcomes")
     if out is not None and "outcomes" in failed:
