@@ -24,5 +24,10 @@ class CallStuck(BulkstreamError):
     """A client call did not return by its deadline (see `streams.kafka.bounded`)."""
 
 
+class Stopped(BulkstreamError):
+    """The worker stops while a call waits for the broker (a full producer queue): the
+    call is given up, and the session with it."""
+
+
 class JobFailed(BulkstreamError):
     """A job cannot be fanned out at all; it ends in status ERROR with this reason."""

@@ -30,7 +30,7 @@ from confluent_kafka.cimpl import KafkaError, KafkaException, TopicPartition
 
 from schemas.fanout import PageProgress
 from streams import metrics
-from streams.errors import CallStuck
+from streams.errors import CallStuck, Stopped
 from streams.fanout.assignment import Assignment
 from streams.fanout.done import DoneStore
 from streams.fanout.expand import page_expander
@@ -106,6 +106,8 @@ class FanoutLoop:
                 except (KafkaException, CallStuck) as exc:
                     log.warning("fan-out session ended (%s); starting a new one", exc)
                     time.sleep(1.0)
+        except Stopped as exc:
+            log.warning("fan-out %s stopped mid-transaction: %s", self.s.worker_id, exc)
         finally:
             self.done.close()
 
@@ -157,9 +159,10 @@ class FanoutLoop:
                 calls.call(abort, self.in_txn_deadline, "abort_transaction")
                 stuck = False
             raise
-        except CallStuck:
-            # The next session's producer takes over the transactional id, which
-            # aborts this one's open transaction: its sends are never seen.
+        except (CallStuck, Stopped):
+            # The next session's producer (or, once stopped, the next worker under this
+            # id) takes over the transactional id, which aborts this one's open
+            # transaction, as its timeout does: its sends are never seen.
             stuck = True
             raise
         finally:
@@ -305,14 +308,17 @@ class FanoutLoop:
         self._produce(producer, self.s.topic_progress, page.job_id.encode(), progress)
         return enqueued, len(page.failures)
 
-    @staticmethod
-    def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
-        """Produce, waiting for room while the local queue is full."""
+    def _produce(self, producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+        """Produce, waiting for room while the local queue is full; `Stopped` if the
+        worker stops meanwhile (with the broker gone, room comes only as the queued
+        records time out, up to the transaction timeout later)."""
         while True:
             try:
                 producer.produce(topic, key=key, value=value)
                 return
             except BufferError:
+                if self.stopping.is_set():
+                    raise Stopped(f"{topic}: the producer's queue is full") from None
                 producer.poll(0.05)
 
     def _report_lag(self, consumer: Consumer) -> None:

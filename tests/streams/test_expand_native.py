@@ -4,7 +4,6 @@ pure one (streams/fanout/expand.py): sends, messageIds, failures, in page order.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import orjson
@@ -314,10 +313,11 @@ def test_the_fan_out_loop_produces_the_expansion_then_the_report(
     users = [*USERS, *ROUTING_USERS, *FALLBACK_USERS]
     raw = page_of(entries_of(users), definition=MESSAGE, global_data={"g": 1})
     producer = _Producer()
-    loop = SimpleNamespace(s=settings, _produce=FanoutLoop._produce)
-    enqueued, failed = FanoutLoop._fan_out(
-        cast(Any, loop), cast(Any, producer), cast(Any, _Message(raw))
-    )
+    loop = FanoutLoop(settings)
+    try:
+        enqueued, failed = loop._fan_out(cast(Any, producer), cast(Any, _Message(raw)))
+    finally:
+        loop.done.close()
     expected = expand_pure(raw)
     assert (enqueued, failed) == (len(expected.sends), len(expected.failures))
     assert failed > 0

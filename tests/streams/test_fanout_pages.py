@@ -1,17 +1,21 @@
 """A page the fan-out meets again, on the real broker: its sends are not made twice,
 and its progress report is sent again, so that a report the aggregate lost is
-made good when the aggregate emits the page again."""
+made good when the aggregate emits the page again. And a fan-out told to stop while
+its producer's queue is full (the broker gone) stops."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import orjson
+import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
 from schemas.fanout import PageFields, encode_page_spliced
+from streams.errors import Stopped
 from streams.fanout.loop import FanoutLoop
 from streams.ids import new_job_id
 from streams.settings import Settings
@@ -96,3 +100,27 @@ def test_a_page_met_again_sends_nothing_more_and_reports_again(topology: Setting
     assert reports[0]["enqueued"] == USERS - 1
     assert [position for position, _ in reports[0]["failures"]] == [3 * USERS + USERS - 1]
     assert len(read_topic(topology, topology.topic_sends)) == USERS - 1
+
+
+def test_a_fan_out_told_to_stop_gives_up_a_send_that_waits_for_room(tmp_path: Path) -> None:
+    """No broker answers and the producer's queue is full: room would come only as the
+    queued records time out (the transaction timeout, 30 s by default). A stop gives
+    the send up at once, and with it the session (its transaction is never seen)."""
+    loop = FanoutLoop(Settings(data_dir=tmp_path, worker_id="w-full"))
+    nobody = Producer(
+        {
+            "bootstrap.servers": "127.0.0.1:1",
+            "queue.buffering.max.messages": 1,
+            "message.timeout.ms": 20_000,
+        }
+    )
+    try:
+        nobody.produce("bulk.sends", b"queued")  # the queue is full
+        threading.Timer(0.3, loop.stop).start()
+        started = time.monotonic()
+        with pytest.raises(Stopped):
+            loop._produce(nobody, "bulk.sends", b"key", b"waits")
+        assert time.monotonic() - started < 5
+    finally:
+        nobody.purge()
+        loop.done.close()
