@@ -21,7 +21,7 @@ from streams import metrics
 from streams.aggregate.pipeline import Pipeline
 from streams.errors import PoisonCommand
 from streams.kafka.config import producer_config
-from streams.kafka.producer import AsyncProducer
+from streams.kafka.producer import AsyncProducer, close_producer
 from streams.kafka.topics import MAX_DEAD_LETTER_BYTES
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,4 @@ class DeadLetters:
         return self._producer
 
     def close(self) -> None:
-        if self._producer is not None:
-            left = self._producer.close(10)
-            if left:
-                log.warning("%d dead letters undelivered at shutdown (sent again on restart)", left)
+        close_producer(self._producer, "dead letters", "sent again on restart")

@@ -73,7 +73,7 @@ from streams.aggregate.state import (
 )
 from streams.ids import POSITION_IDS, message_id_prefix, position_reader, shown_message_id
 from streams.kafka.config import producer_config
-from streams.kafka.producer import AsyncProducer, BatchProducer
+from streams.kafka.producer import AsyncProducer, BatchProducer, close_producer
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
@@ -148,10 +148,8 @@ class DeliveryFold:
         return self._events
 
     def close(self) -> None:
-        for producer, what in ((self._producer, "dead letters"), (self._events, "message events")):
-            left = producer.close(10) if producer is not None else 0
-            if left:
-                log.warning("%d %s undelivered at shutdown", left, what)
+        close_producer(self._producer, "dead letters")
+        close_producer(self._events, "message events")
 
     async def handle(self, messages: list[CommandMessage]) -> None:
         started = time.perf_counter()

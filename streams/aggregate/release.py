@@ -54,7 +54,7 @@ from streams.aggregate.state import (
 )
 from streams.errors import JobFailed
 from streams.kafka.config import producer_config
-from streams.kafka.producer import AsyncProducer
+from streams.kafka.producer import AsyncProducer, close_producer
 from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.runtime.access import held_partitions, partition_db, state_ready
 from streams.runtime.app import deliveries_of
@@ -146,10 +146,7 @@ class Releases:
         return self._pages
 
     def close(self) -> None:
-        if self._pages is not None:
-            left = self._pages.close(10)
-            if left:
-                log.warning("%d pages undelivered at shutdown (handed over again)", left)
+        close_producer(self._pages, "pages", "handed over again")
 
     async def ask(self, job_id: str, partition: int, again: bool = False) -> None:
         """Ask the job's owner (this worker, unless the partition moves) for a release."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ from streams.ids import new_job_id
 from streams.kafka.config import producer_config
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def produce_waiting(
@@ -215,6 +218,16 @@ class BatchProducer:
         """Flush; the number of records still undelivered."""
         self._closing.set()
         return int(self.producer.flush(timeout))
+
+
+def close_producer(
+    producer: AsyncProducer | BatchProducer | None, records: str, then: str = ""
+) -> None:
+    """Close a producer, if it was made, giving its records 10 s to land; log how many
+    `records` it left undelivered, and what `then` becomes of them."""
+    left = producer.close(10) if producer is not None else 0
+    if left:
+        log.warning("%d %s undelivered at shutdown%s", left, records, f" ({then})" if then else "")
 
 
 def _settle(future: asyncio.Future[None], err: Any) -> None:
