@@ -52,6 +52,9 @@ TXN_CALL_DEADLINE = TXN_CALL_SECONDS + 15.0
 # sat out the former fixed 75 s (librdkafka #5511); a broker's failover itself
 # took 10-14 s there (docs/reliability.md).
 TXN_DEADLINE_MARGIN = 5.0
+# How long a stopping worker waits for room in a full producer queue before it gives
+# the send (and its transaction) up.
+STOP_GRACE_SECONDS = 3.0
 # Where the loop's wall time goes: a fan-out starved of pages tells from one
 # held by the broker's commits, or by its own sends.
 WAITING = metrics.FANOUT_LOOP_SECONDS.labels("waiting")
@@ -310,15 +313,21 @@ class FanoutLoop:
 
     def _produce(self, producer: Producer, topic: str, key: bytes, value: bytes) -> None:
         """Produce, waiting for room while the local queue is full; `Stopped` if the
-        worker stops meanwhile (with the broker gone, room comes only as the queued
-        records time out, up to the transaction timeout later)."""
+        worker has been stopping for `STOP_GRACE_SECONDS` meanwhile. A broker that
+        answers makes room within moments, and the transaction ends as usual; with the
+        broker gone, room would come only as the queued records time out (up to the
+        transaction timeout)."""
+        give_up_at: float | None = None
         while True:
             try:
                 producer.produce(topic, key=key, value=value)
                 return
             except BufferError:
                 if self.stopping.is_set():
-                    raise Stopped(f"{topic}: the producer's queue is full") from None
+                    now = time.monotonic()
+                    give_up_at = give_up_at or now + STOP_GRACE_SECONDS
+                    if now >= give_up_at:
+                        raise Stopped(f"{topic}: the producer's queue stayed full") from None
                 producer.poll(0.05)
 
     def _report_lag(self, consumer: Consumer) -> None:
