@@ -17,6 +17,9 @@ filter has 10 bits a key (with faust's 3, about one dedupe miss in four reads
 a data block, which the partitions would then have to fetch as well). It
 costs ingest about 2 microseconds of CPU a user (docs/benchmarks.md, memory).
 
+The table's other options (faust's `extra_options`) reach rocksdict here too:
+the state compacts level 0 once 8 files wait, not 4 (streams/runtime/app.py).
+
 Regression test: tests/streams/runtime/test_table_readers.py.
 """
 
@@ -34,7 +37,9 @@ PARTITION_BYTES = 4096
 
 class BoundedReadersOptions(rocksdb_store.RocksDBOptions):
     """faust's options for a rocksdict store, with a table factory whose index and
-    filter blocks are partitioned and cached."""
+    filter blocks are partitioned and cached; any other option of the table's is given
+    to rocksdict's setter of that name (`level_zero_file_num_compaction_trigger`:
+    `Options.set_level_zero_file_num_compaction_trigger`)."""
 
     def as_options(self) -> rocksdict.Options:
         if not self.use_rocksdict:
@@ -50,6 +55,9 @@ class BoundedReadersOptions(rocksdb_store.RocksDBOptions):
         table.set_pin_top_level_index_and_filter(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
+        # faust keeps the options it has no field for, and never applies them.
+        for name, value in self.extra_options.items():
+            getattr(options, f"set_{name}")(value)
         return options
 
 
