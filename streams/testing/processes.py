@@ -407,10 +407,20 @@ def stop_all(processes: Iterable[BulkstreamProcess]) -> None:
         process.stop()
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of a live process's /proc stat after its name (the state first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def run_state(pid: int) -> str:
+    """A live process's state letter (R running, S sleeping, T stopped, ...)."""
+    return _stat(pid)[0]
 
 
 def peak_rss_kib(pid: int) -> int:

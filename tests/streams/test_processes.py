@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from streams.settings import Settings
-from streams.testing.processes import WorkerProcess, py_spy, wait_for
+from streams.testing.processes import WorkerProcess, py_spy, run_state, wait_for
 
 
 def test_a_worker_that_does_not_exit_leaves_its_stacks_in_its_log(
@@ -21,15 +21,9 @@ def test_a_worker_that_does_not_exit_leaves_its_stacks_in_its_log(
     # that, pending with the SIGSTOP, is taken first (the lower number) and kills it.
     wait_for(lambda: b"joins group" in worker.log() or None, 120, "the fan-out loop to run")
     os.kill(worker.pid, signal.SIGSTOP)  # hung: it runs nothing, its SIGTERM handler neither
-    wait_for(lambda: _state(worker.pid) == "T" or None, 30, "the worker to be stopped")
+    wait_for(lambda: run_state(worker.pid) == "T" or None, 30, "the worker to be stopped")
     worker.stop_timeout = 2.0
     assert worker.stop() is None  # killed
     log = worker.log().decode(errors="replace")
     assert "worker hung did not exit within 2 s of SIGTERM; its threads (py-spy dump):" in log
     assert "streams/fanout/loop.py" in log  # where its fan-out loop was
-
-
-def _state(pid: int) -> str:
-    """The process's state letter in /proc (T: stopped)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0]
