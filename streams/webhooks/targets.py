@@ -97,12 +97,17 @@ class Target:
 
 def parse(url: str) -> Target:
     """The URL's target; Refused unless it is a URL `URL_PATTERN` takes."""
-    if len(url) > MAX_URL or not URL.fullmatch(url):
+    try:
+        if len(url) > MAX_URL or not URL.fullmatch(url):
+            raise ValueError(url)
+        # The pattern takes any dotted host; httpx refuses one of numbers only that is
+        # no IPv4 address (608.0.0.0).
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
         raise Refused(
             "url: must be an http:// or https:// URL with an ASCII host name or IPv4 address, "
             "optionally a port, a path and a query (no user, no fragment)"
-        )
-    parsed = httpx.URL(url)
+        ) from None
     host = parsed.raw_host.decode("ascii").lower().rstrip(".")
     return Target(parsed, host, parsed.port or (443 if parsed.scheme == "https" else 80))
 

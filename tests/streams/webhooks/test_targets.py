@@ -41,6 +41,7 @@ def test_urls_taken(url: str) -> None:
         "http://-bad.example/",
         "http://example.com/\n",
         "http://" + "a" * 2000 + ".com/",
+        "http://608.0.0.0/",  # a dotted-number host that is no IPv4 address
     ],
 )
 def test_urls_refused(url: str) -> None:
