@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from schemas.delivery import DELIVERY_ORDER
 from schemas.views import JobStatus
 from streams import metrics
-from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds
+from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds, RecordBatch
 from streams.aggregate.fold_codec import Encoded, batch_reader, fold_group, outcome, report_folder
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.outcomes import Report, Reported, Stored, Summary, block_of, decode_block
@@ -151,7 +151,7 @@ class DeliveryFold:
         close_producer(self._producer, "dead letters")
         close_producer(self._events, "message events")
 
-    async def handle(self, messages: list[CommandMessage]) -> None:
+    async def handle(self, messages: RecordBatch) -> None:
         started = time.perf_counter()
         sending: list[asyncio.Future[None]] = []
         # A job's reports, by the partition they came on: one on another partition than
@@ -201,16 +201,13 @@ class DeliveryFold:
             if batch.encoded is not None:
                 started = await self.record(batch, started)
 
-    def read_natively(self, messages: list[CommandMessage]) -> ReportBatch | None:
+    def read_natively(self, messages: RecordBatch) -> ReportBatch | None:
         """The batch read natively (`bulkstream_native.ReportBatch`), unless it is not
         installed or turned off."""
         if self.report_batch is None:
             return None
         return self.report_batch(
-            [message.value for message in messages],
-            [message.key for message in messages],
-            [message.partition for message in messages],
-            [message.offset for message in messages],
+            messages.values, messages.keys, messages.partitions, messages.offsets
         )
 
     def parse(self, message: CommandMessage) -> Report | PoisonReport:
@@ -228,7 +225,7 @@ class DeliveryFold:
     def locate(
         self,
         read: ReportBatch,
-        messages: list[CommandMessage],
+        messages: RecordBatch,
         python: dict[int, Report | PoisonReport | None],
         batches: dict[tuple[int, str], JobBatch],
     ) -> list[tuple[int, JobBatch]]:
@@ -237,7 +234,7 @@ class DeliveryFold:
         nothing else to look up. Every record of the other groups goes to `python`.
         A job that Python reads a record of is Python's whole: one fold a job a batch."""
         jobs_read = {
-            (messages[n].partition, report.job_id)
+            (messages.partitions[n], report.job_id)
             for n, report in python.items()
             if isinstance(report, Report)
         }
