@@ -45,6 +45,12 @@ class DigestFilter:
     def nbytes(self) -> int:
         """The bytes its bits take."""
 
+def identities(users: list[dict[str, Any]]) -> list[str | None]:
+    """For each user, its identity or None (`schemas.commands.identity_of`)."""
+
+def message_digests(job_id: str, identities: list[str]) -> list[str]:
+    """For each identity, its digest in the job (`streams.ids.message_digest`)."""
+
 def fold_reports(
     summary: bytes | None,
     reported: Sequence[Any],

@@ -16,11 +16,17 @@ messages apart. Two ways of making those 24 hex, chosen per job
 from __future__ import annotations
 
 import hashlib
+import importlib
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, TypeVar
+
+from schemas.base import JsonObject
+from schemas.commands import identity_of
+
+_Function = TypeVar("_Function", bound=Callable[..., object])
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -106,13 +112,20 @@ def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> lis
 def position_reader(native: bool = True) -> CarriedPositions:
     """`carried_positions`, natively (native/src/message_ids.rs, a few times faster) if
     asked for (`Settings.native`) and installed."""
-    if native:
-        try:
-            from bulkstream_native import carried_positions as native_positions
-        except ImportError:  # `make native` builds it
-            return carried_positions
-        return native_positions
-    return carried_positions
+    return natively("carried_positions", carried_positions, native)
+
+
+def natively(name: str, python: _Function, native: bool = True) -> _Function:
+    """`bulkstream_native`'s function `name` if asked for (`Settings.native`) and
+    installed, else `python`, which gives the same answers."""
+    if not native:
+        return python
+    try:
+        module = importlib.import_module("bulkstream_native")
+    except ImportError:  # `make native` builds it
+        return python
+    made: _Function = getattr(module, name)
+    return made
 
 
 def job_message_id(ids: str, created_at: float, job_id: str, position: int, identity: str) -> str:
@@ -136,6 +149,34 @@ def message_digest(job_id: str, identity: str) -> str:
     """The last part (24 hex) of an `identity` id, and the key of the user in the job's
     dedupe index (`streams.aggregate.dedupe`), whatever the job's ids."""
     return hashlib.blake2b(f"{job_id}\x00{identity}".encode(), digest_size=12).hexdigest()
+
+
+MessageDigests = Callable[[str, list[str]], list[str]]
+
+
+def message_digests(job_id: str, identities: list[str]) -> list[str]:
+    """`message_digest` of each identity, in Python (`digest_maker`: natively)."""
+    return [message_digest(job_id, identity) for identity in identities]
+
+
+def digest_maker(native: bool = True) -> MessageDigests:
+    """`message_digests`, natively (native/src/ingest_keys.rs, about four times faster)
+    if asked for (`Settings.native`) and installed."""
+    return natively("message_digests", message_digests, native)
+
+
+Identities = Callable[[list[JsonObject]], list[str | None]]
+
+
+def identities_of(users: list[JsonObject]) -> list[str | None]:
+    """`identity_of` each user, in Python (`identity_reader`: natively)."""
+    return [identity_of(user) for user in users]
+
+
+def identity_reader(native: bool = True) -> Identities:
+    """`identities_of`, natively (native/src/ingest_keys.rs, about three times faster)
+    if asked for (`Settings.native`) and installed."""
+    return natively("identities", identities_of, native)
 
 
 def message_id_prefix(created_at: float) -> str:

@@ -25,11 +25,13 @@
 //!
 //! Beside it, `digest_filter`: the ingest's Bloom filter of a job's message
 //! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
-//! a user the job has not seen; `delivery_fold`, the fold of delivery reports;
-//! and `message_ids`, the positions reports' message ids carry.
+//! a user the job has not seen; `ingest_keys`, the identities and digests of an
+//! ingest's users; `delivery_fold`, the fold of delivery reports; and
+//! `message_ids`, the positions reports' message ids carry.
 
 mod delivery_fold;
 mod digest_filter;
+mod ingest_keys;
 mod message_ids;
 mod report_batch;
 
@@ -881,6 +883,7 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
+    ingest_keys::register(module)?;
     message_ids::register(module)?;
     report_batch::register(module)?;
     Ok(())

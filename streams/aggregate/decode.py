@@ -6,12 +6,14 @@ An ingest command is read the fast way when it can be: orjson decodes it, its
 envelope is validated by pydantic without the users (`IngestHead`), and each
 user is checked by `is_bulk_user`, which accepts what `BulkUser` accepts,
 without building a model per user. The command then reaches the rules as an
-`Ingest`: the envelope, each user as sent, and each user's JSON as stored
-(orjson's bytes, made once here). Anything the fast way cannot vouch for
-(a user `BulkUser` would refuse, a number that may not fit the wire, JSON that
-orjson refuses or cannot write back) goes the pydantic way, which gives the
-same `Ingest` or the reason it is poison, as before: the fast way never
-accepts what pydantic refuses, and never refuses on its own.
+`Ingest`: the envelope, each user as sent, each user's JSON as stored
+(orjson's bytes, made once here), and each user's identity (by the
+`identities` function the caller gives: `streams.ids.identity_reader`).
+Anything the fast way cannot vouch for (a user `BulkUser` would refuse, a
+number that may not fit the wire, JSON that orjson refuses or cannot write
+back) goes the pydantic way, which gives the same `Ingest` or the reason it is
+poison, as before: the fast way never accepts what pydantic refuses, and never
+refuses on its own.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from schemas.commands import (
     is_bulk_user,
 )
 from streams.errors import PoisonCommand
+from streams.ids import Identities, identities_of
 from streams.kafka.topics import MAX_MESSAGE_BYTES
 
 # A poison command's reason names this many errors at most.
@@ -62,12 +65,14 @@ MODELS: dict[str, type[BaseModel]] = {
 
 @dataclass(frozen=True)
 class Ingest:
-    """An ingest command as the rules apply it: its envelope, each user as sent, and
-    each user's JSON as the stored batch and the users view hold it."""
+    """An ingest command as the rules apply it: its envelope, each user as sent, each
+    user's JSON as the stored batch and the users view hold it, and each user's
+    identity (`schemas.commands.identity_of`)."""
 
     head: IngestHead
     users: list[JsonObject]
     sent: list[bytes]
+    identities: list[str | None]
 
     @property
     def job_id(self) -> str:
@@ -78,12 +83,12 @@ class Ingest:
         return self.head.kind
 
     @classmethod
-    def of(cls, command: IngestUsers) -> Ingest:
+    def of(cls, command: IngestUsers, identities: Identities = identities_of) -> Ingest:
         head = IngestHead.model_construct(
             **{name: getattr(command, name) for name in IngestHead.model_fields}
         )
         users = [user.as_sent() for user in command.users]
-        return cls(head, users, [orjson.dumps(user) for user in users])
+        return cls(head, users, [orjson.dumps(user) for user in users], identities(users))
 
 
 # What the aggregate applies: every command, an ingest read as `Ingest`.
@@ -91,10 +96,13 @@ Applied = CreateJob | Ingest | RunJob | RetryJob | ControlCommand
 
 
 def parse_command(
-    key: bytes | None, value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES
+    key: bytes | None,
+    value: bytes | None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    identities: Identities = identities_of,
 ) -> Applied:
     """Decode and validate a command of at most `max_bytes`; raise PoisonCommand
-    with the reason otherwise."""
+    with the reason otherwise. An ingest's identities are found by `identities`."""
     if value is None:
         raise PoisonCommand("empty", "the message has no value")
     if len(value) > max_bytes:
@@ -103,15 +111,15 @@ def parse_command(
             f"the command is {len(value):,} bytes; a worker takes at most {max_bytes:,} "
             "(BULKSTREAM_MAX_COMMAND_BYTES)",
         )
-    command: Applied | None = _fast_ingest(value)
+    command: Applied | None = _fast_ingest(value, identities)
     if command is None:
-        command = _validated(value)
+        command = _validated(value, identities)
     if key is None or key.decode(errors="replace") != command.job_id:
         raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
     return command
 
 
-def _fast_ingest(value: bytes) -> Ingest | None:
+def _fast_ingest(value: bytes, identities: Identities = identities_of) -> Ingest | None:
     """The ingest command in `value`, read without a model per user; None when it is
     not one, or not one this way can vouch for (`_validated` then decides)."""
     if b'"ingest"' not in value or _NINETEEN_DIGITS in value.translate(_DIGITS_AS_ZEROS):
@@ -130,10 +138,10 @@ def _fast_ingest(value: bytes) -> Ingest | None:
         sent = [orjson.dumps(user) for user in users]
     except (ValidationError, orjson.JSONEncodeError):
         return None
-    return Ingest(head, users, sent)
+    return Ingest(head, users, sent, identities(users))
 
 
-def _validated(value: bytes) -> Applied:
+def _validated(value: bytes, identities: Identities = identities_of) -> Applied:
     """The command pydantic makes of `value` (a model per user), or why it is poison."""
     if len(value) >= LARGE_COMMAND_BYTES:
         errors = top_level_errors(value)
@@ -152,7 +160,7 @@ def _validated(value: bytes) -> Applied:
             )
     if isinstance(command, IngestUsers):
         try:
-            return Ingest.of(command)
+            return Ingest.of(command, identities)
         except orjson.JSONEncodeError as exc:
             raise PoisonCommand("invalid", f"users: {exc}") from exc
     return command

@@ -36,8 +36,10 @@ through `add`, which adds to it (a restore too). The filters of every job
 take at most `FILTER_BYTES`: the least recently used goes first (made again
 by a scan when needed), and a job whose filter alone would take more (about
 6M users), or found with more than `SCAN_MOST` users, is read without one.
-Without the native module, or with `BULKSTREAM_NATIVE=false`, every check
-reads RocksDB; the answers are the same.
+The digests themselves are made a command at a time, natively
+(`streams.ids.digest_maker`). Without the native module, or with
+`BULKSTREAM_NATIVE=false`, digests are made in Python and every check reads
+RocksDB; the answers are the same.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from rocksdict import WriteBatch
 
 from streams.aggregate.paging import StoredUser, decode_batch
 from streams.aggregate.state import identity_key, message_index_key, parse_batch_key
-from streams.ids import message_digest
+from streams.ids import digest_maker
 from streams.runtime.access import partition_db
 
 if TYPE_CHECKING:
@@ -83,19 +85,23 @@ class DedupeIndex:
         # identity -> digest): `add` writes the same users' keys right after.
         self._digests: tuple[str, dict[str, str]] = ("", {})
         self.filtered = native and _DIGEST_FILTER is not None
+        self.make_digests = digest_maker(native)
         # (partition, job id) -> its filter, or None: read without one. Least recent first.
         self._filters: OrderedDict[tuple[int, str], DigestFilter | None] = OrderedDict()
 
     def digests(self, job_id: str, identities: list[str]) -> list[str]:
         known = self._digests[1] if self._digests[0] == job_id else {}
-        return [known.get(identity) or message_digest(job_id, identity) for identity in identities]
+        missing = [identity for identity in identities if identity not in known]
+        if missing:
+            known = known | dict(zip(missing, self.make_digests(job_id, missing), strict=True))
+        return [known[identity] for identity in identities]
 
     def holders(self, partition: int, job_id: str, identities: list[str]) -> list[bytes | None]:
         """For each identity, the offset (as bytes) of the command that accepted it, if any:
         one multi-get (and one more for identities indexed the earlier way)."""
         if not identities:
             return []
-        digests = [message_digest(job_id, identity) for identity in identities]
+        digests = self.make_digests(job_id, identities)
         self._digests = (job_id, dict(zip(identities, digests, strict=True)))
         indexed = message_index_key(job_id, "")
         db = partition_db(self.state, partition)

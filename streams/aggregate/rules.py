@@ -42,7 +42,6 @@ from schemas.commands import (
     RetryJob,
     RunJob,
     echo,
-    identity_of,
 )
 from schemas.fanout import PageProgress
 from schemas.views import FINISHED, JobStatus
@@ -212,7 +211,7 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
     if base is None:
         base = job.received
 
-    identities = [identity_of(user) for user in ingest.users]
+    identities = ingest.identities
     known = [identity for identity in identities if identity is not None]
     holders = dict(zip(known, reads.holders(command.job_id, known), strict=True))
     accepted: list[StoredUser] = []

@@ -45,6 +45,7 @@ from streams.aggregate.state import (
     position_key,
 )
 from streams.errors import PoisonCommand
+from streams.ids import identity_reader
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import CommandEvent
 from streams.views import ViewWrites
@@ -88,6 +89,7 @@ class Aggregate:
         self.jobs = Jobs(pipeline)
         self.releases = releases
         self.dedupe = DedupeIndex(pipeline.state, native=pipeline.settings.native)
+        self.identities = identity_reader(pipeline.settings.native)
         self.dead_letters = DeadLetters(pipeline)
         self.retries = Retries(pipeline)
 
@@ -96,7 +98,9 @@ class Aggregate:
         message = event.message
         started = time.perf_counter()
         try:
-            command = parse_command(message.key, message.value, self.settings.max_command_bytes)
+            command = parse_command(
+                message.key, message.value, self.settings.max_command_bytes, self.identities
+            )
         except PoisonCommand as exc:
             await self.dead_letters.send(message, exc)
             metrics.COMMAND_SECONDS.labels("dlq").observe(time.perf_counter() - started)
