@@ -51,6 +51,10 @@ def identities(users: list[dict[str, Any]]) -> list[str | None]:
 def message_digests(job_id: str, identities: list[str]) -> list[str]:
     """For each identity, its digest in the job (`streams.ids.message_digest`)."""
 
+def encode_batch(users: Sequence[Sequence[Any]], sent: Sequence[bytes]) -> bytes | None:
+    """`streams.aggregate.paging.encode_batch(users, sent)`; None for a batch left to it
+    (a user not [position, identity, user], or with more members)."""
+
 def fold_reports(
     summary: bytes | None,
     reported: Sequence[Any],

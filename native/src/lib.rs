@@ -26,14 +26,16 @@
 //! Beside it, `digest_filter`: the ingest's Bloom filter of a job's message
 //! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
 //! a user the job has not seen; `ingest_keys`, the identities and digests of an
-//! ingest's users; `delivery_fold`, the fold of delivery reports; and
-//! `message_ids`, the positions reports' message ids carry.
+//! ingest's users; `stored_batch`, the batch of users an ingest stores;
+//! `delivery_fold`, the fold of delivery reports; and `message_ids`, the
+//! positions reports' message ids carry.
 
 mod delivery_fold;
 mod digest_filter;
 mod ingest_keys;
 mod message_ids;
 mod report_batch;
+mod stored_batch;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -886,5 +888,6 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     ingest_keys::register(module)?;
     message_ids::register(module)?;
     report_batch::register(module)?;
+    stored_batch::register(module)?;
     Ok(())
 }

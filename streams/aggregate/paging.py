@@ -13,10 +13,12 @@ Stored value: MAGIC, first position and count (little-endian u64 each),
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
+
+from streams.ids import natively
 
 # [position in the job, identity ("" for a user without one), the user as ingested,
 # and the ingest call's metadata when it had some], as stored and decoded
@@ -65,6 +67,28 @@ def encode_batch(users: Sequence[Sequence[Any]], sent: Sequence[bytes] = ()) -> 
             b",".join(items),
         )
     )
+
+
+BatchEncoder = Callable[[list[StoredUser], list[bytes]], bytes]
+
+
+def _left_to_python(users: list[StoredUser], sent: list[bytes]) -> bytes | None:
+    return None
+
+
+def batch_encoder(native: bool = True) -> BatchEncoder:
+    """`encode_batch(users, sent)`, natively (native/src/stored_batch.rs, without a
+    Python call per user) if asked for (`Settings.native`) and installed; a batch the
+    native code leaves to Python (users with an ingest's metadata) is encoded here."""
+    made = natively("encode_batch", _left_to_python, native)
+    if made is _left_to_python:
+        return encode_batch
+
+    def encode(users: list[StoredUser], sent: list[bytes]) -> bytes:
+        encoded = made(users, sent)
+        return encode_batch(users, sent) if encoded is None else encoded
+
+    return encode
 
 
 def _entry(user: Sequence[Any], wire: bytes) -> bytes:

@@ -31,7 +31,7 @@ from streams.aggregate.dead_letters import DeadLetters
 from streams.aggregate.decode import Applied, Ingest, parse_command
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.paging import MissingUsers, encode_batch, read_batch
+from streams.aggregate.paging import MissingUsers, batch_encoder, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.release import Releases, batches_from
 from streams.aggregate.retry import Retries
@@ -90,6 +90,7 @@ class Aggregate:
         self.releases = releases
         self.dedupe = DedupeIndex(pipeline.state, native=pipeline.settings.native)
         self.identities = identity_reader(pipeline.settings.native)
+        self.encode_batch = batch_encoder(pipeline.settings.native)
         self.dead_letters = DeadLetters(pipeline)
         self.retries = Retries(pipeline)
 
@@ -155,7 +156,7 @@ class Aggregate:
         job = effects.job
         if effects.batch is not None:
             self.dedupe.add(partition, job_id, effects.batch, offset)
-            self.state[batch_key(job_id, offset)] = encode_batch(effects.batch, effects.sent)
+            self.state[batch_key(job_id, offset)] = self.encode_batch(effects.batch, effects.sent)
             if effects.batch:
                 self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()
         if effects.counted:
