@@ -16,17 +16,15 @@ messages apart. Two ways of making those 24 hex, chosen per job
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Literal
 
 from schemas.base import JsonObject
 from schemas.commands import identity_of
-
-_Function = TypeVar("_Function", bound=Callable[..., object])
+from streams.native import natively
 
 
 def new_job_id(now: float | None = None) -> str:
@@ -113,19 +111,6 @@ def position_reader(native: bool = True) -> CarriedPositions:
     """`carried_positions`, natively (native/src/message_ids.rs, a few times faster) if
     asked for (`Settings.native`) and installed."""
     return natively("carried_positions", carried_positions, native)
-
-
-def natively(name: str, python: _Function, native: bool = True) -> _Function:
-    """`bulkstream_native`'s function `name` if asked for (`Settings.native`) and
-    installed, else `python`, which gives the same answers."""
-    if not native:
-        return python
-    try:
-        module = importlib.import_module("bulkstream_native")
-    except ImportError:  # `make native` builds it
-        return python
-    made: _Function = getattr(module, name)
-    return made
 
 
 def job_message_id(ids: str, created_at: float, job_id: str, position: int, identity: str) -> str:

@@ -52,6 +52,7 @@ from rocksdict import WriteBatch
 from streams.aggregate.paging import StoredUser, decode_batch
 from streams.aggregate.state import identity_key, message_index_key, parse_batch_key
 from streams.ids import digest_maker
+from streams.native import member
 from streams.runtime.access import partition_db
 
 if TYPE_CHECKING:
@@ -67,15 +68,7 @@ SCAN_MOST = 1_000_000
 SCAN_STEP = 10_000
 
 
-def _load_filter() -> type[DigestFilter] | None:
-    try:
-        from bulkstream_native import DigestFilter
-    except ImportError:  # `make native` builds it
-        return None
-    return DigestFilter
-
-
-_DIGEST_FILTER = _load_filter()
+_DIGEST_FILTER: type[DigestFilter] | None = member("DigestFilter")
 
 
 class DedupeIndex:

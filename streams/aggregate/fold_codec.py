@@ -32,6 +32,7 @@ from streams.aggregate.outcomes import (
     fold_batch,
     status_of,
 )
+from streams.native import member
 from streams.views.delivery import MessageOutcome
 
 if TYPE_CHECKING:
@@ -146,15 +147,7 @@ NativeFold = Callable[
 ]
 
 
-def _load_native() -> NativeFold | None:
-    try:
-        from bulkstream_native import fold_reports
-    except ImportError:  # `make native` builds it
-        return None
-    return fold_reports
-
-
-_NATIVE = _load_native()
+_NATIVE: NativeFold | None = member("fold_reports")
 NATIVE_AVAILABLE = _NATIVE is not None
 
 
@@ -184,15 +177,7 @@ def report_folder(native: bool = True) -> FoldReports:
     return fold_encoded
 
 
-def _load_batch() -> type[ReportBatch] | None:
-    try:
-        from bulkstream_native import ReportBatch
-    except ImportError:  # `make native` builds it
-        return None
-    return ReportBatch
-
-
-_REPORT_BATCH = _load_batch()
+_REPORT_BATCH: type[ReportBatch] | None = member("ReportBatch")
 
 
 def batch_reader(native: bool = True) -> type[ReportBatch] | None:

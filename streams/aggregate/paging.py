@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streams.ids import natively
+from streams.native import natively
 
 # [position in the job, identity ("" for a user without one), the user as ingested,
 # and the ingest call's metadata when it had some], as stored and decoded

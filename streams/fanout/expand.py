@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from schemas.fanout import PageFields, decode_page
+from streams.native import member
 from streams.sends import PageSends, routing_channels, unroutable_reason
 
 log = logging.getLogger(__name__)
@@ -80,15 +81,7 @@ def expand_pure(raw: bytes) -> Expansion:
     return Expansion(page.job_id, page.tenant, page.page, sends, failures)
 
 
-def _load_native() -> Callable[[bytes], NativePage | None] | None:
-    try:
-        from bulkstream_native import expand_page
-    except ImportError:
-        return None
-    return expand_page
-
-
-_native_expand_page = _load_native()
+_native_expand_page: Callable[[bytes], NativePage | None] | None = member("expand_page")
 NATIVE_AVAILABLE = _native_expand_page is not None
 
 
