@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streams.native import natively
+from streams.native import member
 
 # [position in the job, identity ("" for a user without one), the user as ingested,
 # and the ingest call's metadata when it had some], as stored and decoded
@@ -72,16 +72,14 @@ def encode_batch(users: Sequence[Sequence[Any]], sent: Sequence[bytes] = ()) -> 
 BatchEncoder = Callable[[list[StoredUser], list[bytes]], bytes]
 
 
-def _left_to_python(users: list[StoredUser], sent: list[bytes]) -> bytes | None:
-    return None
-
-
 def batch_encoder(native: bool = True) -> BatchEncoder:
     """`encode_batch(users, sent)`, natively (native/src/stored_batch.rs, without a
     Python call per user) if asked for (`Settings.native`) and installed; a batch the
     native code leaves to Python (users with an ingest's metadata) is encoded here."""
-    made = natively("encode_batch", _left_to_python, native)
-    if made is _left_to_python:
+    made: Callable[[list[StoredUser], list[bytes]], bytes | None] | None = (
+        member("encode_batch") if native else None
+    )
+    if made is None:
         return encode_batch
 
     def encode(users: list[StoredUser], sent: list[bytes]) -> bytes:
