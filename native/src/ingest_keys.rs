@@ -3,16 +3,13 @@
 //! identity's digest in its job (`streams.ids.message_digest`), the same strings
 //! the Python functions give, without a Python call per user.
 //!
-//! tests/streams/aggregate/test_ingest_keys.py keeps the two equal.
+//! tests/streams/test_ingest_keys_native.py keeps the two equal.
 
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
-use crate::HEX;
-
-/// The bytes of an identity's digest (`streams.ids.DIGEST_BYTES`: 24 hex).
-const IDENTITY_DIGEST_BYTES: usize = 12;
+use crate::{HEX, IDENTITY_DIGEST_BYTES};
 
 /// `dict.get(name)` if `member` is a dict, else None (`identity_of` reads a `to` or
 /// `profile` that is not an object as an empty one).
@@ -29,7 +26,8 @@ fn member<'py>(
 /// `schemas.commands.identity_of` of one user (a dict).
 fn identity<'py>(py: Python<'py>, user: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let user = user.cast::<PyDict>()?;
-    let as_dict = |value: Option<Bound<'py, PyAny>>| value.and_then(|v| v.cast_into::<PyDict>().ok());
+    let as_dict =
+        |value: Option<Bound<'py, PyAny>>| value.and_then(|v| v.cast_into::<PyDict>().ok());
     let to = as_dict(user.get_item(intern!(py, "to"))?);
     let profile = as_dict(user.get_item(intern!(py, "profile"))?);
     let candidates = [

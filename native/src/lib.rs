@@ -50,6 +50,9 @@ type Raw<'a> = &'a RawValue;
 
 /// The digest of a `position` message id: 7 bytes, 14 hex (`streams.ids.DIGEST_HEX`).
 const POSITION_DIGEST_BYTES: usize = 7;
+/// The digest of an identity in its job (an `identity` message id's last part, the
+/// dedupe index's key): 12 bytes, 24 hex (`streams.ids.message_digest`).
+const IDENTITY_DIGEST_BYTES: usize = 12;
 
 /// The reason given for a user without an address, when the message names no channel.
 const NO_ADDRESS: &str = "No routable address: no user_id, valid email or valid phone_number";
@@ -540,7 +543,7 @@ fn expand(raw: &[u8]) -> Option<Expanded> {
     let digest_bytes = if positional {
         POSITION_DIGEST_BYTES
     } else {
-        12
+        IDENTITY_DIGEST_BYTES
     };
     let mut hash = blake2b_simd::Params::new()
         .hash_length(digest_bytes)

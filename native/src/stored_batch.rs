@@ -7,7 +7,7 @@
 //! commas. A user with more than those three members (an ingest's metadata) is left
 //! to the Python path, which writes the whole batch.
 //!
-//! tests/streams/test_paging.py keeps the two equal.
+//! tests/streams/test_stored_batch_native.py keeps the two equal.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -43,7 +43,9 @@ fn encode_batch<'py>(
         if n == 0 {
             first = position;
         } else if position != first + n as u64 {
-            return Err(PyValueError::new_err("a batch's positions must be contiguous"));
+            return Err(PyValueError::new_err(
+                "a batch's positions must be contiguous",
+            ));
         }
         if n > 0 {
             json.push(b',');
