@@ -48,7 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streams import metrics
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.state import cursor_key
+from streams.aggregate.state import cursor_key, holding
 from streams.errors import BulkstreamError
 from streams.runtime.access import held_partitions, partition_db
 from streams.runtime.app import deliveries_of
@@ -312,7 +312,8 @@ class CommandFeed:
         assert self.consumer is not None
         starts = []
         for partition in sorted(wanted):
-            raw = partition_db(self.state, partition).get(self.cursor(partition))
+            key = self.cursor(partition)
+            raw = holding(partition_db(self.state, partition), key).get(key)
             if raw is None:
                 starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
             else:

@@ -106,7 +106,11 @@ class Control:
         if expire_key_job(expire)[0] > time.time():
             return
         db = partition_db(self.state, partition)
-        doomed = [key for key, _ in scan_prefix(db, job_prefix(job_id))]
+        doomed = [
+            key
+            for prefix in (job_prefix(job_id), batch_prefix(job_id))  # two column families
+            for key, _ in scan_prefix(db, prefix)
+        ]
         for key in [*doomed, jobs_index_key(job_id), expire]:
             if self.state.get(key) is not None:
                 del self.state[key]

@@ -49,6 +49,7 @@ from streams.aggregate.state import (
     batch_key,
     batch_prefix,
     due_key_job,
+    holding,
     position_key,
     scan_prefix,
 )
@@ -73,7 +74,7 @@ def batches_from(db: Any, job_id: str, position: int) -> Iterator[bytes]:
             start = batch_key(job_id, int(offset))
         break
     prefix = batch_prefix(job_id)
-    for key, raw in db.items(from_key=start):
+    for key, raw in holding(db, prefix).items(from_key=start):
         if not key.startswith(prefix):
             break
         yield raw

@@ -23,6 +23,12 @@
 All of a job's keys live on its partition and share a prefix, so a RocksDB
 prefix scan finds them (rebuilding views, purging). The table's changelog
 topic (compacted) is the source of truth; RocksDB is its local copy.
+
+Each partition's RocksDB keeps three column families (`key_family`): the
+partition's own keys (`\0...`, with faust's offset key), a job's batch
+records (`<job>\0b\0...`), and the rest of a job's keys. A compaction of the
+keys a job writes then never rewrites its users, nor any other job's keys
+(streams/runtime/patches/key_families.py); `holding` finds a key's family.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ from schemas.views import JobStatus
 from streams.ids import MessageIds
 
 SEP = "\x00"
+
+# The column families besides the default (`key_family`); faust's offset key is kept
+# with the partition's own keys.
+PARTITION_KEYS = "partition"
+BATCHES = "batches"
+FAMILIES = (PARTITION_KEYS, BATCHES)
 
 
 def job_key(job_id: str) -> bytes:
@@ -246,9 +258,25 @@ class JobState(BaseModel):
         return -(-self.received // self.page_size)
 
 
+def key_family(key: bytes) -> str | None:
+    """The column family of a key, and of every key with this prefix (None: the
+    default family)."""
+    if key[:1] == b"\0":
+        return PARTITION_KEYS
+    end = key.find(b"\0")
+    return BATCHES if key[end : end + 3] == b"\0b\0" else None
+
+
+def holding(db: Any, key: bytes) -> Any:
+    """The column family of a partition's store (`db`, its default family) that holds
+    `key`, and every key with this prefix."""
+    family = key_family(key)
+    return db if family is None else db.get_column_family(family)
+
+
 def scan_prefix(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of a RocksDB partition store whose key starts with prefix."""
-    for key, value in db.items(from_key=prefix):
+    for key, value in holding(db, prefix).items(from_key=prefix):
         if not key.startswith(prefix):
             break
         yield key, value

@@ -34,12 +34,13 @@ from streams.runtime.patches.durable_commit import (
 from streams.runtime.patches.feed_handover import Feed, PauseFeedOnRevoke, StopFeedFirst
 from streams.runtime.patches.fetch_wait import ShortFetchWait
 from streams.runtime.patches.flow_control import KeepQueuesOnResume
+from streams.runtime.patches.key_families import FamilyStore, KeyFamilies
 from streams.runtime.patches.prefetch_backoff import ShortPrefetchBackoff
 from streams.runtime.patches.read_committed import ReadCommitted
 from streams.runtime.patches.read_offsets import ForgetReadOffsetsOnAssign
 from streams.runtime.patches.restore_hooks import RestoreHooks
 from streams.runtime.patches.stale_acks import RefuseStaleAcks
-from streams.runtime.patches.table_readers import BoundedReaders
+from streams.runtime.patches.table_readers import BoundedReaders, BoundedReadersStore
 from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
 
@@ -48,6 +49,7 @@ __all__ = [
     "Deliveries",
     "DurableTable",
     "Feed",
+    "KeyFamilies",
     "Runtime",
     "create_runtime",
     "delivered",
@@ -77,10 +79,20 @@ class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
+class StateStore(FamilyStore, BoundedReadersStore):
+    """The state's RocksDB: its keys in column families by kind, its open files
+    holding no memory that grows with the data."""
+
+
 class DurableTable(BoundedReaders, RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
     """The state table: changelog records acknowledged before any commit, restore
-    hooks to rebuild what is kept locally only, and a RocksDB whose open files
-    hold no memory that grows with the data."""
+    hooks to rebuild what is kept locally only, and a `StateStore`."""
+
+    store_class = StateStore
+
+    def __init__(self, *args: Any, key_families: KeyFamilies | None = None, **kwargs: Any):
+        self.key_families = key_families  # read by its store, which faust makes lazily
+        super().__init__(*args, **kwargs)
 
 
 class BulkApp(StopFeedFirst, HasDeliveries, faust.App):
@@ -101,9 +113,12 @@ class Runtime:
     state: DurableTable
 
 
-def create_runtime(settings: Settings) -> Runtime:
-    # Before faust opens any store: one ahead of its changelog would stop it.
-    stale_stores.discard_stale_stores(settings)
+def create_runtime(settings: Settings, key_families: KeyFamilies | None = None) -> Runtime:
+    """The worker's faust app and state table, whose keys live in `key_families` (the
+    aggregate's; none, one family as in faust, for the runtime's own tests)."""
+    # Before faust opens any store: one ahead of its changelog would stop it, and one
+    # made without the families would hide its keys from them.
+    stale_stores.discard_stale_stores(settings, key_families)
     brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
     datadir = settings.data_dir / settings.worker_id / "faust"
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +155,7 @@ def create_runtime(settings: Settings) -> Runtime:
             key_type=bytes,
             value_type=bytes,
             partitions=settings.partitions,
+            key_families=key_families,
             # Small memtables and caches per partition, so a worker's memory does not
             # follow the size of the jobs it holds (RocksDB keeps the rest on disk;
             # the index and filter blocks share the block cache: BoundedReaders).

@@ -5,16 +5,35 @@ from __future__ import annotations
 import pytest
 
 from streams.aggregate.state import (
+    ACTIVE_PREFIX,
+    BATCHES,
+    DUE_PREFIX,
+    EXPIRE_PREFIX,
+    JOBS_PREFIX,
+    PARTITION_KEYS,
     JobState,
+    active_key,
     batch_key,
     batch_prefix,
     command_key,
+    cursor_key,
+    delivery_key,
+    dry_run_key,
+    due_key,
     expire_key,
     expire_key_job,
+    failure_key,
+    failure_prefix,
     identity_key,
     job_key,
     job_prefix,
+    key_family,
+    message_index_key,
+    outcomes_key,
+    outcomes_prefix,
     parse_batch_key,
+    position_key,
+    report_cursor_key,
 )
 from streams.views import InvalidCursor
 from streams.views.store import decode_cursor, encode_cursor
@@ -73,3 +92,36 @@ def test_batch_keys_parse_back_and_no_other_key_does() -> None:
         b"\x00b\x0000000000000000000042",
     ):
         assert parse_batch_key(other) is None
+
+
+def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None:
+    """A prefix scan reads the family `key_family(prefix)` names: every key under that
+    prefix must live there. Batch records have their own family; so have the
+    partition's keys; a job's other keys share the default."""
+    job = "1-abc"
+    families = {
+        BATCHES: [(batch_prefix(job), batch_key(job, 42))],
+        PARTITION_KEYS: [
+            (JOBS_PREFIX, JOBS_PREFIX + job.encode()),
+            (EXPIRE_PREFIX, expire_key(123, job)),
+            (ACTIVE_PREFIX, active_key(job)),
+            (DUE_PREFIX, due_key(12.5, job)),
+            (cursor_key(3), cursor_key(3)),
+            (report_cursor_key(3), report_cursor_key(3)),
+        ],
+        None: [
+            (job_prefix(job), job_key(job)),
+            (failure_prefix(job), failure_key(job, 7)),
+            (outcomes_prefix(job), outcomes_key(job, 7)),
+            (job_prefix(job), identity_key(job, "user:x\x00b\x00")),
+            (job_prefix(job), command_key(job, "b")),
+            (job_prefix(job), position_key(job, 7)),
+            (job_prefix(job), dry_run_key(job)),
+            (job_prefix(job), delivery_key(job)),
+            (job_prefix(job), message_index_key(job, "0" * 24)),
+        ],
+    }
+    for family, pairs in families.items():
+        for prefix, key in pairs:
+            assert key.startswith(prefix)
+            assert (key_family(prefix), key_family(key)) == (family, family), key

@@ -19,6 +19,8 @@ faust-streaming's master: each is still needed, none dropped.
 * restore_hooks: a table tells what it restored from its changelog
 * stale_stores: a store ahead of its changelog is rebuilt, not fatal (faust-streaming#158)
 * table_readers: a store's index and filter blocks live in its block cache, partitioned
+* key_families: a store's keys live in column families by kind (a compaction of a job's keys
+  never rewrites the partition's)
 * read_offsets: a partition assigned starts with no read offset (a revoke can leave a stale one;
   robinhood/faust#115, faust-streaming#216)
 """

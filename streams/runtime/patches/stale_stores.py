@@ -15,6 +15,10 @@ here instead, and faust rebuilds it from the changelog, which is the truth
 layout (the store paths and the key of a store's applied offset), so it
 lives here.
 
+A store whose column families are not the table's (made before
+`key_families`) is rebuilt from the changelog the same way: its keys would
+sit in the wrong family, unseen.
+
 Regression test: tests/streams/test_local_state.py (a real worker over a
 remade changelog).
 """
@@ -31,12 +35,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict
 
 from streams.kafka.topics import state_changelog
+from streams.runtime.patches.key_families import OFFSET_KEY, KeyFamilies
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Where faust keeps the table's stores and the key of a store's applied offset.
-OFFSET_KEY = b"__faust\0offset__"
+# Where faust keeps the table's stores.
 STORE_NAME = re.compile(r"^state-(\d+)\.db$")
 MISSING = (KafkaError._UNKNOWN_PARTITION, KafkaError.UNKNOWN_TOPIC_OR_PART)
 # A changelog partition made a moment ago, whose leader is not elected yet.
@@ -49,17 +53,24 @@ def tables_dir(settings: Settings) -> Path:
     return settings.data_dir / settings.worker_id / "faust" / "v1" / "tables"
 
 
-def applied_offset(store: Path) -> int | None:
+def applied_offset(store: Path, families: KeyFamilies | None = None) -> int | None:
     db = Rdict(str(store), access_type=AccessType.read_only())
     try:
-        raw = db.get(OFFSET_KEY)
+        raw = (db.get_column_family(families.offsets) if families else db).get(OFFSET_KEY)
     finally:
         db.close()
     return None if raw is None else int(raw)
 
 
-def discard_stale_stores(settings: Settings) -> list[int]:
-    """Delete each partition store that is ahead of its changelog; their partitions."""
+def foreign_families(store: Path, families: KeyFamilies | None) -> bool:
+    """The store's column families are not the table's."""
+    kept = set(Rdict.list_cf(str(store))) - {"default"}
+    return kept != set(families.names if families else ())
+
+
+def discard_stale_stores(settings: Settings, families: KeyFamilies | None = None) -> list[int]:
+    """Delete each partition store that is ahead of its changelog, or whose column
+    families are not `families`; their partitions."""
     stores = {
         int(found.group(1)): path
         for path in sorted(tables_dir(settings).glob("state-*.db"))
@@ -73,7 +84,16 @@ def discard_stale_stores(settings: Settings) -> list[int]:
     discarded = []
     try:
         for partition, path in stores.items():
-            applied = applied_offset(path)
+            if foreign_families(path, families):
+                log.warning(
+                    "state of partition %d was made without its column families: "
+                    "rebuilding it from the changelog",
+                    partition,
+                )
+                shutil.rmtree(path)
+                discarded.append(partition)
+                continue
+            applied = applied_offset(path, families)
             if applied is None:
                 continue
             end = _changelog_end(consumer, TopicPartition(state_changelog(settings), partition))

@@ -73,12 +73,15 @@ class BoundedReadersStore(rocksdb_store.Store):
 
 
 class BoundedReaders(faust.Table):  # type: ignore[type-arg]
-    """A faust table whose `rocksdb://` store is a `BoundedReadersStore`."""
+    """A faust table whose `rocksdb://` store is a `BoundedReadersStore` (or the
+    subclass its `store_class` names)."""
+
+    store_class: type[BoundedReadersStore] = BoundedReadersStore
 
     def _new_store_by_url(self, url: str | URL) -> Any:
         if URL(str(url)).scheme != "rocksdb":
             return super()._new_store_by_url(url)
-        return BoundedReadersStore(
+        return self.store_class(
             url,
             self.app,
             self,

@@ -11,12 +11,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from rocksdict import AccessType, Options, Rdict
+from rocksdict import Options, Rdict
 
 from streams.aggregate import dedupe as dedupe_module
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.paging import StoredUser, encode_batch
-from streams.aggregate.state import batch_key, identity_key, message_index_key
+from streams.aggregate.state import (
+    FAMILIES,
+    batch_key,
+    holding,
+    identity_key,
+    message_index_key,
+)
 from streams.ids import message_digest
 
 # With the native filter (when built; `make test` builds it) and without.
@@ -45,7 +51,7 @@ class Counted:
 
 class Partitions:
     """faust's RocksDB table data, as `streams.runtime.access.partition_db` reaches it:
-    one real database per partition."""
+    one real database per partition, with the state's column families."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -55,7 +61,9 @@ class Partitions:
         if partition not in self.dbs:
             path = str(self.root / str(partition))
             options = Options(raw_mode=True)
-            db = Rdict(path, options, access_type=AccessType.read_write())
+            options.create_missing_column_families(True)
+            families = {name: Options(raw_mode=True) for name in FAMILIES}
+            db = Rdict(path, options, column_families=families)
             self.dbs[partition] = Counted(db)
         return self.dbs[partition]
 
@@ -149,7 +157,7 @@ def test_users_restored_from_the_changelog_are_held(tmp_path: Path, native: bool
     assert dedupe.holders(PARTITION, JOB, ["user:7"]) == [None]  # a filter made, empty
     # Another worker accepted users meanwhile; their batch record comes back in a restore.
     key, value = batch_key(JOB, 42), encode_batch(named(0, 10))
-    dedupe.state.data._db_for_partition(PARTITION)[key] = value
+    holding(dedupe.state.data._db_for_partition(PARTITION), key)[key] = value
     message = SimpleNamespace(key=key, value=value, partition=PARTITION)
     dedupe.index_restored([SimpleNamespace(message=message)])
     assert dedupe.holders(PARTITION, JOB, ["user:7", "user:10"]) == [b"42", None]

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.runtime.app import Runtime, create_runtime
+from streams.runtime.app import KeyFamilies, Runtime, create_runtime
 from streams.settings import Settings
 
 T = TypeVar("T")
@@ -48,8 +48,10 @@ def settled(runtime: Runtime) -> bool:
     )
 
 
-def runtime_for(settings: Settings, worker_id: str = "w1") -> Runtime:
-    return create_runtime(settings.model_copy(update={"worker_id": worker_id}))
+def runtime_for(
+    settings: Settings, worker_id: str = "w1", key_families: KeyFamilies | None = None
+) -> Runtime:
+    return create_runtime(settings.model_copy(update={"worker_id": worker_id}), key_families)
 
 
 def probe(runtime: Runtime, handle: Callable[[Any], Awaitable[None]]) -> None:
