@@ -48,7 +48,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streams import metrics
 from streams.aggregate.pipeline import Pipeline
-from streams.aggregate.state import cursor_key, holding
+from streams.aggregate.state import PARTITION_KEYS, cursor_key
 from streams.errors import BulkstreamError
 from streams.runtime.access import held_partitions, partition_db
 from streams.runtime.app import deliveries_of
@@ -312,8 +312,7 @@ class CommandFeed:
         assert self.consumer is not None
         starts = []
         for partition in sorted(wanted):
-            key = self.cursor(partition)
-            raw = holding(partition_db(self.state, partition), key).get(key)
+            raw = partition_db(self.state, partition, PARTITION_KEYS).get(self.cursor(partition))
             if raw is None:
                 starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
             else:

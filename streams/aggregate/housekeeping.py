@@ -26,8 +26,10 @@ from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.release import Releases
 from streams.aggregate.state import (
+    BATCHES,
     EXPIRE_PREFIX,
     JOBS_PREFIX,
+    PARTITION_KEYS,
     SEP,
     JobState,
     batch_prefix,
@@ -66,19 +68,21 @@ class Control:
             await self.releases.apply(message, partition)
 
     async def rebuild(self, partition: int) -> None:
-        db = partition_db(self.state, partition)
+        db, keys, batches = (
+            partition_db(self.state, partition, f) for f in (None, PARTITION_KEYS, BATCHES)
+        )
         count = 0
-        for key, _ in scan_prefix(db, JOBS_PREFIX):
+        for key, _ in scan_prefix(keys, JOBS_PREFIX):
             job_id = key[len(JOBS_PREFIX) :].decode()
             raw = db.get(job_key(job_id))
             if raw is None:
                 continue
-            await self.rebuild_job(db, job_id, JobState.from_bytes(raw))
+            await self.rebuild_job(db, batches, job_id, JobState.from_bytes(raw))
             count += 1
         log.info("views rebuilt for %d job(s) of partition %d", count, partition)
 
-    async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
-        for _, raw in scan_prefix(db, batch_prefix(job_id)):
+    async def rebuild_job(self, db: Any, batches: Any, job_id: str, job: JobState) -> None:
+        for _, raw in scan_prefix(batches, batch_prefix(job_id)):
             await self.views.write_users(job.tenant, job_id, decode_batch(raw))
         if job.page_size:
             failure_prefix = f"{job_id}{SEP}f{SEP}".encode()
@@ -93,7 +97,7 @@ class Control:
                 if job.page_done(page):
                     await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
         await self.views.write_job(job_id, job)
-        await delivery.rebuild_views(db, self.views, job_id, job)
+        await delivery.rebuild_views(db, batches, self.views, job_id, job)
         dry_run = db.get(dry_run_key(job_id))
         if dry_run is not None:
             await self.views.write_dry_run(job.tenant, job_id, DryRun.model_validate_json(dry_run))
@@ -105,11 +109,10 @@ class Control:
         expire = expire_key_for(job_id, job, self.p.settings.retention_seconds)
         if expire_key_job(expire)[0] > time.time():
             return
-        db = partition_db(self.state, partition)
         doomed = [
             key
-            for prefix in (job_prefix(job_id), batch_prefix(job_id))  # two column families
-            for key, _ in scan_prefix(db, prefix)
+            for family, prefix in ((None, job_prefix(job_id)), (BATCHES, batch_prefix(job_id)))
+            for key, _ in scan_prefix(partition_db(self.state, partition, family), prefix)
         ]
         for key in [*doomed, jobs_index_key(job_id), expire]:
             if self.state.get(key) is not None:
@@ -151,8 +154,8 @@ def register(pipeline: Pipeline, releases: Releases) -> None:
     async def sweep_expired() -> None:
         now = time.time()
         for partition in held_partitions(pipeline.app, pipeline.state):
-            db = partition_db(pipeline.state, partition)
-            for key, _ in scan_prefix(db, EXPIRE_PREFIX):
+            keys = partition_db(pipeline.state, partition, PARTITION_KEYS)
+            for key, _ in scan_prefix(keys, EXPIRE_PREFIX):
                 due, job_id = expire_key_job(key)
                 if due > now:
                     break

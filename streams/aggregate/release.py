@@ -44,12 +44,13 @@ from streams.aggregate.paging import MissingUsers, cut_pages, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
+    BATCHES,
     DUE_PREFIX,
+    PARTITION_KEYS,
     JobState,
     batch_key,
     batch_prefix,
     due_key_job,
-    holding,
     position_key,
     scan_prefix,
 )
@@ -66,15 +67,16 @@ PACER_SECONDS = 0.02  # how often the pacer reads the due index
 ASK_AGAIN_SECONDS = 1.0  # a release asked for and not applied yet is asked again after this
 
 
-def batches_from(db: Any, job_id: str, position: int) -> Iterator[bytes]:
-    """The job's stored batches in position order, from the one holding `position`."""
+def batches_from(db: Any, batches: Any, job_id: str, position: int) -> Iterator[bytes]:
+    """The job's stored batches (in `batches`, their family) in position order, from the
+    one holding `position` (found in `db`, the default family)."""
     start = batch_prefix(job_id)
     for key, offset in db.items(from_key=position_key(job_id, position), backwards=True):
         if key.startswith(position_key(job_id, 0)[:-12]):
             start = batch_key(job_id, int(offset))
         break
     prefix = batch_prefix(job_id)
-    for key, raw in holding(db, prefix).items(from_key=start):
+    for key, raw in batches.items(from_key=start):
         if not key.startswith(prefix):
             break
         yield raw
@@ -92,8 +94,8 @@ async def emit_pages(
     """Send pages [first, stop) of the job but those counted already; their number."""
     topic = pipeline.settings.topic_fanout_pages
     size = job.page_size or pipeline.settings.fanout_page_size
-    db = partition_db(pipeline.state, partition)
-    batches = (read_batch(raw) for raw in batches_from(db, job_id, first * size))
+    db, stored = (partition_db(pipeline.state, partition, f) for f in (None, BATCHES))
+    batches = (read_batch(raw) for raw in batches_from(db, stored, job_id, first * size))
     fields = PageFields(
         job_id=job_id,
         tenant=job.tenant,
@@ -202,7 +204,7 @@ class Releases:
             since = time.monotonic() - ASK_AGAIN_SECONDS
             self.asked = {job: at for job, at in self.asked.items() if at > since}
         for partition in sorted(held):
-            db = partition_db(self.p.state, partition)
+            db = partition_db(self.p.state, partition, PARTITION_KEYS)
             if partition in gained:
                 for key, _ in scan_prefix(db, ACTIVE_PREFIX):
                     await self.ask(key[len(ACTIVE_PREFIX) :].decode(), partition, again=True)

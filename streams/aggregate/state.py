@@ -28,7 +28,8 @@ Each partition's RocksDB keeps three column families (`key_family`): the
 partition's own keys (`\0...`, with faust's offset key), a job's batch
 records (`<job>\0b\0...`), and the rest of a job's keys. A compaction of the
 keys a job writes then never rewrites its users, nor any other job's keys
-(streams/runtime/patches/key_families.py); `holding` finds a key's family.
+(streams/runtime/patches/key_families.py). A reader asks for the family it
+reads (`streams.runtime.access.partition_db`).
 """
 
 from __future__ import annotations
@@ -267,16 +268,9 @@ def key_family(key: bytes) -> str | None:
     return BATCHES if key[end : end + 3] == b"\0b\0" else None
 
 
-def holding(db: Any, key: bytes) -> Any:
-    """The column family of a partition's store (`db`, its default family) that holds
-    `key`, and every key with this prefix."""
-    family = key_family(key)
-    return db if family is None else db.get_column_family(family)
-
-
 def scan_prefix(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of a RocksDB partition store whose key starts with prefix."""
-    for key, value in holding(db, prefix).items(from_key=prefix):
+    for key, value in db.items(from_key=prefix):
         if not key.startswith(prefix):
             break
         yield key, value

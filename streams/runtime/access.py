@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 
-def partition_db(state: Any, partition: int) -> Any:
-    """The RocksDB (rocksdict) store of one partition of a faust table.
+def partition_db(state: Any, partition: int, family: str | None = None) -> Any:
+    """The RocksDB (rocksdict) store of one partition of the state table: its column
+    family `family` (None: the default; streams/runtime/patches/key_families.py).
 
     faust-streaming (0.15.3) has no public accessor: its RocksDB store opens a
-    partition's database on demand in `Store._db_for_partition`."""
-    return state.data._db_for_partition(partition)
+    partition's database on demand (`Store._db_for_partition`, which the state's
+    `FamilyStore.family_db` calls)."""
+    return state.data.family_db(partition, family)
 
 
 def held_partitions(app: Any, state: Any) -> frozenset[int]:

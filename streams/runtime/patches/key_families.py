@@ -65,8 +65,10 @@ class FamilyStore(rocksdb_store.Store):
         self._handles: dict[int, dict[str, Any]] = {}
 
     # -- the families of an open partition ------------------------------------
-    def _family_db(self, partition: int, name: str | None) -> Any:
-        """The partition's family `name` (None: the default) as a rocksdict store."""
+    def family_db(self, partition: int, name: str | None) -> Any:
+        """The partition's family `name` (None: the default) as a rocksdict store, kept
+        while the partition is: rocksdict flushes a family's memtable when the last
+        handle of it is dropped."""
         db = self._db_for_partition(partition)
         return db if name is None else self._handles[partition][name]
 
@@ -76,7 +78,7 @@ class FamilyStore(rocksdb_store.Store):
         return self.families.offsets if key == OFFSET_KEY else self.families.of(key)
 
     def _holding(self, partition: int, key: bytes) -> Any:
-        return self._family_db(partition, self._family_of(key))
+        return self.family_db(partition, self._family_of(key))
 
     def _open_for_partition(self, partition: int) -> Any:
         db = super()._open_for_partition(partition)

@@ -17,9 +17,9 @@ from streams.aggregate import dedupe as dedupe_module
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.paging import StoredUser, encode_batch
 from streams.aggregate.state import (
+    BATCHES,
     FAMILIES,
     batch_key,
-    holding,
     identity_key,
     message_index_key,
 )
@@ -50,12 +50,21 @@ class Counted:
 
 
 class Partitions:
-    """faust's RocksDB table data, as `streams.runtime.access.partition_db` reaches it:
-    one real database per partition, with the state's column families."""
+    """The state table's data, as `streams.runtime.access.partition_db` reaches it: one
+    real database per partition, with the state's column families."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dbs: dict[int, Counted] = {}
+        self.families: dict[tuple[int, str], Rdict] = {}
+
+    def family_db(self, partition: int, family: str | None) -> Any:
+        db = self._db_for_partition(partition)
+        if family is None:
+            return db
+        if (partition, family) not in self.families:  # kept, as the state's store does
+            self.families[partition, family] = db.get_column_family(family)
+        return self.families[partition, family]
 
     def _db_for_partition(self, partition: int) -> Counted:
         if partition not in self.dbs:
@@ -68,6 +77,7 @@ class Partitions:
         return self.dbs[partition]
 
     def close(self) -> None:
+        self.families.clear()
         for db in self.dbs.values():
             db.db.close()
         self.dbs.clear()
@@ -157,7 +167,7 @@ def test_users_restored_from_the_changelog_are_held(tmp_path: Path, native: bool
     assert dedupe.holders(PARTITION, JOB, ["user:7"]) == [None]  # a filter made, empty
     # Another worker accepted users meanwhile; their batch record comes back in a restore.
     key, value = batch_key(JOB, 42), encode_batch(named(0, 10))
-    holding(dedupe.state.data._db_for_partition(PARTITION), key)[key] = value
+    dedupe.state.data.family_db(PARTITION, BATCHES)[key] = value
     message = SimpleNamespace(key=key, value=value, partition=PARTITION)
     dedupe.index_restored([SimpleNamespace(message=message)])
     assert dedupe.holders(PARTITION, JOB, ["user:7", "user:10"]) == [b"42", None]
