@@ -45,6 +45,7 @@ from streams.runtime.topics import Topics, declare
 from streams.settings import Settings
 
 __all__ = [
+    "STATE_OPTIONS",
     "BulkApp",
     "Deliveries",
     "DurableTable",
@@ -55,6 +56,25 @@ __all__ = [
     "delivered",
     "deliveries_of",
 ]
+
+
+# Small memtables and caches per partition, so a worker's memory does not
+# follow the size of the jobs it holds (RocksDB keeps the rest on disk;
+# the index and filter blocks share the block cache: BoundedReaders).
+# Files of 8 MiB, not faust's 64: a compaction's transient memory follows
+# the size of the files it writes (docs/benchmarks.md, memory). Level 0
+# compacted once 8 files wait, not 4: a job's index keys are digests, spread
+# over the job's whole key range, so each such compaction rewrites every
+# level-1 file of that range (ingest: 24-32 % more users per CPU-second).
+STATE_OPTIONS: dict[str, Any] = {
+    "write_buffer_size": 4 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 8 * 1024 * 1024,
+    "block_cache_size": 8 * 1024 * 1024,
+    "block_cache_compressed_size": 1024 * 1024,
+    "bloom_filter_size": 10,
+    "level_zero_file_num_compaction_trigger": 8,
+}
 
 
 class _ConsumerThread(
@@ -156,23 +176,7 @@ def create_runtime(settings: Settings, key_families: KeyFamilies | None = None) 
             value_type=bytes,
             partitions=settings.partitions,
             key_families=key_families,
-            # Small memtables and caches per partition, so a worker's memory does not
-            # follow the size of the jobs it holds (RocksDB keeps the rest on disk;
-            # the index and filter blocks share the block cache: BoundedReaders).
-            # Files of 8 MiB, not faust's 64: a compaction's transient memory follows
-            # the size of the files it writes (docs/benchmarks.md, memory). Level 0
-            # compacted once 8 files wait, not 4: a job's index keys are digests, spread
-            # over the job's whole key range, so each such compaction rewrites every
-            # level-1 file of that range (ingest: 24-32 % more users per CPU-second).
-            options={
-                "write_buffer_size": 4 * 1024 * 1024,
-                "max_write_buffer_number": 2,
-                "target_file_size_base": 8 * 1024 * 1024,
-                "block_cache_size": 8 * 1024 * 1024,
-                "block_cache_compressed_size": 1024 * 1024,
-                "bloom_filter_size": 10,
-                "level_zero_file_num_compaction_trigger": 8,
-            },
+            options=STATE_OPTIONS,
         )
     )
     return Runtime(app=app, topics=topics, state=cast(DurableTable, state))
