@@ -31,11 +31,7 @@ The feed keeps the guarantees of a faust agent on its own:
 A feed of delivery reports is the same with its own cursor (`report_cursor_key`),
 taking up to 10,000 records at a time and handing them over together: a
 report costs a few microseconds of Python, where a faust event costs tens.
-While a full batch is applied it takes the next (`read_ahead`): a backlog
-waits, and taking 10,000 records from librdkafka (a Python object each) took
-a quarter of the fold's time, in which nothing was applied. A batch taken
-ahead is dropped when the partitions read change (their records are read again
-from the cursors). `Feeds` pauses and stops every feed of the app together.
+`Feeds` pauses and stops every feed of the app together.
 """
 
 from __future__ import annotations
@@ -64,8 +60,6 @@ log = logging.getLogger(__name__)
 # (16 MB each at worst) are held in Python besides the prefetch queue.
 BATCH = 16
 POLL_SECONDS = 0.1
-# How long a batch taken ahead waits to be full (while the one before is applied).
-READ_AHEAD_SECONDS = 0.1
 # librdkafka's statistics, read for each partition's fetch state (`FetchWatch`).
 STATS_MS = 2000
 # A partition out of librdkafka's active fetch state this long is fetched again.
@@ -210,7 +204,6 @@ class CommandFeed:
         cursor: Callable[[int], bytes] = cursor_key,
         name: str = "commands",
         batch: int = BATCH,
-        read_ahead: bool = False,
     ) -> None:
         if (handle is None) == (handle_batch is None):
             raise BulkstreamError("a feed takes `handle` or `handle_batch`, one of them")
@@ -240,9 +233,6 @@ class CommandFeed:
         # With `settle`: the offsets applied before the last batch, whose work has ended.
         self.settled: dict[int, int] = {}
         self.quiet = True  # the last fetch handed no batch over
-        self.read_ahead = read_ahead
-        # The next batch, taken while the last full one is applied (`read_ahead`).
-        self.next_batch: asyncio.Future[list[Any]] | None = None
         self.watch = FetchWatch()
         self.spent = {phase: metrics.FEED_SECONDS.labels(name, phase) for phase in PHASES}
 
@@ -359,9 +349,6 @@ class CommandFeed:
 
     async def release(self) -> None:
         """Record the position of every partition read, then read none."""
-        if self.next_batch is not None:
-            taking, self.next_batch = self.next_batch, None
-            await taking  # dropped: the next assignment reads from the cursors
         if not self.assigned:
             return
         await self.checkpoint(everything=True)
@@ -380,12 +367,9 @@ class CommandFeed:
         assert self.consumer is not None
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        taking, self.next_batch = self.next_batch, None
-        records = await (taking or loop.run_in_executor(self.executor, self.take))
+        records = await loop.run_in_executor(self.executor, self.take)
         fetched = time.monotonic()
         self.spent["fetching"].inc(fetched - started)
-        if self.read_ahead and len(records) >= self.batch:  # a backlog waits
-            self.next_batch = loop.run_in_executor(self.executor, self.take_ahead)
         try:
             await self.apply(records)
         finally:
@@ -442,12 +426,6 @@ class CommandFeed:
         if not records:
             record = self.consumer.poll(POLL_SECONDS)
             records = [record] if record is not None else []
-        return records
-
-    def take_ahead(self) -> list[Any]:
-        """The next full batch, or what came within `READ_AHEAD_SECONDS`."""
-        assert self.consumer is not None
-        records: list[Any] = self.consumer.consume(self.batch, READ_AHEAD_SECONDS)
         return records
 
     async def checkpoint(self, everything: bool = False) -> None:

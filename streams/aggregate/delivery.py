@@ -513,7 +513,6 @@ def register(pipeline: Pipeline, feeds: Feeds) -> DeliveryFold:
         cursor=report_cursor_key,
         name="reports",
         batch=BATCH,
-        read_ahead=True,
     )
     feeds.add(feed)
     pipeline.app.task(feed.run)
