@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from rocksdict import WriteBatch
 
 from streams.aggregate.paging import StoredUser, decode_batch
-from streams.aggregate.state import BATCHES, identity_key, message_index_key, parse_batch_key
+from streams.aggregate.state import identity_key, message_index_key, parse_batch_key
 from streams.ids import digest_maker
 from streams.native import member
 from streams.runtime.access import partition_db
@@ -188,8 +188,8 @@ class DedupeIndex:
             parsed = parse_batch_key(message.key) if isinstance(message.key, bytes) else None
             if parsed is None or message.value is None:
                 continue
-            batches = partition_db(self.state, message.partition, BATCHES)
-            if batches.get(message.key) is None:  # deleted again later in this batch (a purge)
+            db = partition_db(self.state, message.partition)
+            if db.get(message.key) is None:  # deleted again later in this batch (a purge)
                 continue
             job_id, offset = parsed
             self.add(message.partition, job_id, decode_batch(message.value), offset)

@@ -470,14 +470,13 @@ def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
     return found
 
 
-async def rebuild_views(db: Any, batches: Any, views: Views, job_id: str, job: JobState) -> None:
-    """Write the delivery views of a job again from its state (`db`, and `batches`: the
-    family of its batch records), Redis having lost them."""
+async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> None:
+    """Write the delivery views of a job again from its state (Redis lost them)."""
     raw = db.get(delivery_key(job_id))
     if raw is None:
         return
     summary = Summary.from_bytes(raw)
-    for _, batch in scan_prefix(batches, batch_prefix(job_id)):
+    for _, batch in scan_prefix(db, batch_prefix(job_id)):
         users = decode_batch(batch)
         if not users:
             continue

@@ -40,7 +40,6 @@ from streams.aggregate.paging import StoredUser, decode_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.rules import result
 from streams.aggregate.state import (
-    BATCHES,
     SEP,
     JobState,
     batch_prefix,
@@ -99,7 +98,7 @@ class Retries:
         self.deliveries = pipeline.app.deliveries
 
     async def make(self, command: RetryJob, job: JobState, partition: int) -> CommandResult:
-        db, batches = (partition_db(self.state, partition, f) for f in (None, BATCHES))
+        db = partition_db(self.state, partition)
         failed = failed_positions(db, command.job_id)
         if not failed:
             message = "the job has no failed users to retry"
@@ -117,7 +116,7 @@ class Retries:
         )
 
         def users() -> Iterator[StoredUser]:
-            for _, raw in scan_prefix(batches, batch_prefix(command.job_id)):
+            for _, raw in scan_prefix(db, batch_prefix(command.job_id)):
                 yield from (user for user in decode_batch(raw) if user[0] in failed)
 
         total = 0

@@ -37,7 +37,6 @@ from streams.aggregate.release import Releases, batches_from
 from streams.aggregate.retry import Retries
 from streams.aggregate.rules import Effects
 from streams.aggregate.state import (
-    BATCHES,
     JobState,
     batch_key,
     command_key,
@@ -178,9 +177,9 @@ class Aggregate:
         """Resolve the job's sends without writing one; keep the outcome and show it."""
         job = self.jobs.load(job_id)
         assert job is not None
-        db, batches = (partition_db(self.state, partition, f) for f in (None, BATCHES))
+        db = partition_db(self.state, partition)
         try:
-            outcome = await dry_run.resolve(job_id, job, batches_from(db, batches, job_id, 0))
+            outcome = await dry_run.resolve(job_id, job, batches_from(db, job_id, 0))
         except MissingUsers as exc:
             outcome = dry_run.failed(f"accepted users are missing from the state: {exc}")
         self.state[dry_run_key(job_id)] = orjson.dumps(outcome.to_wire())

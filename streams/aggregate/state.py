@@ -24,12 +24,12 @@ All of a job's keys live on its partition and share a prefix, so a RocksDB
 prefix scan finds them (rebuilding views, purging). The table's changelog
 topic (compacted) is the source of truth; RocksDB is its local copy.
 
-Each partition's RocksDB keeps three column families (`key_family`): the
-partition's own keys (`\0...`, with faust's offset key), a job's batch
-records (`<job>\0b\0...`), and the rest of a job's keys. A compaction of the
-keys a job writes then never rewrites its users, nor any other job's keys
-(streams/runtime/patches/key_families.py). A reader asks for the family it
-reads (`streams.runtime.access.partition_db`).
+Each partition's RocksDB keeps the partition's own keys (`\0...`, with
+faust's offset key) in a column family of their own (`key_family`), the
+jobs' keys in the default one: a compaction of the keys a job writes then
+never rewrites another job's (streams/runtime/patches/key_families.py). A
+reader of the partition's keys asks for their family
+(`streams.runtime.access.partition_db`).
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ from streams.ids import MessageIds
 
 SEP = "\x00"
 
-# The column families besides the default (`key_family`); faust's offset key is kept
-# with the partition's own keys.
+# The column families besides the default (`key_family`): the partition's own keys,
+# faust's offset key with them.
 PARTITION_KEYS = "partition"
-BATCHES = "batches"
-FAMILIES = (PARTITION_KEYS, BATCHES)
+FAMILIES = (PARTITION_KEYS,)
 
 
 def job_key(job_id: str) -> bytes:
@@ -262,10 +261,7 @@ class JobState(BaseModel):
 def key_family(key: bytes) -> str | None:
     """The column family of a key, and of every key with this prefix (None: the
     default family)."""
-    if key[:1] == b"\0":
-        return PARTITION_KEYS
-    end = key.find(b"\0")
-    return BATCHES if key[end : end + 3] == b"\0b\0" else None
+    return PARTITION_KEYS if key[:1] == b"\0" else None
 
 
 def scan_prefix(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

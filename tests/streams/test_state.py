@@ -6,7 +6,6 @@ import pytest
 
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
-    BATCHES,
     DUE_PREFIX,
     EXPIRE_PREFIX,
     JOBS_PREFIX,
@@ -96,11 +95,10 @@ def test_batch_keys_parse_back_and_no_other_key_does() -> None:
 
 def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None:
     """A prefix scan reads the family `key_family(prefix)` names: every key under that
-    prefix must live there. Batch records have their own family; so have the
-    partition's keys; a job's other keys share the default."""
+    prefix must live there. The partition's keys have their own family; a job's keys
+    share the default."""
     job = "1-abc"
     families = {
-        BATCHES: [(batch_prefix(job), batch_key(job, 42))],
         PARTITION_KEYS: [
             (JOBS_PREFIX, JOBS_PREFIX + job.encode()),
             (EXPIRE_PREFIX, expire_key(123, job)),
@@ -110,6 +108,7 @@ def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None
             (report_cursor_key(3), report_cursor_key(3)),
         ],
         None: [
+            (batch_prefix(job), batch_key(job, 42)),
             (job_prefix(job), job_key(job)),
             (failure_prefix(job), failure_key(job, 7)),
             (outcomes_prefix(job), outcomes_key(job, 7)),

@@ -81,23 +81,25 @@ class FamilyStore(rocksdb_store.Store):
         return self.family_db(partition, self._family_of(key))
 
     def _open_for_partition(self, partition: int) -> Any:
-        db = super()._open_for_partition(partition)
         if self.families is None:
-            return db
-        kept = rocksdict.Rdict.list_cf(str(self.partition_path(partition)))
-        missing = [name for name in self.families.names if name not in kept]
-        if missing and len(missing) < len(self.families.names):
-            raise RuntimeError(f"store of partition {partition} lacks families {missing}")
-        if missing and next(iter(db.keys()), None) is not None:
-            # stale_stores discards such a store before faust opens it.
-            raise RuntimeError(f"store of partition {partition} holds keys but no families")
+            return super()._open_for_partition(partition)
+        path = self.partition_path(partition)
+        names = self.families.names
+        if path.exists() and set(rocksdict.Rdict.list_cf(str(path))) - {"default"} != set(names):
+            # stale_stores discards such a store before faust opens any.
+            raise RuntimeError(f"store of partition {partition} lacks the families {names}")
+        # As faust opens a store, with the families: one options object, so they share
+        # its block cache, and their memtables together hold what one family's did.
         options = self.rocksdb_options.as_options()
-        self._handles[partition] = {
-            name: db.create_column_family(name, options)
-            if name in missing
-            else db.get_column_family(name)
-            for name in self.families.names
-        }
+        options.create_missing_column_families(True)
+        options.set_db_write_buffer_size(
+            self.rocksdb_options.write_buffer_size * self.rocksdb_options.max_write_buffer_number
+        )
+        db = rocksdict.Rdict(
+            str(path), options=options, column_families={name: options for name in names}
+        )
+        db.set_read_options(rocksdict.ReadOptions())
+        self._handles[partition] = {name: db.get_column_family(name) for name in names}
         return db
 
     def revoke_partitions(self, table: Any, tps: set[TP]) -> None:

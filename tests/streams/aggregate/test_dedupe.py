@@ -17,7 +17,6 @@ from streams.aggregate import dedupe as dedupe_module
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.paging import StoredUser, encode_batch
 from streams.aggregate.state import (
-    BATCHES,
     FAMILIES,
     batch_key,
     identity_key,
@@ -167,7 +166,7 @@ def test_users_restored_from_the_changelog_are_held(tmp_path: Path, native: bool
     assert dedupe.holders(PARTITION, JOB, ["user:7"]) == [None]  # a filter made, empty
     # Another worker accepted users meanwhile; their batch record comes back in a restore.
     key, value = batch_key(JOB, 42), encode_batch(named(0, 10))
-    dedupe.state.data.family_db(PARTITION, BATCHES)[key] = value
+    dedupe.state.data.family_db(PARTITION, None)[key] = value
     message = SimpleNamespace(key=key, value=value, partition=PARTITION)
     dedupe.index_restored([SimpleNamespace(message=message)])
     assert dedupe.holders(PARTITION, JOB, ["user:7", "user:10"]) == [b"42", None]

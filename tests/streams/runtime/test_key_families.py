@@ -1,17 +1,16 @@
-"""patches/key_families.py: the state's keys live in RocksDB column families by kind,
-so a file of a job's keys spans that job's keys only; faust reads, writes and restores
-each key in its family; a store made without the families is rebuilt from the
-changelog."""
+"""patches/key_families.py: the partition's own keys (and faust's offset key) live in
+a RocksDB column family of their own, so a file of a job's keys spans that job's keys
+only; faust reads, writes and restores each key in its family; a store made without
+the families is rebuilt from the changelog."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from streams.aggregate.command_feed import CommandMessage
 from streams.aggregate.pipeline import STATE_FAMILIES
 from streams.aggregate.state import (
-    BATCHES,
+    DUE_PREFIX,
     PARTITION_KEYS,
     batch_key,
     cursor_key,
@@ -43,11 +42,14 @@ def write_a_job(runtime: Runtime, topology: Settings) -> None:
             runtime.state[outcomes_key(JOB, block)] = b"states"
 
 
-def where(db: Any, key: bytes) -> list[str]:
+def where(runtime: Runtime, key: bytes) -> list[str]:
     """The families of the partition's store that hold `key`."""
-    found = ["default"] if db.get(key) is not None else []
-    found += [name for name in (PARTITION_KEYS, BATCHES) if db.get_column_family(name).get(key)]
-    return found
+    families: tuple[str | None, ...] = (None, PARTITION_KEYS)
+    return [
+        family or "default"
+        for family in families
+        if partition_db(runtime.state, PARTITION, family).get(key) is not None
+    ]
 
 
 def test_a_file_of_a_jobs_keys_spans_that_jobs_keys_only(topology: Settings) -> None:
@@ -64,22 +66,23 @@ def test_a_file_of_a_jobs_keys_spans_that_jobs_keys_only(topology: Settings) -> 
             # Reading a family flushes nothing (a rocksdict handle flushes its family's
             # memtable when dropped: the store keeps its handles).
             for _ in range(3):
-                assert list(scan_prefix(partition_db(runtime.state, PARTITION, BATCHES), b""))
+                keys = partition_db(runtime.state, PARTITION, PARTITION_KEYS)
+                assert not list(scan_prefix(keys, DUE_PREFIX))
             assert db.live_files() == []
             db.flush()
             spans = [(f["start_key"], f["end_key"]) for f in db.live_files()]
             keys = [cursor_key(PARTITION), OFFSET_KEY, batch_key(JOB, 41), job_key(JOB)]
-            places = {key: where(db, key) for key in keys}
+            places = {key: where(runtime, key) for key in keys}
             with in_event(CommandMessage(topology.topic_commands, PARTITION, 0, None, None)):
                 read = runtime.state[cursor_key(PARTITION)]
         return spans, places, read
 
     spans, places, read = run(scenario())
-    assert spans == [(job_key(JOB), outcomes_key(JOB, BLOCKS - 1))]
+    assert spans == [(batch_key(JOB, 41), outcomes_key(JOB, BLOCKS - 1))]
     assert places == {
         cursor_key(PARTITION): [PARTITION_KEYS],
         OFFSET_KEY: [PARTITION_KEYS],
-        batch_key(JOB, 41): [BATCHES],
+        batch_key(JOB, 41): ["default"],
         job_key(JOB): ["default"],
     }
     assert read == b"41"
@@ -98,9 +101,8 @@ def test_a_store_made_without_the_families_is_rebuilt_into_them(topology: Settin
 
         after = runtime_for(topology, key_families=STATE_FAMILIES)
         async with running(after):
-            db = partition_db(after.state, PARTITION)
             keys = [cursor_key(PARTITION), batch_key(JOB, 41), outcomes_key(JOB, 7)]
-            places = {key: where(db, key) for key in keys}
+            places = {key: where(after, key) for key in keys}
         changelog = after.state.changelog_topic.get_topic_name()
         records = end_offset(topology, changelog, PARTITION)
         store = tables_dir(topology.model_copy(update={"worker_id": "w1"}))
@@ -110,7 +112,7 @@ def test_a_store_made_without_the_families_is_rebuilt_into_them(topology: Settin
     places, offset, records = run(scenario())
     assert places == {
         cursor_key(PARTITION): [PARTITION_KEYS],
-        batch_key(JOB, 41): [BATCHES],
+        batch_key(JOB, 41): ["default"],
         outcomes_key(JOB, 7): ["default"],
     }
     assert offset == records - 1
