@@ -67,7 +67,8 @@ class Control:
             await self.releases.apply(message, partition)
 
     async def rebuild(self, partition: int) -> None:
-        db, keys = (partition_db(self.state, partition, f) for f in (None, PARTITION_KEYS))
+        db = partition_db(self.state, partition)
+        keys = partition_db(self.state, partition, PARTITION_KEYS)
         count = 0
         for key, _ in scan_prefix(keys, JOBS_PREFIX):
             job_id = key[len(JOBS_PREFIX) :].decode()

@@ -29,10 +29,10 @@ Regression test: tests/streams/runtime/test_key_families.py.
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import rocksdict
@@ -52,6 +52,12 @@ class KeyFamilies:
     names: tuple[str, ...]
     of: Callable[[bytes], str | None]
     offsets: str
+
+
+def has_families(store: Path, families: KeyFamilies | None) -> bool:
+    """The store's column families, besides the default, are `families`' (or none)."""
+    kept = set(rocksdict.Rdict.list_cf(str(store))) - {"default"}
+    return kept == set(families.names if families else ())
 
 
 class FamilyStore(rocksdb_store.Store):
@@ -86,7 +92,7 @@ class FamilyStore(rocksdb_store.Store):
             return super()._open_for_partition(partition)
         path = self.partition_path(partition)
         names = self.families.names
-        if path.exists() and set(rocksdict.Rdict.list_cf(str(path))) - {"default"} != set(names):
+        if path.exists() and not has_families(path, self.families):
             # stale_stores discards such a store before faust opens any.
             raise RuntimeError(f"store of partition {partition} lacks the families {names}")
         # As faust opens a store, with the families: one options object, so they share
@@ -111,8 +117,7 @@ class FamilyStore(rocksdb_store.Store):
         super().revoke_partitions(table, tps)
 
     async def stop(self) -> None:
-        self._handles.clear()
-        gc.collect()
+        self._handles.clear()  # before faust drops the stores and collects them
         await super().stop()
 
     # -- faust's reads and writes, routed by key ------------------------------

@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rocksdict import AccessType, Rdict
 
 from streams.kafka.topics import state_changelog
-from streams.runtime.patches.key_families import OFFSET_KEY, KeyFamilies
+from streams.runtime.patches.key_families import OFFSET_KEY, KeyFamilies, has_families
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,6 @@ def applied_offset(store: Path, families: KeyFamilies | None = None) -> int | No
     return None if raw is None else int(raw)
 
 
-def foreign_families(store: Path, families: KeyFamilies | None) -> bool:
-    """The store's column families are not the table's."""
-    kept = set(Rdict.list_cf(str(store))) - {"default"}
-    return kept != set(families.names if families else ())
-
-
 def discard_stale_stores(settings: Settings, families: KeyFamilies | None = None) -> list[int]:
     """Delete each partition store that is ahead of its changelog, or whose column
     families are not `families`; their partitions."""
@@ -84,7 +78,7 @@ def discard_stale_stores(settings: Settings, families: KeyFamilies | None = None
     discarded = []
     try:
         for partition, path in stores.items():
-            if foreign_families(path, families):
+            if not has_families(path, families):
                 log.warning(
                     "state of partition %d was made without its column families: "
                     "rebuilding it from the changelog",
