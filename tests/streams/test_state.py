@@ -94,9 +94,9 @@ def test_batch_keys_parse_back_and_no_other_key_does() -> None:
 
 
 def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None:
-    """A prefix scan reads the family `key_family(prefix)` names: every key under that
-    prefix must live there. The partition's keys have their own family; a job's keys
-    share the default."""
+    """The store writes a key to the family `key_family(key)` names, and a reader scans
+    a prefix in its prefix's family: every key under a prefix must map where the prefix
+    does. The partition's keys have their own family; a job's keys share the default."""
     job = "1-abc"
     families = {
         PARTITION_KEYS: [
