@@ -109,14 +109,26 @@ class ReportBatch:
     def block_numbers(self, group: int) -> list[int]:
         """The blocks of message states a located group's reports fall in, sorted."""
     def fold(
-        self, group: int, summary: bytes | None, blocks: dict[int, bytes | None], tenant: str
+        self,
+        group: int,
+        summary: bytes | None,
+        blocks: dict[int, bytes | None],
+        tenant: str,
+        bucket: int,
     ) -> (
         tuple[
-            bytes, list[tuple[int, bytes]], list[bytes], list[tuple[int, str, str]], dict[str, int]
+            bytes,
+            list[tuple[int, bytes]],
+            list[bytes],
+            tuple[list[int], bytes, str],
+            dict[str, int],
         ]
         | None
     ):
-        """A located group folded as `fold_reports` folds the same `Reported` tuples."""
+        """A located group folded as `fold_reports` folds the same `Reported` tuples,
+        its entries grouped by bucket of `bucket` positions, as
+        `streams.views.delivery.bucket_fields` groups them: (bucket numbers, JSON of
+        each bucket's fields and values, one message's id)."""
 
 def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
     """For each (job id, message id), the position the id carries as one of that job's

@@ -560,6 +560,40 @@ fn event(item: &Item, previous: Option<u8>, job_id: &str, tenant: &str) -> Vec<u
     out
 }
 
+/// `streams.views.delivery.bucket_fields`: the bucket numbers of `entries` (`size`
+/// positions a bucket), in the order of their first entry, and the JSON of each
+/// bucket's fields and values, flat (`[["<position>", "<entry>", ...], ...]`).
+fn bucket_fields(entries: &[(i64, usize, String)], size: i64) -> (Vec<i64>, Vec<u8>) {
+    let mut order: Vec<i64> = Vec::new();
+    let mut fields: HashMap<i64, Vec<u8>> = HashMap::new();
+    for (position, _, entry) in entries {
+        let bucket = position.div_euclid(size);
+        let out = fields.entry(bucket).or_insert_with(|| {
+            order.push(bucket);
+            Vec::with_capacity(size as usize * 128)
+        });
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.push(b'"');
+        number(out, *position);
+        out.extend_from_slice(b"\",");
+        string(out, entry);
+    }
+    let mut json = Vec::with_capacity(fields.values().map(|f| f.len() + 3).sum::<usize>() + 2);
+    json.push(b'[');
+    for (i, bucket) in order.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.push(b'[');
+        json.extend_from_slice(&fields[bucket]);
+        json.push(b']');
+    }
+    json.push(b']');
+    (order, json)
+}
+
 // -- Python ----------------------------------------------------------------------------
 
 /// `Report` as the fold reads it: (message id, job id, status, at, reason, provider, tenant).
@@ -573,12 +607,13 @@ type ReportTuple = (
     Option<String>,
 );
 
-/// (summary, blocks changed, events, entries, states reached) of `fold_codec.Encoded`.
+/// (summary, blocks changed, events, entries, states reached) of `fold_codec.Encoded`;
+/// the entries a list of tuples, or grouped by bucket (`views.delivery.BucketFields`).
 pub(crate) type EncodedTuple<'py> = (
     Bound<'py, PyBytes>,
     Bound<'py, PyList>,
     Bound<'py, PyList>,
-    Bound<'py, PyList>,
+    Bound<'py, PyAny>,
     Bound<'py, PyDict>,
 );
 
@@ -619,14 +654,16 @@ fn fold_reports<'py>(
     let Some(folded) = py.detach(|| fold(summary, &items, &raw_blocks, job_id, tenant)) else {
         return Ok(None);
     };
-    encoded(py, &folded, &items).map(Some)
+    encoded(py, &folded, &items, None).map(Some)
 }
 
-/// The Python objects of a batch folded (`fold_codec.Encoded`'s fields).
+/// The Python objects of a batch folded (`fold_codec.Encoded`'s fields); with a
+/// `bucket` size, the entries grouped by bucket of the views (`bucket_fields`).
 pub(crate) fn encoded<'py>(
     py: Python<'py>,
     folded: &Folded,
     items: &[Item],
+    bucket: Option<i64>,
 ) -> PyResult<EncodedTuple<'py>> {
     let blocks = PyList::empty(py);
     for (number, block) in &folded.blocks {
@@ -636,11 +673,27 @@ pub(crate) fn encoded<'py>(
     for event in &folded.events {
         events.append(PyBytes::new(py, event))?;
     }
-    let entries = PyList::empty(py);
-    for (position, item, entry) in &folded.entries {
-        let id = PyString::new(py, &items[*item].message_id);
-        entries.append((*position, id, PyString::new(py, entry)))?;
-    }
+    let entries = match bucket {
+        Some(size) => {
+            let (numbers, fields) = bucket_fields(&folded.entries, size);
+            let first = folded
+                .entries
+                .first()
+                .map(|(_, item, _)| &items[*item].message_id);
+            let id = first.map_or("", |id| id.as_str());
+            (numbers, PyBytes::new(py, &fields), id)
+                .into_pyobject(py)?
+                .into_any()
+        }
+        None => {
+            let entries = PyList::empty(py);
+            for (position, item, entry) in &folded.entries {
+                let id = PyString::new(py, &items[*item].message_id);
+                entries.append((*position, id, PyString::new(py, entry)))?;
+            }
+            entries.into_any()
+        }
+    };
     let reached = PyDict::new(py);
     for (rank, n) in &folded.reached {
         reached.set_item(STATES[*rank as usize], n)?;

@@ -290,7 +290,9 @@ impl ReportBatch {
 
     /// A located group folded from the stored summary and blocks, as
     /// `bulkstream_native.fold_reports` folds the same `Reported` tuples (None: a
-    /// stored record is not what `fold_encoded` writes; fold it in Python).
+    /// stored record is not what `fold_encoded` writes; fold it in Python); the
+    /// entries grouped by bucket of the views, `bucket` positions each
+    /// (`streams.views.delivery.bucket_fields`).
     fn fold<'py>(
         &self,
         py: Python<'py>,
@@ -298,7 +300,13 @@ impl ReportBatch {
         summary: Option<&[u8]>,
         blocks: HashMap<i64, Option<Bound<'py, PyBytes>>>,
         tenant: &str,
+        bucket: i64,
     ) -> PyResult<Option<EncodedTuple<'py>>> {
+        if bucket <= 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a bucket holds positions",
+            ));
+        }
         let items = self.items(group)?;
         let job_id = &self.groups[group].1;
         let raw_blocks: HashMap<i64, Option<&[u8]>> = blocks
@@ -310,7 +318,7 @@ impl ReportBatch {
         else {
             return Ok(None);
         };
-        delivery_fold::encoded(py, &folded, &items).map(Some)
+        delivery_fold::encoded(py, &folded, &items, Some(bucket)).map(Some)
     }
 }
 

@@ -33,7 +33,8 @@ from streams.aggregate.outcomes import (
     status_of,
 )
 from streams.native import member
-from streams.views.delivery import MessageOutcome
+from streams.views.delivery import BucketFields, MessageOutcome, bucket_fields
+from streams.views.keys import USERS_PER_BUCKET
 
 if TYPE_CHECKING:
     from bulkstream_native import ReportBatch
@@ -50,8 +51,9 @@ class Encoded(NamedTuple):
     blocks: list[tuple[int, bytes]]  # (block number, the whole block) of each block changed
     events: list[bytes]  # a message event per state reached, in report order
     # (position, message id, its views entry) of each message reported that has a state:
-    # those the batch changed, then the others (read again after a crash, or unchanged).
-    entries: list[tuple[int, str, str]]
+    # those the batch changed, then the others (read again after a crash, or unchanged);
+    # from `fold_group`, grouped by bucket of the views already.
+    entries: list[tuple[int, str, str]] | BucketFields
     reached: dict[str, int]  # state -> messages that reached it in this batch
 
 
@@ -194,14 +196,19 @@ def fold_group(
     blocks_raw: dict[int, bytes | None],
     tenant: str,
 ) -> Encoded:
-    """A located group of `read` folded natively; what the native code cannot read
-    exactly (a stored record it does not recognise) is folded by `fold_encoded`."""
-    folded = read.fold(group, summary_raw, blocks_raw, tenant)
+    """A located group of `read` folded natively, its entries grouped by bucket of the
+    views (`bucket_fields`: every message id of a located group carries its
+    position); what the native code cannot read exactly (a stored record it does
+    not recognise) is folded by `fold_encoded`."""
+    folded = read.fold(group, summary_raw, blocks_raw, tenant, USERS_PER_BUCKET)
     if folded is not None:
-        return Encoded(*folded)
+        summary, blocks, events, fields, reached = folded
+        return Encoded(summary, blocks, events, BucketFields(*fields), reached)
     reports = read.reports(read.members(group), Report, DELIVERY_ORDER)
     reported = []
     for (offset, position), report in zip(read.located(group), reports, strict=True):
         assert report is not None  # a group's records are those read natively
         reported.append(Reported(offset, position, report))
-    return fold_encoded(summary_raw, reported, blocks_raw, read.groups[group][1], tenant)
+    encoded = fold_encoded(summary_raw, reported, blocks_raw, read.groups[group][1], tenant)
+    assert isinstance(encoded.entries, list)
+    return encoded._replace(entries=bucket_fields(encoded.entries))

@@ -92,6 +92,26 @@ def user_delivery(raw: bytes) -> dict[str, Any]:
     return out
 
 
+class BucketFields(NamedTuple):
+    """Message entries grouped by their bucket of the views, as the write script takes
+    them: a carried batch's (every message id carries its position, no index field)."""
+
+    buckets: list[int]  # bucket numbers, in the order of their first entry
+    # JSON: for each bucket, its fields and values flat ("<position>", entry JSON, ...)
+    fields: bytes
+    message_id: str  # one message's id: the second its set of jobs is of
+
+
+def bucket_fields(entries: list[tuple[int, str, str]]) -> BucketFields:
+    """(position, message id, entry JSON) entries grouped by bucket (the reference of
+    the native fold's `ReportBatch.fold`, which gives the same bytes)."""
+    buckets: dict[int, list[str]] = {}
+    for position, _, entry in entries:
+        buckets.setdefault(keys.bucket_of(position), []).extend((str(position), entry))
+    first = entries[0][1] if entries else ""
+    return BucketFields(list(buckets), orjson.dumps(list(buckets.values())), first)
+
+
 class DeliveryViews:
     def __init__(self, redis: aioredis.Redis, prefix: str, retention_seconds: int) -> None:
         self.redis = redis
@@ -120,40 +140,36 @@ class DeliveryViews:
         self,
         tenant: str,
         job_id: str,
-        entries: list[tuple[int, str, str]],
+        entries: list[tuple[int, str, str]] | BucketFields,
         counts: Mapping[str, int] | None = None,
         upto: int = -1,
         *,
         carried: bool = False,
     ) -> None:
-        """`write`, of entries encoded already: (position, message id, entry JSON).
+        """`write`, of entries encoded already: (position, message id, entry JSON), or
+        grouped by bucket already (`bucket_fields`, which the native fold gives).
         `carried`: every message id carries its position (`streams.ids.position_in`), so
         the job joins the set of its ids' second (`find` checks the id against each job
         there) instead of the index taking a field a message."""
-        # hash -> its fields and values, flat: the script takes them as one JSON argument
-        # (a few thousand separate arguments cost more to encode than Redis takes to apply).
-        hashes: dict[str, list[str]] = {}
-        buckets: dict[int, list[str]] = {}  # bucket number -> its fields, as in `hashes`
-        for position, message_id, entry in entries:
-            number = keys.bucket_of(position)
-            fields = buckets.get(number)
-            if fields is None:
-                bucket = keys.delivery_bucket(self.prefix, tenant, job_id, number)
-                fields = buckets[number] = hashes.setdefault(bucket, [])
-            fields += (str(position), entry)
-            if not carried:
+        if isinstance(entries, BucketFields) or carried:
+            grouped = entries if isinstance(entries, BucketFields) else bucket_fields(entries)
+            names = [keys.delivery_bucket(self.prefix, tenant, job_id, n) for n in grouped.buckets]
+            if names:
+                names.append(keys.message_jobs(self.prefix, tenant, grouped.message_id))
+                await self._write_fields(
+                    keys=names, args=[self.retention_seconds, grouped.fields, job_id]
+                )
+        elif entries:
+            hashes: dict[str, list[str]] = {}  # hash -> its fields and values, flat
+            for position, message_id, entry in entries:
+                bucket = keys.delivery_bucket(self.prefix, tenant, job_id, keys.bucket_of(position))
+                hashes.setdefault(bucket, []).extend((str(position), entry))
                 index = keys.messages(self.prefix, tenant, message_id)
                 hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
-        if hashes:
-            names = list(hashes)
-            args: list[str | int | bytes] = [
-                self.retention_seconds,
-                orjson.dumps(list(hashes.values())),
-            ]
-            if carried:
-                names.append(keys.message_jobs(self.prefix, tenant, entries[0][1]))
-                args.append(job_id)
-            await self._write_fields(keys=names, args=args)
+            await self._write_fields(
+                keys=list(hashes),
+                args=[self.retention_seconds, orjson.dumps(list(hashes.values()))],
+            )
         if counts is None:
             return
         await self._write_counts(

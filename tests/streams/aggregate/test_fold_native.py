@@ -134,6 +134,7 @@ def test_events_entries_and_counts_are_what_the_fold_says() -> None:
             "reason": "bounce",
         }
     ]
+    assert isinstance(encoded.entries, list)
     [(position, message, entry)] = encoded.entries
     assert (position, message) == (3, message_id(3))
     assert orjson.loads(entry) == {

@@ -8,6 +8,7 @@ batch after batch."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -15,10 +16,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from schemas.delivery import DELIVERY_ORDER
-from streams.aggregate.fold_codec import Encoded, batch_reader, fold_encoded, fold_group
+from streams.aggregate.fold_codec import batch_reader, fold_encoded, fold_group
 from streams.aggregate.outcomes import Report, Reported, block_of
 from streams.aggregate.reports import fast_report
 from streams.ids import carried_positions, message_id_prefix, positional_message_id
+from streams.views.delivery import bucket_fields
 from tests.streams.native import require_native
 
 ReportBatch = batch_reader()
@@ -110,7 +112,9 @@ def test_the_native_batch_folds_as_python_does_batch_after_batch(data: st.DataOb
         assert read.block_numbers(0) == numbers
         blocks = {n: kept.get(n) for n in numbers}
         pure = fold_encoded(summary, expected, blocks, JOB, TENANT)
-        assert fold_group(read, 0, summary, blocks, TENANT) == pure
+        assert isinstance(pure.entries, list)
+        grouped = pure._replace(entries=bucket_fields(pure.entries))
+        assert fold_group(read, 0, summary, blocks, TENANT) == grouped
         for number, block in pure.blocks:
             kept[number] = block
         if pure.blocks:
@@ -141,8 +145,9 @@ def test_groups_are_by_partition_and_job_and_python_may_keep_any() -> None:
     ]
     assert read.located(0) == [(10, 0), (13, 2)]
     with pytest.raises(ValueError, match="not located"):
-        read.fold(2, None, {0: None}, TENANT)  # a group left to Python is folded there
+        read.fold(2, None, {0: None}, TENANT, 100)  # a group left to Python is folded there
     assert read.reports([1], Report, DELIVERY_ORDER) == [fast_report(other)]
-    folded = read.fold(0, None, {0: None}, TENANT)
+    folded = read.fold(0, None, {0: None}, TENANT, 100)
     assert folded is not None
-    assert Encoded(*folded).reached == {"SENT": 2}
+    assert folded[4] == {"SENT": 2}
+    assert folded[3] == ([0], ANY, ids[0])  # positions 0 and 2 share bucket 0
