@@ -18,7 +18,7 @@ import orjson
 from confluent_kafka import Producer
 
 from streams.aggregate.command_feed import PHASES
-from streams.aggregate.delivery import STEPS
+from streams.aggregate.delivery import ENDING, STEPS
 from streams.ids import positional_message_id
 from streams.kafka.config import producer_config
 from streams.kafka.producer import CommandProducer, produce_waiting
@@ -153,13 +153,15 @@ def fold_time(worker: WorkerProcess) -> dict[str, float]:
 def describe_fold_time(spent: dict[str, float], wall: float) -> str:
     """Where the folding worker's reports feed spent the fold's wall time."""
     steps = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in STEPS)
+    ending = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in ENDING)
     feed = sum(spent.get(phase, 0.0) for phase in PHASES)
     return (
         f"the folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
         f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "
         f"({steps}), checkpointing {spent.get('checkpointing', 0.0):.1f} s; the rest "
         f"({max(wall - feed, 0.0):.1f} s) went to the event loop's other work between the "
-        "feed's batches"
+        f"feed's batches. The batches' ends, each while the next batch was fetched and "
+        f"applied (its `waiting` is for the end of the one before): {ending}"
     )
 
 

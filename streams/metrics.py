@@ -103,10 +103,11 @@ DELIVERY_FOLD_SECONDS = Counter(
     "Wall time of the delivery fold's batches, by step: `reading` (decoding and "
     "validating reports), `checking` (finding each message: by the position its id "
     "carries, else in the job's index), "
-    "`folding` (the message states, the events and the views' entries), "
-    "`acknowledging` (awaiting Kafka's acknowledgement of the events and dead letters), "
-    "`recording` (the state's writes), `viewing` (awaiting the Redis views' write of "
-    "the batch before, which runs while the next is read, checked and folded).",
+    "`folding` (the message states, the events and the views' entries), `waiting` "
+    "(for the end of the batch before); and the end of a batch, which runs while the "
+    "next is read, checked and folded: `acknowledging` (awaiting Kafka's "
+    "acknowledgement of the events and dead letters), `recording` (the state's "
+    "writes), `viewing` (the Redis views' write).",
     ["phase"],
 )
 MESSAGE_STATES = Counter(

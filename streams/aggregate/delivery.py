@@ -3,7 +3,7 @@
 Reports come on `bulk.delivery-status`, key = job id, co-partitioned with the
 commands: a report meets its job's state on the worker that owns it. A feed
 reads them through librdkafka (`streams.aggregate.command_feed`), from a
-cursor in the state, up to 10,000 at a time. For each:
+cursor in the state, up to `Settings.reports_batch` (10,000) at a time. For each:
 
 1. it is checked: a report that cannot be decoded or validated, whose key is
    not its job id, whose job is unknown (or another tenant's, when it names
@@ -24,6 +24,14 @@ cursor in the state, up to 10,000 at a time. For each:
    job's counts, whether the fold changed them or not, so reports read again
    after a crash between the state and the views write the views again.
 
+Steps 3 to 5 (`finish`) run while the next batch is read, checked and folded:
+that fold reads what this one wrote from memory until it is recorded, and
+waits for this one's end before its own starts, so batches end in order and
+the state never holds a fold whose events Kafka has not taken. The feed's
+cursor never passes a batch that has not ended (the feed's `settle`: its
+periodic checkpoint stops at the batch before the last, and the one at
+release awaits `settled`).
+
 With `bulkstream_native` installed, steps 1 and 2 take no Python object per
 report for the usual batch (`bulkstream_native.ReportBatch`): the batch is
 read natively, grouped by job, and a job whose every report carries its
@@ -32,13 +40,6 @@ message's position, of a user the fan-out sent to (a job that failed up to
 there. Every record of any other job (and any record the native reader
 leaves: not read the fast way, keyed otherwise) is read and checked here,
 one at a time, as without it; one job's reports are folded one way.
-
-The views' write runs while the next batch is read, checked and folded (in
-Redis, it takes about as long as all of those): the next batch's state is
-recorded only once it ended, so the state and the views move in the same
-order; and the feed's cursor never passes reports whose views are unwritten
-(the feed's `settle`: its periodic checkpoint stops at the batch before the
-last, and the one at release awaits `settled`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH = 10_000
 MAX_ERROR_HEADER = 1000
 # Statuses of jobs that have sent nothing yet: none of their messages exists.
 UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
@@ -93,8 +93,9 @@ UNSENT = frozenset({JobStatus.CREATED, JobStatus.SCHEDULED})
 NATIVE_FAILURES = 10_000
 # Jobs whose failed positions are kept at once (all dropped beyond).
 KEPT_FAILURES = 256
-STEPS = ("reading", "checking", "folding", "acknowledging", "recording", "viewing")
-SPENT = {step: metrics.DELIVERY_FOLD_SECONDS.labels(step) for step in STEPS}
+STEPS = ("reading", "checking", "folding", "waiting")  # of a batch, in `handle`
+ENDING = ("acknowledging", "recording", "viewing")  # of its end, in `finish`
+SPENT = {step: metrics.DELIVERY_FOLD_SECONDS.labels(step) for step in STEPS + ENDING}
 
 
 def lap(step: str, since: float) -> float:
@@ -131,7 +132,10 @@ class DeliveryFold:
         self.report_batch = batch_reader(self.settings.native)
         self.carried_positions = position_reader(self.settings.native)
         self.fold_reports = report_folder(self.settings.native)
-        self._viewing: asyncio.Future[None] | None = None  # the last batch's views' write
+        # The last batch's end (`finish`: acknowledged, recorded, viewed), and the state
+        # writes it records (key -> value), which the next batch's fold reads meanwhile.
+        self._finishing: asyncio.Future[None] | None = None
+        self._unrecorded: dict[bytes, bytes] = {}
         # (partition, job id) -> (its failures when read, the positions of those users)
         self._failed: dict[tuple[int, str], tuple[int, list[int]]] = {}
 
@@ -191,15 +195,12 @@ class DeliveryFold:
             for group, batch in located:
                 sending.extend(await self.fold_located(read, group, batch))
         started = lap("folding", started)
-        if sending:
-            await asyncio.gather(*sending)
-        started = lap("acknowledging", started)
-        # The feed's contract: the batch before's views end within this batch.
+        # The feed's contract: the batch before's work ends within this batch.
         await self.settled()
-        started = lap("viewing", started)
-        for batch in batches.values():
-            if batch.encoded is not None:
-                started = await self.record(batch, started)
+        lap("waiting", started)
+        folded = [batch for batch in batches.values() if batch.encoded is not None]
+        self._unrecorded = {key: value for batch in folded for key, value in writes(batch)}
+        self._finishing = asyncio.ensure_future(self.finish(folded, sending))
 
     def read_natively(self, messages: RecordBatch) -> ReportBatch | None:
         """The batch read natively (`bulkstream_native.ReportBatch`), unless it is not
@@ -367,9 +368,16 @@ class DeliveryFold:
         self, batch: JobBatch, numbers: list[int]
     ) -> tuple[bytes | None, dict[int, bytes | None]]:
         """The job's delivery summary and these blocks of its message states, as kept
-        (one multi-get of the partition's store)."""
+        (one multi-get of the partition's store), or as the batch before wrote them
+        if its `finish` has not recorded them yet."""
         keys = [delivery_key(batch.job_id), *(outcomes_key(batch.job_id, n) for n in numbers)]
         summary, *blocks = batch.db[keys]
+        if self._unrecorded:
+            unrecorded = self._unrecorded
+            summary = unrecorded.get(keys[0], summary)
+            blocks = [
+                unrecorded.get(key, block) for key, block in zip(keys[1:], blocks, strict=True)
+            ]
         return summary, dict(zip(numbers, blocks, strict=True))
 
     async def emit(
@@ -389,25 +397,25 @@ class DeliveryFold:
             )
         ]
 
-    async def record(self, batch: JobBatch, started: float) -> float:
-        """Once the views of the batch before are written: the state (changed blocks,
-        then the summary) if the fold changed it; then the views of every message
-        reported and the job's counts (absolute values) start. Counts the time of
-        each since `started`; answers when it ended."""
-        encoded, job = batch.encoded, batch.job
-        assert encoded is not None
-        assert job is not None
-        await self.settled()
-        started = lap("viewing", started)
-        if encoded.blocks:
+    async def finish(self, folded: list[JobBatch], sending: list[asyncio.Future[None]]) -> None:
+        """A batch's end, while the next is read, checked and folded: once Kafka took its
+        events and dead letters, the state records what each job's fold changed, then
+        the views of every message reported and the job's counts (absolute values)."""
+        started = time.perf_counter()
+        if sending:
+            await asyncio.gather(*sending)
+        started = lap("acknowledging", started)
+        for batch in folded:
             with in_event(batch.message):
-                for number, block in encoded.blocks:
-                    self.state[outcomes_key(batch.job_id, number)] = block
-                self.state[delivery_key(batch.job_id)] = encoded.summary
+                for key, value in writes(batch):
+                    self.state[key] = value
         started = lap("recording", started)
-        summary = Summary.from_bytes(encoded.summary)
-        self._viewing = asyncio.ensure_future(
-            self.views.delivery.write_entries(
+        for batch in folded:
+            encoded, job = batch.encoded, batch.job
+            assert encoded is not None
+            assert job is not None
+            summary = Summary.from_bytes(encoded.summary)
+            await self.views.delivery.write_entries(
                 job.tenant,
                 batch.job_id,
                 encoded.entries,
@@ -415,14 +423,16 @@ class DeliveryFold:
                 summary.upto,
                 carried=batch.carried,
             )
-        )
-        return started
+        lap("viewing", started)
 
     async def settled(self) -> None:
-        """The last batch's views are written (raises if that failed)."""
-        viewing, self._viewing = self._viewing, None
-        if viewing is not None:
-            await viewing
+        """The last batch's end (`finish`) is over (raises what it met)."""
+        finishing, self._finishing = self._finishing, None
+        try:
+            if finishing is not None:
+                await finishing
+        finally:
+            self._unrecorded = {}
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> asyncio.Future[None]:
         metrics.DELIVERY_REPORTS.labels(reason).inc()
@@ -453,6 +463,17 @@ def unknown_job(report: Report) -> tuple[str, str]:
 
 def unknown_message(report: Report) -> tuple[str, str]:
     return "unknown-message", f"no message {report.message_id} in job {report.job_id}"
+
+
+def writes(batch: JobBatch) -> list[tuple[bytes, bytes]]:
+    """The state's writes of a job's folded batch: the blocks it changed, then the
+    summary; none when it changed nothing."""
+    encoded = batch.encoded
+    assert encoded is not None
+    if not encoded.blocks:
+        return []
+    blocks = [(outcomes_key(batch.job_id, number), block) for number, block in encoded.blocks]
+    return [*blocks, (delivery_key(batch.job_id), encoded.summary)]
 
 
 def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
@@ -511,7 +532,7 @@ def register(pipeline: Pipeline, feeds: Feeds) -> DeliveryFold:
         topic=pipeline.settings.topic_delivery_status,
         cursor=report_cursor_key,
         name="reports",
-        batch=BATCH,
+        batch=pipeline.settings.reports_batch,
     )
     feeds.add(feed)
     pipeline.app.task(feed.run)

@@ -167,7 +167,9 @@ class BatchProducer:
     As with a callback per record, a record is retried until the broker takes it
     or `message.timeout.ms` passes, and then fails its batch. The queue is the
     producer's whole: made for one caller's batches in sequence (the delivery
-    fold's message events), where a batch never waits for another's records.
+    fold's message events, whose next batch is queued while the last one's
+    acknowledgement is awaited). A batch's future then waits for the records
+    queued meanwhile too, and a failure fails every batch still awaited.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -207,7 +209,7 @@ class BatchProducer:
         await asyncio.to_thread(self._drain)
         if len(self._failures) > failed:
             raise DeliveryFailed(self._failures[failed])
-        if len(self.producer):
+        if self._closing.is_set() and len(self.producer):
             raise DeliveryFailed("the producer closed before the broker took every record")
 
     def _drain(self) -> None:

@@ -5,6 +5,7 @@ every record lands once, and a failure reaches its caller."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from confluent_kafka import Producer
@@ -59,6 +60,38 @@ def test_a_batch_is_acknowledged_whole_and_every_record_lands(
     assert len(producer.producer) == 0  # nothing left in librdkafka's queue
     landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
     assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
+
+
+def test_a_batch_queued_while_the_last_is_awaited_is_acknowledged_too(
+    settings: Settings, fresh_topic: str
+) -> None:
+    """The delivery fold queues a batch while the last one's future is awaited: here,
+    the next batch is queued once the last one's flush has ended, before its future
+    is settled (the moment a check of librdkafka's queue would find the next one's)."""
+    producer = BatchProducer(producer_config(settings))
+    values = [str(n).encode() for n in range(RECORDS)]
+    half = RECORDS // 2
+
+    async def send() -> None:
+        first = await producer.send_all(fresh_topic, b"k", values[:half])
+        await asyncio.sleep(0.001)  # the first batch's flush starts, in a thread
+        flushed_meanwhile(producer)
+        second = await producer.send_all(fresh_topic, b"k", values[half:])
+        await first
+        await second
+
+    asyncio.run(send())
+    assert len(producer.producer) == 0
+    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
+    assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
+
+
+def flushed_meanwhile(producer: BatchProducer) -> None:
+    """Block the event loop until librdkafka's queue is empty and a flush running in a
+    thread has returned: its future's callback waits for the loop."""
+    while len(producer.producer):
+        time.sleep(0.001)
+    time.sleep(0.2)
 
 
 def test_a_record_the_broker_refuses_fails_its_batch(
