@@ -106,8 +106,8 @@ DELIVERY_FOLD_SECONDS = Counter(
     "`folding` (the message states, the events and the views' entries), `waiting` "
     "(for the end of the batch before); and the end of a batch, which runs while the "
     "next is read, checked and folded: `acknowledging` (awaiting Kafka's "
-    "acknowledgement of the events and dead letters), `recording` (the state's "
-    "writes), `viewing` (the Redis views' write).",
+    "acknowledgement of the events and dead letters) while `viewing` (the Redis "
+    "views' write), then `recording` (the state's writes).",
     ["phase"],
 )
 MESSAGE_STATES = Counter(

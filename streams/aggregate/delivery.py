@@ -16,21 +16,22 @@ cursor in the state, up to `Settings.reports_batch` (10,000) at a time. For each
    from and to the stored bytes by `streams.aggregate.fold_codec` (natively
    when `bulkstream_native` is installed);
 3. the dead letters and a message event per state reached
-   (`bulk.message-events`) are acknowledged by Kafka, before
-4. the state records the fold: the blocks of message states it changed, then
+   (`bulk.message-events`) are acknowledged by Kafka, while
+4. the views are written (absolute values): every reported message's entry
+   and the job's counts, whether the fold changed them or not; then
+5. the state records the fold: the blocks of message states it changed, then
    the job's summary (counts and the last offset folded). A report at or
-   below that offset is skipped when read again;
-5. the views follow (absolute values): every reported message's entry and the
-   job's counts, whether the fold changed them or not, so reports read again
-   after a crash between the state and the views write the views again.
+   below that offset is skipped when read again.
 
 Steps 3 to 5 (`finish`) run while the next batch is read, checked and folded:
 that fold reads what this one wrote from memory until it is recorded, and
 waits for this one's end before its own starts, so batches end in order and
-the state never holds a fold whose events Kafka has not taken. The feed's
-cursor never passes a batch that has not ended (the feed's `settle`: its
-periodic checkpoint stops at the batch before the last, and the one at
-release awaits `settled`).
+the state never holds a fold whose events Kafka has not taken. A crash before
+the state records a batch makes the worker that takes the partition over read
+its reports again and fold them from the same state: the same events (again:
+at least once) and the same views. The feed's cursor never passes a batch that
+has not ended (the feed's `settle`: its periodic checkpoint stops at the batch
+before the last, and the one at release awaits `settled`).
 
 With `bulkstream_native` installed, steps 1 and 2 take no Python object per
 report for the usual batch (`bulkstream_native.ReportBatch`): the batch is
@@ -94,7 +95,7 @@ NATIVE_FAILURES = 10_000
 # Jobs whose failed positions are kept at once (all dropped beyond).
 KEPT_FAILURES = 256
 STEPS = ("reading", "checking", "folding", "waiting")  # of a batch, in `handle`
-ENDING = ("acknowledging", "recording", "viewing")  # of its end, in `finish`
+ENDING = ("acknowledging", "viewing", "recording")  # of its end, in `finish`
 SPENT = {step: metrics.DELIVERY_FOLD_SECONDS.labels(step) for step in STEPS + ENDING}
 
 
@@ -398,18 +399,27 @@ class DeliveryFold:
         ]
 
     async def finish(self, folded: list[JobBatch], sending: list[asyncio.Future[None]]) -> None:
-        """A batch's end, while the next is read, checked and folded: once Kafka took its
-        events and dead letters, the state records what each job's fold changed, then
-        the views of every message reported and the job's counts (absolute values)."""
+        """A batch's end, while the next is read, checked and folded: the views of every
+        message reported and the jobs' counts are written while Kafka takes the events
+        and dead letters; once it took them, the state records what each job's fold
+        changed."""
+        await asyncio.gather(self.acknowledge(sending), self.view(folded))
         started = time.perf_counter()
-        if sending:
-            await asyncio.gather(*sending)
-        started = lap("acknowledging", started)
         for batch in folded:
             with in_event(batch.message):
                 for key, value in writes(batch):
                     self.state[key] = value
-        started = lap("recording", started)
+        lap("recording", started)
+
+    async def acknowledge(self, sending: list[asyncio.Future[None]]) -> None:
+        started = time.perf_counter()
+        if sending:
+            await asyncio.gather(*sending)
+        lap("acknowledging", started)
+
+    async def view(self, folded: list[JobBatch]) -> None:
+        """Write the views of the jobs' folded batches (absolute values)."""
+        started = time.perf_counter()
         for batch in folded:
             encoded, job = batch.encoded, batch.job
             assert encoded is not None
