@@ -1,7 +1,9 @@
 """CPU µs per delivery report of the fold's in-process steps, pure Python against native:
-reading and locating a batch of report values (`ReportBatch`), and folding one job's
+reading and locating a batch of report values (`ReportBatch`), folding one job's
 batch from and to the stored bytes (a first round of SENT reports on messages with no
-state, then a second of DELIVERED over the blocks the first wrote).
+state, then a second of DELIVERED over the blocks the first wrote), and the three at
+once as the delivery feed does them (natively: `fold_group`, the views' entries grouped
+by bucket).
 
     .venv/bin/python native/bench_fold.py [--reports 10000] [--rounds 5]
 
@@ -22,6 +24,7 @@ from streams.aggregate.fold_codec import (
     NATIVE_AVAILABLE,
     batch_reader,
     fold_encoded,
+    fold_group,
     fold_reports_native,
 )
 from streams.aggregate.outcomes import Report, Reported
@@ -77,6 +80,20 @@ def main() -> None:
     def read_native() -> object:
         return report_batch(values, keys, partitions, offsets).locate(facts)
 
+    delivered_values: list[bytes | None] = [
+        orjson.dumps({"messageId": ids[i], "jobId": JOB, "status": "DELIVERED", "at": at})
+        for i, (_, _, (_, _, _, at, *_)) in enumerate(delivered)
+    ]
+
+    def whole_python() -> object:
+        read_python()
+        return fold_encoded(first.summary, delivered, stored, JOB, TENANT)
+
+    def whole_native() -> object:
+        read = report_batch(delivered_values, keys, partitions, offsets)
+        read.locate(facts)
+        return fold_group(read, 0, first.summary, stored, TENANT)
+
     rows = [
         ("read and locate the report values", read_python, read_native),
         (
@@ -89,6 +106,7 @@ def main() -> None:
             lambda: fold_encoded(first.summary, delivered, stored, JOB, TENANT),
             lambda: fold_reports_native(first.summary, delivered, stored, JOB, TENANT),
         ),
+        ("read, locate and fold DELIVERED (a feed's batch)", whole_python, whole_native),
     ]
     print(f"| per report ({n:,} in a batch, best of {rounds}) | Python | native |")
     print("|---|---|---|")
