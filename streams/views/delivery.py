@@ -23,29 +23,33 @@ from schemas.delivery import DeliveryStatus
 from streams.ids import position_in
 from streams.views import keys, notices
 
-# Sets fields of many hashes and their time to live, in one round trip: KEYS the
-# hashes; ARGV the TTL, then a JSON array holding each hash's fields and values, flat.
-# With ARGV[3] (a job id), the last key is the set of the jobs of its ids' second
-# (`keys.message_jobs`), which it joins.
-_WRITE_FIELDS = """
+# A batch's views in one round trip. KEYS: the hashes whose fields it sets; with a job
+# id (ARGV[3]), the set of the jobs of its ids' second (`keys.message_jobs`), which the
+# job joins; with counts (ARGV[4], the offset of the last report they fold), the job's
+# hash. ARGV: the TTL; a JSON array holding each hash's fields and values, flat (a
+# few thousand separate arguments cost more to encode than Redis takes to apply);
+# the job id or ""; the offset or ""; the counts' JSON, the channel and the notice
+# to publish. The counts are written unless Redis holds those of a later report.
+_WRITE = """
 local fields = cjson.decode(ARGV[2])
 for i, field in ipairs(fields) do
   redis.call('HSET', KEYS[i], unpack(field))
   redis.call('EXPIRE', KEYS[i], ARGV[1])
 end
-if ARGV[3] then
-  redis.call('SADD', KEYS[#fields + 1], ARGV[3])
-  redis.call('EXPIRE', KEYS[#fields + 1], ARGV[1])
+local next = #fields + 1
+if ARGV[3] ~= '' then
+  redis.call('SADD', KEYS[next], ARGV[3])
+  redis.call('EXPIRE', KEYS[next], ARGV[1])
+  next = next + 1
 end
-return #KEYS
-"""
-# Writes the job's delivery counts unless Redis holds those of a later report.
-_WRITE_COUNTS = """
-local current = redis.call('HGET', KEYS[1], 'deliveryUpto')
-if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'deliveryUpto', ARGV[1], 'delivery', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+if ARGV[4] ~= '' then
+  local current = redis.call('HGET', KEYS[next], 'deliveryUpto')
+  if not (current and tonumber(current) > tonumber(ARGV[4])) then
+    redis.call('HSET', KEYS[next], 'deliveryUpto', ARGV[4], 'delivery', ARGV[5])
+    redis.call('PUBLISH', ARGV[6], ARGV[7])
+  end
+end
+return #fields
 """
 
 
@@ -117,8 +121,7 @@ class DeliveryViews:
         self.redis = redis
         self.prefix = prefix
         self.retention_seconds = retention_seconds
-        self._write_counts = redis.register_script(_WRITE_COUNTS)
-        self._write_fields = redis.register_script(_WRITE_FIELDS)
+        self._write = redis.register_script(_WRITE)
 
     async def write(
         self,
@@ -151,14 +154,17 @@ class DeliveryViews:
         `carried`: every message id carries its position (`streams.ids.position_in`), so
         the job joins the set of its ids' second (`find` checks the id against each job
         there) instead of the index taking a field a message."""
+        names: list[str] = []
+        fields: bytes = b"[]"
+        joined = ""  # the job that joins the set of its ids' second
         if isinstance(entries, BucketFields) or carried:
             grouped = entries if isinstance(entries, BucketFields) else bucket_fields(entries)
-            names = [keys.delivery_bucket(self.prefix, tenant, job_id, n) for n in grouped.buckets]
-            if names:
+            if grouped.buckets:
+                names = [
+                    keys.delivery_bucket(self.prefix, tenant, job_id, n) for n in grouped.buckets
+                ]
                 names.append(keys.message_jobs(self.prefix, tenant, grouped.message_id))
-                await self._write_fields(
-                    keys=names, args=[self.retention_seconds, grouped.fields, job_id]
-                )
+                fields, joined = grouped.fields, job_id
         elif entries:
             hashes: dict[str, list[str]] = {}  # hash -> its fields and values, flat
             for position, message_id, entry in entries:
@@ -166,21 +172,23 @@ class DeliveryViews:
                 hashes.setdefault(bucket, []).extend((str(position), entry))
                 index = keys.messages(self.prefix, tenant, message_id)
                 hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
-            await self._write_fields(
-                keys=list(hashes),
-                args=[self.retention_seconds, orjson.dumps(list(hashes.values()))],
-            )
+            names, fields = list(hashes), orjson.dumps(list(hashes.values()))
         if counts is None:
-            return
-        await self._write_counts(
-            keys=[keys.job(self.prefix, tenant, job_id)],
-            args=[
+            if not names:
+                return
+            args: list[str | int | bytes] = [self.retention_seconds, fields, joined, ""]
+        else:
+            names.append(keys.job(self.prefix, tenant, job_id))
+            args = [
+                self.retention_seconds,
+                fields,
+                joined,
                 upto,
                 orjson.dumps(counts),
                 keys.jobs_channel(self.prefix),
                 notices.encode_job(tenant, job_id),
-            ],
-        )
+            ]
+        await self._write(keys=names, args=args)
 
     async def find(self, tenant: str, message_id: str) -> tuple[str, int] | None:
         """(job id, position) of a message of this tenant that may have a delivery report:
