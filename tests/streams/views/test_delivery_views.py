@@ -6,6 +6,7 @@ tenant's, a made-up one or one never reported is not found."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 
@@ -65,3 +66,28 @@ def test_messages_are_found_by_the_ids_they_carry_or_by_the_index(
     assert found[7] == orjson.loads(ENTRY)
     assert found[8] is None
     assert 0 < found[9] <= 60  # type: ignore[operator]
+
+
+def test_a_job_s_counts_never_move_back_to_an_earlier_report(redis_url: str, unique: str) -> None:
+    """Counts written with the offset of the last report they fold: a slower writer's
+    older counts leave the newer ones in place; entries are written either way."""
+    job_key = keys.job(unique, "t1", A)
+    entries = [(p, positional_message_id(CREATED, A, p), ENTRY) for p in (1, 2)]
+
+    async def scenario() -> tuple[list[Any], object]:
+        client = redis_from_url(redis_url)
+        views = DeliveryViews(client, unique, 60)
+        try:
+            seen = []
+            for counts, upto in [({"SENT": 2}, 10), ({"SENT": 1}, 5), ({"DELIVERED": 2}, 12)]:
+                await views.write_entries("t1", A, entries, counts, upto, carried=True)
+                seen.append(await client.hmget(job_key, ["delivery", "deliveryUpto"]))
+            return seen, await views.entry("t1", entries[1][1])
+        finally:
+            await client.aclose()
+
+    (first, older, newer), entry = asyncio.run(scenario())
+    assert [orjson.loads(first[0]), int(first[1])] == [{"SENT": 2}, 10]
+    assert older == first  # the counts of report 5 came after those of report 10
+    assert [orjson.loads(newer[0]), int(newer[1])] == [{"DELIVERED": 2}, 12]
+    assert entry == orjson.loads(ENTRY)
