@@ -12,6 +12,7 @@ afterwards, so the timed figure carries no profiler.
 
 from __future__ import annotations
 
+import os
 import time
 
 import orjson
@@ -30,7 +31,7 @@ from streams.testing.topics import read_topic
 
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
-from .procs import counters_by_label_in, log_findings, metrics_text
+from .procs import busy_fraction, counters_by_label_in, log_findings, machine_busy, metrics_text
 from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
@@ -82,7 +83,14 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
         spent_before = {w.worker_id: fold_time(w) for w in workers}
         reporter = Reporter(s, views, create.job_id)
+        busy_before, own_before = machine_busy(), time.process_time()
+        redis_before = redis_cpu_seconds(views)
         produced_seconds, fold_seconds = reporter.fold(reports, "SENT")
+        machine = {
+            "busy": busy_fraction(busy_before, machine_busy()),
+            "redis_cpu_seconds": redis_cpu_seconds(views) - redis_before,
+            "bench_cpu_seconds": time.process_time() - own_before,
+        }
         check(reporter.folded("SENT", n), f"the job view counts {n:,} messages SENT", result)
         cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
         spent = {
@@ -133,6 +141,7 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         "fold_worker_cpu_seconds": cpu[folder],
         "reports_per_cpu_second": n / cpu[folder] if cpu[folder] else float("nan"),
         "fold_worker_seconds": spent[folder],
+        "fold_machine": {what: round(value, 2) for what, value in machine.items()},
     }
     result.notes.append(
         f"the reports took {produced_seconds:.1f} s to produce and {fold_seconds:.1f} s to be "
@@ -140,6 +149,21 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         f"({n / cpu[folder]:,.0f} reports per CPU-second)"
     )
     result.notes.append(describe_fold_time(spent[folder], fold_seconds))
+    result.notes.append(
+        f"meanwhile the machine's cores were {machine['busy']:.0%} busy; of their "
+        f"{fold_seconds * (os.cpu_count() or 1):.1f} CPU-s, the folding worker took "
+        f"{cpu[folder]:.1f}, the other worker "
+        f"{sum(c for w, c in cpu.items() if w != folder):.1f}, Redis "
+        f"{machine['redis_cpu_seconds']:.1f} and this benchmark's own process (producing the "
+        f"reports, polling the job's view) {machine['bench_cpu_seconds']:.1f}; the rest is "
+        "the broker's and the system's"
+    )
+
+
+def redis_cpu_seconds(views: ViewReader) -> float:
+    """The Redis server's CPU seconds so far (its INFO)."""
+    info = views.read(lambda v: v.redis.info("cpu"))
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def fold_time(worker: WorkerProcess) -> dict[str, float]:
