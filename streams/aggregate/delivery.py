@@ -199,8 +199,8 @@ class DeliveryFold:
         # The feed's contract: the batch before's work ends within this batch.
         await self.settled()
         lap("waiting", started)
-        folded = [batch for batch in batches.values() if batch.encoded is not None]
-        self._unrecorded = {key: value for batch in folded for key, value in writes(batch)}
+        folded = [(batch, writes(batch)) for batch in batches.values() if batch.encoded is not None]
+        self._unrecorded = {key: value for _, written in folded for key, value in written}
         self._finishing = asyncio.ensure_future(self.finish(folded, sending))
 
     def read_natively(self, messages: RecordBatch) -> ReportBatch | None:
@@ -398,16 +398,20 @@ class DeliveryFold:
             )
         ]
 
-    async def finish(self, folded: list[JobBatch], sending: list[asyncio.Future[None]]) -> None:
+    async def finish(
+        self,
+        folded: list[tuple[JobBatch, list[tuple[bytes, bytes]]]],
+        sending: list[asyncio.Future[None]],
+    ) -> None:
         """A batch's end, while the next is read, checked and folded: the views of every
         message reported and the jobs' counts are written while Kafka takes the events
         and dead letters; once it took them, the state records what each job's fold
-        changed."""
-        await asyncio.gather(self.acknowledge(sending), self.view(folded))
+        changed (`writes`, made once: the next fold reads them meanwhile)."""
+        await asyncio.gather(self.acknowledge(sending), self.view([b for b, _ in folded]))
         started = time.perf_counter()
-        for batch in folded:
+        for batch, written in folded:
             with in_event(batch.message):
-                for key, value in writes(batch):
+                for key, value in written:
                     self.state[key] = value
         lap("recording", started)
 
