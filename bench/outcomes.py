@@ -1,19 +1,25 @@
 """Scenario: delivery reports folded on one job's partition, against the same run's fan-out.
 
-One job of N users over W workers is fanned out (timed: run -> COMPLETED).
-Then N delivery reports (SENT, one per message, their ids computed from the
-ingest commands beforehand) are produced onto `bulk.delivery-status`: all of
-one job, so one partition and one worker fold them. Timed from the first
-report produced to the job view counting N messages SENT. The goal is a fold
-at least as fast as the fan-out, so outcomes never lag the sends. With
-`--profile`, a second round of reports (DELIVERED) is folded under py-spy
-afterwards, so the timed figure carries no profiler.
+One job of N users over W workers is fanned out (timed: run -> COMPLETED, the
+users ingested beforehand). Then N delivery reports (SENT, one per message,
+their ids computed from the ingest commands beforehand) go onto
+`bulk.delivery-status`: all of one job, so one partition and one worker fold
+them. Like the fan-out's users, they are queued first, with the workers stopped
+(SIGSTOP), so that neither figure shares the machine with this benchmark's own
+producer; the fold is timed from the workers' SIGCONT to the job view counting
+N messages SENT. A second round (DELIVERED) is timed the same way: a message's
+later states rewrite its stored state, where SENT writes it first. The goal is
+a fold at least as fast as the fan-out, so outcomes never lag the sends. With
+`--profile`, a third round (OPENED) is folded under py-spy afterwards, so the
+timed figures carry no profiler.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
+from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Producer
@@ -36,6 +42,7 @@ from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
 AT = 1_760_000_000_000
+TIMED = ("SENT", "DELIVERED")  # the states of the timed rounds, in order
 FEED_SECONDS = "bulkstream_feed_seconds_total"  # by feed and phase
 FOLD_SECONDS = "bulkstream_delivery_fold_seconds_total"  # by step
 
@@ -79,84 +86,143 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         views.wait_status(create.job_id, "COMPLETED", max(900.0, n / 500), every=0.02)
         fanout_seconds = time.perf_counter() - started
 
-        say(f"outcomes: {n:,} SENT reports produced, folded (timed)")
-        cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
-        spent_before = {w.worker_id: fold_time(w) for w in workers}
         reporter = Reporter(s, views, create.job_id)
-        busy_before, own_before = machine_busy(), time.process_time()
-        redis_before = redis_cpu_seconds(views)
-        produced_seconds, fold_seconds = reporter.fold(reports, "SENT")
-        machine = {
-            "busy": busy_fraction(busy_before, machine_busy()),
-            "redis_cpu_seconds": redis_cpu_seconds(views) - redis_before,
-            "bench_cpu_seconds": time.process_time() - own_before,
-        }
-        check(reporter.folded("SENT", n), f"the job view counts {n:,} messages SENT", result)
-        cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
-        spent = {
-            w.worker_id: {
-                what: round(seconds - spent_before[w.worker_id].get(what, 0.0), 2)
-                for what, seconds in fold_time(w).items()
-            }
-            for w in workers
-        }
-        if opts.profile:
-            say(f"outcomes: {n:,} DELIVERED reports folded under py-spy (untimed)")
-            delivered = [report.replace(b'"SENT"', b'"DELIVERED"') for report in reports]
-            result.details["profile"] = profile_untimed(
-                bench.log_dir, workers, "fold", lambda: reporter.fold(delivered, "DELIVERED")[1]
+        rounds: dict[str, Round] = {}
+        for status in TIMED:
+            say(f"outcomes: {n:,} {status} reports queued with the workers stopped, folded (timed)")
+            rounds[status] = timed_round(reporter, workers, reports, status)
+            check(
+                reporter.folded(status, n), f"the job view counts {n:,} messages {status}", result
             )
-            check(reporter.folded("DELIVERED", n), f"{n:,} messages DELIVERED", result)
+        if opts.profile:
+            say(f"outcomes: {n:,} OPENED reports folded under py-spy (untimed)")
+            opened = [report.replace(b'"SENT"', b'"OPENED"') for report in reports]
+            result.details["profile"] = profile_untimed(
+                bench.log_dir, workers, "fold", lambda: reporter.fold(opened, "OPENED")
+            )
+            check(reporter.folded("OPENED", n), f"{n:,} messages OPENED", result)
     finally:
         stop_all(workers)
         views.close()
     result.log_findings = log_findings(w.log_path for w in workers)
     events = [v for _, v, _ in read_topic(s, s.topic_message_events) if v["jobId"] == create.job_id]
-    for status in ("SENT", "DELIVERED") if opts.profile else ("SENT",):
+    for status in (*TIMED, "OPENED") if opts.profile else TIMED:
         reached = [e["messageId"] for e in events if e["status"] == status]
         check(len(reached) == n, f"{n:,} {status} message events, one per message", result)
         check(len(set(reached)) == n, f"each message's {status} event once", result)
     fanout_rate = n / fanout_seconds
-    fold_rate = n / fold_seconds
-    folder = max(cpu, key=lambda worker: cpu[worker])
-    result.figures.append(
-        Figure(
-            label=f"delivery reports folded, {n:,} on one job's partition",
-            measured=fold_rate,
-            unit="reports/s",
-            baseline=fanout_rate,
-            baseline_label="the fan-out of the same job (sends/s)",
-            target_min=1.0,
-        )
-    )
     result.details |= {
         "users": n,
         "workers": opts.workers,
         "fanout_seconds": fanout_seconds,
         "fanout_rate": fanout_rate,
-        "produce_seconds": produced_seconds,
-        "fold_seconds": fold_seconds,
-        "fold_rate": fold_rate,
-        "fold_worker": folder,
-        "fold_worker_cpu_seconds": cpu[folder],
-        "reports_per_cpu_second": n / cpu[folder] if cpu[folder] else float("nan"),
-        "fold_worker_seconds": spent[folder],
-        "fold_machine": {what: round(value, 2) for what, value in machine.items()},
     }
-    result.notes.append(
-        f"the reports took {produced_seconds:.1f} s to produce and {fold_seconds:.1f} s to be "
-        f"folded; the folding worker ({folder}) used {cpu[folder]:.1f} CPU-s "
-        f"({n / cpu[folder]:,.0f} reports per CPU-second)"
+    for status, done in rounds.items():
+        folder, cpu = done.folder, done.cpu[done.folder]
+        result.figures.append(
+            Figure(
+                label=f"delivery reports folded, {n:,} {status} on one job's partition",
+                measured=n / done.fold_seconds,
+                unit="reports/s",
+                baseline=fanout_rate,
+                baseline_label="the fan-out of the same job (sends/s)",
+                target_min=1.0,
+            )
+        )
+        result.details[status] = {
+            "queue_seconds": round(done.queue_seconds, 2),
+            "fold_seconds": round(done.fold_seconds, 2),
+            "fold_rate": n / done.fold_seconds,
+            "fold_worker": folder,
+            "fold_worker_cpu_seconds": round(cpu, 2),
+            "reports_per_cpu_second": n / cpu if cpu else float("nan"),
+            "fold_worker_seconds": done.spent[folder],
+            "fold_machine": done.machine,
+        }
+        result.notes.append(
+            f"{status}: queued on the topic in {done.queue_seconds:.1f} s with the workers "
+            f"stopped, then folded in {done.fold_seconds:.1f} s from their SIGCONT; the "
+            f"folding worker ({folder}) used {cpu:.1f} CPU-s ({n / cpu:,.0f} reports per "
+            f"CPU-second). {describe_fold_time(done.spent[folder], done.fold_seconds)}. "
+            f"{describe_machine(done)}"
+        )
+
+
+@dataclass(frozen=True)
+class Round:
+    """One timed round of reports: how long they took to queue and to be folded, and
+    what the workers and the machine did while they were folded."""
+
+    queue_seconds: float
+    fold_seconds: float
+    cpu: dict[str, float]  # CPU-s by worker id
+    spent: dict[str, dict[str, float]]  # worker id -> the reports feed's seconds by step
+    machine: dict[str, float]
+
+    @property
+    def folder(self) -> str:
+        """The worker that folded them: the one that used the most CPU."""
+        return max(self.cpu, key=lambda worker: self.cpu[worker])
+
+
+def timed_round(
+    reporter: Reporter, workers: list[WorkerProcess], template: list[bytes], status: str
+) -> Round:
+    """Queue a report of `status` a message (`template`'s, SENT) with the workers stopped
+    (SIGSTOP), then measure their fold from the workers' SIGCONT: the fold starts from
+    its whole input and shares the machine with nothing of this benchmark's."""
+    reports = (
+        template
+        if status == "SENT"
+        else [r.replace(b'"SENT"', f'"{status}"'.encode()) for r in template]
     )
-    result.notes.append(describe_fold_time(spent[folder], fold_seconds))
-    result.notes.append(
-        f"meanwhile the machine's cores were {machine['busy']:.0%} busy; of their "
-        f"{fold_seconds * (os.cpu_count() or 1):.1f} CPU-s, the folding worker took "
-        f"{cpu[folder]:.1f}, the other worker "
-        f"{sum(c for w, c in cpu.items() if w != folder):.1f}, Redis "
-        f"{machine['redis_cpu_seconds']:.1f} and this benchmark's own process (producing the "
-        f"reports, polling the job's view) {machine['bench_cpu_seconds']:.1f}; the rest is "
-        "the broker's and the system's"
+    spent_before = {w.worker_id: fold_time(w) for w in workers}
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        queued = time.perf_counter()
+        reporter.queue(reports)
+        queue_seconds = time.perf_counter() - queued
+        cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
+        busy_before, own_before = machine_busy(), time.process_time()
+        redis_before = redis_cpu_seconds(reporter.views)
+        started = time.perf_counter()
+    finally:
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGCONT)
+    reporter.wait(status, len(reports))
+    fold_seconds = time.perf_counter() - started
+    machine = {
+        "busy": round(busy_fraction(busy_before, machine_busy()), 2),
+        "redis_cpu_seconds": round(redis_cpu_seconds(reporter.views) - redis_before, 2),
+        "bench_cpu_seconds": round(time.process_time() - own_before, 2),
+    }
+    return Round(
+        queue_seconds=queue_seconds,
+        fold_seconds=fold_seconds,
+        cpu={w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers},
+        spent={
+            w.worker_id: {
+                what: round(seconds - spent_before[w.worker_id].get(what, 0.0), 2)
+                for what, seconds in fold_time(w).items()
+            }
+            for w in workers
+        },
+        machine=machine,
+    )
+
+
+def describe_machine(done: Round) -> str:
+    """The machine's busy share while a round was folded, and who took its CPU."""
+    folder = done.folder
+    others = sum(c for w, c in done.cpu.items() if w != folder)
+    return (
+        f"Meanwhile the machine's cores were {done.machine['busy']:.0%} busy; of their "
+        f"{done.fold_seconds * (os.cpu_count() or 1):.1f} CPU-s, the folding worker took "
+        f"{done.cpu[folder]:.1f}, the other worker {others:.1f}, Redis "
+        f"{done.machine['redis_cpu_seconds']:.1f} and this benchmark's own process (polling "
+        f"the job's view) {done.machine['bench_cpu_seconds']:.1f}; the rest is the "
+        "broker's and the system's"
     )
 
 
@@ -197,19 +263,26 @@ class Reporter:
         self.s, self.views, self.job_id = s, views, job_id
         self.producer = Producer(producer_config(s) | {"linger.ms": 20})
 
-    def fold(self, reports: list[bytes], status: str) -> tuple[float, float]:
-        """Produce the reports; answer the seconds to produce them and to see them folded
-        (every message counted in `status`), both from the first produced."""
+    def queue(self, reports: list[bytes]) -> None:
+        """Produce the reports, and wait until the broker holds every one."""
         key = self.job_id.encode()
-        started = time.perf_counter()
         for value in reports:
             produce_waiting(self.producer, self.s.topic_delivery_status, key, value, wait=0.01)
-        produced = time.perf_counter() - started
         assert self.producer.flush(60) == 0
-        deadline = time.monotonic() + max(600.0, len(reports) / 200)
-        while not self.folded(status, len(reports)) and time.monotonic() < deadline:
+
+    def wait(self, status: str, n: int) -> None:
+        """Wait for the job view to count `n` messages in `status`."""
+        deadline = time.monotonic() + max(600.0, n / 200)
+        while not self.folded(status, n) and time.monotonic() < deadline:
             time.sleep(0.02)
-        return produced, time.perf_counter() - started
+
+    def fold(self, reports: list[bytes], status: str) -> float:
+        """Produce the reports and wait for them folded (every message counted in
+        `status`); answer the seconds from the first produced."""
+        started = time.perf_counter()
+        self.queue(reports)
+        self.wait(status, len(reports))
+        return time.perf_counter() - started
 
     def folded(self, status: str, n: int) -> bool:
         job = self.views.job(self.job_id)
