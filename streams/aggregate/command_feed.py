@@ -108,6 +108,29 @@ class RecordBatch:
         return dict(zip(self.partitions, self.offsets, strict=True))
 
 
+def record_columns(
+    topic: str, records: list[Any], assigned: frozenset[int], applied: dict[int, int]
+) -> RecordBatch | None:
+    """A fetch's records by column, when every one is to be applied: no error, all of
+    partitions `assigned`, none at or below its partition's offset `applied` (else None:
+    the feed sorts them out one by one). A comprehension a column costs the delivery
+    fold half what one loop over the records did."""
+    taken = RecordBatch(topic)
+    if not records:
+        return taken
+    if any([record.error() is not None for record in records]):
+        return None
+    taken.partitions = [record.partition() for record in records]
+    taken.offsets = [record.offset() for record in records]
+    # Offsets rise within a partition: its first here is its lowest.
+    firsts = dict(zip(reversed(taken.partitions), reversed(taken.offsets), strict=True))
+    if any(p not in assigned or o <= applied.get(p, -1) for p, o in firsts.items()):
+        return None
+    taken.keys = [record.key() for record in records]
+    taken.values = [record.value() for record in records]
+    return taken
+
+
 def consumer_config(
     pipeline: Pipeline, name: str = "commands", batch: int = BATCH
 ) -> dict[str, Any]:
@@ -377,6 +400,24 @@ class CommandFeed:
 
     async def apply(self, records: list[Any]) -> None:
         """Apply these records: each alone (`handle`), or all at once (`handle_batch`)."""
+        taken = None
+        if self.handle_batch is not None:
+            if self.pausing or self.stopped:
+                taken = RecordBatch(self.topic)  # read again from the cursor
+            else:
+                taken = record_columns(self.topic, records, self.assigned, self.applied)
+        if taken is None:
+            taken = await self.apply_each(records)
+        self.quiet = not taken
+        if taken and self.handle_batch is not None:
+            before = dict(self.applied)
+            await self.handle_batch(taken)
+            self.applied.update(taken.last_offsets())
+            self.settled = before
+
+    async def apply_each(self, records: list[Any]) -> RecordBatch:
+        """Apply each record with `handle`, or gather those to apply into a batch;
+        errors, partitions not held and records applied already are left out."""
         taken = RecordBatch(self.topic)
         partitions, offsets = taken.partitions.append, taken.offsets.append
         keys, values = taken.keys.append, taken.values.append
@@ -405,12 +446,7 @@ class CommandFeed:
             with in_event(message) as event:
                 await self.handle(event)
             self.applied[partition] = offset
-        self.quiet = not taken
-        if taken and self.handle_batch is not None:
-            before = dict(self.applied)
-            await self.handle_batch(taken)
-            self.applied.update(taken.last_offsets())
-            self.settled = before
+        return taken
 
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics (on the fetch thread, from `take`)."""

@@ -13,7 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from streams.aggregate.command_feed import FetchWatch, fetch_states
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streams.aggregate.command_feed import FetchWatch, fetch_states, record_columns
 from streams.settings import Settings
 from streams.testing.client import Client, await_accepted, send_generated
 from streams.testing.processes import WorkerProcess, wait_for
@@ -134,3 +136,52 @@ def test_a_partition_that_becomes_active_or_is_dropped_is_not_due() -> None:
     watch.observe({0: "offset-query"}, now=4)  # 1 unassigned; 0 left "active" at 4
     assert watch.stalled(now=12) == []
     assert watch.stalled(now=14) == [(0, "offset-query")]
+
+
+def _fetched(settings: Settings, per_partition: dict[int, int]) -> list[Any]:
+    """librdkafka's messages of `per_partition` records produced on each of these
+    partitions of the commands topic (valued `b"<partition>:<n>"`), as a feed fetches
+    them: partition by partition, in offset order."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for partition, count in per_partition.items():
+        for n in range(count):
+            producer.produce(
+                settings.topic_commands,
+                key=f"k{n}".encode(),
+                value=f"{partition}:{n}".encode(),
+                partition=partition,
+            )
+    assert producer.flush(30) == 0
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "columns"}
+    )
+    consumer.assign([TopicPartition(settings.topic_commands, p, 0) for p in per_partition])
+    records: list[Any] = []
+    while len(records) < sum(per_partition.values()):
+        records += consumer.consume(100, 5)
+    consumer.close()
+    return records
+
+
+def test_record_columns_are_the_records_to_apply_or_none_when_some_are_not(
+    topology: Settings,
+) -> None:
+    records = _fetched(topology, {1: 3, 4: 2})
+    columns = record_columns(topology.topic_commands, records, frozenset({1, 4}), {})
+    assert columns is not None
+    got = sorted(
+        zip(columns.partitions, columns.offsets, columns.keys, columns.values, strict=True)
+    )
+    assert got == [
+        (p, n, f"k{n}".encode(), f"{p}:{n}".encode())
+        for p, count in ((1, 3), (4, 2))
+        for n in range(count)
+    ]
+    assert columns.last_offsets() == {1: 2, 4: 1}
+    # A partition not held, or a record at or below the offset applied: one by one.
+    assert record_columns(topology.topic_commands, records, frozenset({1}), {}) is None
+    assert record_columns(topology.topic_commands, records, frozenset({1, 4}), {4: 0}) is None
+    assert record_columns(topology.topic_commands, records, frozenset({1, 4}), {4: -1, 1: -1})
+    empty = record_columns(topology.topic_commands, [], frozenset(), {})
+    assert empty is not None
+    assert len(empty) == 0
