@@ -85,6 +85,15 @@ def main() -> None:
         for i, (_, _, (_, _, _, at, *_)) in enumerate(delivered)
     ]
 
+    def whole_python_sent() -> object:
+        read_python()
+        return fold_encoded(None, sent, empty, JOB, TENANT)
+
+    def whole_native_sent() -> object:
+        read = report_batch(values, keys, partitions, offsets)
+        read.locate(facts)
+        return fold_group(read, 0, None, empty, TENANT)
+
     def whole_python() -> object:
         read_python()
         return fold_encoded(first.summary, delivered, stored, JOB, TENANT)
@@ -106,6 +115,7 @@ def main() -> None:
             lambda: fold_encoded(first.summary, delivered, stored, JOB, TENANT),
             lambda: fold_reports_native(first.summary, delivered, stored, JOB, TENANT),
         ),
+        ("read, locate and fold SENT (a feed's batch)", whole_python_sent, whole_native_sent),
         ("read, locate and fold DELIVERED (a feed's batch)", whole_python, whole_native),
     ]
     print(f"| per report ({n:,} in a batch, best of {rounds}) | Python | native |")
