@@ -155,6 +155,10 @@ def create_runtime(settings: Settings, key_families: KeyFamilies | None = None) 
         broker_max_poll_interval=900.0,
         producer_acks=-1,
         producer_linger_ms=5,
+        # A batch of a partition's changelog records a request, up to 1 MiB: faust's
+        # 16 KiB took a few of the delivery fold's blocks (3 to 6 KB each) a round trip
+        # to the broker, and the fold's changelog fell behind it.
+        producer_max_batch_size=1024 * 1024,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         consumer_max_fetch_size=2 * 1024 * 1024,
         table_standby_replicas=0,
