@@ -37,7 +37,14 @@ from streams.testing.topics import read_topic
 
 from .env import TENANT, Options, Run, say
 from .jobs import create_job, ingest, ingest_commands, run_command
-from .procs import busy_fraction, counters_by_label_in, log_findings, machine_busy, metrics_text
+from .procs import (
+    busy_fraction,
+    counters_by_label_in,
+    log_findings,
+    machine_busy,
+    metrics_text,
+    thread_cpu,
+)
 from .profile import profile_untimed
 from .results import Figure, ScenarioResult, check
 
@@ -138,6 +145,7 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
             "reports_per_cpu_second": n / cpu if cpu else float("nan"),
             "fold_worker_seconds": done.spent[folder],
             "fold_machine": done.machine,
+            "fold_worker_threads": done.threads,
         }
         result.notes.append(
             f"{status}: queued on the topic in {done.queue_seconds:.1f} s with the workers "
@@ -158,6 +166,7 @@ class Round:
     cpu: dict[str, float]  # CPU-s by worker id
     spent: dict[str, dict[str, float]]  # worker id -> the reports feed's seconds by step
     machine: dict[str, float]
+    threads: dict[str, float]  # the folding worker's CPU-s by thread name
 
     @property
     def folder(self) -> str:
@@ -184,6 +193,7 @@ def timed_round(
         reporter.queue(reports)
         queue_seconds = time.perf_counter() - queued
         cpu_before = {w.worker_id: cpu_seconds(w.pid) for w in workers}
+        threads_before = {w.worker_id: thread_cpu(w.pid) for w in workers}
         busy_before, own_before = machine_busy(), time.process_time()
         redis_before = redis_cpu_seconds(reporter.views)
         started = time.perf_counter()
@@ -197,10 +207,14 @@ def timed_round(
         "redis_cpu_seconds": round(redis_cpu_seconds(reporter.views) - redis_before, 2),
         "bench_cpu_seconds": round(time.process_time() - own_before, 2),
     }
+    cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
+    folder = next(w for w in workers if w.worker_id == max(cpu, key=lambda worker: cpu[worker]))
+    was = threads_before[folder.worker_id]
+    threads = {name: now - was.get(name, 0.0) for name, now in thread_cpu(folder.pid).items()}
     return Round(
         queue_seconds=queue_seconds,
         fold_seconds=fold_seconds,
-        cpu={w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers},
+        cpu=cpu,
         spent={
             w.worker_id: {
                 what: round(seconds - spent_before[w.worker_id].get(what, 0.0), 2)
@@ -209,6 +223,7 @@ def timed_round(
             for w in workers
         },
         machine=machine,
+        threads={name: round(spent, 2) for name, spent in threads.items() if spent >= 0.05},
     )
 
 
