@@ -120,15 +120,16 @@ class ReportBatch:
             bytes,
             list[tuple[int, bytes]],
             list[bytes],
-            tuple[list[int], bytes, str],
+            tuple[list[int], list[int], list[int], bytes, str],
             dict[str, int],
         ]
         | None
     ):
         """A located group folded as `fold_reports` folds the same `Reported` tuples,
         its entries grouped by bucket of `bucket` positions, as
-        `streams.views.delivery.bucket_fields` groups them: (bucket numbers, JSON of
-        each bucket's fields and values, one message's id)."""
+        `streams.views.delivery.bucket_fields` groups them (the fields of
+        `BucketFields`: bucket numbers, each one's count of fields and end in the body,
+        the body, one message's id)."""
 
 def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
     """For each (job id, message id), the position the id carries as one of that job's

@@ -629,38 +629,57 @@ fn event(item: &Item, previous: Option<u8>, job_id: &str, tenant: &str) -> Vec<u
     out
 }
 
-/// `streams.views.delivery.bucket_fields`: the bucket numbers of `entries` (`size`
-/// positions a bucket), in the order of their first entry, and the JSON of each
-/// bucket's fields and values, flat (`[["<position>", "<entry>", ...], ...]`).
-fn bucket_fields(entries: &[(i64, usize, String)], size: i64) -> (Vec<i64>, Vec<u8>) {
+/// A bucket's fields and values, grouped (`BucketFields`): the bucket numbers in the
+/// order of their first entry, each one's count of fields and the end of its share of
+/// `body`, and `body`: every bucket's fields and values, flat, as bulk strings of the
+/// Redis protocol (`$<length>\r\n<bytes>\r\n`), bucket after bucket.
+struct Grouped {
+    buckets: Vec<i64>,
+    fields: Vec<usize>,
+    ends: Vec<usize>,
+    body: Vec<u8>,
+}
+
+fn bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'$');
+    number(out, bytes.len() as i64);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `streams.views.delivery.bucket_fields`: `entries` grouped by bucket of `size`
+/// positions, the same bytes.
+fn bucket_fields(entries: &[(i64, usize, String)], size: i64) -> Grouped {
     let mut order: Vec<i64> = Vec::new();
-    let mut fields: IntMap<Vec<u8>> = IntMap::default();
-    for (position, _, entry) in entries {
-        let bucket = position.div_euclid(size);
-        let out = fields.entry(bucket).or_insert_with(|| {
+    let mut grouped: IntMap<(usize, Vec<u8>)> = IntMap::default();
+    let mut position = Vec::with_capacity(20);
+    for (at, _, entry) in entries {
+        let bucket = at.div_euclid(size);
+        let (count, out) = grouped.entry(bucket).or_insert_with(|| {
             order.push(bucket);
-            Vec::with_capacity(size as usize * 128)
+            (0, Vec::with_capacity(size as usize * 136))
         });
-        if !out.is_empty() {
-            out.push(b',');
-        }
-        out.push(b'"');
-        number(out, *position);
-        out.extend_from_slice(b"\",");
-        string(out, entry);
+        position.clear();
+        number(&mut position, *at);
+        bulk(out, &position);
+        bulk(out, entry.as_bytes());
+        *count += 1;
     }
-    let mut json = Vec::with_capacity(fields.values().map(|f| f.len() + 3).sum::<usize>() + 2);
-    json.push(b'[');
-    for (i, bucket) in order.iter().enumerate() {
-        if i > 0 {
-            json.push(b',');
-        }
-        json.push(b'[');
-        json.extend_from_slice(&fields[bucket]);
-        json.push(b']');
+    let total = grouped.values().map(|(_, body)| body.len()).sum::<usize>();
+    let mut out = Grouped {
+        fields: Vec::with_capacity(order.len()),
+        ends: Vec::with_capacity(order.len()),
+        body: Vec::with_capacity(total),
+        buckets: order,
+    };
+    for bucket in &out.buckets {
+        let (count, body) = &grouped[bucket];
+        out.body.extend_from_slice(body);
+        out.fields.push(*count);
+        out.ends.push(out.body.len());
     }
-    json.push(b']');
-    (order, json)
+    out
 }
 
 // -- Python ----------------------------------------------------------------------------
@@ -744,13 +763,19 @@ pub(crate) fn encoded<'py>(
     }
     let entries = match bucket {
         Some(size) => {
-            let (numbers, fields) = bucket_fields(&folded.entries, size);
+            let grouped = bucket_fields(&folded.entries, size);
             let first = folded
                 .entries
                 .first()
                 .map(|(_, item, _)| &items[*item].message_id);
             let id = first.map_or("", |id| id.as_str());
-            (numbers, PyBytes::new(py, &fields), id)
+            (
+                grouped.buckets,
+                grouped.fields,
+                grouped.ends,
+                PyBytes::new(py, &grouped.body),
+                id,
+            )
                 .into_pyobject(py)?
                 .into_any()
         }

@@ -65,3 +65,23 @@ def redis_from_url(url: str, **options: Any) -> aioredis.Redis:
     settings: dict[str, Any] = options | parse_url(url)  # as redis-py: the URL's options win
     settings["connection_class"] = _PACKED[settings.get("connection_class", Connection)]
     return aioredis.Redis.from_pool(ConnectionPool(**settings))
+
+
+async def send_packed(redis: aioredis.Redis, commands: bytes, replies: int) -> None:
+    """Send commands already in the Redis protocol, on one connection of `redis`'s
+    pool, and read their `replies`: an error reply raises (as redis-py's `ResponseError`),
+    and the connection, its other replies unread, is dropped. For commands whose
+    arguments are made as protocol bytes already (the delivery fold's views), which a
+    pipeline would take back apart into an object an argument."""
+    pool = redis.connection_pool
+    # redis-py leaves this public method unannotated.
+    connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(commands)
+        for _ in range(replies):
+            await connection.read_response()
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)

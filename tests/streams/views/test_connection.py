@@ -6,17 +6,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import hiredis
 import orjson
 import pytest
 from redis.asyncio.connection import Connection
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 from streams.views.connection import (
     PackedConnection,
     PackedSSLConnection,
     PackedUnixConnection,
     redis_from_url,
+    send_packed,
 )
+
+
+def hiredis_packed(*args: Any) -> bytes:
+    """A command as hiredis packs it (its stub types a one-element tuple)."""
+    packed: bytes = hiredis.pack_command(args)
+    return packed
+
 
 USERS_VIEW = (
     "HSET",
@@ -86,3 +95,30 @@ def test_a_real_redis_reads_back_what_was_packed(redis_url: str, unique: str) ->
     length, last, deleted = asyncio.run(scenario())
     assert (length, deleted) == (1000, 1)
     assert orjson.loads(last) == {"to": {"email": "user999@example.com"}}
+
+
+def test_commands_sent_packed_are_applied_and_an_error_reply_raises(
+    redis_url: str, unique: str
+) -> None:
+    """`send_packed` reads one reply a command; an error reply raises, and the pool
+    hands out a working connection after it (the failed one, its replies unread, is
+    dropped)."""
+    key, other = f"{unique}:h", f"{unique}:s"
+    good = hiredis_packed("HSET", key, "a", "1", "b", "2") + hiredis_packed("EXPIRE", key, 60)
+    # WRONGTYPE on the string, then a command whose reply is left unread.
+    bad = hiredis_packed("HSET", other, "a", "1") + hiredis_packed("PING")
+
+    async def scenario() -> tuple[Any, ...]:
+        client = redis_from_url(redis_url, max_connections=1)
+        try:
+            await send_packed(client, good, 2)
+            await client.set(other, "x")
+            with pytest.raises(ResponseError, match="WRONGTYPE"):
+                await send_packed(client, bad, 2)
+            return (await client.hgetall(key), 0 < await client.ttl(key) <= 60)
+        finally:
+            await client.aclose()
+
+    fields, expires = asyncio.run(scenario())
+    assert fields == {b"a": b"1", b"b": b"2"}
+    assert expires

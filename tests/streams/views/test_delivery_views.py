@@ -8,12 +8,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import hiredis
 import orjson
 
 from streams.ids import message_id, position_in, positional_message_id
 from streams.views import keys
 from streams.views.connection import redis_from_url
-from streams.views.delivery import DeliveryViews
+from streams.views.delivery import DeliveryViews, bucket_fields
+
+
+def hiredis_packed(*args: Any) -> bytes:
+    """A command as hiredis packs it (its stub types a one-element tuple)."""
+    packed: bytes = hiredis.pack_command(args)
+    return packed
+
 
 CREATED = 1_764_000_000.25
 A, B, C = "1-6930bc00-aaaaaaaaaaaaaaaaaaaaaaaa", "1-6930bc00-bbbbbbbbbbbbbbbbbbbbbbbb", "1-c"
@@ -28,6 +36,23 @@ def test_position_in_checks_the_whole_id() -> None:
     assert position_in(A, "x" + id_7[1:]) is None
     assert position_in(A, id_7.upper()) is None
     assert position_in(A, message_id(CREATED, A, "user-7")) is None  # an `identity` id
+
+
+def test_bucket_commands_are_the_hsets_and_expires_hiredis_packs() -> None:
+    entries = [(p, positional_message_id(CREATED, A, p), ENTRY) for p in (3, 250, 7, 99)]
+    entries.append((120, positional_message_id(CREATED, A, 120), '{"reason":"é"}'))
+    grouped = bucket_fields(entries)
+    assert grouped.buckets == [0, 2, 1]
+    assert grouped.fields == [3, 1, 1]
+    commands = grouped.commands(lambda n: f"b:{n}", 60)
+    expected = []
+    for bucket, members in [(0, (3, 7, 99)), (2, (250,)), (1, (120,))]:
+        flat = [part for p, _, e in entries if p in members for part in (str(p), e)]
+        expected += [
+            hiredis_packed("HSET", f"b:{bucket}", *flat),
+            hiredis_packed("EXPIRE", f"b:{bucket}", 60),
+        ]
+    assert commands == expected
 
 
 def test_messages_are_found_by_the_ids_they_carry_or_by_the_index(
