@@ -280,7 +280,7 @@ class CommandFeed:
                 await self.apply_batch()
                 now = time.monotonic()
                 if now - last_checkpoint >= self.checkpoint_seconds:
-                    await self.checkpoint(everything=self.quiet)
+                    await self.checkpoint(everything=self.quiet, wait=False)
                     last_checkpoint = now
                     self.spent["checkpointing"].inc(time.monotonic() - now)
                 self.unstall(now)
@@ -374,7 +374,7 @@ class CommandFeed:
         """Record the position of every partition read, then read none."""
         if not self.assigned:
             return
-        await self.checkpoint(everything=True)
+        await self.checkpoint(everything=True, wait=True)
         # The cursors themselves in Kafka before another worker may restore them.
         await deliveries_of(self.app).settled()
         assert self.consumer is not None
@@ -464,14 +464,17 @@ class CommandFeed:
             records = [record] if record is not None else []
         return records
 
-    async def checkpoint(self, everything: bool = False) -> None:
+    async def checkpoint(self, everything: bool, *, wait: bool) -> None:
         """Write the cursor of each partition that moved, once everything the
         commands up to it sent is in Kafka: a cursor in the state means its
         command and every one before it are applied for good. With `settle`,
         up to the batch before the last (whose work has ended), unless
-        `everything` (then once `settle` ended)."""
+        `everything` (then once `settle` ended). `wait`: the cursors are written
+        before this returns; else by a task beside the feed (`writing`), so that
+        records arriving meanwhile are not held while Kafka takes the ones
+        before (the first batch after a quiet spell waited up to seconds)."""
         if self.writing is not None:
-            if not (everything or self.writing.done()):
+            if not (wait or self.writing.done()):
                 return  # the last one is still waiting for its records
             writing, self.writing = self.writing, None
             await writing  # raises what it met
@@ -485,7 +488,7 @@ class CommandFeed:
         if not moved:
             return
         in_kafka = deliveries_of(self.app).settled()
-        if everything:
+        if wait:
             await self.write_cursors(moved, in_kafka)
         else:
             # The feed goes on meanwhile: a cursor needs the records sent before it in
