@@ -261,7 +261,7 @@ def describe_fold_time(spent: dict[str, float], wall: float) -> str:
     ending = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in ENDING)
     feed = sum(spent.get(phase, 0.0) for phase in PHASES)
     return (
-        f"the folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
+        f"The folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
         f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "
         f"({steps}), checkpointing {spent.get('checkpointing', 0.0):.1f} s; the rest "
         f"({max(wall - feed, 0.0):.1f} s) went to the event loop's other work between the "
