@@ -166,12 +166,8 @@ class Round:
     cpu: dict[str, float]  # CPU-s by worker id
     spent: dict[str, dict[str, float]]  # worker id -> the reports feed's seconds by step
     machine: dict[str, float]
+    folder: str  # the worker that folded them: the one that used the most CPU
     threads: dict[str, float]  # the folding worker's CPU-s by thread name
-
-    @property
-    def folder(self) -> str:
-        """The worker that folded them: the one that used the most CPU."""
-        return max(self.cpu, key=lambda worker: self.cpu[worker])
 
 
 def timed_round(
@@ -208,7 +204,7 @@ def timed_round(
         "bench_cpu_seconds": round(time.process_time() - own_before, 2),
     }
     cpu = {w.worker_id: cpu_seconds(w.pid) - cpu_before[w.worker_id] for w in workers}
-    folder = next(w for w in workers if w.worker_id == max(cpu, key=lambda worker: cpu[worker]))
+    folder = max(workers, key=lambda worker: cpu[worker.worker_id])
     was = threads_before[folder.worker_id]
     threads = {name: now - was.get(name, 0.0) for name, now in thread_cpu(folder.pid).items()}
     return Round(
@@ -223,6 +219,7 @@ def timed_round(
             for w in workers
         },
         machine=machine,
+        folder=folder.worker_id,
         threads={name: round(spent, 2) for name, spent in threads.items() if spent >= 0.05},
     )
 

@@ -109,10 +109,7 @@ class BucketFields(NamedTuple):
         out: list[bytes] = []
         start, body = 0, memoryview(self.body)
         for bucket, fields, end in zip(self.buckets, self.fields, self.ends, strict=True):
-            key = key_of(bucket).encode()
-            head = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * fields, len(key), key)
-            out.append(head + body[start:end])
-            out.append(packed(b"EXPIRE", key, b"%d" % ttl))
+            out += hset_with_ttl(key_of(bucket).encode(), fields, body[start:end], ttl)
             start = end
         return out
 
@@ -122,9 +119,12 @@ def bulk_strings(values: Iterable[bytes]) -> bytes:
     return b"".join(b"$%d\r\n%s\r\n" % (len(value), value) for value in values)
 
 
-def packed(*args: bytes) -> bytes:
-    """A command in the Redis protocol."""
-    return b"*%d\r\n%s" % (len(args), bulk_strings(args))
+def hset_with_ttl(key: bytes, fields: int, body: bytes | memoryview, ttl: int) -> list[bytes]:
+    """An HSET of `fields` fields (`body`: their names and values, as bulk strings),
+    then an EXPIRE of its hash, in the Redis protocol."""
+    hset = b"*%d\r\n%s" % (2 + 2 * fields, bulk_strings((b"HSET", key)))
+    expire = b"*3\r\n%s" % bulk_strings((b"EXPIRE", key, b"%d" % ttl))
+    return [hset + body, expire]
 
 
 def bucket_fields(entries: list[tuple[int, str, str]]) -> BucketFields:
@@ -202,9 +202,8 @@ class DeliveryViews:
                 index = keys.messages(self.prefix, tenant, message_id)
                 hashes.setdefault(index, []).extend((message_id[-24:], f"{position} {job_id}"))
             for name, flat in hashes.items():
-                key = name.encode()
-                commands.append(packed(b"HSET", key, *(value.encode() for value in flat)))
-                commands.append(packed(b"EXPIRE", key, b"%d" % ttl))
+                body = bulk_strings(value.encode() for value in flat)
+                commands += hset_with_ttl(name.encode(), len(flat) // 2, body, ttl)
         if commands:
             await send_packed(self.redis, b"".join(commands), len(commands))
         if counts is None:
