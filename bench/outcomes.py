@@ -103,7 +103,7 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
             )
         if opts.profile:
             say(f"outcomes: {n:,} OPENED reports folded under py-spy (untimed)")
-            opened = [report.replace(b'"SENT"', b'"OPENED"') for report in reports]
+            opened = of_status(reports, "OPENED")
             result.details["profile"] = profile_untimed(
                 bench.log_dir, workers, "fold", lambda: reporter.fold(opened, "OPENED")
             )
@@ -176,11 +176,7 @@ def timed_round(
     """Queue a report of `status` a message (`template`'s, SENT) with the workers stopped
     (SIGSTOP), then measure their fold from the workers' SIGCONT: the fold starts from
     its whole input and shares the machine with nothing of this benchmark's."""
-    reports = (
-        template
-        if status == "SENT"
-        else [r.replace(b'"SENT"', f'"{status}"'.encode()) for r in template]
-    )
+    reports = of_status(template, status)
     spent_before = {w.worker_id: fold_time(w) for w in workers}
     for worker in workers:
         os.kill(worker.pid, signal.SIGSTOP)
@@ -222,6 +218,13 @@ def timed_round(
         folder=folder.worker_id,
         threads={name: round(spent, 2) for name, spent in threads.items() if spent >= 0.05},
     )
+
+
+def of_status(template: list[bytes], status: str) -> list[bytes]:
+    """The SENT reports of `template`, each made a report of `status`."""
+    if status == "SENT":
+        return template
+    return [report.replace(b'"SENT"', f'"{status}"'.encode()) for report in template]
 
 
 def describe_machine(done: Round) -> str:
