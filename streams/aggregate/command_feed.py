@@ -113,8 +113,8 @@ def record_columns(
 ) -> RecordBatch | None:
     """A fetch's records by column, when every one is to be applied: no error, all of
     partitions `assigned`, none at or below its partition's offset `applied` (else None:
-    the feed sorts them out one by one). A comprehension a column costs the delivery
-    fold half what one loop over the records did."""
+    the feed sorts them out one by one). A comprehension a column calls each record's
+    methods with less interpreter work than one loop over the records."""
     taken = RecordBatch(topic)
     if not records:
         return taken
