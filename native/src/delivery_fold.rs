@@ -105,19 +105,18 @@ impl Reached {
         self.0.iter().map(|(r, _)| *r).max()
     }
 
-    /// With this report folded in; None when it changes nothing.
-    fn fold(&self, rank: u8, first: &First) -> Option<Reached> {
-        let mut folded = self.clone();
-        match folded.0.iter_mut().find(|(r, _)| *r == rank) {
+    /// Fold this report in; false when it changes nothing.
+    fn fold(&mut self, rank: u8, first: &First) -> bool {
+        match self.0.iter_mut().find(|(r, _)| *r == rank) {
             Some((_, known)) => {
                 if known.order() <= first.order() {
-                    return None;
+                    return false;
                 }
                 *known = first.clone();
             }
-            None => folded.0.push((rank, first.clone())),
+            None => self.0.push((rank, first.clone())),
         }
-        Some(folded)
+        true
     }
 
     fn same_as(&self, other: &Reached) -> bool {
@@ -383,15 +382,14 @@ pub(crate) fn fold(
                 slot.insert((start.clone(), start))
             }
         };
-        let Some(folded) = current.fold(item.rank, &item.first) else {
-            continue;
-        };
         let before = current.status();
+        if !current.fold(item.rank, &item.first) {
+            continue;
+        }
         let after = match before {
             Some(b) if b >= item.rank => b,
             _ => item.rank,
         };
-        *current = folded;
         if before != Some(after) {
             if let Some(b) = before {
                 new.add(b, -1);
@@ -410,8 +408,10 @@ pub(crate) fn fold(
             order
                 .iter()
                 .filter_map(|p| {
-                    let (before, now) = &states[p];
-                    (!now.same_as(before)).then(|| (*p, Stored(now.clone(), last, before.clone())))
+                    let (before, now) = states
+                        .remove(p)
+                        .expect("a position in `order` has its states");
+                    (!now.same_as(&before)).then_some((*p, Stored(now, last, before)))
                 })
                 .collect()
         }
