@@ -138,6 +138,7 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
         )
         result.details[status] = {
             "queue_seconds": round(done.queue_seconds, 2),
+            "stopped_seconds": round(done.stopped_seconds, 2),
             "fold_seconds": round(done.fold_seconds, 2),
             "fold_rate": n / done.fold_seconds,
             "fold_worker": folder,
@@ -151,7 +152,7 @@ def _measure(s: Settings, opts: Options, bench: Run, result: ScenarioResult) -> 
             f"{status}: queued on the topic in {done.queue_seconds:.1f} s with the workers "
             f"stopped, then folded in {done.fold_seconds:.1f} s from their SIGCONT; the "
             f"folding worker ({folder}) used {cpu:.1f} CPU-s ({n / cpu:,.0f} reports per "
-            f"CPU-second). {describe_fold_time(done.spent[folder], done.fold_seconds)}. "
+            f"CPU-second). {describe_fold_time(done)}. "
             f"{describe_machine(done)}"
         )
 
@@ -162,6 +163,7 @@ class Round:
     what the workers and the machine did while they were folded."""
 
     queue_seconds: float
+    stopped_seconds: float  # from the workers' SIGSTOP to their SIGCONT
     fold_seconds: float
     cpu: dict[str, float]  # CPU-s by worker id
     spent: dict[str, dict[str, float]]  # worker id -> the reports feed's seconds by step
@@ -178,6 +180,7 @@ def timed_round(
     its whole input and shares the machine with nothing of this benchmark's."""
     reports = of_status(template, status)
     spent_before = {w.worker_id: fold_time(w) for w in workers}
+    stopped = time.perf_counter()
     for worker in workers:
         os.kill(worker.pid, signal.SIGSTOP)
     try:
@@ -192,6 +195,7 @@ def timed_round(
     finally:
         for worker in workers:
             os.kill(worker.pid, signal.SIGCONT)
+    stopped_seconds = time.perf_counter() - stopped
     reporter.wait(status, len(reports))
     fold_seconds = time.perf_counter() - started
     machine = {
@@ -205,6 +209,7 @@ def timed_round(
     threads = {name: now - was.get(name, 0.0) for name, now in thread_cpu(folder.pid).items()}
     return Round(
         queue_seconds=queue_seconds,
+        stopped_seconds=stopped_seconds,
         fold_seconds=fold_seconds,
         cpu=cpu,
         spent={
@@ -255,18 +260,22 @@ def fold_time(worker: WorkerProcess) -> dict[str, float]:
     )
 
 
-def describe_fold_time(spent: dict[str, float], wall: float) -> str:
-    """Where the folding worker's reports feed spent the fold's wall time."""
+def describe_fold_time(done: Round) -> str:
+    """Where the folding worker's reports feed spent the fold's wall time. The feed's
+    step in flight when the workers were stopped counts the time they were stopped."""
+    spent, wall, stopped = done.spent[done.folder], done.fold_seconds, done.stopped_seconds
     steps = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in STEPS)
     ending = ", ".join(f"{step} {spent.get(step, 0.0):.1f} s" for step in ENDING)
     feed = sum(spent.get(phase, 0.0) for phase in PHASES)
     return (
-        f"The folding worker's reports feed, of the fold's {wall:.1f} s: fetching "
+        f"The folding worker's reports feed, of the fold's {wall:.1f} s and the "
+        f"{stopped:.1f} s the workers were stopped before it (the step the idle feed was "
+        f"in at the stop, fetching or checkpointing, counts them): fetching "
         f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "
         f"({steps}), checkpointing {spent.get('checkpointing', 0.0):.1f} s; the rest "
-        f"({max(wall - feed, 0.0):.1f} s) went to the event loop's other work between the "
-        f"feed's batches. The batches' ends, each while the next batch was fetched and "
-        f"applied (its `waiting` is for the end of the one before): {ending}"
+        f"({max(wall + stopped - feed, 0.0):.1f} s) went to the event loop's other work "
+        f"between the feed's batches. The batches' ends, each while the next batch was "
+        f"fetched and applied (its `waiting` is for the end of the one before): {ending}"
     )
 
 
