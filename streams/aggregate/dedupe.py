@@ -7,10 +7,12 @@ job of `identity` message ids), hold
 `<position> <offset>`: the dedupe check reads the offset (a user is a
 duplicate if another command holds its identity), the delivery fold the
 position, for a report whose message id does not carry it (a job of
-`identity` message ids, `streams.ids`).
+`identity` message ids, `streams.ids`). One key a user serves both; until
+2026-12 each had its own, `<job>\\0i\\0<identity>` holding the offset and
+the message-index key the position alone, and a key written that way is
+still read (a worker upgraded in the middle of a job's ingest).
 
-They live in the partition's RocksDB only, in a column family of their own
-(`streams.aggregate.state.INDEX_KEYS`), without a changelog record each:
+They live in the partition's RocksDB only, without a changelog record each:
 the batch record (`<job>\\0b\\0<offset>`, in the changelog) lists the same
 users, so whoever restores the partition rebuilds the index from it
 (`index_restored`, a restore hook of the state table).
@@ -45,11 +47,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from rocksdict import WriteBatch
+
 from streams.aggregate.paging import StoredUser, decode_batch
-from streams.aggregate.state import BATCH_KEYS, INDEX_KEYS, message_index_key, parse_batch_key
+from streams.aggregate.state import identity_key, message_index_key, parse_batch_key
 from streams.ids import digest_maker
 from streams.native import member
-from streams.runtime.access import family_batch, partition_db
+from streams.runtime.access import partition_db
 
 if TYPE_CHECKING:
     from bulkstream_native import DigestFilter
@@ -92,13 +96,13 @@ class DedupeIndex:
 
     def holders(self, partition: int, job_id: str, identities: list[str]) -> list[bytes | None]:
         """For each identity, the offset (as bytes) of the command that accepted it, if any:
-        one multi-get of those the filter may hold."""
+        one multi-get (and one more for identities indexed the earlier way)."""
         if not identities:
             return []
         digests = self.make_digests(job_id, identities)
         self._digests = (job_id, identities, digests)
         indexed = message_index_key(job_id, "")
-        db = partition_db(self.state, partition, INDEX_KEYS)
+        db = partition_db(self.state, partition)
         digest_filter = self._filter(partition, job_id, db)
         held: list[bytes | None] = [None] * len(identities)
         asked: list[int] = (
@@ -107,9 +111,19 @@ class DedupeIndex:
         if not asked:
             return held
         found: list[bytes | None] = db[[indexed + digests[n].encode() for n in asked]]
+        earlier: list[int] = []  # entries of the earlier layout: the offset is elsewhere
         for n, value in zip(asked, found, strict=True):
-            if value is not None:
-                held[n] = value.partition(b" ")[2]
+            if value is None:
+                continue
+            _, space, offset = value.partition(b" ")
+            if space:
+                held[n] = offset
+            else:
+                earlier.append(n)
+        if earlier:
+            keys = [identity_key(job_id, identities[n]) for n in earlier]
+            for n, offset in zip(earlier, db[keys], strict=True):
+                held[n] = offset
         return held
 
     def add(self, partition: int, job_id: str, users: list[StoredUser], offset: int) -> None:
@@ -118,11 +132,11 @@ class DedupeIndex:
         digests = self.digests(job_id, [user[1] for user in named])
         indexed = message_index_key(job_id, "")
         held_by = b" %d" % offset
-        batch = family_batch(self.state, partition, INDEX_KEYS)
+        batch = WriteBatch(raw_mode=True)
         put = batch.put
         for user, digest in zip(named, digests, strict=True):
             put(indexed + digest.encode(), b"%d%b" % (user[0], held_by))
-        partition_db(self.state, partition, INDEX_KEYS).write(batch)
+        partition_db(self.state, partition).write(batch)
         digest_filter = self._filters.get((partition, job_id))
         if digest_filter is not None:
             digest_filter.add(digests)
@@ -180,8 +194,8 @@ class DedupeIndex:
             parsed = parse_batch_key(message.key) if isinstance(message.key, bytes) else None
             if parsed is None or message.value is None:
                 continue
-            batches = partition_db(self.state, message.partition, BATCH_KEYS)
-            if batches.get(message.key) is None:  # deleted again later in this batch (a purge)
+            db = partition_db(self.state, message.partition)
+            if db.get(message.key) is None:  # deleted again later in this batch (a purge)
                 continue
             job_id, offset = parsed
             self.add(message.partition, job_id, decode_batch(message.value), offset)

@@ -63,7 +63,6 @@ from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.reports import PoisonReport, parse_report
 from streams.aggregate.state import (
-    INDEX_KEYS,
     JobState,
     batch_prefix,
     delivery_key,
@@ -114,8 +113,7 @@ class JobBatch:
     job_id: str
     message: Any  # a message of the job's partition: the state writes go there
     job: JobState | None = None
-    db: Any = None  # the partition's RocksDB (the indexes are local only) ...
-    index: Any = None  # ... and its family of the message index
+    db: Any = None  # the partition's RocksDB (the indexes are local only)
     prefix: str = "-"  # the start of each of the job's message ids
     reported: list[Reported] = field(default_factory=list)
     encoded: Encoded | None = None  # what folding them writes
@@ -284,7 +282,6 @@ class DeliveryFold:
     def open_batch(self, message: CommandMessage, job_id: str) -> JobBatch:
         batch = JobBatch(job_id, message)
         batch.db = partition_db(self.state, message.partition)
-        batch.index = partition_db(self.state, message.partition, INDEX_KEYS)
         with in_event(message):
             batch.job = self.jobs.load(job_id)
         if batch.job is not None:
@@ -322,11 +319,11 @@ class DeliveryFold:
                 # An `identity` id, or one an earlier release's fan-out made for this job.
                 checked.append(-1)
                 asked.append((n, batch, message_index_key(report.job_id, report.message_id[-24:])))
-        for (n, _, _), raw in zip(asked, multi_get(asked, index=True), strict=True):
+        for (n, _, _), raw in zip(asked, multi_get(asked), strict=True):
             if raw is None:
                 checked[n] = unknown_message(reports[n][1])
             else:
-                # `<position> <offset>` (`streams.aggregate.dedupe`)
+                # `<position> <offset>` (`streams.aggregate.dedupe`), or the position alone.
                 checked[n] = int(bytes(raw).split(b" ", 1)[0])
                 located.append(n)
         failures: list[tuple[int, JobBatch, bytes]] = []
@@ -493,31 +490,28 @@ def writes(batch: JobBatch) -> list[tuple[bytes, bytes]]:
     return [*blocks, (delivery_key(batch.job_id), encoded.summary)]
 
 
-def multi_get(asked: list[tuple[int, JobBatch, bytes]], index: bool = False) -> list[Any]:
-    """The values of the keys asked, in order: one multi-get per partition's store (its
-    message index, if `index`), its keys sorted (RocksDB's multi-get takes sorted keys
-    faster: neighbours share blocks)."""
+def multi_get(asked: list[tuple[int, JobBatch, bytes]]) -> list[Any]:
+    """The values of the keys asked, in order: one multi-get per partition's store, its
+    keys sorted (RocksDB's multi-get takes sorted keys faster: neighbours share blocks)."""
     found: list[Any] = [None] * len(asked)
     by_db: dict[int, list[int]] = defaultdict(list)
     for i, (_, batch, _) in enumerate(asked):
         by_db[id(batch.db)].append(i)
     for indexes in by_db.values():
         indexes.sort(key=lambda i: asked[i][2])
-        batch = asked[indexes[0]][1]
-        db = batch.index if index else batch.db
+        db = asked[indexes[0]][1].db
         for i, value in zip(indexes, db[[asked[i][2] for i in indexes]], strict=True):
             found[i] = value
     return found
 
 
-async def rebuild_views(db: Any, batches: Any, views: Views, job_id: str, job: JobState) -> None:
-    """Write the delivery views of a job again from its state (Redis lost them): `db`
-    the partition's store, `batches` its family of batches."""
+async def rebuild_views(db: Any, views: Views, job_id: str, job: JobState) -> None:
+    """Write the delivery views of a job again from its state (Redis lost them)."""
     raw = db.get(delivery_key(job_id))
     if raw is None:
         return
     summary = Summary.from_bytes(raw)
-    for _, batch in scan_prefix(batches, batch_prefix(job_id)):
+    for _, batch in scan_prefix(db, batch_prefix(job_id)):
         users = decode_batch(batch)
         if not users:
             continue

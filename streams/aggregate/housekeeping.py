@@ -26,9 +26,7 @@ from streams.aggregate.paging import decode_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.release import Releases
 from streams.aggregate.state import (
-    BATCH_KEYS,
     EXPIRE_PREFIX,
-    JOB_FAMILIES,
     JOBS_PREFIX,
     PARTITION_KEYS,
     SEP,
@@ -70,7 +68,6 @@ class Control:
 
     async def rebuild(self, partition: int) -> None:
         db = partition_db(self.state, partition)
-        batches = partition_db(self.state, partition, BATCH_KEYS)
         keys = partition_db(self.state, partition, PARTITION_KEYS)
         count = 0
         for key, _ in scan_prefix(keys, JOBS_PREFIX):
@@ -78,12 +75,12 @@ class Control:
             raw = db.get(job_key(job_id))
             if raw is None:
                 continue
-            await self.rebuild_job(db, batches, job_id, JobState.from_bytes(raw))
+            await self.rebuild_job(db, job_id, JobState.from_bytes(raw))
             count += 1
         log.info("views rebuilt for %d job(s) of partition %d", count, partition)
 
-    async def rebuild_job(self, db: Any, batches: Any, job_id: str, job: JobState) -> None:
-        for _, raw in scan_prefix(batches, batch_prefix(job_id)):
+    async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
+        for _, raw in scan_prefix(db, batch_prefix(job_id)):
             await self.views.write_users(job.tenant, job_id, decode_batch(raw))
         if job.page_size:
             failure_prefix = f"{job_id}{SEP}f{SEP}".encode()
@@ -98,7 +95,7 @@ class Control:
                 if job.page_done(page):
                     await self.views.write_page(job.tenant, job_id, page, by_page.get(page, {}))
         await self.views.write_job(job_id, job)
-        await delivery.rebuild_views(db, batches, self.views, job_id, job)
+        await delivery.rebuild_views(db, self.views, job_id, job)
         dry_run = db.get(dry_run_key(job_id))
         if dry_run is not None:
             await self.views.write_dry_run(job.tenant, job_id, DryRun.model_validate_json(dry_run))
@@ -110,9 +107,8 @@ class Control:
         expire = expire_key_for(job_id, job, self.p.settings.retention_seconds)
         if expire_key_job(expire)[0] > time.time():
             return
-        prefix = job_prefix(job_id)
-        families = [partition_db(self.state, partition, family) for family in JOB_FAMILIES]
-        doomed = [key for db in families for key, _ in scan_prefix(db, prefix)]
+        db = partition_db(self.state, partition)
+        doomed = [key for key, _ in scan_prefix(db, job_prefix(job_id))]
         for key in [*doomed, jobs_index_key(job_id), expire]:
             if self.state.get(key) is not None:
                 del self.state[key]

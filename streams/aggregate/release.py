@@ -44,7 +44,6 @@ from streams.aggregate.paging import MissingUsers, cut_pages, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
-    BATCH_KEYS,
     DUE_PREFIX,
     PARTITION_KEYS,
     JobState,
@@ -67,16 +66,15 @@ PACER_SECONDS = 0.02  # how often the pacer reads the due index
 ASK_AGAIN_SECONDS = 1.0  # a release asked for and not applied yet is asked again after this
 
 
-def batches_from(state: Any, partition: int, job_id: str, position: int) -> Iterator[bytes]:
+def batches_from(db: Any, job_id: str, position: int) -> Iterator[bytes]:
     """The job's stored batches in position order, from the one holding `position`."""
     start = batch_prefix(job_id)
-    db = partition_db(state, partition)
     for key, offset in db.items(from_key=position_key(job_id, position), backwards=True):
         if key.startswith(position_key(job_id, 0)[:-12]):
             start = batch_key(job_id, int(offset))
         break
     prefix = batch_prefix(job_id)
-    for key, raw in partition_db(state, partition, BATCH_KEYS).items(from_key=start):
+    for key, raw in db.items(from_key=start):
         if not key.startswith(prefix):
             break
         yield raw
@@ -94,8 +92,8 @@ async def emit_pages(
     """Send pages [first, stop) of the job but those counted already; their number."""
     topic = pipeline.settings.topic_fanout_pages
     size = job.page_size or pipeline.settings.fanout_page_size
-    stored = batches_from(pipeline.state, partition, job_id, first * size)
-    batches = (read_batch(raw) for raw in stored)
+    db = partition_db(pipeline.state, partition)
+    batches = (read_batch(raw) for raw in batches_from(db, job_id, first * size))
     fields = PageFields(
         job_id=job_id,
         tenant=job.tenant,

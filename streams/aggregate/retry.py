@@ -40,7 +40,6 @@ from streams.aggregate.paging import StoredUser, decode_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.rules import result
 from streams.aggregate.state import (
-    BATCH_KEYS,
     SEP,
     JobState,
     batch_prefix,
@@ -117,8 +116,7 @@ class Retries:
         )
 
         def users() -> Iterator[StoredUser]:
-            batches = partition_db(self.state, partition, BATCH_KEYS)
-            for _, raw in scan_prefix(batches, batch_prefix(command.job_id)):
+            for _, raw in scan_prefix(db, batch_prefix(command.job_id)):
                 yield from (user for user in decode_batch(raw) if user[0] in failed)
 
         total = 0

@@ -46,6 +46,7 @@ from streams.aggregate.state import (
 )
 from streams.errors import PoisonCommand
 from streams.ids import identity_reader
+from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import CommandEvent
 from streams.views import ViewWrites
 
@@ -176,9 +177,9 @@ class Aggregate:
         """Resolve the job's sends without writing one; keep the outcome and show it."""
         job = self.jobs.load(job_id)
         assert job is not None
+        db = partition_db(self.state, partition)
         try:
-            batches = batches_from(self.state, partition, job_id, 0)
-            outcome = await dry_run.resolve(job_id, job, batches)
+            outcome = await dry_run.resolve(job_id, job, batches_from(db, job_id, 0))
         except MissingUsers as exc:
             outcome = dry_run.failed(f"accepted users are missing from the state: {exc}")
         self.state[dry_run_key(job_id)] = orjson.dumps(outcome.to_wire())

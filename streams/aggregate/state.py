@@ -1,13 +1,14 @@
 """The job aggregate's state: one faust table on RocksDB, every key prefixed by job id.
 
     <job>\0job                 JobState (below)
+    <job>\0i\0<identity>       offset of the ingest command that accepted it (dedupe index)
     <job>\0b\0<offset:020>     the users one ingest command accepted, in arrival order
     <job>\0c\0<command id>     the command's result and the offset it was applied at
     <job>\0f\0<position:012>   why a user failed in the fan-out
     <job>\0x\0<position:012>   offset of the batch whose first user has this position
     <job>\0d                  the job's last dry run (its outcome and sample sends)
     <job>\0mi\0<digest>        position and ingest offset of the user of that identity digest
-                               (`streams.aggregate.dedupe`; local, not in the changelog)
+                               (`streams.aggregate.dedupe`; local, like \0i)
     <job>\0m\0<block:012>      delivery states of the messages of 64 positions
     <job>\0ds                 delivery summary: messages per state, last report folded
     \0jobs\0<job>              index of the partition's jobs (rebuilding views)
@@ -23,22 +24,12 @@ All of a job's keys live on its partition and share a prefix, so a RocksDB
 prefix scan finds them (rebuilding views, purging). The table's changelog
 topic (compacted) is the source of truth; RocksDB is its local copy.
 
-Each partition's RocksDB keeps some kinds of keys in column families of their
-own (`key_family`; streams/runtime/patches/key_families.py), so that compacting
-one kind never rewrites another:
-
-* the partition's own keys (`\0...`, with faust's offset key), written every
-  second, in `partition`: otherwise every file would span the partition;
-* the jobs' batches (`\0b\0`) in `batches`: written in key order, their files
-  never overlap, so they move down the levels without being rewritten;
-* the jobs' message index (`\0mi\0`) in `index`: its keys are digests, spread
-  over the job's whole range, so each compaction rewrites the index's files of
-  the level below; alone, only those;
-* every other key of a job in the default family.
-
-A reader of a kind of key asks for its family
-(`streams.runtime.access.partition_db`); a job's prefix (`job_prefix`) spans
-every family (`JOB_FAMILIES`).
+Each partition's RocksDB keeps the partition's own keys (`\0...`, with
+faust's offset key) in a column family of their own (`key_family`), the
+jobs' keys in the default one: a compaction of the keys a job writes then
+never rewrites another job's (streams/runtime/patches/key_families.py). A
+reader of the partition's keys asks for their family
+(`streams.runtime.access.partition_db`).
 """
 
 from __future__ import annotations
@@ -55,18 +46,18 @@ from streams.ids import MessageIds
 
 SEP = "\x00"
 
-# The column families besides the default (`key_family`): the partition's own keys
-# (faust's offset key with them), the jobs' batches, the jobs' message index.
+# The column families besides the default (`key_family`): the partition's own keys,
+# faust's offset key with them.
 PARTITION_KEYS = "partition"
-BATCH_KEYS = "batches"
-INDEX_KEYS = "index"
-FAMILIES = (PARTITION_KEYS, BATCH_KEYS, INDEX_KEYS)
-# The families a job's keys are in (None: the default).
-JOB_FAMILIES = (None, BATCH_KEYS, INDEX_KEYS)
+FAMILIES = (PARTITION_KEYS,)
 
 
 def job_key(job_id: str) -> bytes:
     return f"{job_id}{SEP}job".encode()
+
+
+def identity_key(job_id: str, identity: str) -> bytes:
+    return f"{job_id}{SEP}i{SEP}{identity}".encode()
 
 
 def batch_key(job_id: str, offset: int) -> bytes:
@@ -269,15 +260,8 @@ class JobState(BaseModel):
 
 def key_family(key: bytes) -> str | None:
     """The column family of a key, and of every key with this prefix (None: the
-    default family) but a job's whole prefix (`JOB_FAMILIES`)."""
-    if key[:1] == b"\0":
-        return PARTITION_KEYS
-    kind = key.find(b"\0") + 1  # a job id holds no NUL (`schemas.commands.ID_PATTERN`)
-    if key.startswith(b"b\0", kind):
-        return BATCH_KEYS
-    if key.startswith(b"mi\0", kind):
-        return INDEX_KEYS
-    return None
+    default family)."""
+    return PARTITION_KEYS if key[:1] == b"\0" else None
 
 
 def scan_prefix(db: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rocksdict import WriteBatch
-
 
 def partition_db(state: Any, partition: int, family: str | None = None) -> Any:
     """The RocksDB (rocksdict) store of one partition of the state table: its column
@@ -20,17 +18,6 @@ def partition_db(state: Any, partition: int, family: str | None = None) -> Any:
     partition's database on demand (`Store._db_for_partition`, which the state's
     `FamilyStore.family_db` calls)."""
     return state.data.family_db(partition, family)
-
-
-def family_batch(state: Any, partition: int, family: str | None) -> WriteBatch:
-    """A rocksdict `WriteBatch` whose puts go to the family `family` of one partition of
-    the state table, once written by any of its stores (a batch written by a family's
-    store goes where its puts say: to the default family, unless pointed first)."""
-    batch = WriteBatch(raw_mode=True)
-    if family is not None:
-        db = state.data.family_db(partition, None)
-        batch.set_default_column_family(db.get_column_family_handle(family))
-    return batch
 
 
 def held_partitions(app: Any, state: Any) -> frozenset[int]:

@@ -6,11 +6,8 @@ import pytest
 
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
-    BATCH_KEYS,
     DUE_PREFIX,
     EXPIRE_PREFIX,
-    INDEX_KEYS,
-    JOB_FAMILIES,
     JOBS_PREFIX,
     PARTITION_KEYS,
     JobState,
@@ -26,6 +23,7 @@ from streams.aggregate.state import (
     expire_key_job,
     failure_key,
     failure_prefix,
+    identity_key,
     job_key,
     job_prefix,
     key_family,
@@ -71,7 +69,7 @@ def test_the_job_record_does_not_grow_with_ingests() -> None:
 
 def test_every_key_of_a_job_shares_its_prefix_and_no_other_job_s() -> None:
     assert job_key("j1").startswith(job_prefix("j1"))
-    assert message_index_key("j1", "0" * 24).startswith(job_prefix("j1"))
+    assert identity_key("j1", "user:x").startswith(job_prefix("j1"))
     assert not job_key("j10").startswith(job_prefix("j1"))
     assert expire_key_job(expire_key(123, "j1")) == (123, "j1")
 
@@ -88,7 +86,7 @@ def test_batch_keys_parse_back_and_no_other_key_does() -> None:
     assert parse_batch_key(batch_key("1-abc", 42)) == ("1-abc", 42)
     for other in (
         job_key("1-abc"),
-        command_key("1-abc", "x\x00b\x0000000000000000000042"),
+        identity_key("1-abc", "user:x\x00b\x0000000000000000000042"),
         command_key("1-abc", "00000000000000000042"),
         b"\x00b\x0000000000000000000042",
     ):
@@ -98,9 +96,7 @@ def test_batch_keys_parse_back_and_no_other_key_does() -> None:
 def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None:
     """The store writes a key to the family `key_family(key)` names, and a reader scans
     a prefix in its prefix's family: every key under a prefix must map where the prefix
-    does. The partition's keys have their own family, a job's batches and its message
-    index theirs; a job's other keys share the default, and its whole prefix spans
-    `JOB_FAMILIES`."""
+    does. The partition's keys have their own family; a job's keys share the default."""
     job = "1-abc"
     families = {
         PARTITION_KEYS: [
@@ -111,21 +107,20 @@ def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None
             (cursor_key(3), cursor_key(3)),
             (report_cursor_key(3), report_cursor_key(3)),
         ],
-        BATCH_KEYS: [(batch_prefix(job), batch_key(job, 42))],
-        INDEX_KEYS: [(message_index_key(job, ""), message_index_key(job, "0" * 24))],
         None: [
+            (batch_prefix(job), batch_key(job, 42)),
             (job_prefix(job), job_key(job)),
             (failure_prefix(job), failure_key(job, 7)),
             (outcomes_prefix(job), outcomes_key(job, 7)),
-            (job_prefix(job), command_key(job, "b\x00")),
-            (job_prefix(job), command_key(job, "mi\x00")),
+            (job_prefix(job), identity_key(job, "user:x\x00b\x00")),
+            (job_prefix(job), command_key(job, "b")),
             (job_prefix(job), position_key(job, 7)),
             (job_prefix(job), dry_run_key(job)),
             (job_prefix(job), delivery_key(job)),
+            (job_prefix(job), message_index_key(job, "0" * 24)),
         ],
     }
     for family, pairs in families.items():
         for prefix, key in pairs:
             assert key.startswith(prefix)
             assert (key_family(prefix), key_family(key)) == (family, family), key
-    assert {family for family in families if family != PARTITION_KEYS} == set(JOB_FAMILIES)

@@ -1,5 +1,5 @@
 """The index of a job's users in a real RocksDB: one key a user, holding its position and
-the accepting command's offset, in the index's column family. Every
+the accepting command's offset; entries of the earlier two-key layout still read. Every
 answer is the same with the native Bloom filter of a job's digests and without it; the
 filter is made again from the index after a restart, follows a restore, and keeps the
 memory it may take (a job it cannot hold is read without one)."""
@@ -17,10 +17,9 @@ from streams.aggregate import dedupe as dedupe_module
 from streams.aggregate.dedupe import DedupeIndex
 from streams.aggregate.paging import StoredUser, encode_batch
 from streams.aggregate.state import (
-    BATCH_KEYS,
     FAMILIES,
-    INDEX_KEYS,
     batch_key,
+    identity_key,
     message_index_key,
 )
 from streams.ids import message_digest
@@ -56,14 +55,14 @@ class Partitions:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.dbs: dict[int, Counted] = {}
-        self.families: dict[tuple[int, str], Counted] = {}
+        self.families: dict[tuple[int, str], Rdict] = {}
 
     def family_db(self, partition: int, family: str | None) -> Any:
         db = self._db_for_partition(partition)
         if family is None:
             return db
         if (partition, family) not in self.families:  # kept, as the state's store does
-            self.families[partition, family] = Counted(db.get_column_family(family))
+            self.families[partition, family] = db.get_column_family(family)
         return self.families[partition, family]
 
     def _db_for_partition(self, partition: int) -> Counted:
@@ -77,8 +76,6 @@ class Partitions:
         return self.dbs[partition]
 
     def close(self) -> None:
-        for family in self.families.values():
-            family.db.close()
         self.families.clear()
         for db in self.dbs.values():
             db.db.close()
@@ -86,10 +83,9 @@ class Partitions:
 
 
 def index(tmp_path: Path, native: bool = True) -> tuple[DedupeIndex, Any]:
-    """The index, and its family of the partition's store."""
     data = Partitions(tmp_path)
     state: Any = SimpleNamespace(data=data)
-    return DedupeIndex(state, native=native), data.family_db(PARTITION, INDEX_KEYS)
+    return DedupeIndex(state, native=native), data._db_for_partition(PARTITION)
 
 
 def users(first: int, *identities: str) -> list[StoredUser]:
@@ -106,9 +102,8 @@ def test_a_user_is_held_by_the_command_that_accepted_it(tmp_path: Path, native: 
     prefix = message_index_key(JOB, "")
     keys = [key for key in db.keys(from_key=prefix) if isinstance(key, bytes)]
     assert len([key for key in keys if key.startswith(prefix)]) == 2
-    key = message_index_key(JOB, message_digest(JOB, "user:b"))
-    assert db[key] == b"1 7"
-    assert dedupe.state.data.family_db(PARTITION, None).get(key) is None  # not the default
+    assert db[message_index_key(JOB, message_digest(JOB, "user:b"))] == b"1 7"
+    assert db.get(identity_key(JOB, "user:a")) is None
 
 
 @pytest.mark.parametrize("native", NATIVE)
@@ -116,6 +111,21 @@ def test_another_job_holds_nobody_of_this_one(tmp_path: Path, native: bool) -> N
     dedupe, _ = index(tmp_path, native)
     dedupe.add(PARTITION, JOB, users(0, "user:a"), offset=3)
     assert dedupe.holders(PARTITION, JOB + "x", ["user:a"]) == [None]
+
+
+@pytest.mark.parametrize("native", NATIVE)
+def test_entries_of_the_earlier_layout_are_still_read(tmp_path: Path, native: bool) -> None:
+    dedupe, db = index(tmp_path, native)
+    # Before one key a user: the message-index key held the position alone, and the
+    # identity key the offset.
+    db[message_index_key(JOB, message_digest(JOB, "user:old"))] = b"4"
+    db[identity_key(JOB, "user:old")] = b"12"
+    dedupe.add(PARTITION, JOB, users(5, "user:new"), offset=13)
+    assert dedupe.holders(PARTITION, JOB, ["user:old", "user:new", "user:x"]) == [
+        b"12",
+        b"13",
+        None,
+    ]
 
 
 def named(first: int, count: int) -> list[StoredUser]:
@@ -156,7 +166,7 @@ def test_users_restored_from_the_changelog_are_held(tmp_path: Path, native: bool
     assert dedupe.holders(PARTITION, JOB, ["user:7"]) == [None]  # a filter made, empty
     # Another worker accepted users meanwhile; their batch record comes back in a restore.
     key, value = batch_key(JOB, 42), encode_batch(named(0, 10))
-    dedupe.state.data.family_db(PARTITION, BATCH_KEYS)[key] = value
+    dedupe.state.data.family_db(PARTITION, None)[key] = value
     message = SimpleNamespace(key=key, value=value, partition=PARTITION)
     dedupe.index_restored([SimpleNamespace(message=message)])
     assert dedupe.holders(PARTITION, JOB, ["user:7", "user:10"]) == [b"42", None]

@@ -1,8 +1,7 @@
 """patches/key_families.py: the partition's own keys (and faust's offset key) live in
-a RocksDB column family of their own, and a job's batches in another, so a file of a
-job's keys spans that job's keys only and no batch; faust reads, writes and restores
-each key in its family; a store made without the families is rebuilt from the
-changelog."""
+a RocksDB column family of their own, so a file of a job's keys spans that job's keys
+only; faust reads, writes and restores each key in its family; a store made without
+the families is rebuilt from the changelog."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from pathlib import Path
 from streams.aggregate.command_feed import CommandMessage
 from streams.aggregate.pipeline import STATE_FAMILIES
 from streams.aggregate.state import (
-    BATCH_KEYS,
     DUE_PREFIX,
     PARTITION_KEYS,
     batch_key,
@@ -46,7 +44,7 @@ def write_a_job(runtime: Runtime, topology: Settings) -> None:
 
 def where(runtime: Runtime, key: bytes) -> list[str]:
     """The families of the partition's store that hold `key`."""
-    families: tuple[str | None, ...] = (None, *STATE_FAMILIES.names)
+    families: tuple[str | None, ...] = (None, PARTITION_KEYS)
     return [
         family or "default"
         for family in families
@@ -57,8 +55,7 @@ def where(runtime: Runtime, key: bytes) -> list[str]:
 def test_a_file_of_a_jobs_keys_spans_that_jobs_keys_only(topology: Settings) -> None:
     """Without the families, the file RocksDB flushes spans from the cursor (a partition
     key: it sorts before every job id) to faust's offset key (after them): every
-    compaction of level 0 then rewrites every file of the level below. The batches, in
-    a family of their own, are not in the default family's file either."""
+    compaction of level 0 then rewrites every file of the level below."""
 
     async def scenario() -> tuple[list[tuple[bytes, bytes]], dict[bytes, list[str]], bytes]:
         runtime = runtime_for(topology, key_families=STATE_FAMILIES)
@@ -81,11 +78,11 @@ def test_a_file_of_a_jobs_keys_spans_that_jobs_keys_only(topology: Settings) -> 
         return spans, places, read
 
     spans, places, read = run(scenario())
-    assert spans == [(job_key(JOB), outcomes_key(JOB, BLOCKS - 1))]
+    assert spans == [(batch_key(JOB, 41), outcomes_key(JOB, BLOCKS - 1))]
     assert places == {
         cursor_key(PARTITION): [PARTITION_KEYS],
         OFFSET_KEY: [PARTITION_KEYS],
-        batch_key(JOB, 41): [BATCH_KEYS],
+        batch_key(JOB, 41): ["default"],
         job_key(JOB): ["default"],
     }
     assert read == b"41"
@@ -115,7 +112,7 @@ def test_a_store_made_without_the_families_is_rebuilt_into_them(topology: Settin
     places, offset, records = run(scenario())
     assert places == {
         cursor_key(PARTITION): [PARTITION_KEYS],
-        batch_key(JOB, 41): [BATCH_KEYS],
+        batch_key(JOB, 41): ["default"],
         outcomes_key(JOB, 7): ["default"],
     }
     assert offset == records - 1
