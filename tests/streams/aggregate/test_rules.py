@@ -273,6 +273,12 @@ def test_ingest_metadata_goes_with_every_accepted_user() -> None:
     memory.create(0)
     effects = memory.ingest(1, users("a", "a", "b"), metadata={"trace": "t"})
     assert [user[3] for user in effects.batch or []] == [{"trace": "t"}, {"trace": "t"}]
+    # Users all new to the job are kept in one pass: the metadata goes with them too.
+    effects = memory.ingest(2, users("c", "d"), metadata={"trace": "u"})
+    assert effects.batch == [
+        [2, "user:c", {"to": {"user_id": "c"}}, {"trace": "u"}],
+        [3, "user:d", {"to": {"user_id": "d"}}, {"trace": "u"}],
+    ]
 
 
 def test_an_ingest_replayed_at_its_offset_keeps_its_positions_and_counts_nothing() -> None:
