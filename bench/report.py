@@ -348,7 +348,7 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             "(`python -m bench.ingest_steps`: the steps in one process, against a RocksDB "
             "store with the state's options, on 2026-12-06): decoding its command about 1.0 "
             "microsecond; the rules with the dedupe check (a RocksDB read only if the job's "
-            "digest filter, a Bloom filter in memory, may hold the user) 1.1; its index key "
+            "digest filter, a Bloom filter in memory, may hold the user) 1.2; its index key "
             "written 1.2 (a random key into the memtable); its share of the batch record "
             "0.3 and of the users view 0.15. Beyond those: the changelog (aiokafka, in "
             "Python), the round trips to Redis, and RocksDB's flushes and compactions (the "
