@@ -350,7 +350,7 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
             "microsecond; the rules with the dedupe check (a RocksDB read only if the job's "
             "digest filter, a Bloom filter in memory, may hold the user) 1.2; its index key "
             "written 1.2 (a random key into the memtable); its share of the batch record "
-            "0.3 and of the users view 0.15. Beyond those: the changelog (aiokafka, in "
+            "0.3 and of the users view's writes (queued) 0.4. Beyond those: the changelog (aiokafka, in "
             "Python), the round trips to Redis, and RocksDB's flushes and compactions (the "
             "share above), which grow with the job: the index's keys are digests, so each "
             "new file is merged into a level that spans all of the job's keys (a family of "

@@ -273,7 +273,7 @@ def test_ingest_metadata_goes_with_every_accepted_user() -> None:
     memory.create(0)
     effects = memory.ingest(1, users("a", "a", "b"), metadata={"trace": "t"})
     assert [user[3] for user in effects.batch or []] == [{"trace": "t"}, {"trace": "t"}]
-    # Users all new to the job are kept in one pass: the metadata goes with them too.
+    # Users all new to the job, none a duplicate: the metadata goes with each of them.
     effects = memory.ingest(2, users("c", "d"), metadata={"trace": "u"})
     assert effects.batch == [
         [2, "user:c", {"to": {"user_id": "c"}}, {"trace": "u"}],
