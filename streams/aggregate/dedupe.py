@@ -74,19 +74,24 @@ _DIGEST_FILTER: type[DigestFilter] | None = member("DigestFilter")
 class DedupeIndex:
     def __init__(self, state: Any, native: bool = True) -> None:
         self.state = state
-        # The digests of the identities `holders` was last asked about (job id, then
-        # identity -> digest): `add` writes the same users' keys right after.
-        self._digests: tuple[str, dict[str, str]] = ("", {})
+        # The identities `holders` was last asked about, with their job and digests:
+        # `add` writes the same users' keys right after.
+        self._digests: tuple[str, list[str], list[str]] = ("", [], [])
         self.filtered = native and _DIGEST_FILTER is not None
         self.make_digests = digest_maker(native)
         # (partition, job id) -> its filter, or None: read without one. Least recent first.
         self._filters: OrderedDict[tuple[int, str], DigestFilter | None] = OrderedDict()
 
     def digests(self, job_id: str, identities: list[str]) -> list[str]:
-        known = self._digests[1] if self._digests[0] == job_id else {}
+        """The digests of these identities of the job: those `holders` made, if the same
+        (an ingest that accepted every user it checked), else made or looked up."""
+        asked_job, asked, made = self._digests
+        if asked_job == job_id and asked == identities:
+            return made
+        known = dict(zip(asked, made, strict=True)) if asked_job == job_id else {}
         missing = [identity for identity in identities if identity not in known]
         if missing:
-            known = known | dict(zip(missing, self.make_digests(job_id, missing), strict=True))
+            known |= zip(missing, self.make_digests(job_id, missing), strict=True)
         return [known[identity] for identity in identities]
 
     def holders(self, partition: int, job_id: str, identities: list[str]) -> list[bytes | None]:
@@ -95,7 +100,7 @@ class DedupeIndex:
         if not identities:
             return []
         digests = self.make_digests(job_id, identities)
-        self._digests = (job_id, dict(zip(identities, digests, strict=True)))
+        self._digests = (job_id, identities, digests)
         indexed = message_index_key(job_id, "")
         db = partition_db(self.state, partition)
         digest_filter = self._filter(partition, job_id, db)
@@ -126,10 +131,11 @@ class DedupeIndex:
         named = [user for user in users if user[1]]
         digests = self.digests(job_id, [user[1] for user in named])
         indexed = message_index_key(job_id, "")
+        held_by = b" %d" % offset
         batch = WriteBatch(raw_mode=True)
         put = batch.put
         for user, digest in zip(named, digests, strict=True):
-            put(indexed + digest.encode(), b"%d %d" % (user[0], offset))
+            put(indexed + digest.encode(), b"%d%b" % (user[0], held_by))
         partition_db(self.state, partition).write(batch)
         digest_filter = self._filters.get((partition, job_id))
         if digest_filter is not None:

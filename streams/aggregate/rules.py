@@ -82,7 +82,6 @@ class Effects:
     created: bool = False  # a new job: add it to the partition's index of jobs
     batch: list[StoredUser] | None = None  # an ingest's accepted users, in position order
     sent: list[bytes] = field(default_factory=list)  # ... and the JSON of each as stored
-    identities: list[str] = field(default_factory=list)  # to index as held by this ingest
     counted: int = 0  # users counted into `received` for the first time
     lifecycle: bool = False  # publish the job's status change ...
     previous: JobStatus | None = None  # ... from this status
@@ -213,26 +212,22 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
 
     identities = ingest.identities
     known = [identity for identity in identities if identity is not None]
-    holders = dict(zip(known, reads.holders(command.job_id, known), strict=True))
-    accepted: list[StoredUser] = []
-    sent: list[bytes] = []
+    holders = reads.holders(command.job_id, known)
+    kept_users, kept_identities, sent = ingest.users, identities, ingest.sent
     errors: list[IngestError] = []
-    seen: list[str] = []
-    held = set()
-    metadata = command.metadata
-    for user, wire, identity in zip(ingest.users, ingest.sent, identities, strict=True):
-        if identity is not None:
-            holder = holders[identity]
-            if identity in held or (holder is not None and holder != offset):
-                errors.append(IngestError(error=DUPLICATE, user=echo(user, identity)))
-                continue
-            held.add(identity)
-            seen.append(identity)
-        stored: StoredUser = [base + len(accepted), identity or "", user]
-        if metadata is not None:
-            stored.append(metadata)
-        accepted.append(stored)
-        sent.append(wire)
+    # Usually nobody is held before and no identity repeats: every user is kept.
+    if holders.count(None) != len(holders) or len(set(known)) != len(known):
+        kept, errors = _not_held(ingest, dict(zip(known, holders, strict=True)), offset)
+        kept_users = [ingest.users[n] for n in kept]
+        kept_identities = [identities[n] for n in kept]
+        sent = [ingest.sent[n] for n in kept]
+    accepted: list[StoredUser] = [
+        [base + n, identity or "", user]
+        for n, (identity, user) in enumerate(zip(kept_identities, kept_users, strict=True))
+    ]
+    if command.metadata is not None:
+        for stored in accepted:
+            stored.append(command.metadata)
 
     counted = 0
     if not applied:
@@ -245,9 +240,27 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
         job=job,
         batch=accepted,
         sent=sent,
-        identities=seen,
         counted=counted,
     )
+
+
+def _not_held(
+    ingest: Ingest, holders: dict[str, int | None], offset: int
+) -> tuple[list[int], list[IngestError]]:
+    """The indexes of the users an ingest accepts, and an error for each other one: a
+    user whose identity another ingest holds, or an earlier user of this one."""
+    kept: list[int] = []
+    errors: list[IngestError] = []
+    held: set[str] = set()
+    for n, (user, identity) in enumerate(zip(ingest.users, ingest.identities, strict=True)):
+        if identity is not None:
+            holder = holders[identity]
+            if identity in held or (holder is not None and holder != offset):
+                errors.append(IngestError(error=DUPLICATE, user=echo(user, identity)))
+                continue
+            held.add(identity)
+        kept.append(n)
+    return kept, errors
 
 
 def run(
