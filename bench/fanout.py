@@ -54,6 +54,10 @@ LOOP_CPU = "bulkstream_fanout_loop_cpu_seconds_total"
 LOOP_SECONDS = "bulkstream_fanout_loop_seconds_total"  # by phase: waiting, producing, committing
 TAIL = 0.1  # the last tenth of a job's sends
 SMALL_JOBS = 3  # jobs of N/10 users timed, one after the other
+# The N-user job's ceiling: the median of this many raw pushes, each to a fresh topic.
+# One push's rate moved from 265k to 598k sends/s between consecutive runs of the
+# same code on this 2-core host (2026-12-06), and with it the ratio.
+CEILING_PUSHES = 3
 
 
 def tail_rates(stats: TopicStats) -> tuple[float, float]:
@@ -205,13 +209,20 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         result,
     )
 
-    say("fanout: building the ceiling's send events, then pushing them (timed)")
+    say(f"fanout: building the ceiling's send events, then pushing them {CEILING_PUSHES} times")
     records = ceiling_records(create, commands)
     del commands
-    topic = f"{s.topic_sends}.ceiling"
-    create_topic(s, topic, s.partitions)
-    pushed = raw_push(s, topic, records)
-    check(pushed.records == n, f"ceiling: {n:,} records on its topic", result)
+    pushes = []
+    for k in range(CEILING_PUSHES):
+        topic = f"{s.topic_sends}.ceiling-{k}"
+        create_topic(s, topic, s.partitions)
+        pushes.append(raw_push(s, topic, records))
+    check(
+        all(pushed_k.records == n for pushed_k in pushes),
+        f"ceiling: {n:,} records on each of its {CEILING_PUSHES} topics",
+        result,
+    )
+    pushed = sorted(pushes, key=lambda pushed_k: pushed_k.rate)[CEILING_PUSHES // 2]
     del records
     small_ceilings = []
     for k, (small, commands_k) in enumerate(zip(smalls, small_commands, strict=True)):
@@ -230,7 +241,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
     small_rate, small_ceiling_rate = median(small_rates), median(small_ceiling_rates)
     median_of = f" (medians of {SMALL_JOBS} jobs)"
     for users, rate, ceiling, of in (
-        (n, ours, pushed.rate, ""),
+        (n, ours, pushed.rate, f" (the median of {CEILING_PUSHES} pushes)"),
         (small_n, small_rate, small_ceiling_rate, median_of),
     ):
         result.figures.append(
@@ -304,6 +315,7 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
         "sends_per_partition": dict(sorted(sends.per_partition.items())),
         "ceiling_seconds": pushed.seconds,
         "ceiling_rate": pushed.rate,
+        "ceiling_rates": [round(pushed_k.rate) for pushed_k in pushes],
         "ceiling_mb_s": pushed.value_bytes / pushed.seconds / 1e6,
         "redis_bytes_per_user": redis_bytes / n,
     }
