@@ -158,15 +158,31 @@ def consumer_config(
     }
 
 
-def fetch_states(stats: dict[str, Any], topic: str) -> dict[int, str]:
-    """Partition -> librdkafka's fetch state, for the partitions of `topic` the
-    consumer wants (librdkafka's statistics JSON)."""
+def _wanted(stats: dict[str, Any], topic: str) -> dict[int, dict[str, Any]]:
+    """Partition -> its entry in librdkafka's statistics JSON, for the partitions of
+    `topic` the consumer wants."""
     partitions = stats.get("topics", {}).get(topic, {}).get("partitions", {})
     return {
-        int(number): str(partition.get("fetch_state"))
+        int(number): partition
         for number, partition in partitions.items()
         if int(number) >= 0 and partition.get("desired")
     }
+
+
+def fetch_states(stats: dict[str, Any], topic: str) -> dict[int, str]:
+    """Partition -> librdkafka's fetch state, for the partitions of `topic` the
+    consumer wants."""
+    return {n: str(partition.get("fetch_state")) for n, partition in _wanted(stats, topic).items()}
+
+
+def fetch_ends(stats: dict[str, Any], topic: str) -> dict[int, int]:
+    """Partition -> the offset a read_committed reader reads up to (the broker's last
+    stable offset, as of the last fetch), for the partitions of `topic` the consumer
+    wants and whose end it has learnt."""
+    ends = {
+        n: int(partition.get("ls_offset", -1)) for n, partition in _wanted(stats, topic).items()
+    }
+    return {n: end for n, end in ends.items() if end >= 0}
 
 
 class FetchWatch:
@@ -257,6 +273,8 @@ class CommandFeed:
         self.settled: dict[int, int] = {}
         self.quiet = True  # the last fetch handed no batch over
         self.watch = FetchWatch()
+        # partition -> where it ends, from librdkafka's last statistics (`on_stats`)
+        self.ends: dict[int, int] = {}
         self.spent = {phase: metrics.FEED_SECONDS.labels(name, phase) for phase in PHASES}
 
     # -- what faust calls ------------------------------------------------------
@@ -305,18 +323,16 @@ class CommandFeed:
         self.executor.shutdown(wait=False)
 
     def lags(self) -> list[tuple[str, int, int]]:
-        """Commands not yet applied, per partition read."""
-        consumer = self.consumer
-        if consumer is None:
-            return []
-        lags = []
-        for partition in sorted(self.assigned):
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), cached=True
-            )
-            if high is not None and high >= 0:
-                lags.append((self.topic, partition, high - self.applied.get(partition, -1) - 1))
-        return lags
+        """Commands not yet applied, per partition read, as of librdkafka's last
+        statistics (every `STATS_MS`). Not asked of the consumer: called on the loop,
+        that waited for the fetch thread's poll to end (up to `POLL_SECONDS` a
+        partition), and every command with it."""
+        ends = self.ends
+        return [
+            (self.topic, partition, ends[partition] - self.applied.get(partition, -1) - 1)
+            for partition in sorted(self.assigned)
+            if partition in ends
+        ]
 
     # -- the loop's steps ----------------------------------------------------
     def ready(self) -> bool:
@@ -450,7 +466,9 @@ class CommandFeed:
 
     def on_stats(self, raw: str) -> None:
         """librdkafka's statistics (on the fetch thread, from `take`)."""
-        self.watch.observe(fetch_states(orjson.loads(raw), self.topic), time.monotonic())
+        stats = orjson.loads(raw)
+        self.watch.observe(fetch_states(stats, self.topic), time.monotonic())
+        self.ends = fetch_ends(stats, self.topic)
 
     def take(self) -> list[Any]:
         """What librdkafka has fetched, up to `BATCH`; else the next record to come.

@@ -9,13 +9,15 @@ replay; test_exactly_once and `make chaos` count what that may cost: nothing).""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.aggregate.command_feed import FetchWatch, fetch_states, record_columns
+from streams.aggregate.command_feed import FetchWatch, fetch_ends, fetch_states, record_columns
 from streams.settings import Settings
 from streams.testing.client import Client, await_accepted, send_generated
 from streams.testing.processes import WorkerProcess, wait_for
@@ -117,6 +119,41 @@ def test_fetch_states_are_those_of_the_wanted_partitions_of_the_topic() -> None:
     stats = _stats("cmds", {0: ("active", True), 1: ("offset-query", True), 2: ("none", False)})
     assert fetch_states(stats, "cmds") == {0: "active", 1: "offset-query"}
     assert fetch_states(stats, "missing") == {}
+
+
+def test_fetch_ends_are_the_known_last_stable_offsets_of_the_wanted_partitions() -> None:
+    stats = _stats("cmds", {0: ("active", True), 1: ("offset-query", True), 2: ("none", False)})
+    partitions = stats["topics"]["cmds"]["partitions"]
+    partitions["0"] |= {"hi_offset": 9, "ls_offset": 7}
+    partitions["1"] |= {"hi_offset": -1, "ls_offset": -1}  # not fetched yet
+    partitions["2"] |= {"hi_offset": 5, "ls_offset": 5}
+    assert fetch_ends(stats, "cmds") == {0: 7}
+
+
+def test_fetch_ends_from_librdkafka_are_where_each_partition_ends(topology: Settings) -> None:
+    """The feed's lag reads the ends off librdkafka's statistics rather than asking
+    the consumer from the loop (which waited for the fetch thread's poll to end)."""
+    _fetched(topology, {0: 3, 2: 5})
+    seen: list[dict[int, int]] = []
+    consumer = Consumer(
+        {
+            "bootstrap.servers": topology.kafka_bootstrap_servers,
+            "group.id": "ends",
+            "isolation.level": "read_committed",
+            "statistics.interval.ms": 100,
+            "stats_cb": lambda raw: seen.append(fetch_ends(orjson.loads(raw), topic)),
+        }
+    )
+    topic = topology.topic_commands
+    consumer.assign([TopicPartition(topic, p, 0) for p in (0, 2)])
+    deadline = time.monotonic() + 30
+    try:
+        while not (seen and seen[-1] == {0: 3, 2: 5}) and time.monotonic() < deadline:
+            consumer.poll(0.1)
+    finally:
+        consumer.close()
+    assert seen
+    assert seen[-1] == {0: 3, 2: 5}, seen[-3:]
 
 
 def test_a_partition_out_of_the_active_state_too_long_is_due_once() -> None:
