@@ -134,6 +134,7 @@ def test_fetch_ends_from_librdkafka_are_where_each_partition_ends(topology: Sett
     """The feed's lag reads the ends off librdkafka's statistics rather than asking
     the consumer from the loop (which waited for the fetch thread's poll to end)."""
     _fetched(topology, {0: 3, 2: 5})
+    topic = topology.topic_commands
     seen: list[dict[int, int]] = []
     consumer = Consumer(
         {
@@ -144,7 +145,6 @@ def test_fetch_ends_from_librdkafka_are_where_each_partition_ends(topology: Sett
             "stats_cb": lambda raw: seen.append(fetch_ends(orjson.loads(raw), topic)),
         }
     )
-    topic = topology.topic_commands
     consumer.assign([TopicPartition(topic, p, 0) for p in (0, 2)])
     deadline = time.monotonic() + 30
     try:
