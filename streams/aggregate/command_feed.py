@@ -400,6 +400,8 @@ class CommandFeed:
         self.checkpointed.clear()
         self.settled.clear()
         self.watch.clear()
+        # A partition given back later has moved on: its end comes with the next statistics.
+        self.ends = {}
 
     async def apply_batch(self) -> None:
         """Apply what librdkafka has fetched."""
