@@ -1,7 +1,9 @@
 """Scenario 1, fan-out: one job of N users over W workers, against the raw producer's ceiling.
 
-Ingested first (untimed); timed from the run command to COMPLETED (which the
-aggregate only reaches once every page's sends are committed). Then checked:
+Ingested first (untimed); once the machine has settled (the ingest's flushes
+and compactions done: the ceiling, too, is pushed on a quiet machine), timed
+from the run command to COMPLETED (which the aggregate only reaches once every
+page's sends are committed). Then checked:
 the job's counters are N, and a read_committed reader of the sends topic finds
 N records with N distinct messageIds, each keyed by its own messageId. The
 ceiling: a bare confluent-kafka producer pushing N send events of the same
@@ -15,7 +17,8 @@ of the job whose tail ratio is the median), each job's own in the details.
 Per job, the tail: the sends' record timestamps give the rate of the last
 10 % of its sends and that of the first 90 %. The fan-out loop's own CPU
 comes from each worker's `bulkstream_fanout_loop_cpu_seconds_total`. With
-`--profile`, another job of N users is fanned out (untimed) under py-spy.
+`--profile`, another job of N users is ingested after the timed runs and fanned
+out (untimed) under py-spy.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .procs import (
     machine_busy,
     metrics_text,
     sends_counter,
+    settle,
 )
 from .profile import Profiler, summarize
 from .results import Figure, ScenarioResult, check
@@ -102,6 +106,7 @@ def _timed_run(
     users: int,
     workers: list[WorkerProcess],
 ) -> dict[str, Any]:
+    settled = settle()  # the ingest's flushes and compactions done, as for the ceiling
     cpu_before = [cpu_seconds(w.pid) for w in workers]
     texts = [metrics_text(w) for w in workers]  # one read of each worker's /metrics
     loop_before = [counter_in(text, LOOP_CPU) or 0.0 for text in texts]
@@ -125,6 +130,7 @@ def _timed_run(
     }
     return {
         "seconds": seconds,
+        "settled_s": round(settled, 1),
         "loop_cpu_seconds": sum(loop),
         "run_at": wall,
         "worker_cpu_seconds": sum(cpu),
@@ -164,11 +170,6 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
             f"all {small_n:,} users of each of the {SMALL_JOBS} small jobs accepted",
             result,
         )
-        extra = None
-        if opts.profile:
-            extra = create_job(producer, views)
-            say(f"fanout: ingesting a second job of {n:,} users to profile (untimed)")
-            ingest(producer, views, ingest_commands(extra.job_id, n))
         say("fanout: run -> COMPLETED (timed)")
         timing = _timed_run(producer, views, create.job_id, n, workers)
         job = views.job(create.job_id)
@@ -188,7 +189,10 @@ def _measure(bench: Run, s: Settings, opts: Options, result: ScenarioResult) -> 
             f"each small job's view counts {small_n:,} enqueued",
             result,
         )
-        if extra is not None:
+        if opts.profile:
+            extra = create_job(producer, views)
+            say(f"fanout: ingesting a second job of {n:,} users to profile (untimed)")
+            ingest(producer, views, ingest_commands(extra.job_id, n))
             _profile(bench, producer, views, extra.job_id, n, workers, result)
     finally:
         stop_all(workers)
