@@ -77,7 +77,13 @@ class Settings(BaseSettings):
         "while its pages report; a status change is written at once. 0: after every page.",
     )
     fanout_page_size: int = Field(default=500, ge=1)
-    fanout_pages_per_transaction: int = Field(default=8, ge=1)
+    fanout_pages_per_transaction: int = Field(
+        default=16,
+        ge=1,
+        description="Pages a fan-out transaction takes at most, of those already fetched. "
+        "Each commit costs the broker a marker per partition written and the loop a round "
+        "trip; a worker killed redoes its open transaction's pages.",
+    )
     fanout_window_pages: int = Field(
         default=128,
         ge=2,
