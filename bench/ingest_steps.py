@@ -34,7 +34,6 @@ from streams.aggregate.paging import batch_encoder
 from streams.aggregate.pipeline import STATE_FAMILIES
 from streams.aggregate.stage import StateReads
 from streams.aggregate.state import batch_key, job_key
-from streams.ids import identity_reader
 from streams.kafka.producer import complete_command
 from streams.ops.worker import tune_gc
 from streams.runtime.app import STATE_OPTIONS
@@ -86,7 +85,7 @@ def measure(commands: int) -> dict[str, float]:
         store = Store(Path(root, "state-0.db"))
         dedupe = DedupeIndex(store, native=True)
         reads = StateReads(store, dedupe, 0)
-        identities, encode = identity_reader(True), batch_encoder(True)
+        encode = batch_encoder(True)
         # One client, as the worker's views store has: its pipelines are never sent,
         # so no Redis is reached.
         redis = aioredis.Redis()
@@ -96,7 +95,7 @@ def measure(commands: int) -> dict[str, float]:
         tune_gc()
         for offset, value in enumerate(wire, start=1):
             at = [time.perf_counter()]
-            command = parse_command(job_id.encode(), value, len(value), identities)
+            command = parse_command(job_id.encode(), value, len(value), native=True)
             at.append(time.perf_counter())
             effects = rules.ingest(reads, command, offset)  # type: ignore[arg-type]
             assert effects.batch is not None

@@ -48,6 +48,11 @@ class DigestFilter:
 def identities(users: list[dict[str, Any]]) -> list[str | None]:
     """For each user, its identity or None (`schemas.commands.identity_of`)."""
 
+def read_ingest(value: bytes) -> tuple[bytes, list[bytes], list[str | None]] | None:
+    """An ingest command's envelope (its JSON without `users`), each user's JSON as
+    orjson writes it and each user's identity; None: read it the Python way
+    (`streams.aggregate.decode`)."""
+
 def message_digests(job_id: str, identities: list[str]) -> list[str]:
     """For each identity, its digest in the job (`streams.ids.message_digest`)."""
 

@@ -33,6 +33,7 @@
 mod delivery_fold;
 mod digest_filter;
 mod ingest_keys;
+mod ingest_read;
 mod message_ids;
 mod report_batch;
 mod stored_batch;
@@ -896,6 +897,7 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
     ingest_keys::register(module)?;
+    ingest_read::register(module)?;
     message_ids::register(module)?;
     report_batch::register(module)?;
     stored_batch::register(module)?;

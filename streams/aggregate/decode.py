@@ -2,24 +2,29 @@
 (`parse_command`), or the reason it goes to the dead-letter queue
 (`PoisonCommand`, sent there by `streams.aggregate.dead_letters`).
 
-An ingest command is read the fast way when it can be: orjson decodes it, its
-envelope is validated by pydantic without the users (`IngestHead`), and each
-user is checked by `is_bulk_user`, which accepts what `BulkUser` accepts,
-without building a model per user. The command then reaches the rules as an
-`Ingest`: the envelope, each user as sent, each user's JSON as stored
-(orjson's bytes, made once here), and each user's identity (by the
-`identities` function the caller gives: `streams.ids.identity_reader`).
-Anything the fast way cannot vouch for (a user `BulkUser` would refuse, a
-number that may not fit the wire, JSON that orjson refuses or cannot write
-back) goes the pydantic way, which gives the same `Ingest` or the reason it is
-poison, as before: the fast way never accepts what pydantic refuses, and never
-refuses on its own.
+An ingest command is read the fast way when it can be: natively
+(`bulkstream_native.read_ingest`, with `Settings.native`), which makes no
+Python object a user but its JSON and its identity, or else by orjson, each
+user checked by `is_bulk_user`, which accepts what `BulkUser` accepts, without
+building a model per user; either way its envelope is validated by pydantic
+without the users (`IngestHead`). The command then reaches the rules as an
+`Ingest`: the envelope, each user's JSON as stored (orjson's form, made once
+here), and each user's identity (`streams.ids.identity_reader`); each user as
+sent is decoded from its JSON only if asked for (a duplicate's echo). The
+native reader hands back to orjson whatever it cannot vouch for orjson would
+write the same (tests/streams/test_ingest_read_native.py). Anything the fast
+way cannot vouch for (a user `BulkUser` would refuse, a number that may not
+fit the wire, JSON that orjson refuses or cannot write back) goes the pydantic
+way, which gives the same `Ingest` or the reason it is poison, as before: the
+fast way never accepts what pydantic refuses, and never refuses on its own.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import orjson
 import pydantic_core
@@ -39,8 +44,9 @@ from schemas.commands import (
     is_bulk_user,
 )
 from streams.errors import PoisonCommand
-from streams.ids import Identities, identities_of
+from streams.ids import Identities, identities_of, identity_reader
 from streams.kafka.topics import MAX_MESSAGE_BYTES
+from streams.native import member
 
 # A poison command's reason names this many errors at most.
 MAX_ERRORS_DESCRIBED = 20
@@ -56,6 +62,10 @@ _SUSPECT_NUMBER = re.compile(rb"[:,\[]\s*-?(?:\d{19}|\d+(?:\.\d+)?[eE][+-]?\d{3}
 # reads an integer beyond 64 bits as a float, silently; an infinite number it refuses).
 _DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"0" * 9)
 _NINETEEN_DIGITS = b"0" * 19
+# bulkstream_native's reader of ingest commands (native/src/ingest_read.rs), if installed.
+_READ_INGEST: Callable[[bytes], tuple[bytes, list[bytes], list[str | None]] | None] | None = member(
+    "read_ingest"
+)
 MODELS: dict[str, type[BaseModel]] = {
     CommandKind.CREATE.value: CreateJob,
     CommandKind.INGEST.value: IngestUsers,
@@ -65,14 +75,18 @@ MODELS: dict[str, type[BaseModel]] = {
 
 @dataclass(frozen=True)
 class Ingest:
-    """An ingest command as the rules apply it: its envelope, each user as sent, each
-    user's JSON as the stored batch and the users view hold it, and each user's
-    identity (`schemas.commands.identity_of`)."""
+    """An ingest command as the rules apply it: its envelope, each user's JSON as the
+    stored batch and the users view hold it, and each user's identity
+    (`schemas.commands.identity_of`)."""
 
     head: IngestHead
-    users: list[JsonObject]
     sent: list[bytes]
     identities: list[str | None]
+
+    @cached_property
+    def users(self) -> list[JsonObject]:
+        """Each user as sent, decoded when first asked for (the usual ingest never is)."""
+        return [orjson.loads(wire) for wire in self.sent]
 
     @property
     def job_id(self) -> str:
@@ -88,7 +102,7 @@ class Ingest:
             **{name: getattr(command, name) for name in IngestHead.model_fields}
         )
         users = [user.as_sent() for user in command.users]
-        return cls(head, users, [orjson.dumps(user) for user in users], identities(users))
+        return cls(head, [orjson.dumps(user) for user in users], identities(users))
 
 
 # What the aggregate applies: every command, an ingest read as `Ingest`.
@@ -96,13 +110,11 @@ Applied = CreateJob | Ingest | RunJob | RetryJob | ControlCommand
 
 
 def parse_command(
-    key: bytes | None,
-    value: bytes | None,
-    max_bytes: int = MAX_MESSAGE_BYTES,
-    identities: Identities = identities_of,
+    key: bytes | None, value: bytes | None, max_bytes: int = MAX_MESSAGE_BYTES, native: bool = False
 ) -> Applied:
     """Decode and validate a command of at most `max_bytes`; raise PoisonCommand
-    with the reason otherwise. An ingest's identities are found by `identities`."""
+    with the reason otherwise. `native`: with `bulkstream_native` where installed
+    (`Settings.native`), the same answers."""
     if value is None:
         raise PoisonCommand("empty", "the message has no value")
     if len(value) > max_bytes:
@@ -111,19 +123,27 @@ def parse_command(
             f"the command is {len(value):,} bytes; a worker takes at most {max_bytes:,} "
             "(BULKSTREAM_MAX_COMMAND_BYTES)",
         )
-    command: Applied | None = _fast_ingest(value, identities)
+    command: Applied | None = _fast_ingest(value, native)
     if command is None:
-        command = _validated(value, identities)
+        command = _validated(value, identity_reader(native))
     if key is None or key.decode(errors="replace") != command.job_id:
         raise PoisonCommand("wrong-key", "the message key must be the command's jobId")
     return command
 
 
-def _fast_ingest(value: bytes, identities: Identities = identities_of) -> Ingest | None:
-    """The ingest command in `value`, read without a model per user; None when it is
-    not one, or not one this way can vouch for (`_validated` then decides)."""
+def _fast_ingest(value: bytes, native: bool = False) -> Ingest | None:
+    """The ingest command in `value`, read without a model per user (`native`: without
+    a Python object a user, where it can); None when it is not one, or not one this
+    way can vouch for (`_validated` then decides)."""
     if b'"ingest"' not in value or _NINETEEN_DIGITS in value.translate(_DIGITS_AS_ZEROS):
         return None
+    read = _READ_INGEST(value) if native and _READ_INGEST is not None else None
+    if read is not None:
+        envelope, sent, identities = read
+        try:
+            return Ingest(IngestHead.model_validate(orjson.loads(envelope)), sent, identities)
+        except ValidationError:
+            return None
     try:
         decoded = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -138,7 +158,7 @@ def _fast_ingest(value: bytes, identities: Identities = identities_of) -> Ingest
         sent = [orjson.dumps(user) for user in users]
     except (ValidationError, orjson.JSONEncodeError):
         return None
-    return Ingest(head, users, sent, identities(users))
+    return Ingest(head, sent, identity_reader(native)(users))
 
 
 def _validated(value: bytes, identities: Identities = identities_of) -> Applied:

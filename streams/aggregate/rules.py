@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas.commands import (
     AnyCommand,
@@ -47,7 +47,6 @@ from schemas.fanout import PageProgress
 from schemas.views import FINISHED, JobStatus
 from streams.aggregate import control
 from streams.aggregate.decode import Ingest
-from streams.aggregate.paging import StoredUser
 from streams.aggregate.state import JobState
 from streams.ids import POSITION_IDS, MessageIds
 
@@ -71,6 +70,12 @@ class JobReads(Protocol):
         or a batch that accepted nobody)."""
 
 
+# An ingest's accepted user: [position in the job, identity ("" for none), its JSON as
+# stored (`Ingest.sent`), and the ingest call's metadata when it had some]. The stored
+# batch (`paging.encode_batch`) splices that JSON in.
+AcceptedUser = list[Any]
+
+
 @dataclass
 class Effects:
     """What applying one command or report does; nothing when left at the defaults."""
@@ -80,8 +85,7 @@ class Effects:
     again: bool = False  # the result is one kept before: only publish it again
     job: JobState | None = None  # the record to write whole (its version is bumped)
     created: bool = False  # a new job: add it to the partition's index of jobs
-    batch: list[StoredUser] | None = None  # an ingest's accepted users, in position order
-    sent: list[bytes] = field(default_factory=list)  # ... and the JSON of each as stored
+    batch: list[AcceptedUser] | None = None  # an ingest's accepted users, in position order
     counted: int = 0  # users counted into `received` for the first time
     lifecycle: bool = False  # publish the job's status change ...
     previous: JobStatus | None = None  # ... from this status
@@ -94,6 +98,11 @@ class Effects:
     dry_run: bool = False  # run the job dry: resolve its sends, write none
     release: bool = False  # a report made room: ask for the job's next pages
     retry: bool = False  # make the retry job of the failed users
+
+    @property
+    def sent(self) -> list[bytes]:
+        """The JSON of each accepted user, as stored."""
+        return [user[2] for user in self.batch or ()]
 
 
 def result(
@@ -213,17 +222,16 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
     identities = ingest.identities
     known = [identity for identity in identities if identity is not None]
     holders = reads.holders(command.job_id, known)
-    kept_users, kept_identities, sent = ingest.users, identities, ingest.sent
+    kept_identities, sent = identities, ingest.sent
     errors: list[IngestError] = []
     # Usually nobody is held before and no identity repeats: every user is kept.
     if holders.count(None) != len(holders) or len(set(known)) != len(known):
         kept, errors = _not_held(ingest, dict(zip(known, holders, strict=True)), offset)
-        kept_users = [ingest.users[n] for n in kept]
         kept_identities = [identities[n] for n in kept]
         sent = [ingest.sent[n] for n in kept]
-    accepted: list[StoredUser] = [
-        [base + n, identity or "", user]
-        for n, (identity, user) in enumerate(zip(kept_identities, kept_users, strict=True))
+    accepted: list[AcceptedUser] = [
+        [base + n, identity or "", wire]
+        for n, (identity, wire) in enumerate(zip(kept_identities, sent, strict=True))
     ]
     if command.metadata is not None:
         for stored in accepted:
@@ -239,7 +247,6 @@ def ingest(reads: JobReads, ingest: Ingest, offset: int) -> Effects:
         keep_result=True,
         job=job,
         batch=accepted,
-        sent=sent,
         counted=counted,
     )
 

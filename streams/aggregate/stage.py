@@ -45,7 +45,6 @@ from streams.aggregate.state import (
     position_key,
 )
 from streams.errors import PoisonCommand
-from streams.ids import identity_reader
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import CommandEvent
 from streams.views import ViewWrites
@@ -89,7 +88,6 @@ class Aggregate:
         self.jobs = Jobs(pipeline)
         self.releases = releases
         self.dedupe = DedupeIndex(pipeline.state, native=pipeline.settings.native)
-        self.identities = identity_reader(pipeline.settings.native)
         self.encode_batch = batch_encoder(pipeline.settings.native)
         self.dead_letters = DeadLetters(pipeline)
         self.retries = Retries(pipeline)
@@ -100,7 +98,7 @@ class Aggregate:
         started = time.perf_counter()
         try:
             command = parse_command(
-                message.key, message.value, self.settings.max_command_bytes, self.identities
+                message.key, message.value, self.settings.max_command_bytes, self.settings.native
             )
         except PoisonCommand as exc:
             await self.dead_letters.send(message, exc)
@@ -153,10 +151,10 @@ class Aggregate:
         state it reports. The views are queued on `writes`, sent before the lifecycle
         event and with the first result (a small command's views and result go to Redis
         in one round trip); the command's own result is published by `apply`, last."""
-        job = effects.job
+        job, sent = effects.job, effects.sent
         if effects.batch is not None:
             self.dedupe.add(partition, job_id, effects.batch, offset)
-            self.state[batch_key(job_id, offset)] = self.encode_batch(effects.batch, effects.sent)
+            self.state[batch_key(job_id, offset)] = self.encode_batch(effects.batch, sent)
             if effects.batch:
                 self.state[position_key(job_id, effects.batch[0][0])] = str(offset).encode()
         if effects.counted:
@@ -165,7 +163,7 @@ class Aggregate:
             return
         self.jobs.write(job_id, job, effects)
         if effects.batch:
-            writes.users(job.tenant, job_id, effects.batch, effects.sent)
+            writes.users(job.tenant, job_id, effects.batch, sent)
         writes.job(job_id, job)
         if effects.lifecycle:
             await writes.send()  # the view before the event that announces its change

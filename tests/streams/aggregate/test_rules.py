@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas.commands import (
@@ -251,8 +252,8 @@ def test_ingest_gives_positions_in_order_and_reports_duplicates_with_their_recip
     second = memory.ingest(2, [{"profile": {"email": "e@x.io"}}, *users("b", "c")])
     assert errors_of(second) == [("Duplicate user", {"recipient": "b", "to": {"user_id": "b"}})]
     assert second.batch == [
-        [2, "email:e@x.io", {"profile": {"email": "e@x.io"}}],
-        [3, "user:c", {"to": {"user_id": "c"}}],
+        [2, "email:e@x.io", orjson.dumps({"profile": {"email": "e@x.io"}})],
+        [3, "user:c", orjson.dumps({"to": {"user_id": "c"}})],
     ]
     job = memory.state()
     assert (job.received, job.applied_offset) == (4, 2)
@@ -276,8 +277,8 @@ def test_ingest_metadata_goes_with_every_accepted_user() -> None:
     # Users all new to the job, none a duplicate: the metadata goes with each of them.
     effects = memory.ingest(2, users("c", "d"), metadata={"trace": "u"})
     assert effects.batch == [
-        [2, "user:c", {"to": {"user_id": "c"}}, {"trace": "u"}],
-        [3, "user:d", {"to": {"user_id": "d"}}, {"trace": "u"}],
+        [2, "user:c", orjson.dumps({"to": {"user_id": "c"}}), {"trace": "u"}],
+        [3, "user:d", orjson.dumps({"to": {"user_id": "d"}}), {"trace": "u"}],
     ]
 
 
