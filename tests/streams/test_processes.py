@@ -1,6 +1,7 @@
 """The harness's processes: one that does not exit in time after SIGTERM leaves its
 threads' stacks at the end of its log before it is killed, so a hang seen once in a
-test, the bench or chaos says where it was."""
+test, the bench or chaos says where it was; an API whose port another process took
+before it could bind it is started on another, never taken for the other process."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ import os
 import signal
 from pathlib import Path
 
+import httpx
+
+from streams.metrics import Health, serve
 from streams.settings import Settings
-from streams.testing.processes import WorkerProcess, py_spy, run_state, wait_for
+from streams.testing.processes import (
+    API_HEALTHY,
+    ApiProcess,
+    WorkerProcess,
+    py_spy,
+    run_state,
+    wait_for,
+)
 
 
 def test_a_worker_that_does_not_exit_leaves_its_stacks_in_its_log(
@@ -27,3 +38,21 @@ def test_a_worker_that_does_not_exit_leaves_its_stacks_in_its_log(
     log = worker.log().decode(errors="replace")
     assert "worker hung did not exit within 2 s of SIGTERM; its threads (py-spy dump):" in log
     assert "streams/fanout/loop.py" in log  # where its fan-out loop was
+
+
+def test_an_api_whose_port_was_taken_meanwhile_starts_on_another(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """In CI a worker's metrics server took the port picked for the API: its /healthz
+    answered for the API, and the test's POST /bulk got its 501."""
+    api = ApiProcess(settings, tmp_path)
+    taken = api.port
+    stop = serve("127.0.0.1", taken, Health())  # as a worker's metrics server
+    try:
+        api.start()
+        assert api.port != taken
+        assert httpx.get(f"{api.url}/healthz", timeout=5).content == API_HEALTHY
+        assert b"address already in use" in api.log_path.read_bytes().lower()  # the first try
+    finally:
+        api.stop()
+        stop()
