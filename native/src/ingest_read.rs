@@ -160,12 +160,8 @@ impl<'a> Canonical<'a> {
         self.at += 1;
         self.out.push(b'{');
         let mut keys = Keys::default();
-        if self.next()? == b'}' {
-            self.at += 1;
-            self.out.push(b'}');
-            return Ok(());
-        }
-        loop {
+        let mut more = !self.closes(b'}')?;
+        while more {
             if self.next()? != b'"' {
                 return Err(Fallback);
             }
@@ -206,44 +202,42 @@ impl<'a> Canonical<'a> {
             if kept.is_some() {
                 self.kept[index].value.1 = self.at;
             }
-            match self.next()? {
-                b',' => {
-                    self.at += 1;
-                    self.out.push(b',');
-                }
-                b'}' => {
-                    self.at += 1;
-                    self.out.push(b'}');
-                    return Ok(());
-                }
-                _ => return Err(Fallback),
-            }
+            more = self.more(b'}')?;
         }
+        Ok(())
     }
 
     fn array(&mut self, depth: usize) -> Step<()> {
         self.at += 1;
         self.out.push(b'[');
-        if self.next()? == b']' {
-            self.at += 1;
-            self.out.push(b']');
-            return Ok(());
-        }
-        loop {
+        let mut more = !self.closes(b']')?;
+        while more {
             self.value(depth + 1, Parent::Other)?;
-            match self.next()? {
-                b',' => {
-                    self.at += 1;
-                    self.out.push(b',');
-                }
-                b']' => {
-                    self.at += 1;
-                    self.out.push(b']');
-                    return Ok(());
-                }
-                _ => return Err(Fallback),
-            }
+            more = self.more(b']')?;
         }
+        Ok(())
+    }
+
+    /// Whether an object or array just opened ends at once (`close`, copied).
+    fn closes(&mut self, close: u8) -> Step<bool> {
+        let closes = self.next()? == close;
+        if closes {
+            self.at += 1;
+            self.out.push(close);
+        }
+        Ok(closes)
+    }
+
+    /// After a member or an element: whether another follows (a comma), or the object
+    /// or array ends (`close`); either copied.
+    fn more(&mut self, close: u8) -> Step<bool> {
+        let next = self.next()?;
+        if next != b',' && next != close {
+            return Err(Fallback);
+        }
+        self.at += 1;
+        self.out.push(next);
+        Ok(next == b',')
     }
 
     /// A string (no escapes: the caller checked), copied; where its text lies.

@@ -24,7 +24,7 @@ from streams.fanout.loop import FanoutLoop
 from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, new_job_id, positional_message_id
 from streams.settings import Settings
 from streams.testing.users import generated_users
-from tests.streams.native import require_native
+from tests.streams.native import INTS, json_values, require_native
 from tests.streams.test_expand import USERS
 
 require_native(NATIVE_AVAILABLE)
@@ -351,19 +351,8 @@ _ADDRESS = st.one_of(
     st.text(alphabet=st.sampled_from("ab@.@. -+1239\n\t\x1c\x0b\x7f"), max_size=12),
     st.text(alphabet=st.sampled_from("ab@.@. 12\u00a0\u0665é\u2028"), max_size=10),
 )
-_INT = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-_SCALAR = st.one_of(
-    st.none(),
-    st.booleans(),
-    _INT,
-    st.floats(allow_nan=False, allow_infinity=False),
-    _TEXT,
-)
-_JSON = st.recursive(
-    _SCALAR,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
-    max_leaves=8,
-)
+
+_JSON = json_values(_TEXT)
 _FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "user_id": st.one_of(_TEXT, st.just(""), _JSON),
     "email": st.one_of(_ADDRESS, st.just("a@b.io"), _JSON),
@@ -419,7 +408,7 @@ _DEFINITIONS = st.one_of(
 @given(
     users=st.lists(
         st.tuples(
-            st.integers(0, 10**6) | _INT,
+            st.integers(0, 10**6) | INTS,
             _TEXT | st.just("user:x"),
             _users(),
             st.none() | _JSON,

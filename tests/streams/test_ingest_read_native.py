@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from streams.aggregate.decode import _fast_ingest, parse_command
 from streams.errors import PoisonCommand
 from streams.native import member
-from tests.streams.native import require_native
+from tests.streams.native import json_values, require_native
 
 require_native(member("read_ingest") is not None)
 
@@ -29,18 +29,7 @@ TEXT = st.one_of(
     st.text(max_size=6),
     st.sampled_from(["", "u1", "é@x.org", "+15550100", "😀", 'q"uote', "back\\slash", "\x7f"]),
 )
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    TEXT,
-)
-JSON = st.recursive(
-    SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-    max_leaves=8,
-)
+JSON = json_values(TEXT)
 MEMBERS = st.dictionaries(
     st.sampled_from(["user_id", "email", "phone_number", "data", "locale"]), JSON, max_size=4
 )
@@ -61,11 +50,7 @@ USERS = st.one_of(
 
 # What a producer usually sends: no floats, no character orjson escapes.
 PLAIN_TEXT = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=6)
-PLAIN = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), PLAIN_TEXT),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(PLAIN_TEXT, inner, max_size=3),
-    max_leaves=8,
-)
+PLAIN = json_values(PLAIN_TEXT, floats=False)
 PLAIN_MEMBERS = st.dictionaries(
     st.sampled_from(["user_id", "email", "phone_number", "data"]), PLAIN, max_size=4
 )
