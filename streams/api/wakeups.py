@@ -47,6 +47,8 @@ RECONNECT_CAP_SECONDS = 5.0
 # How long one read of the subscription waits; between reads redis-py pings the
 # server every HEALTH_CHECK_SECONDS, so a dead connection is noticed.
 LISTEN_SECONDS = 1.0
+# How long `close` waits for the listening task to end before it asks again.
+CLOSE_STEP_SECONDS = 0.5
 HEALTH_CHECK_SECONDS = 15
 
 # (tenant, job id, command id); command id None: any result of the job.
@@ -90,11 +92,19 @@ class ResultWakeups:
             self._task = asyncio.create_task(self._run(), name="result-wakeups")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            # Under uvloop, a cancellation that lands while redis-py reads the subscription
+            # can be lost: the read goes on, and an API stopped right after it started
+            # (its port taken) waited for ever. Asked again, with the connections closed
+            # under the read, the task ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=CLOSE_STEP_SECONDS)
+                if not task.done():
+                    await self.redis.connection_pool.disconnect()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         await self.redis.aclose()
 
     @contextlib.contextmanager

@@ -290,8 +290,8 @@ class ApiProcess(BulkstreamProcess):
         Its port was free when picked, not held since: another process may bind it first
         (a worker's metrics server, given a free port by the kernel), and then answers
         there while the API cannot serve. So only the API's own answer counts, and an API
-        that found its port taken (it does not exit then: the CHANGELOG's known issue) is
-        killed and started again on another (`PORT_ATTEMPTS` in all)."""
+        that found its port taken is stopped and started again on another
+        (`PORT_ATTEMPTS` in all)."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             super().start()
             if self._answers(timeout):

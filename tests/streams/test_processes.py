@@ -1,7 +1,8 @@
 """The harness's processes: one that does not exit in time after SIGTERM leaves its
 threads' stacks at the end of its log before it is killed, so a hang seen once in a
 test, the bench or chaos says where it was; an API whose port another process took
-before it could bind it is started on another, never taken for the other process."""
+before it could bind it is started on another, never taken for the other process; and
+`bulkstream api` on a port in use exits."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from streams.metrics import Health, serve
 from streams.settings import Settings
 from streams.testing.processes import (
     API_HEALTHY,
+    PORT_TAKEN,
     ApiProcess,
+    BulkstreamProcess,
     WorkerProcess,
     py_spy,
     run_state,
@@ -55,4 +58,19 @@ def test_an_api_whose_port_was_taken_meanwhile_starts_on_another(
         assert b"address already in use" in api.log_path.read_bytes().lower()  # the first try
     finally:
         api.stop()
+        stop()
+
+
+def test_an_api_whose_port_is_taken_exits(settings: Settings, tmp_path: Path) -> None:
+    """It once waited for ever instead (its result wake-ups' task, under uvloop, lost the
+    cancellation that ends it)."""
+    api = ApiProcess(settings, tmp_path)
+    stop = serve("127.0.0.1", api.port, Health())
+    try:
+        BulkstreamProcess.start(api)  # not ApiProcess.start, which would move it
+        assert api.proc is not None
+        assert api.proc.wait(30) != 0
+        assert PORT_TAKEN in api.log().lower()
+    finally:
+        api.kill()
         stop()
