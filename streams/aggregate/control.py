@@ -3,10 +3,11 @@
 A run does not hand all its pages to the fan-out at once. Pages [0, released)
 are handed over ("released"); a page is *out* from its release until its
 report is counted. A job keeps at most a window of pages out
-(`BULKSTREAM_FANOUT_WINDOW_PAGES`); each report makes room and a release hands
-the next pages over. A rate-limited job releases a page at a time, each
-`page_size / sendsPerSecond` seconds after the last (its pages are small:
-`rate_page_size`), with a quarter second of its rate out at most.
+(`BULKSTREAM_FANOUT_WINDOW_PAGES`), and a quarter more at its end (`quarter`);
+each report makes room and a release hands the next pages over. A rate-limited
+job releases a page at a time, each `page_size / sendsPerSecond` seconds after
+the last (its pages are small: `rate_page_size`), with a quarter second of its
+rate out at most.
 
 That makes pause and cancel exact without asking the fan-out anything: a
 hold (pause or cancel) stops the releases, and *settles* once no page is out:
@@ -57,6 +58,14 @@ def window_of(job: JobState, window: int) -> int:
     return max(2, math.ceil(RATE_WINDOW_SECONDS / per_page))
 
 
+def quarter(limit: int) -> int:
+    """A quarter of a window of `limit` pages: the room that asks for a release, and the
+    most pages a job's last release hands over beyond the window (a remainder that
+    small goes with the release before it, rather than wait out a release's round
+    trip of its own, 50 to 100 ms here, with the fan-out idle)."""
+    return max(1, limit // 4)
+
+
 def released(job: JobState) -> int:
     """Pages handed over: none before the run; all of a job run by a version without
     the window (its record has no `released`)."""
@@ -74,9 +83,13 @@ def hand_over(job: JobState, now: float, window: int) -> int:
     total = job.pages_total()
     if job.released is None or job.status is not JobStatus.PROCESSING or job.hold is not None:
         return start
-    room = window_of(job, window) - out(job)
+    limit = window_of(job, window)
+    room = limit - out(job)
     if job.sends_per_second is None:
-        job.released = min(total, start + max(0, room))
+        end = min(total, start + max(0, room))
+        if room > 0 and total - end <= quarter(limit):
+            end = total  # the job's last pages: none left to wait for a release of its own
+        job.released = end
         return start
     assert job.page_size
     step = job.page_size / job.sends_per_second
@@ -103,7 +116,7 @@ def wants_release(job: JobState, now: float, window: int) -> bool:
         return False
     limit = window_of(job, window)
     if job.sends_per_second is None:
-        return out(job) <= limit - max(1, limit // 4)
+        return out(job) <= limit - quarter(limit)
     return out(job) < limit and (job.pace_at is None or job.pace_at <= now)
 
 

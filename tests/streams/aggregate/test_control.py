@@ -53,6 +53,21 @@ def test_a_run_hands_over_a_window_and_each_report_makes_room() -> None:
     assert memory.release(now=203.0) == Effects()
 
 
+def test_a_jobs_last_quarter_window_goes_with_the_release_before_it() -> None:
+    """A remainder of a quarter of the window or less is handed over with the release
+    that leaves it (the run's included), not on a release of its own: at most a
+    quarter more than the window is then out."""
+    assert running(10).state().released == 5  # 5 pages: the window (4) and 1
+    assert running(12).state().released == 4  # 6 pages: 2 left, more than a quarter
+    memory = running(18)  # 9 pages
+    report(memory, 0, 1, 2)
+    assert memory.release(now=201.0).emit == (4, 7)  # 2 left
+    assert memory.release(now=202.0) == Effects()  # the window is full: nothing, however few
+    report(memory, 3)
+    assert memory.release(now=203.0).emit == (7, 9)  # 1 room, and the 1 page left with it
+    assert control.out(memory.state()) == WINDOW + 1
+
+
 def test_a_new_owner_hands_every_page_out_over_again() -> None:
     memory = running(20)
     report(memory, 0, 2)
@@ -338,16 +353,17 @@ def test_pacing_makes_up_a_tenth_of_a_second_of_lateness_at_most() -> None:
 def test_a_job_run_before_the_window_has_every_page_out() -> None:
     """A record written by a version that handed every page over at the run (no
     `released`): a pause waits for all of them, a replayed run sends them again."""
-    memory = running(10)  # 5 pages, 4 released
+    memory = running(12)  # 6 pages, 4 released
     job = memory.state()
+    assert job.released == 4
     job.released = None
     memory.records[JOB] = job.to_bytes()
-    assert control.out(memory.state()) == 5
-    assert memory.run(2).emit == (0, 5)
+    assert control.out(memory.state()) == 6
+    assert memory.run(2).emit == (0, 6)
     memory.steer("pause", 3)
-    assert report(memory, 0, 1, 2, 3).lifecycle is False
+    assert report(memory, 0, 1, 2, 3, 4).lifecycle is False
     assert memory.state().status is JobStatus.PROCESSING
-    assert report(memory, 4).previous is JobStatus.PROCESSING
+    assert report(memory, 5).previous is JobStatus.PROCESSING
     assert memory.state().status is JobStatus.COMPLETED
 
 
