@@ -270,19 +270,23 @@ class ApiProcess(BulkstreamProcess):
         **overrides: Any,
     ) -> None:
         self.keys = dict(KEYS if keys is None else keys)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        port = free_port()
         super().__init__(
             settings,
             ["api"],
-            log_dir / f"api-{self.port}.log",
+            log_dir / f"api-{port}.log",
             **{
                 "api_host": "127.0.0.1",
-                "api_port": self.port,
                 "api_keys": ",".join(f"{tenant}:{key}" for tenant, key in self.keys.items()),
                 **overrides,
             },
         )
+        self._use_port(port)
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.overrides["api_port"] = port
 
     def start(self, timeout: float = 60) -> Self:
         """Start it and wait until it answers /healthz (up; /readyz also needs the services).
@@ -297,12 +301,10 @@ class ApiProcess(BulkstreamProcess):
             if self._answers(timeout):
                 return self
             if attempt == PORT_ATTEMPTS or not self._port_taken():
-                raise NotReady(f"the API did not start:\n{self.log_path.read_text()[-3000:]}")
+                break
             self.kill()
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            self.overrides["api_port"] = self.port
-        raise AssertionError("unreachable")
+            self._use_port(free_port())
+        raise NotReady(f"the API did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def _port_taken(self) -> bool:
         return PORT_TAKEN in self.log().lower()
