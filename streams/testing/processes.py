@@ -310,8 +310,8 @@ class ApiProcess(BulkstreamProcess):
         return PORT_TAKEN in self.log().lower()
 
     def _answers(self, timeout: float) -> bool:
-        """Whether the API answers its /healthz; False once it exited or found its port
-        taken."""
+        """Whether the API answers its /healthz within `timeout`; False once it exited or
+        found its port taken."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and not self._port_taken():
@@ -322,7 +322,7 @@ class ApiProcess(BulkstreamProcess):
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise NotReady(f"the API did not start:\n{self.log_path.read_text()[-3000:]}")
+                break
             time.sleep(0.2)
         return False
 
