@@ -150,20 +150,6 @@ class Settings(BaseSettings):
             "go back to `position`; jobs keep the ids they were created with."
         ),
     )
-    page_placement: Literal["spread", "key"] = Field(
-        default="spread",
-        description=(
-            "Where the jobs this worker creates put their pages on the pages topic "
-            "(streams/aggregate/paging.py): `spread` (page n on the job's partition + n, "
-            "round the topic's partitions: every fan-out worker gets an equal share and "
-            "they end a job together) or `key` (the murmur2 of each page's key, as every "
-            "release before 2026-12 placed them). While a rolling upgrade from such a "
-            "release runs, set `key`: a worker of that release would hand a spread job's "
-            "pages over again by their keys, away from their done-markers, and fan them "
-            "out twice. Once no such worker is left, go back to `spread`; jobs keep the "
-            "placement they were created with."
-        ),
-    )
     native: bool = Field(
         default=True,
         description=(

@@ -111,15 +111,6 @@ def decode_batch(raw: bytes) -> list[StoredUser]:
     return decoded
 
 
-def page_partition(placement: str, job_partition: int, page: int, partitions: int) -> int | None:
-    """The pages topic's partition of a job's page. `spread`: round the `partitions`
-    from the job's own, so every partition (and every worker, holding an equal number
-    of them) gets an equal share of each window of pages, and a page handed over again
-    lands where its first copy did. None for `key` (a job of an earlier release): the
-    producer's murmur2 of the page's key places it, as it placed the pages before."""
-    return (job_partition + page) % partitions if placement == "spread" else None
-
-
 def cut_pages(
     batches: Iterable[StoredBatch],
     size: int,

@@ -20,12 +20,9 @@ than those on their way.
 Pages go out through a confluent-kafka producer of their own (`Releases.open`),
 not faust's: librdkafka encodes and sends them on its own threads, where
 aiokafka did both on the event loop that also cuts the pages and folds their
-reports (a 100k-user job's pages are 11 MB). A job's pages go round the pages
-topic's partitions from the job's own (`paging.page_partition`), so the
-fan-out workers get equal shares of every window and end a job together (by
-the murmur2 of their keys, one worker was left alone with a job's last
-pages). A page handed over again lands on the partition of its first copy,
-beside its done-marker; a job of an earlier release keeps murmur2.
+reports (a 100k-user job's pages are 11 MB). Its partitioner is murmur2, as
+faust's, so a page handed over again lands on the partition of its first copy,
+beside its done-marker.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from schemas.fanout import PageFields, encode_page_spliced
 from streams import metrics
 from streams.aggregate import rules
 from streams.aggregate.jobs import Jobs
-from streams.aggregate.paging import MissingUsers, cut_pages, page_partition, read_batch
+from streams.aggregate.paging import MissingUsers, cut_pages, read_batch
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
@@ -58,7 +55,7 @@ from streams.aggregate.state import (
 )
 from streams.errors import JobFailed
 from streams.kafka.config import producer_config
-from streams.kafka.producer import PARTITIONER, AsyncProducer, close_producer
+from streams.kafka.producer import AsyncProducer, close_producer
 from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.runtime.access import held_partitions, partition_db, state_ready
 from streams.runtime.app import deliveries_of
@@ -91,10 +88,8 @@ async def emit_pages(
     partition: int,
     first: int,
     stop: int,
-    partitions: int,
 ) -> int:
-    """Send pages [first, stop) of the job (of the aggregate's `partition`) but those
-    counted already, round the pages topic's `partitions`; their number."""
+    """Send pages [first, stop) of the job but those counted already; their number."""
     topic = pipeline.settings.topic_fanout_pages
     size = job.page_size or pipeline.settings.fanout_page_size
     db = partition_db(pipeline.state, partition)
@@ -125,12 +120,7 @@ async def emit_pages(
             key = f"{job_id}:{number}".encode()
             # Acknowledged all together: a release is at most a window of pages, and the
             # producer's queue (bounded in bytes) holds what the broker has not taken.
-            placed = page_partition(job.page_placement, partition, number, partitions)
-            in_flight.append(
-                await producer.send(
-                    topic, key, value, partition=PARTITIONER if placed is None else placed
-                )
-            )
+            in_flight.append(await producer.send(topic, key, value))
             sent += 1
     except MissingUsers as exc:
         raise JobFailed(f"accepted users are missing from the state: {exc}") from exc
@@ -149,20 +139,12 @@ class Releases:
         self.asked: dict[str, float] = {}
         self.held: frozenset[int] = frozenset()
         self._pages: AsyncProducer | None = None
-        self._page_partitions: int | None = None
 
     def open(self) -> AsyncProducer:
         """The producer of pages, made once (at start)."""
         if self._pages is None:
             self._pages = AsyncProducer(producer_config(self.p.settings), name="pages")
         return self._pages
-
-    async def page_partitions(self) -> int:
-        """The pages topic's partitions, asked once: a job's pages go round them."""
-        if self._page_partitions is None:
-            topic = self.p.settings.topic_fanout_pages
-            self._page_partitions = await asyncio.to_thread(self.open().partitions, topic)
-        return self._page_partitions
 
     def close(self) -> None:
         close_producer(self._pages, "pages", "handed over again")
@@ -198,8 +180,7 @@ class Releases:
 
     async def emit(self, job_id: str, job: JobState, partition: int, first: int, stop: int) -> None:
         try:
-            partitions = await self.page_partitions()
-            await emit_pages(self.p, self.open(), job_id, job, partition, first, stop, partitions)
+            await emit_pages(self.p, self.open(), job_id, job, partition, first, stop)
         except JobFailed as exc:
             effects = rules.job_failed(self.jobs.load(job_id), job_id, str(exc), time.time())
             if effects.job is not None:

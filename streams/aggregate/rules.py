@@ -47,7 +47,7 @@ from schemas.fanout import PageProgress
 from schemas.views import FINISHED, JobStatus
 from streams.aggregate import control
 from streams.aggregate.decode import Ingest
-from streams.aggregate.state import JobState, PagePlacement
+from streams.aggregate.state import JobState
 from streams.ids import POSITION_IDS, MessageIds
 
 DUPLICATE = "Duplicate user"
@@ -161,15 +161,10 @@ def finish(job: JobState, status: JobStatus, reason: str | None, now: float) -> 
 
 
 def create(
-    reads: JobReads,
-    command: CreateJob,
-    offset: int,
-    message_ids: MessageIds = POSITION_IDS,
-    page_placement: PagePlacement = "spread",
+    reads: JobReads, command: CreateJob, offset: int, message_ids: MessageIds = POSITION_IDS
 ) -> Effects:
     """A new job in CREATED, its definition as sent, its message ids made the
-    `message_ids` way (`Settings.message_ids`), its pages placed the `page_placement`
-    way (`Settings.page_placement`). Once it exists: the same command
+    `message_ids` way (`Settings.message_ids`). Once it exists: the same command
     again is a replay (the record is rewritten as it is); another create of the same
     tenant is the same job when the message is the same (an API create retried under a
     new claim of its Idempotency-Key, which names the job), else a conflict."""
@@ -186,7 +181,6 @@ def create(
             applied_offset=offset,
             parent_job_id=command.parent_job_id,
             message_ids=message_ids,
-            page_placement=page_placement,
         )
         return Effects(result=result(command, True), job=created, created=True, lifecycle=True)
     if job.tenant != command.tenant:

@@ -112,8 +112,7 @@ class Aggregate:
         reads = StateReads(self.state, self.dedupe, partition)
         now, window = time.time(), self.settings.fanout_window_pages
         if isinstance(command, CreateJob):
-            s = self.settings
-            effects = rules.create(reads, command, offset, s.message_ids, s.page_placement)
+            effects = rules.create(reads, command, offset, self.settings.message_ids)
         elif isinstance(command, Ingest):
             effects = rules.ingest(reads, command, offset)
         elif isinstance(command, RunJob):

@@ -44,9 +44,6 @@ from pydantic import BaseModel, Field
 from schemas.views import JobStatus
 from streams.ids import MessageIds
 
-# Where a job's pages go on the pages topic (`streams.aggregate.paging.page_partition`).
-PagePlacement = Literal["spread", "key"]
-
 SEP = "\x00"
 
 # The column families besides the default (`key_family`): the partition's own keys,
@@ -223,13 +220,6 @@ class JobState(BaseModel):
         default="identity",
         description="How its message ids are made (`streams.ids`): `position` for every "
         "job created now; a record without the field is of an earlier release.",
-    )
-    page_placement: PagePlacement = Field(
-        default="key",
-        description="Where its pages go (`streams.aggregate.paging.page_partition`): "
-        "`spread` round the pages topic's partitions, for every job created now; `key` "
-        "(a record without the field is of an earlier release) by the murmur2 of each "
-        "page's key.",
     )
 
     def to_bytes(self) -> bytes:

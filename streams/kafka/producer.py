@@ -27,9 +27,6 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# librdkafka's "no partition given": the configured partitioner (murmur2) picks it.
-PARTITIONER = -1
-
 
 def produce_waiting(
     producer: Producer,
@@ -122,10 +119,8 @@ class AsyncProducer:
         key: bytes | None,
         value: bytes,
         headers: dict[str, str | bytes | None] | None = None,
-        partition: int = PARTITIONER,
     ) -> asyncio.Future[None]:
-        """Queue a record (on `partition`, by default the murmur2 partition of its key);
-        raises BufferError while librdkafka's queue is full."""
+        """Queue a record; raises BufferError while librdkafka's queue is full."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -134,14 +129,7 @@ class AsyncProducer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, err)
 
-        self.producer.produce(
-            topic,
-            key=key,
-            value=value,
-            headers=headers,
-            partition=partition,
-            on_delivery=on_delivery,
-        )
+        self.producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
         return future
 
     async def send(
@@ -150,23 +138,17 @@ class AsyncProducer:
         key: bytes | None,
         value: bytes,
         headers: dict[str, str | bytes | None] | None = None,
-        partition: int = PARTITIONER,
     ) -> asyncio.Future[None]:
         """`produce`, waiting for room in the queue instead of raising."""
         while True:
             try:
-                return self.produce(topic, key, value, headers, partition)
+                return self.produce(topic, key, value, headers)
             except BufferError:
                 await asyncio.sleep(0.01)
 
     def list_topics(self, timeout: float) -> Any:
         """The cluster's metadata (raises if the broker does not answer in time)."""
         return self.producer.list_topics(None, timeout)
-
-    def partitions(self, topic: str, timeout: float = 30.0) -> int:
-        """How many partitions the topic has (raises if the broker does not answer in
-        time, KeyError if there is no such topic)."""
-        return len(self.producer.list_topics(topic, timeout).topics[topic].partitions)
 
     def close(self, timeout: float = 5.0) -> int:
         """Stop polling and flush; the number of records still undelivered."""

@@ -206,7 +206,7 @@ class Session:
         """The retry topic's partitions: its delay tiers (fewer, on a topic made with fewer,
         the last tier then taking the longer delays)."""
         topic = self.s.topic_webhooks_retry
-        partitions = self.producer.partitions(topic)
+        partitions = len(self.producer.list_topics(30.0).topics[topic].partitions)
         if partitions < backoff.TIERS:
             log.warning(
                 "%s has %d partitions, not %d: retries wait at most %g s apart",

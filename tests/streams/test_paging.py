@@ -13,7 +13,6 @@ from streams.aggregate.paging import (
     cut_pages,
     decode_batch,
     encode_batch,
-    page_partition,
     read_batch,
 )
 
@@ -108,27 +107,3 @@ def test_a_range_of_pages_is_cut_from_the_batch_holding_its_first_user() -> None
     assert [n for n, _ in cut_pages(batches[2:], 2, 10, first_page=4)] == [4]
     with pytest.raises(MissingUsers):
         list(cut_pages(batches[2:], 2, 10, first_page=2, stop_page=4))
-
-
-@pytest.mark.parametrize("partitions", [1, 3, 8, 12])
-@pytest.mark.parametrize("job_partition", [0, 5])
-def test_spread_pages_give_every_partition_an_equal_share_of_any_run_of_pages(
-    partitions: int, job_partition: int
-) -> None:
-    for first, stop in ((0, 200), (0, 128), (128, 200), (37, 38), (5, 1000)):
-        shares = [0] * partitions
-        for page in range(first, stop):
-            placed = page_partition("spread", job_partition, page, partitions)
-            assert placed is not None
-            shares[placed] += 1
-        assert max(shares) - min(shares) <= 1, (first, stop, shares)
-
-
-def test_a_spread_page_starts_at_the_jobs_partition_and_lands_in_the_same_place_again() -> None:
-    assert page_partition("spread", 5, 0, 8) == 5
-    assert page_partition("spread", 5, 3, 8) == 0
-    assert [page_partition("spread", 5, 3, 8) for _ in range(3)] == [0, 0, 0]
-
-
-def test_keyed_pages_are_left_to_the_producers_murmur2() -> None:
-    assert page_partition("key", 5, 3, 8) is None

@@ -90,13 +90,7 @@ class Memory:
                 "createdAt": 1.0,
             }
         )
-        created = rules.create(
-            self,
-            command,
-            offset,
-            kw.get("message_ids", "position"),
-            kw.get("page_placement", "spread"),
-        )
+        created = rules.create(self, command, offset, kw.get("message_ids", "position"))
         return self.carry_out(JOB, created, offset)
 
     def ingest(
@@ -195,26 +189,6 @@ def test_a_job_created_during_an_upgrade_makes_its_message_ids_the_earlier_way()
     # A replay under the other setting leaves the job as it was made.
     memory.create(0, message_ids="position")
     assert memory.state().message_ids == "identity"
-
-
-def test_a_job_spreads_its_pages_unless_created_during_an_upgrade() -> None:
-    memory = Memory()
-    memory.create(0)
-    assert memory.state().page_placement == "spread"
-    other = Memory()
-    other.create(0, page_placement="key")  # BULKSTREAM_PAGE_PLACEMENT=key
-    assert other.state().page_placement == "key"
-    # A replay under the other setting leaves the job as it was made.
-    other.create(0, page_placement="spread")
-    assert other.state().page_placement == "key"
-
-
-def test_a_job_record_of_an_earlier_release_places_its_pages_by_key() -> None:
-    memory = Memory()
-    memory.create(0)
-    record = orjson.loads(memory.state().to_bytes())
-    del record["page_placement"]
-    assert JobState.model_validate(record).page_placement == "key"
 
 
 def test_create_replayed_rewrites_the_same_record_and_announces_nothing() -> None:
