@@ -4,7 +4,9 @@
 //! In: the job's stored summary (`{"counts": {...}, "upto": N}`), the batch
 //! (`Reported` tuples: offset, position, `Report`), the stored blocks of message
 //! states of every reported position (`{"<position>": [reached, by, before]}`,
-//! each `reached` an object of state -> `[at, reason, provider]`). Out: the new
+//! each `reached` an object of state -> `[at, reason, provider]`, the trailing
+//! nulls left out, and `before` the count of `reached`'s first states it holds,
+//! or an object of its own; the full form of earlier releases is read too). Out: the new
 //! summary, the blocks changed (whole), a message event per state reached, and
 //! the views' entry of every reported message that has a state.
 //!
@@ -73,12 +75,13 @@ fn rank_of(name: &str) -> Option<u8> {
     STATES.iter().position(|s| *s == name).map(|i| i as u8)
 }
 
-/// The first report of a state: when, why, by which provider.
+/// The first report of a state: when, why, by which provider (kept as `[at]`,
+/// `[at, reason]` or `[at, reason, provider]`: no trailing null).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct First(
     pub(crate) i64,
-    pub(crate) Option<String>,
-    pub(crate) Option<String>,
+    #[serde(default)] pub(crate) Option<String>,
+    #[serde(default)] pub(crate) Option<String>,
 );
 
 impl First {
@@ -131,8 +134,60 @@ impl<'de> Deserialize<'de> for Reached {
 }
 
 /// A message's state as kept: `by` the batch that wrote it, `before` that batch.
-#[derive(Clone, Deserialize)]
+#[derive(Clone)]
 struct Stored(Reached, i64, Reached);
+
+/// `before` as kept: how many of `reached`'s first states it is (most messages: a
+/// batch adds states after those the message had), or states of its own.
+enum Before {
+    Prefix(usize),
+    States(Reached),
+}
+
+impl<'de> Deserialize<'de> for Before {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BeforeVisitor;
+        impl<'de> Visitor<'de> for BeforeVisitor {
+            type Value = Before;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a count of states or an object of states")
+            }
+            fn visit_u64<E: de::Error>(self, count: u64) -> Result<Before, E> {
+                usize::try_from(count)
+                    .map(Before::Prefix)
+                    .map_err(|_| E::custom("a count of states"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Before, A::Error> {
+                OrderedVisitor::<StateName, First>(PhantomData)
+                    .visit_map(map)
+                    .map(|states| Before::States(Reached(states.0)))
+            }
+        }
+        deserializer.deserialize_any(BeforeVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Stored {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire(Reached, i64, Before);
+        let Wire(reached, by, before) = Wire::deserialize(deserializer)?;
+        let before = match before {
+            Before::States(states) => states,
+            Before::Prefix(count) if count <= reached.0.len() => {
+                Reached(reached.0[..count].to_vec())
+            }
+            Before::Prefix(_) => return Err(de::Error::custom("more states before than now")),
+        };
+        Ok(Stored(reached, by, before))
+    }
+}
+
+/// How many of `reached`'s first states `before` is, when it is those (`Before::Prefix`).
+fn prefix_of(before: &Reached, reached: &Reached) -> Option<usize> {
+    let count = before.0.len();
+    (count <= reached.0.len() && reached.0[..count] == before.0[..]).then_some(count)
+}
 
 impl Stored {
     fn as_of(&self, upto: i64) -> &Reached {
@@ -241,26 +296,28 @@ impl<'de> Deserialize<'de> for KeyText<'de> {
 /// by `K`, none twice (orjson would keep the last; such a record is left to Python).
 struct Ordered<K: KeyOf, V>(Vec<(K::Key, V)>, PhantomData<K>);
 
+struct OrderedVisitor<K, V>(PhantomData<(K, V)>);
+
+impl<'de, K: KeyOf, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<K, V> {
+    type Value = Ordered<K, V>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an object keyed by {}", K::WHAT)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members: Vec<(K::Key, V)> = Vec::new();
+        while let Some(KeyText(text)) = map.next_key::<KeyText<'de>>()? {
+            let key = K::read(&text).ok_or_else(|| de::Error::custom(K::WHAT))?;
+            if members.iter().any(|(k, _)| *k == key) {
+                return Err(de::Error::custom("a repeated key"));
+            }
+            members.push((key, map.next_value()?));
+        }
+        Ok(Ordered(members, PhantomData))
+    }
+}
+
 impl<'de, K: KeyOf, V: Deserialize<'de>> Deserialize<'de> for Ordered<K, V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OrderedVisitor<K, V>(PhantomData<(K, V)>);
-        impl<'de, K: KeyOf, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<K, V> {
-            type Value = Ordered<K, V>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "an object keyed by {}", K::WHAT)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members: Vec<(K::Key, V)> = Vec::new();
-                while let Some(KeyText(text)) = map.next_key::<KeyText<'de>>()? {
-                    let key = K::read(&text).ok_or_else(|| de::Error::custom(K::WHAT))?;
-                    if members.iter().any(|(k, _)| *k == key) {
-                        return Err(de::Error::custom("a repeated key"));
-                    }
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Ordered(members, PhantomData))
-            }
-        }
         deserializer.deserialize_map(OrderedVisitor(PhantomData))
     }
 }
@@ -521,16 +578,21 @@ fn reached_json(out: &mut Vec<u8>, reached: &Reached) {
         state_name(out, *rank);
         out.extend_from_slice(b":[");
         number(out, *at);
-        out.push(b',');
-        optional(out, reason);
-        out.push(b',');
-        optional(out, provider);
+        if reason.is_some() || provider.is_some() {
+            out.push(b',');
+            optional(out, reason);
+        }
+        if provider.is_some() {
+            out.push(b',');
+            optional(out, provider);
+        }
         out.push(b']');
     }
     out.push(b'}');
 }
 
-/// `encode_block`: `{"<position>": [reached, by, before], ...}`.
+/// `encode_block`: `{"<position>": [reached, by, before], ...}`, `before` a count when
+/// it is `reached`'s first states.
 fn encode_block(block: &Block) -> Vec<u8> {
     let mut out = Vec::with_capacity(block.states.len() * 160);
     out.push(b'{');
@@ -545,7 +607,10 @@ fn encode_block(block: &Block) -> Vec<u8> {
         out.push(b',');
         number(&mut out, *by);
         out.push(b',');
-        reached_json(&mut out, before);
+        match prefix_of(before, reached) {
+            Some(count) => number(&mut out, count as i64),
+            None => reached_json(&mut out, before),
+        }
         out.extend_from_slice(b"]");
     }
     out.push(b'}');

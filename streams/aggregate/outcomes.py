@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple
 
 import orjson
@@ -72,8 +73,11 @@ def fold(reached: Reached, report: Report) -> Reached | None:
 class Stored(NamedTuple):
     """A message's state as kept: `by` the batch that wrote it, `before` that batch.
 
-    Its JSON is the tuple itself, `[reached, by, before]`, each `reached` an object
-    of state name -> `[at, reason, provider]` (orjson writes it as is)."""
+    Its JSON is `[reached, by, before]`, `reached` an object of state name ->
+    `[at, reason, provider]` without trailing nulls (`[at]` for most), `before`
+    the count of `reached`'s first states it is (most messages: a batch adds states
+    after those the message had), else an object like `reached`. Earlier releases
+    wrote every null and `before` whole: read the same."""
 
     reached: Reached
     by: int
@@ -85,11 +89,36 @@ class Stored(NamedTuple):
 
     @classmethod
     def from_json(cls, raw: Sequence[Any]) -> Stored:
-        return cls(_reached_from(raw[0]), int(raw[1]), _reached_from(raw[2]))
+        reached, before = _reached_from(raw[0]), raw[2]
+        if isinstance(before, dict):
+            return cls(reached, int(raw[1]), _reached_from(before))
+        if not 0 <= before <= len(reached):
+            raise ValueError(f"a state before of {before} states, of {len(reached)} now")
+        return cls(reached, int(raw[1]), dict(islice(reached.items(), before)))
+
+    def to_json(self) -> tuple[dict[DeliveryStatus, tuple[Any, ...]], int, Any]:
+        """What `encode_block` writes of it: `before` as a count when it can be."""
+        count = len(self.before)
+        prefix = list(islice(self.reached.items(), count)) == list(self.before.items())
+        return _reached_json(self.reached), self.by, count if prefix else _reached_json(self.before)
 
 
 def _reached_from(raw: dict[str, list[Any]]) -> Reached:
-    return {STATUSES[name]: (int(v[0]), v[1], v[2]) for name, v in raw.items()}
+    return {
+        STATUSES[name]: (int(v[0]), v[1] if len(v) > 1 else None, v[2] if len(v) > 2 else None)
+        for name, v in raw.items()
+    }
+
+
+def _reached_json(reached: Reached) -> dict[DeliveryStatus, tuple[Any, ...]]:
+    """`[at, reason, provider]` of each state, without the trailing nulls."""
+    return {status: _first_json(*first) for status, first in reached.items()}
+
+
+def _first_json(at: int, reason: str | None, provider: str | None) -> tuple[Any, ...]:
+    if provider is not None:
+        return at, reason, provider
+    return (at,) if reason is None else (at, reason)
 
 
 @dataclass
@@ -197,10 +226,10 @@ def block_of(position: int) -> int:
 
 
 def encode_block(states: dict[int, Stored]) -> bytes:
-    """`{"<position>": [reached, by, before], ...}`, written by orjson in one call (its
-    non-str keys option writes positions and states by their text; a `Stored` goes as
-    the tuple it is)."""
-    return orjson.dumps(states, default=tuple, option=orjson.OPT_NON_STR_KEYS)
+    """`{"<position>": [reached, by, before], ...}` (`Stored.to_json`), written by orjson
+    in one call (its non-str keys option writes positions and states by their text)."""
+    compact = {position: state.to_json() for position, state in states.items()}
+    return orjson.dumps(compact, option=orjson.OPT_NON_STR_KEYS)
 
 
 def decode_block(raw: bytes) -> dict[int, Stored]:

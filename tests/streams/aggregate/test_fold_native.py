@@ -20,7 +20,7 @@ from streams.aggregate.fold_codec import (
     fold_reports_native,
     report_folder,
 )
-from streams.aggregate.outcomes import Report, Reported, block_of
+from streams.aggregate.outcomes import Report, Reported, block_of, decode_block
 from tests.streams.native import require_native
 
 require_native(NATIVE_AVAILABLE)
@@ -64,9 +64,10 @@ def reports(draw: Any, offset: int) -> list[Reported]:
 class Kept:
     """The state table's delivery records, as bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, earlier: bool = False) -> None:
         self.summary: bytes | None = None
         self.blocks: dict[int, bytes] = {}
+        self.earlier = earlier  # blocks kept as releases before 2026-12 wrote them
 
     def inputs(self, batch: list[Reported]) -> tuple[bytes | None, dict[int, bytes | None]]:
         numbers = sorted({block_of(item.position) for item in batch})
@@ -77,9 +78,15 @@ class Kept:
         if not encoded.blocks:
             return
         for number, block in encoded.blocks[:blocks]:
-            self.blocks[number] = block
+            self.blocks[number] = earlier_form(block) if self.earlier else block
         if blocks is None:
             self.summary = encoded.summary
+
+
+def earlier_form(block: bytes) -> bytes:
+    """A block as releases before 2026-12 wrote it: every null, `before` whole."""
+    states = decode_block(block)
+    return orjson.dumps(states, default=tuple, option=orjson.OPT_NON_STR_KEYS)
 
 
 def both(kept: Kept, batch: list[Reported]) -> Encoded:
@@ -94,7 +101,7 @@ def both(kept: Kept, batch: list[Reported]) -> Encoded:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_native_fold_equals_pure_fold_batch_after_batch(data: st.DataObject) -> None:
-    kept = Kept()
+    kept = Kept(earlier=data.draw(st.booleans()))
     offset = 0
     for _ in range(data.draw(st.integers(1, 6))):
         batch = data.draw(reports(offset))
@@ -156,6 +163,8 @@ def test_events_entries_and_counts_are_what_the_fold_says() -> None:
         (None, b'{"03":[{},0,{}]}'),  # a position written otherwise than str(int) does
         (None, b'{"3":[{"SENT":[1.0,null,null]},0,{}]}'),  # a time that is not an integer
         (None, b'{"3":[{"SENT":[1,null,null]},0,{}],"3":[{},0,{}]}'),  # a repeated key
+        (None, b'{"3":[{"SENT":[1]},0,2]}'),  # a state before of more states than now
+        (None, b'{"3":[{"SENT":[1]},0,-1]}'),  # a count of states below zero
     ],
 )
 def test_a_record_the_native_code_cannot_read_exactly_is_folded_in_python(

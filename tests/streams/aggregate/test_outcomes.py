@@ -207,17 +207,40 @@ def test_stored_states_round_trip() -> None:
     assert Summary.from_bytes(Summary({S.SENT: 2}, 4).to_bytes()) == Summary({S.SENT: 2}, 4)
 
 
-def test_a_block_is_stored_as_before() -> None:
-    """Blocks written by an earlier version read back the same: the bytes are unchanged."""
+def test_a_block_is_stored_without_trailing_nulls_and_before_as_a_count() -> None:
     states = {
         3: Stored({S.SENT: (1, None, "p")}, 4, {}),
         70: Stored(
             {S.SENT: (1, None, None), S.FAILED: (2, "bounced", None)}, 4, {S.SENT: (1, None, None)}
         ),
+        # A state before that is not the first states now (a SENT reported earlier): whole.
+        71: Stored({S.SENT: (0, None, None)}, 4, {S.SENT: (1, None, None)}),
+        72: Stored({S.DELIVERED: (5, None, None), S.SENT: (1, "x", "p")}, 4, {S.SENT: (1, "x", "p")}),
     }
+    raw = (
+        b'{"3":[{"SENT":[1,null,"p"]},4,0],'
+        b'"70":[{"SENT":[1],"FAILED":[2,"bounced"]},4,1],'
+        b'"71":[{"SENT":[0]},4,{"SENT":[1]}],'
+        b'"72":[{"DELIVERED":[5],"SENT":[1,"x","p"]},4,{"SENT":[1,"x","p"]}]}'
+    )
+    assert encode_block(states) == raw
+    assert decode_block(raw) == states
+
+
+def test_a_block_written_by_an_earlier_release_reads_the_same() -> None:
+    """Every null written and `before` whole, as releases before 2026-12 kept them."""
     raw = (
         b'{"3":[{"SENT":[1,null,"p"]},4,{}],'
         b'"70":[{"SENT":[1,null,null],"FAILED":[2,"bounced",null]},4,{"SENT":[1,null,null]}]}'
     )
-    assert encode_block(states) == raw
-    assert decode_block(raw) == states
+    assert decode_block(raw) == {
+        3: Stored({S.SENT: (1, None, "p")}, 4, {}),
+        70: Stored(
+            {S.SENT: (1, None, None), S.FAILED: (2, "bounced", None)}, 4, {S.SENT: (1, None, None)}
+        ),
+    }
+
+
+def test_a_state_before_of_more_states_than_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="before"):
+        decode_block(b'{"3":[{"SENT":[1]},4,2]}')
