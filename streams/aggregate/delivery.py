@@ -76,7 +76,7 @@ from streams.aggregate.state import (
 from streams.ids import POSITION_IDS, message_id_prefix, position_reader, shown_message_id
 from streams.kafka.config import producer_config
 from streams.kafka.producer import AsyncProducer, BatchProducer, close_producer
-from streams.runtime.access import gathered_writes, partition_db
+from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
 from streams.views import Views
 
@@ -409,11 +409,10 @@ class DeliveryFold:
         changed (`writes`, made once: the next fold reads them meanwhile)."""
         await asyncio.gather(self.acknowledge(sending), self.view([b for b, _ in folded]))
         started = time.perf_counter()
-        with gathered_writes(self.state):  # one append of RocksDB's log, not one a block
-            for batch, written in folded:
-                with in_event(batch.message):
-                    for key, value in written:
-                        self.state[key] = value
+        for batch, written in folded:
+            with in_event(batch.message):
+                for key, value in written:
+                    self.state[key] = value
         lap("recording", started)
 
     async def acknowledge(self, sending: list[asyncio.Future[None]]) -> None:

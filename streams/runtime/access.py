@@ -7,7 +7,6 @@ that renames one breaks here, where `tests/streams/runtime/` looks.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any
 
 
@@ -19,13 +18,6 @@ def partition_db(state: Any, partition: int, family: str | None = None) -> Any:
     partition's database on demand (`Store._db_for_partition`, which the state's
     `FamilyStore.family_db` calls)."""
     return state.data.family_db(partition, family)
-
-
-def gathered_writes(state: Any) -> AbstractContextManager[None]:
-    """The state table's writes inside, made at the end in one RocksDB write a
-    partition (streams/runtime/patches/gathered_writes.py); reads inside see the
-    store as it was."""
-    return state.data.gathered()  # type: ignore[no-any-return]
 
 
 def held_partitions(app: Any, state: Any) -> frozenset[int]:

@@ -34,8 +34,7 @@ from streams.runtime.patches.durable_commit import (
 from streams.runtime.patches.feed_handover import Feed, PauseFeedOnRevoke, StopFeedFirst
 from streams.runtime.patches.fetch_wait import ShortFetchWait
 from streams.runtime.patches.flow_control import KeepQueuesOnResume
-from streams.runtime.patches.gathered_writes import GatheredWritesStore
-from streams.runtime.patches.key_families import KeyFamilies
+from streams.runtime.patches.key_families import FamilyStore, KeyFamilies
 from streams.runtime.patches.prefetch_backoff import ShortPrefetchBackoff
 from streams.runtime.patches.read_committed import ReadCommitted
 from streams.runtime.patches.read_offsets import ForgetReadOffsetsOnAssign
@@ -100,9 +99,9 @@ class _Transport(aiokafka_driver.Transport):
     Consumer = _Consumer
 
 
-class StateStore(GatheredWritesStore, BoundedReadersStore):
+class StateStore(FamilyStore, BoundedReadersStore):
     """The state's RocksDB: its keys in column families by kind, its open files
-    holding no memory that grows with the data, a stretch's writes in one batch."""
+    holding no memory that grows with the data."""
 
 
 class DurableTable(BoundedReaders, RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]

@@ -21,8 +21,6 @@ faust-streaming's master: each is still needed, none dropped.
 * table_readers: a store's index and filter blocks live in its block cache, partitioned
 * key_families: a store's keys live in column families by kind (a compaction of a job's keys
   never rewrites the partition's)
-* gathered_writes: a stretch of table writes reaches RocksDB in one WriteBatch a partition (one
-  append of its log, not one a key)
 * read_offsets: a partition assigned starts with no read offset (a revoke can leave a stale one;
   robinhood/faust#115, faust-streaming#216)
 """

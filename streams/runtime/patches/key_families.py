@@ -87,13 +87,6 @@ class FamilyStore(rocksdb_store.Store):
     def _holding(self, partition: int, key: bytes) -> Any:
         return self.family_db(partition, self._family_of(key))
 
-    def family_handle(self, partition: int, key: bytes) -> Any:
-        """The column family handle of the key's family, for a `rocksdict.WriteBatch`
-        of the partition's store (None: the default family)."""
-        name = self._family_of(key)
-        db = self._db_for_partition(partition)
-        return None if name is None else db.get_column_family_handle(name)
-
     def _open_for_partition(self, partition: int) -> Any:
         if self.families is None:
             return super()._open_for_partition(partition)
@@ -133,15 +126,7 @@ class FamilyStore(rocksdb_store.Store):
         assert event is not None  # as faust's: a write outside an event has no partition
         partition = event.message.partition
         self._key_index[key] = partition
-        self.put(partition, key, value)
-
-    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
-        """Write the key in its family of the partition's store."""
         self._holding(partition, key).put(key, value)
-
-    def delete(self, partition: int, key: bytes) -> None:
-        """Delete the key from its family of the partition's store."""
-        self._holding(partition, key).delete(key)
 
     def _get(self, key: bytes) -> bytes | None:
         for partition in self._partitions_for(key):
@@ -156,7 +141,7 @@ class FamilyStore(rocksdb_store.Store):
 
     def _del(self, key: bytes) -> None:
         for partition in self._partitions_for(key):
-            self.delete(partition, key)
+            self._holding(partition, key).delete(key)
 
     def _partitions_for(self, key: bytes) -> Iterable[int]:
         """Where faust looks for a key: the event's partition, else the one it was last
@@ -181,10 +166,10 @@ class FamilyStore(rocksdb_store.Store):
         for event in batch:
             message = event.message
             offsets[message.tp] = max(message.offset, offsets.get(message.tp, -1))
-            key = cast(bytes, message.key)
-            where = (message.partition, self._family_of(key))
+            where = (message.partition, self._family_of(cast(bytes, message.key)))
             if where not in handles:
-                handles[where] = self.family_handle(message.partition, key)
+                db = self._db_for_partition(message.partition)
+                handles[where] = None if where[1] is None else db.get_column_family_handle(where[1])
             handle = handles[where]
             if message.value is None:
                 writes[message.partition].delete(message.key, handle)
