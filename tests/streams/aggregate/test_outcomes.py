@@ -215,7 +215,9 @@ def test_a_block_is_stored_without_trailing_nulls_and_before_as_a_count() -> Non
         ),
         # A state before that is not the first states now (a SENT reported earlier): whole.
         71: Stored({S.SENT: (0, None, None)}, 4, {S.SENT: (1, None, None)}),
-        72: Stored({S.DELIVERED: (5, None, None), S.SENT: (1, "x", "p")}, 4, {S.SENT: (1, "x", "p")}),
+        72: Stored(
+            {S.DELIVERED: (5, None, None), S.SENT: (1, "x", "p")}, 4, {S.SENT: (1, "x", "p")}
+        ),
     }
     raw = (
         b'{"3":[{"SENT":[1,null,"p"]},4,0],'
