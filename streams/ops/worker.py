@@ -57,8 +57,11 @@ TRIM_THRESHOLD = 64 * 1024 * 1024
 # Collect the youngest objects after this many more allocations than frees
 # (CPython: 700). An ingest command builds ~10k objects (its users' models)
 # that live until it is applied: at 700 they reach the oldest generation,
-# whose full collections then cost the agents a large share of their time.
-GC_THRESHOLD = 10_000
+# whose full collections then cost the agents a large share of their time. A
+# feed's fetch makes 10,000 records (librdkafka `Message`s, tracked) that live
+# until the batch is applied: at 10,000 each fetch set off a collection that
+# walked them (the delivery fold's collector held 3.9 % of the GIL, py-spy).
+GC_THRESHOLD = 100_000
 
 
 def tune_malloc(arenas: int = 2) -> bool:
