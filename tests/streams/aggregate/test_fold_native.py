@@ -67,7 +67,7 @@ class Kept:
     def __init__(self, earlier: bool = False) -> None:
         self.summary: bytes | None = None
         self.blocks: dict[int, bytes] = {}
-        self.earlier = earlier  # blocks kept as releases before 2026-12 wrote them
+        self.earlier = earlier  # blocks kept as releases before 2026-12-06 wrote them
 
     def inputs(self, batch: list[Reported]) -> tuple[bytes | None, dict[int, bytes | None]]:
         numbers = sorted({block_of(item.position) for item in batch})
@@ -84,7 +84,7 @@ class Kept:
 
 
 def earlier_form(block: bytes) -> bytes:
-    """A block as releases before 2026-12 wrote it: every null, `before` whole."""
+    """A block as releases before 2026-12-06 wrote it: every null, `before` whole."""
     states = decode_block(block)
     return orjson.dumps(states, default=tuple, option=orjson.OPT_NON_STR_KEYS)
 

@@ -230,7 +230,7 @@ def test_a_block_is_stored_without_trailing_nulls_and_before_as_a_count() -> Non
 
 
 def test_a_block_written_by_an_earlier_release_reads_the_same() -> None:
-    """Every null written and `before` whole, as releases before 2026-12 kept them."""
+    """Every null written and `before` whole, as releases before 2026-12-06 kept them."""
     raw = (
         b'{"3":[{"SENT":[1,null,"p"]},4,{}],'
         b'"70":[{"SENT":[1,null,null],"FAILED":[2,"bounced",null]},4,{"SENT":[1,null,null]}]}'
