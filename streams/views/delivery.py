@@ -12,7 +12,7 @@ offset of the last report folded, so a slow writer never moves them back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from schemas.delivery import DeliveryStatus
 from streams.ids import position_in
 from streams.views import keys, notices
-from streams.views.connection import send_packed
+from streams.views.connection import bulk_strings, send_packed
 
 # What a batch's views write after its entries (`send_packed`: plain HSETs, which Redis
 # applies at half the CPU of a script decoding them from one JSON argument). KEYS: with
@@ -112,11 +112,6 @@ class BucketFields(NamedTuple):
             out += hset_with_ttl(key_of(bucket).encode(), fields, body[start:end], ttl)
             start = end
         return out
-
-
-def bulk_strings(values: Iterable[bytes]) -> bytes:
-    """Values as bulk strings of the Redis protocol, one after the other."""
-    return b"".join(b"$%d\r\n%s\r\n" % (len(value), value) for value in values)
 
 
 def hset_with_ttl(key: bytes, fields: int, body: bytes | memoryview, ttl: int) -> list[bytes]:

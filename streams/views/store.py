@@ -13,6 +13,7 @@ import base64
 import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -118,9 +119,9 @@ class Views:
             await pipe.execute()
 
     async def delete_job(self, job_id: str, job: JobRecord) -> None:
-        names = list(job_keys(self.prefix, job_id, job))
-        for start in range(0, len(names), 1000):
-            await self.redis.delete(*names[start : start + 1000])
+        names = iter(job_keys(self.prefix, job_id, job))  # as many as the job has buckets
+        while chunk := list(islice(names, 1000)):
+            await self.redis.delete(*chunk)
         await self.redis.publish(self.jobs_channel, notices.encode_job(job.tenant, job_id))
 
     async def write_users(self, tenant: str, job_id: str, users: Iterable[Sequence[Any]]) -> None:

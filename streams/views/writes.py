@@ -2,7 +2,8 @@
 
 An event of the aggregate writes several views (an ingest: its users, the job's
 summary and the command's result). Each write queues its commands on a
-`ViewWrites`; `send` sends them all in one pipeline. Not a transaction: Redis
+`ViewWrites`; `send` sends them all in one pipeline (and then, for a job that
+finished, the expiry of its views, in chunks). Not a transaction: Redis
 applies the commands in the order they were queued, which is the order the
 readers rely on (a job's view before the result that announces it, a failed
 user's reason before its page's bit). Each round trip costs the worker a wait
@@ -23,6 +24,7 @@ from schemas.commands import CommandResult, courier_definition
 from schemas.views import FINISHED, JobStatus
 from streams.ids import MessageIds
 from streams.views import keys, notices
+from streams.views.connection import expire_each
 
 ERROR_PREFIX = "ERROR:"
 
@@ -92,7 +94,10 @@ class ViewWrites:
     def __init__(self, redis: aioredis.Redis, prefix: str, retention_seconds: int) -> None:
         self.prefix = prefix
         self.retention_seconds = retention_seconds
+        self.redis = redis
         self.pipe = redis.pipeline(transaction=False)
+        # A finished job's view keys to expire, and after how long (`send`).
+        self.expiring: list[tuple[Iterable[str], int]] = []
 
     def users(
         self,
@@ -135,8 +140,8 @@ class ViewWrites:
         if job.status in FINISHED:
             finished = job.completed_at or time.time()
             ttl = max(1, int(finished + self.retention_seconds - time.time()))
-            for name in job_keys(self.prefix, job_id, job):
-                self.pipe.expire(name, ttl)
+            # After the pipeline, in chunks: as many keys as the job has buckets.
+            self.expiring.append((job_keys(self.prefix, job_id, job), ttl))
 
     def page(self, tenant: str, job_id: str, page: int, failures: dict[int, str]) -> None:
         """Page `page` is fanned out: its failed users' reasons, then its bit (ENQUEUED
@@ -161,6 +166,10 @@ class ViewWrites:
         )
 
     async def send(self) -> None:
-        """Send what is queued, in one round trip (nothing when nothing is)."""
+        """Send what is queued, in one round trip (nothing when nothing is); then set the
+        expiry of a finished job's views, in as many as its keys take."""
         if len(self.pipe):
             await self.pipe.execute()
+        for names, ttl in self.expiring:
+            await expire_each(self.redis, names, ttl)
+        self.expiring.clear()

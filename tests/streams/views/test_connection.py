@@ -4,18 +4,23 @@ and a real Redis that reads them back."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import hiredis
 import orjson
 import pytest
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import DataError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.views.connection import (
     PackedConnection,
     PackedSSLConnection,
     PackedUnixConnection,
+    expire_each,
     redis_from_url,
     send_packed,
 )
@@ -122,3 +127,49 @@ def test_commands_sent_packed_are_applied_and_an_error_reply_raises(
     fields, expires = asyncio.run(scenario())
     assert fields == {b"a": b"1", b"b": b"2"}
     assert expires
+
+
+def test_every_key_is_expired_chunk_after_chunk(redis_url: str, unique: str) -> None:
+    """`expire_each` sets the TTL of every key it is given, whatever the chunk size (a
+    last chunk short or full), and leaves the keys it is not given alone."""
+    names = [f"{unique}:k{n}" for n in range(23)]
+
+    async def scenario(chunk: int) -> list[int]:
+        client = redis_from_url(redis_url)
+        try:
+            for name in names:
+                await client.set(name, "x")
+            await expire_each(client, iter(names[:-1]), 60, chunk=chunk)
+            return [await client.ttl(name) for name in names]
+        finally:
+            await client.aclose()
+
+    for chunk in (1, 11, 22, 100):
+        *given, alone = asyncio.run(scenario(chunk))
+        assert all(0 < ttl <= 60 for ttl in given)
+        assert alone == -1
+
+
+def test_packed_commands_wait_out_a_redis_paused_beyond_the_time_out(
+    redis_url: str, unique: str
+) -> None:
+    """With a client that retries time-outs (as the worker's does), `send_packed` sends
+    its commands again once Redis answers, instead of raising its read time-out."""
+    key = f"{unique}:h"
+    command = hiredis_packed("HSET", key, "a", "1")
+
+    async def scenario() -> Any:
+        retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), -1, (RedisTimeoutError,))
+        client = redis_from_url(redis_url, socket_timeout=0.3, retry=retry)
+        paused = redis_from_url(redis_url)
+        try:
+            await paused.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+            started = time.monotonic()
+            await asyncio.wait_for(send_packed(client, command, 1), 30)
+            assert time.monotonic() - started > 1.0
+            return await client.hgetall(key)
+        finally:
+            await client.aclose()
+            await paused.aclose()
+
+    assert asyncio.run(scenario()) == {b"a": b"1"}
