@@ -68,6 +68,7 @@ from streams.aggregate.state import (
     delivery_key,
     failure_key,
     failure_prefix,
+    job_key,
     message_index_key,
     outcomes_key,
     report_cursor_key,
@@ -411,6 +412,10 @@ class DeliveryFold:
         started = time.perf_counter()
         for batch, written in folded:
             with in_event(batch.message):
+                # A purge of the job ran meanwhile (its retention ended): its keys are
+                # gone, and none is written back, where nothing would ever purge it.
+                if written and self.state.get(job_key(batch.job_id)) is None:
+                    continue
                 for key, value in written:
                     self.state[key] = value
         lap("recording", started)

@@ -35,6 +35,11 @@ def read_topic(
     ]
 
 
+def read_raw(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
+    """Everything committed on a topic now, as (key, value) bytes (a changelog's)."""
+    return [(m.key(), m.value()) for m in _records(settings, topic)]
+
+
 def read_stamped(settings: Settings, topic: str) -> list[tuple[float, Any]]:
     """Everything committed on a topic now, as (record timestamp in seconds, json), in
     timestamp order."""

@@ -30,7 +30,9 @@ from streams.views.connection import bulk_strings, send_packed
 # which the job joins; with counts (ARGV[3], the offset of the last report they fold),
 # the job's hash. ARGV: the TTL; the job id or ""; the offset or ""; the counts' JSON,
 # the channel and the notice to publish. The counts are written unless Redis holds
-# those of a later report.
+# those of a later report. A job hash they would make (its views expired or purged,
+# or Redis lost them and they are not rebuilt yet) expires after the TTL: until the
+# job is written again it holds no job (`Views.read_job`), and nothing is left behind.
 _WRITE = """
 local next = 1
 if ARGV[2] ~= '' then
@@ -41,7 +43,11 @@ end
 if ARGV[3] ~= '' then
   local current = redis.call('HGET', KEYS[next], 'deliveryUpto')
   if not (current and tonumber(current) > tonumber(ARGV[3])) then
+    local made = redis.call('EXISTS', KEYS[next]) == 0
     redis.call('HSET', KEYS[next], 'deliveryUpto', ARGV[3], 'delivery', ARGV[4])
+    if made then
+      redis.call('EXPIRE', KEYS[next], ARGV[1])
+    end
     redis.call('PUBLISH', ARGV[5], ARGV[6])
   end
 end

@@ -145,7 +145,9 @@ class Views:
     # -- reading (API and CLI) -----------------------------------------------
     async def read_job(self, tenant: str, job_id: str) -> JobView | None:
         raw = await self.redis.hgetall(keys.job(self.prefix, tenant, job_id))
-        if not raw:
+        if b"definition" not in raw:
+            # Nothing, or only the delivery counts a fold wrote after the job's views
+            # expired or were purged, or before they are rebuilt (`views.delivery`).
             return None
         control = orjson.loads(raw.get(b"control") or b"{}")
         dry_run = raw.get(b"dryRun")

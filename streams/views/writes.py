@@ -38,6 +38,9 @@ if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'definition', ARGV[2], 'received', ARGV[3],
            'enqueued', ARGV[4], 'failures', ARGV[5], 'status', ARGV[6], 'createdAt', ARGV[7],
            'pageSize', ARGV[8], 'control', ARGV[9], 'messageIds', ARGV[10])
+-- Kept until the job finishes (`ViewWrites.job` then sets its expiry), whatever TTL a
+-- delivery fold's counts gave the hash before the job was written (`views.delivery`).
+redis.call('PERSIST', KEYS[1])
 redis.call('PUBLISH', ARGV[11], ARGV[12])
 return 1
 """

@@ -19,16 +19,22 @@ import redis.asyncio as aioredis
 from schemas.delivery import DeliveryReport
 from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
-from streams.aggregate.state import JobState
+from streams.aggregate.state import JobState, job_prefix
 from streams.deliver.reports import ReportProducer
 from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, positional_message_id
+from streams.kafka.topics import state_changelog
 from streams.settings import Settings
 from streams.testing.client import Client
 from streams.testing.processes import WorkerProcess, settings_env, wait_for
+from streams.testing.stack import metric
+from streams.testing.topics import read_raw
 from streams.views import Views, keys
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews
 from streams.views.store import encode_cursor
+
+FOLD_SECONDS = "bulkstream_delivery_fold_seconds_total"
+RETENTION = 8  # seconds
 
 
 def _job_with_failures(client: Client) -> str:
@@ -171,6 +177,62 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     job = client.job(waiting)
     assert job is not None
     assert job.received == 2
+
+
+def test_the_fold_waits_out_redis_paused_beyond_the_worker_s_time_out(
+    topology: Settings,
+    client: Client,
+    redis_client: redis.Redis,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Its views are written again once Redis answers, as every other command of the
+    worker's is: the worker does not go down with a read time-out."""
+    worker = start_worker()
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, [{"to": {"user_id": "a"}}]).command_id)
+    client.result(client.run(job_id).command_id)
+    client.wait_status(job_id, "COMPLETED", 60)
+    message = positional_message_id(client.created_at(job_id), job_id, 0)
+    redis_client.client_pause(8000, all=False)  # the worker's socket time-out is 5 s
+    reports = ReportProducer(topology, create_topics=False)
+    reports.send(DeliveryReport(message_id=message, job_id=job_id, status="SENT", at=1))
+    reports.flush()
+    wait_for(partial(_counted, client, job_id, "SENT", 1), 60, "the report folded")
+    assert worker.alive()
+
+
+def test_a_purge_while_a_fold_ends_leaves_nothing_of_the_job_behind(
+    topology: Settings,
+    client: Client,
+    redis_client: redis.Redis,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """The job's retention ends while the delivery fold's end for its reports waits on
+    Redis (writes paused, within the worker's Redis timeout): the purge deletes the
+    job's state meanwhile, and the fold records none of it back, where no purge would
+    ever come for it again."""
+    worker = start_worker(retention_days=RETENTION / 86_400, retention_sweep_seconds=0.25)
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, [{"to": {"user_id": "a"}}]).command_id)
+    client.result(client.run(job_id).command_id)
+    client.wait_status(job_id, "COMPLETED", 60)
+    completed = time.monotonic()  # at most this; the purge comes RETENTION s after
+    message = positional_message_id(client.created_at(job_id), job_id, 0)
+    time.sleep(max(0.0, completed + RETENTION - 2 - time.monotonic()))
+    redis_client.client_pause(4000, all=False)  # until 2 s past the purge's time
+    reports = ReportProducer(topology, create_topics=False)
+    reports.send(DeliveryReport(message_id=message, job_id=job_id, status="SENT", at=1))
+    reports.flush()
+    recording = partial(metric, [worker], FOLD_SECONDS, phase="recording")
+    wait_for(lambda: recording() > 0, 30, "the fold's end, once Redis took its views")
+    assert worker.alive()
+    written: dict[bytes, bytes | None] = {}
+    for key, value in read_raw(topology, state_changelog(topology)):
+        if key is not None and key.startswith(job_prefix(job_id)):
+            written[key] = value
+    assert written  # the job's state was written, then purged
+    assert {key: value for key, value in written.items() if value is not None} == {}
+    assert client.job(job_id) is None
 
 
 def test_a_users_status_is_read_from_its_page_bit_and_its_failure(

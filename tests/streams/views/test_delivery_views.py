@@ -6,13 +6,16 @@ tenant's, a made-up one or one never reported is not found."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import hiredis
 import orjson
 
+from schemas.views import JobStatus
+from streams.aggregate.state import JobState
 from streams.ids import message_id, position_in, positional_message_id
-from streams.views import keys
+from streams.views import Views, keys
 from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, bucket_fields
 
@@ -116,3 +119,45 @@ def test_a_job_s_counts_never_move_back_to_an_earlier_report(redis_url: str, uni
     assert older == first  # the counts of report 5 came after those of report 10
     assert [orjson.loads(newer[0]), int(newer[1])] == [{"DELIVERED": 2}, 12]
     assert entry == orjson.loads(ENTRY)
+
+
+def test_counts_folded_for_a_job_without_views_never_make_a_job_of_them(
+    redis_url: str, unique: str
+) -> None:
+    """A job's views expired or were purged (or Redis lost them): the counts a fold
+    writes then make a hash that reads as no job and expires. Once the job is written
+    (a rebuild), it shows them and is kept while it runs; finished, it expires."""
+    job_key = keys.job(unique, "t1", A)
+    job = JobState(
+        tenant="t1",
+        definition={"template": "T"},
+        send={},
+        created_at=CREATED,
+        create_command="c",
+        applied_offset=0,
+        received=2,
+        status=JobStatus.PROCESSING,
+    )
+
+    async def scenario() -> tuple[Any, ...]:
+        client = redis_from_url(redis_url)
+        views = Views(client, unique, 3600)
+        try:
+            await views.delivery.write_entries("t1", A, [], {"SENT": 2}, 10)
+            alone = (await views.read_job("t1", A), await client.ttl(job_key))
+            await views.write_job(A, job)
+            running = (await views.read_job("t1", A), await client.ttl(job_key))
+            job.status, job.completed_at = JobStatus.COMPLETED, time.time()
+            await views.write_job(A, job)
+            return alone, running, await client.ttl(job_key)
+        finally:
+            await client.aclose()
+
+    (alone, alone_ttl), (running, running_ttl), finished_ttl = asyncio.run(scenario())
+    assert alone is None
+    assert 0 < alone_ttl <= 3600
+    assert running is not None
+    assert running.status is JobStatus.PROCESSING
+    assert running.delivery == {"SENT": 2}
+    assert running_ttl == -1
+    assert 0 < finished_ttl <= 3600
