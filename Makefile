@@ -63,15 +63,17 @@ test: venv native $(LOCAL_STACK) ## install, start the services and run the whol
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here" >&2; exit 1; fi; \
 	exit $$rc
 
-lint: venv ## ruff, mypy (strict on streams and schemas) and the layer contracts (import-linter)
+lint: venv ## ruff, mypy (strict on streams and schemas), the layer contracts (import-linter), rustfmt
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	cargo fmt --manifest-path native/Cargo.toml --check
 
-fmt: venv ## format the code with ruff
+fmt: venv ## format the code with ruff and rustfmt
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+	cargo fmt --manifest-path native/Cargo.toml
 
 schemas: venv ## export the JSON Schemas of the wire contracts to schemas/json/
 	$(BIN)/python -m schemas.export

@@ -51,7 +51,11 @@ fn read(value: &[u8]) -> Step<Read> {
     }
     let mut head = Vec::with_capacity(256);
     head.push(b'{');
-    for (key, member) in command.list.iter().filter(|(key, _)| !command.key_is(key, "users")) {
+    for (key, member) in command
+        .list
+        .iter()
+        .filter(|(key, _)| !command.key_is(key, "users"))
+    {
         if head.len() > 1 {
             head.push(b',');
         }
@@ -135,7 +139,8 @@ impl<'a> Canonical<'a> {
 
     /// The next byte but whitespace (passed over).
     fn next(&mut self) -> Step<u8> {
-        while self.at < self.text.len() && matches!(self.text[self.at], b' ' | b'\t' | b'\n' | b'\r')
+        while self.at < self.text.len()
+            && matches!(self.text[self.at], b' ' | b'\t' | b'\n' | b'\r')
         {
             self.at += 1;
         }
@@ -322,7 +327,8 @@ impl<'a> Canonical<'a> {
             return Err(Fallback);
         }
         let (to, profile) = (self.object_member("to"), self.object_member("profile"));
-        let of = |object: Option<usize>, name: &str| object.and_then(|o| self.member(Some(o), name));
+        let of =
+            |object: Option<usize>, name: &str| object.and_then(|o| self.member(Some(o), name));
         let candidates = [
             ("user:", of(to, "user_id")),
             ("user:", recipient),
