@@ -163,7 +163,7 @@ def test_packed_commands_wait_out_a_redis_paused_beyond_the_time_out(
         client = redis_from_url(redis_url, socket_timeout=0.3, retry=retry)
         paused = redis_from_url(redis_url)
         try:
-            await paused.execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+            await paused.client_pause(1500, all=False)
             started = time.monotonic()
             await asyncio.wait_for(send_packed(client, command, 1), 30)
             assert time.monotonic() - started > 1.0
