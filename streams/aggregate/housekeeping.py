@@ -32,12 +32,13 @@ from streams.aggregate.state import (
     SEP,
     JobState,
     batch_prefix,
+    changelog_keys,
     dry_run_key,
     expire_key_for,
     expire_key_job,
     job_key,
-    job_prefix,
     jobs_index_key,
+    local_ranges,
     scan_prefix,
 )
 from streams.runtime.access import held_partitions, partition_db
@@ -108,8 +109,14 @@ class Control:
         if expire_key_job(expire)[0] > time.time():
             return
         db = partition_db(self.state, partition)
-        doomed = [key for key, _ in scan_prefix(db, job_prefix(job_id))]
-        for key in [*doomed, jobs_index_key(job_id), expire]:
+        # The users' index, in RocksDB only: a range deletion a kind, no tombstones.
+        for first, end in local_ranges(job_id):
+            db.delete_range(first, end)
+        # Listed first: each deletion goes to the changelog too (a tombstone).
+        doomed = list(changelog_keys(db, job_id))
+        for key in doomed:
+            del self.state[key]
+        for key in (jobs_index_key(job_id), expire):
             if self.state.get(key) is not None:
                 del self.state[key]
         await self.views.delete_job(job_id, job)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from rocksdict import Rdict
 
 from streams.aggregate.state import (
     ACTIVE_PREFIX,
@@ -14,6 +17,7 @@ from streams.aggregate.state import (
     active_key,
     batch_key,
     batch_prefix,
+    changelog_keys,
     command_key,
     cursor_key,
     delivery_key,
@@ -27,6 +31,7 @@ from streams.aggregate.state import (
     job_key,
     job_prefix,
     key_family,
+    local_ranges,
     message_index_key,
     outcomes_key,
     outcomes_prefix,
@@ -124,3 +129,33 @@ def test_each_kind_of_key_has_one_column_family_which_its_prefix_names() -> None
         for prefix, key in pairs:
             assert key.startswith(prefix)
             assert (key_family(prefix), key_family(key)) == (family, family), key
+
+
+def test_a_job_s_changelog_keys_pass_over_its_users_index(tmp_path: Path) -> None:
+    """On a real RocksDB: the purge's two lists of a job's keys. The users' index
+    (RocksDB only) is its local ranges, every other key of the job is in the changelog,
+    and no key of another job is in either."""
+    job, other = "j1", "j10"
+    logged = [
+        job_key(job),
+        batch_key(job, 7),
+        command_key(job, "c1"),
+        failure_key(job, 3),
+        position_key(job, 0),
+        dry_run_key(job),
+        outcomes_key(job, 0),
+        delivery_key(job),
+    ]
+    local = [identity_key(job, "user:a"), identity_key(job, "user:b")]
+    local += [message_index_key(job, f"{n:024x}") for n in range(5)]
+    foreign = [job_key(other), identity_key(other, "user:a"), message_index_key(other, "0" * 24)]
+    db = Rdict(str(tmp_path / "db"))
+    try:
+        for key in logged + local + foreign:
+            db[key] = b"v"
+        assert list(changelog_keys(db, job)) == sorted(logged)
+        for first, end in local_ranges(job):
+            db.delete_range(first, end)
+        assert sorted(db.keys()) == sorted(logged + foreign)
+    finally:
+        db.close()

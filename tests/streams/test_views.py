@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from schemas.delivery import DeliveryReport
 from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
-from streams.aggregate.state import JobState, job_prefix
+from streams.aggregate.state import JobState, job_prefix, local_ranges
 from streams.deliver.reports import ReportProducer
 from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, positional_message_id
 from streams.kafka.topics import state_changelog
@@ -172,6 +172,20 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
 
     wait_for(purged, 60, "the finished job to be purged", every=1.0)
     assert client.job(finished) is None
+
+    # In the changelog: each of the job's keys ends with a tombstone, and its users'
+    # index (in RocksDB only, deleted by range) has none: the purge wrote no record a user.
+    def logged() -> dict[bytes, bytes | None]:
+        last: dict[bytes, bytes | None] = {}
+        for key, value in read_raw(topology, state_changelog(topology)):
+            if key is not None and key.startswith(job_prefix(finished)):
+                last[key] = value
+        return last
+
+    wait_for(lambda: all(v is None for v in logged().values()), 30, "every key's tombstone")
+    local = [first for first, _ in local_ranges(finished)]
+    assert logged()
+    assert not [key for key in logged() if key.startswith(tuple(local))]
     kept = client.result(client.ingest(waiting, [{"to": {"user_id": "b"}}]).command_id)
     assert (kept.ok, kept.total) == (True, 1)
     job = client.job(waiting)
