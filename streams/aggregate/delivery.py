@@ -20,8 +20,9 @@ cursor in the state, up to `Settings.reports_batch` (10,000) at a time. For each
 4. the views are written (absolute values): every reported message's entry
    and the job's counts, whether the fold changed them or not; then
 5. the state records the fold: the blocks of message states it changed, then
-   the job's summary (counts and the last offset folded). A report at or
-   below that offset is skipped when read again.
+   the job's summary (counts and the last offset folded); nothing of a job a
+   purge removed meanwhile. A report at or below that offset is skipped when
+   read again.
 
 Steps 3 to 5 (`finish`) run while the next batch is read, checked and folded:
 that fold reads what this one wrote from memory until it is recorded, and
