@@ -88,7 +88,12 @@ _SCENARIOS = {
     "multi-get, and a batch record a command), 10.3 and 11.3 microseconds of CPU a user "
     "with these options against 7.9 and 9.3 with faust's (two alternating pairs, "
     "2026-12-02): about 2 microseconds a user, the price of a peak that does not follow "
-    "the job.",
+    "the job. The first 10M run (`--memory-users 10000000`, 2026-12-06) found one more: the "
+    "owner peaked at 388 MiB against 200 at 1M (1.94) at the job's completion, when the "
+    "expiry of its views went as one EXPIRE a key in one pipeline (three keys a bucket "
+    "of 100 users: 300,000 commands at 10M, which took 180 MB in redis-py). They go "
+    "10,000 a round trip now (`streams.views.connection.expire_each`). A 10M run takes "
+    "about 3 to 4.5 minutes here, its 1M job half a minute (`seconds_per_size`).",
     "outcomes": "One job of N users over W workers, fanned out and timed from the run "
     "command to `COMPLETED` (the baseline: the fan-out rate of the same job, its users "
     "ingested beforehand). Then N delivery reports (SENT, one per message, ids computed "
