@@ -120,17 +120,11 @@ def job_prefix(job_id: str) -> bytes:
     return f"{job_id}{SEP}".encode()
 
 
-# The kinds of a job's keys kept in the partition's RocksDB only, never in the
-# changelog: its users' index, one key a user (`streams.aggregate.dedupe`).
-LOCAL_KINDS = ("i", "mi")
-
-
 def local_ranges(job_id: str) -> list[tuple[bytes, bytes]]:
-    """[first, end) of each kind of the job's keys kept in RocksDB only."""
-    return [
-        (f"{job_id}{SEP}{kind}{SEP}".encode(), f"{job_id}{SEP}{kind}\x01".encode())
-        for kind in LOCAL_KINDS
-    ]
+    """[first, end) of each kind of the job's keys kept in the partition's RocksDB only,
+    never in the changelog: its users' index, a key a user (`streams.aggregate.dedupe`)."""
+    firsts = (identity_key(job_id, ""), message_index_key(job_id, ""))
+    return [(first, first[:-1] + b"\x01") for first in firsts]
 
 
 def changelog_keys(db: Any, job_id: str) -> Iterator[bytes]:
