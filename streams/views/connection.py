@@ -115,16 +115,18 @@ def bulk_strings(values: Iterable[bytes]) -> bytes:
     return b"".join(b"$%d\r\n%s\r\n" % (len(value), value) for value in values)
 
 
+def expire_command(key: bytes, ttl: int) -> bytes:
+    """An EXPIRE of `key` after `ttl` seconds, in the Redis protocol."""
+    return b"*3\r\n" + bulk_strings((b"EXPIRE", key, b"%d" % ttl))
+
+
 async def expire_each(
     redis: aioredis.Redis, names: Iterable[str], ttl: int, chunk: int = EXPIRE_CHUNK
 ) -> None:
     """EXPIRE each key of `names` after `ttl` seconds, `chunk` keys a round trip (a
     finished 10M-user job's views are 300,000 keys: their commands queued at once took
     the worker 180 MB)."""
-    seconds = b"%d" % ttl
     names = iter(names)
     while taken := list(islice(names, chunk)):
-        commands = b"".join(
-            b"*3\r\n" + bulk_strings((b"EXPIRE", name.encode(), seconds)) for name in taken
-        )
+        commands = b"".join(expire_command(name.encode(), ttl) for name in taken)
         await send_packed(redis, commands, len(taken))

@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from schemas.delivery import DeliveryStatus
 from streams.ids import position_in
 from streams.views import keys, notices
-from streams.views.connection import bulk_strings, send_packed
+from streams.views.connection import bulk_strings, expire_command, send_packed
 
 # What a batch's views write after its entries (`send_packed`: plain HSETs, which Redis
 # applies at half the CPU of a script decoding them from one JSON argument). KEYS: with
@@ -124,8 +124,7 @@ def hset_with_ttl(key: bytes, fields: int, body: bytes | memoryview, ttl: int) -
     """An HSET of `fields` fields (`body`: their names and values, as bulk strings),
     then an EXPIRE of its hash, in the Redis protocol."""
     hset = b"*%d\r\n%s" % (2 + 2 * fields, bulk_strings((b"HSET", key)))
-    expire = b"*3\r\n%s" % bulk_strings((b"EXPIRE", key, b"%d" % ttl))
-    return [hset + body, expire]
+    return [hset + body, expire_command(key, ttl)]
 
 
 def bucket_fields(entries: list[tuple[int, str, str]]) -> BucketFields:
