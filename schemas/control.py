@@ -16,10 +16,13 @@ class RebuildViews(WireModel):
 
 
 class PurgeJob(WireModel):
-    """Delete a finished job whose retention ran out: its state and its views."""
+    """Delete a finished job whose retention ran out: its state and its views. `due`
+    (its purge-index entry's, seconds since the epoch) lets a purge cut short resume
+    once the job's record is gone."""
 
     kind: Literal["purge"] = "purge"
     job_id: str
+    due: int | None = None
 
 
 class ReleasePages(WireModel):

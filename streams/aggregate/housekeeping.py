@@ -12,8 +12,10 @@ index and asks for each finished job past its retention to be purged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -34,6 +36,7 @@ from streams.aggregate.state import (
     batch_prefix,
     changelog_keys,
     dry_run_key,
+    expire_key,
     expire_key_for,
     expire_key_job,
     job_key,
@@ -47,6 +50,9 @@ from streams.runtime.app import delivered
 log = logging.getLogger(__name__)
 
 VIEWS_CHECK_SECONDS = 5.0  # how often a worker looks for the views marker in Redis
+# A purge's state keys deleted between two turns of the event loop: a 10M-user job has
+# about 200k of them, which in one go held every agent of the worker for seconds.
+PURGE_CHUNK = 1000
 
 
 class Control:
@@ -63,7 +69,7 @@ class Control:
         if isinstance(message, RebuildViews):
             await self.rebuild(partition)
         elif isinstance(message, PurgeJob):
-            await self.purge(message.job_id, partition)
+            await self.purge(message, partition)
         elif isinstance(message, ReleasePages):
             await self.releases.apply(message, partition)
 
@@ -101,26 +107,51 @@ class Control:
         if dry_run is not None:
             await self.views.write_dry_run(job.tenant, job_id, DryRun.model_validate_json(dry_run))
 
-    async def purge(self, job_id: str, partition: int) -> None:
+    async def purge(self, message: PurgeJob, partition: int) -> None:
+        """Delete a finished job past its retention, in this order: its record (from then
+        on it is unknown to every agent: a command or a report for it is refused as for
+        any unknown job), its views, its users' index, its other keys a chunk at a time
+        (the event loop serves the other agents between two), and its purge-index entry
+        last. A purge cut short (the worker killed) is asked for again by the sweep, which
+        finds the entry, and resumes from the record's absence; the views are then left
+        to their own expiry, which came with the retention's end."""
+        job_id = message.job_id
         job = self.jobs.load(job_id)
-        if job is None or job.completed_at is None:
-            return
-        expire = expire_key_for(job_id, job, self.p.settings.retention_seconds)
-        if expire_key_job(expire)[0] > time.time():
-            return
+        if job is None:  # purged, or cut short: resumed while its index entry is there
+            if message.due is None or self.state.get(expire_key(message.due, job_id)) is None:
+                return
+            expire = expire_key(message.due, job_id)
+            log.info("job %s: resuming its purge", job_id)
+        else:
+            if job.completed_at is None:
+                return
+            expire = expire_key_for(job_id, job, self.p.settings.retention_seconds)
+            if expire_key_job(expire)[0] > time.time():
+                return
+            for key in (job_key(job_id), jobs_index_key(job_id)):
+                if self.state.get(key) is not None:
+                    del self.state[key]
+            await self.views.delete_job(job_id, job)
         db = partition_db(self.state, partition)
         # The users' index, in RocksDB only: a range deletion a kind, no tombstones.
         for first, end in local_ranges(job_id):
             db.delete_range(first, end)
-        # Listed first: each deletion goes to the changelog too (a tombstone).
-        doomed = list(changelog_keys(db, job_id))
-        for key in doomed:
-            del self.state[key]
-        for key in (jobs_index_key(job_id), expire):
-            if self.state.get(key) is not None:
+        deleted = await self.delete_changelog_keys(db, job_id)
+        if self.state.get(expire) is not None:
+            del self.state[expire]
+        log.info("job %s purged (%d more state keys)", job_id, deleted)
+
+    async def delete_changelog_keys(self, db: Any, job_id: str) -> int:
+        """Delete the job's keys kept in the changelog (a tombstone each there), a chunk
+        at a time with a turn of the event loop between two; how many."""
+        deleted, after = 0, None
+        while chunk := list(islice(changelog_keys(db, job_id, after), PURGE_CHUNK)):
+            for key in chunk:
                 del self.state[key]
-        await self.views.delete_job(job_id, job)
-        log.info("job %s tenant %s purged (%d state keys)", job_id, job.tenant, len(doomed))
+            deleted += len(chunk)
+            after = chunk[-1]
+            await asyncio.sleep(0)
+        return deleted
 
 
 def register(pipeline: Pipeline, releases: Releases) -> None:
@@ -161,7 +192,7 @@ def register(pipeline: Pipeline, releases: Releases) -> None:
                 due, job_id = expire_key_job(key)
                 if due > now:
                     break
-                value = orjson.dumps(PurgeJob(job_id=job_id).to_wire())
+                value = orjson.dumps(PurgeJob(job_id=job_id, due=due).to_wire())
                 await delivered(
                     topics.control.send(key=job_id.encode(), value=value, partition=partition)
                 )

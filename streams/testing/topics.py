@@ -35,9 +35,15 @@ def read_topic(
     ]
 
 
-def read_raw(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """Everything committed on a topic now, as (key, value) bytes (a changelog's)."""
-    return [(m.key(), m.value()) for m in _records(settings, topic)]
+def read_raw(settings: Settings, topic: str) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Everything committed on a topic now, as (partition, key, value), the bytes as
+    they are (a changelog's)."""
+    records = []
+    for m in _records(settings, topic):
+        partition = m.partition()
+        assert partition is not None  # a record consumed has one
+        records.append((partition, m.key(), m.value()))
+    return records
 
 
 def read_stamped(settings: Settings, topic: str) -> list[tuple[float, Any]]:

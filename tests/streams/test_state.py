@@ -154,6 +154,11 @@ def test_a_job_s_changelog_keys_pass_over_its_users_index(tmp_path: Path) -> Non
         for key in logged + local + foreign:
             db[key] = b"v"
         assert list(changelog_keys(db, job)) == sorted(logged)
+        # A purge's chunks: each from the key past the last one of the chunk before,
+        # passing over the users' index between two of them as from the start.
+        keys = sorted(logged)
+        for n, after in enumerate(keys):
+            assert list(changelog_keys(db, job, after)) == keys[n + 1 :], after
         for first, end in local_ranges(job):
             db.delete_range(first, end)
         assert sorted(db.keys()) == sorted(logged + foreign)

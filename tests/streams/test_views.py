@@ -15,11 +15,20 @@ import httpx
 import orjson
 import redis
 import redis.asyncio as aioredis
+from confluent_kafka import Producer
 
 from schemas.delivery import DeliveryReport
 from schemas.views import JobStatus
 from streams.aggregate.housekeeping import VIEWS_CHECK_SECONDS
-from streams.aggregate.state import JobState, job_prefix, local_ranges
+from streams.aggregate.state import (
+    EXPIRE_PREFIX,
+    JobState,
+    expire_key_job,
+    job_key,
+    job_prefix,
+    jobs_index_key,
+    local_ranges,
+)
 from streams.deliver.reports import ReportProducer
 from streams.ids import IDENTITY_IDS, POSITION_IDS, message_id, positional_message_id
 from streams.kafka.topics import state_changelog
@@ -35,6 +44,7 @@ from streams.views.store import encode_cursor
 
 FOLD_SECONDS = "bulkstream_delivery_fold_seconds_total"
 RETENTION = 8  # seconds
+RESUMED_RETENTION = 15  # seconds: a worker's start and stop well within it
 
 
 def _job_with_failures(client: Client) -> str:
@@ -57,6 +67,26 @@ def _delete_prefix(redis_client: redis.Redis, prefix: str) -> int:
 def _counted(client: Client, job_id: str, status: str, count: int) -> bool:
     view = client.job(job_id)
     return view is not None and (view.delivery or {}).get(status) == count
+
+
+def _logged(settings: Settings, job_id: str) -> dict[bytes, tuple[int, bytes | None]]:
+    """The last record the state's changelog holds of each of the job's keys and of its
+    purge-index entry: key -> (partition, value)."""
+    last: dict[bytes, tuple[int, bytes | None]] = {}
+    for partition, key, value in read_raw(settings, state_changelog(settings)):
+        if key is None:
+            continue
+        indexed = key.startswith(EXPIRE_PREFIX) and expire_key_job(key)[1] == job_id
+        if indexed or key.startswith(job_prefix(job_id)):
+            last[key] = (partition, value)
+    return last
+
+
+def _purged(settings: Settings, job_id: str) -> bool:
+    """Whether the changelog ends each of the job's keys, and its purge-index entry,
+    with a tombstone."""
+    logged = _logged(settings, job_id)
+    return bool(logged) and all(value is None for _, value in logged.values())
 
 
 def _found(settings: Settings, message_ids: list[str]) -> list[tuple[str, int] | None]:
@@ -173,19 +203,15 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     wait_for(purged, 60, "the finished job to be purged", every=1.0)
     assert client.job(finished) is None
 
-    # In the changelog: each of the job's keys ends with a tombstone, and its users'
-    # index (in RocksDB only, deleted by range) has none: the purge wrote no record a user.
-    def logged() -> dict[bytes, bytes | None]:
-        last: dict[bytes, bytes | None] = {}
-        for key, value in read_raw(topology, state_changelog(topology)):
-            if key is not None and key.startswith(job_prefix(finished)):
-                last[key] = value
-        return last
-
-    wait_for(lambda: all(v is None for v in logged().values()), 30, "every key's tombstone")
+    # In the changelog: each of the job's keys ends with a tombstone, its purge-index
+    # entry too, and its users' index (in RocksDB only, deleted by range) has none: the
+    # purge wrote no record a user.
+    wait_for(partial(_purged, topology, finished), 30, "every key's tombstone")
+    logged = _logged(topology, finished)
     local = [first for first, _ in local_ranges(finished)]
-    assert logged()
-    assert not [key for key in logged() if key.startswith(tuple(local))]
+    assert job_key(finished) in logged
+    assert [key for key in logged if key.startswith(EXPIRE_PREFIX)]
+    assert not [key for key in logged if key.startswith(tuple(local))]
     kept = client.result(client.ingest(waiting, [{"to": {"user_id": "b"}}]).command_id)
     assert (kept.ok, kept.total) == (True, 1)
     job = client.job(waiting)
@@ -240,13 +266,37 @@ def test_a_purge_while_a_fold_ends_leaves_nothing_of_the_job_behind(
     recording = partial(metric, [worker], FOLD_SECONDS, phase="recording")
     wait_for(lambda: recording() > 0, 30, "the fold's end, once Redis took its views")
     assert worker.alive()
-    written: dict[bytes, bytes | None] = {}
-    for key, value in read_raw(topology, state_changelog(topology)):
-        if key is not None and key.startswith(job_prefix(job_id)):
-            written[key] = value
+    written = _logged(topology, job_id)
     assert written  # the job's state was written, then purged
-    assert {key: value for key, value in written.items() if value is not None} == {}
+    assert {key: value for key, (_, value) in written.items() if value is not None} == {}
     assert client.job(job_id) is None
+
+
+def test_a_purge_cut_short_after_the_job_s_record_is_resumed(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A purge deletes the job's record first, its other keys after it. A worker stopped
+    between the two leaves the job unknown, and its other keys and its purge-index
+    entry in place: the next sweep finds the entry, and the purge ends from there."""
+    retention = {"retention_days": RESUMED_RETENTION / 86_400, "retention_sweep_seconds": 0.25}
+    worker = start_worker(**retention)
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, [{"to": {"user_id": "a"}}]).command_id)
+    client.result(client.run(job_id).command_id)
+    client.wait_status(job_id, "COMPLETED", 60)
+    worker.stop()  # well before the job's retention ends
+    partition, record = _logged(topology, job_id)[job_key(job_id)]
+    assert record is not None  # no purge began
+    # The state a purge stopped after its first step leaves: the job's record gone.
+    changelog = state_changelog(topology)
+    producer = Producer({"bootstrap.servers": topology.kafka_bootstrap_servers})
+    for key in (job_key(job_id), jobs_index_key(job_id)):
+        producer.produce(changelog, key=key, value=None, partition=partition)
+    assert producer.flush(10) == 0
+    worker = start_worker(**retention)
+    wait_for(partial(_purged, topology, job_id), 60, "every key's tombstone", every=0.5)
+    assert [key for key in _logged(topology, job_id) if key.startswith(EXPIRE_PREFIX)]
+    assert b"resuming its purge" in worker.log()
 
 
 def test_a_users_status_is_read_from_its_page_bit_and_its_failure(
