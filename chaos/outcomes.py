@@ -1,6 +1,8 @@
 """The delivery-outcomes scenario: a job's sends delivered by the reference delivery
 worker to a provider that fails some of them, the reports folded back, and the
-tenant's webhooks sent, while workers and the delivery worker are SIGKILLed.
+tenant's webhooks sent, while workers and the delivery worker are SIGKILLed and
+Redis is paused (SIGSTOP) for longer than a worker's Redis time-out, the fold
+writing its views meanwhile: the workers wait it out, none exits.
 
 Judged at the end: the job's delivery counts are exact (every message once, in
 the state its last report says: FAILED for the messages the provider always
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chaos import services
 from chaos.run import Run, Tally, timed
 from streams.settings import Settings
 from streams.testing.hooks import WebhookReceiver
@@ -26,11 +29,15 @@ from streams.testing.receiver import Receiver, Rules, hashed_out
 from streams.testing.topics import read_topic
 
 FAIL_EVERY = 20  # about one message in 20 is always refused by the provider
+# Redis paused this long while reports are folded: twice a worker's Redis socket
+# time-out (5 s, `streams.views.store.patient_redis`), so a write in flight times out
+# and is retried, at least once.
+REDIS_PAUSE_SECONDS = 10.0
 DELIVER = ["--concurrency", "64", "--attempts", "2", "--backoff", "0.05"]
 
 
 def outcomes(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
-    tally = Tally("delivery outcomes and webhooks under SIGKILL", users)
+    tally = Tally("delivery outcomes and webhooks under SIGKILL and a Redis pause", users)
     settings = base.model_copy(
         update={"webhooks_allow_private": True, "webhook_retry_first_seconds": 0.5}
     )
@@ -56,6 +63,7 @@ def outcomes(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
             for i in range(rounds):
                 _wait_reported(http, job_id, users * (i + 1) // (rounds + 2))
                 tally.faults.append(f"reports flowing: SIGKILL {run.kill_random_worker()}")
+            _pause_redis(run, tally, http, job_id, users * (2 * rounds + 1) // (2 * rounds + 4))
             deliver.kill()
             tally.faults.append("reports flowing: SIGKILL the delivery worker")
             deliver.start()
@@ -71,13 +79,39 @@ def outcomes(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
     return tally
 
 
+def _pause_redis(run: Run, tally: Tally, http: Any, job_id: str, reported: int) -> None:
+    """Redis stopped once `reported` messages are, while the delivery worker reports on:
+    the fold's views wait for it. Judged by every worker alive (the same processes) and
+    reports folded after it."""
+    before = {worker_id: worker.pid for worker_id, worker in run.workers.items()}
+    at_pause = _count(_wait_reported(http, job_id, reported))
+    services.pause("redis")
+    try:
+        time.sleep(REDIS_PAUSE_SECONDS)
+    finally:
+        services.resume("redis")
+    tally.faults.append(f"reports flowing: SIGSTOP Redis {REDIS_PAUSE_SECONDS:.0f} s")
+    alive = {worker_id: worker.alive() for worker_id, worker in run.workers.items()}
+    same = {worker_id: worker.pid for worker_id, worker in run.workers.items()} == before
+    tally.checks["every worker waited Redis out (none exited)"] = all(alive.values()) and same
+    after = _count(_wait_reported(http, job_id, at_pause + 1, timeout=120))
+    tally.notes.append(
+        f"Redis paused at {at_pause:,} messages reported; {after:,} reported once it answered"
+        + ("" if all(alive.values()) else f"; workers alive after it: {alive}")
+    )
+
+
+def _count(job: dict[str, Any]) -> int:
+    return sum((job.get("delivery") or {}).values())
+
+
 def _wait_reported(http: Any, job_id: str, count: int, timeout: float = 600) -> dict[str, Any]:
     def reported() -> dict[str, Any] | None:
         answer = http.get(f"/bulk/{job_id}")
         if answer.status_code != 200:
             return None
         job: dict[str, Any] = answer.json()["job"]
-        return job if sum((job.get("delivery") or {}).values()) >= count else None
+        return job if _count(job) >= count else None
 
     return wait_for(reported, timeout, f"{count:,} messages reported", every=0.1)
 
