@@ -81,6 +81,27 @@ JOB_DURATION = Histogram(
 JOB_TRANSITIONS = Counter(
     "bulkstream_job_transitions", "Job status changes, by the new status.", ["status"]
 )
+JOBS_PURGED = Counter(
+    "bulkstream_jobs_purged", "Finished jobs deleted at the end of their retention."
+)
+PURGED_KEYS = Counter(
+    "bulkstream_purged_state_keys",
+    "State keys a purge deleted through the changelog (a tombstone each; a job's users' "
+    "index goes by range deletions, not counted).",
+)
+PURGE_SECONDS = Histogram(
+    "bulkstream_purge_seconds",
+    "A purge's wall time, its turns of the event loop to other agents included.",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300),
+)
+VIEWS_REBUILT_JOBS = Counter(
+    "bulkstream_views_rebuilt_jobs", "Jobs whose Redis views were written again from the state."
+)
+VIEWS_REBUILD_SECONDS = Histogram(
+    "bulkstream_views_rebuild_seconds",
+    "Rebuilding the views of one partition's jobs (Redis was new or flushed).",
+    buckets=(0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
+)
 DELIVERY_REPORTS = Counter(
     "bulkstream_delivery_reports",
     "Delivery reports read, by what came of them: `folded` (a message reached a state), "

@@ -22,6 +22,7 @@ import orjson
 
 from schemas.control import ControlMessage, PurgeJob, RebuildViews, ReleasePages
 from schemas.views import DryRun
+from streams import metrics
 from streams.aggregate import delivery
 from streams.aggregate.jobs import Jobs
 from streams.aggregate.paging import decode_batch
@@ -74,6 +75,7 @@ class Control:
             await self.releases.apply(message, partition)
 
     async def rebuild(self, partition: int) -> None:
+        started = time.monotonic()
         db = partition_db(self.state, partition)
         keys = partition_db(self.state, partition, PARTITION_KEYS)
         count = 0
@@ -84,6 +86,8 @@ class Control:
                 continue
             await self.rebuild_job(db, job_id, JobState.from_bytes(raw))
             count += 1
+            metrics.VIEWS_REBUILT_JOBS.inc()
+        metrics.VIEWS_REBUILD_SECONDS.observe(time.monotonic() - started)
         log.info("views rebuilt for %d job(s) of partition %d", count, partition)
 
     async def rebuild_job(self, db: Any, job_id: str, job: JobState) -> None:
@@ -115,6 +119,7 @@ class Control:
         last. A purge cut short (the worker killed) is asked for again by the sweep, which
         finds the entry, and resumes from the record's absence; the views are then left
         to their own expiry, which came with the retention's end."""
+        started = time.monotonic()
         job_id = message.job_id
         job = self.jobs.load(job_id)
         if job is None:  # purged, or cut short: resumed while its index entry is there
@@ -139,7 +144,10 @@ class Control:
         deleted = await self.delete_changelog_keys(db, job_id)
         if self.state.get(expire) is not None:
             del self.state[expire]
-        log.info("job %s purged (%d more state keys)", job_id, deleted)
+        metrics.JOBS_PURGED.inc()
+        metrics.PURGED_KEYS.inc(deleted)
+        metrics.PURGE_SECONDS.observe(time.monotonic() - started)
+        log.info("job %s purged (%d state keys in the changelog)", job_id, deleted)
 
     async def delete_changelog_keys(self, db: Any, job_id: str) -> int:
         """Delete the job's keys kept in the changelog (a tombstone each there), a chunk

@@ -109,7 +109,7 @@ def test_views_come_back_whole_after_redis_lost_them(
     redis_client: redis.Redis,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    start_worker(fanout_page_size=100)
+    worker = start_worker(fanout_page_size=100)
     done = _job_with_failures(client)
     client.result(client.run(done).command_id)
     client.wait_status(done, "COMPLETED", 60)
@@ -137,6 +137,7 @@ def test_views_come_back_whole_after_redis_lost_them(
         wait_for(partial(client.job, job), 60, f"the view of {job}")
         wait_for(partial(_same_users, client, job, users), 60, f"the users of {job}")
         assert client.job(job) == view
+    assert metric([worker], "bulkstream_views_rebuilt_jobs_total") == 2
 
     # And on demand: views lost, marker kept, `bulkstream rebuild-views` restores them.
     _delete_prefix(redis_client, f"{topology.redis_prefix}:4:acme")
@@ -184,7 +185,7 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     redis_client: redis.Redis,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    start_worker(retention_days=4 / 86_400, retention_sweep_seconds=1.0)
+    worker = start_worker(retention_days=4 / 86_400, retention_sweep_seconds=1.0)
     finished = client.create({"template": "T"})
     client.result(client.ingest(finished, [{"to": {"user_id": "a"}}]).command_id)
     waiting = client.create({"template": "T"})
@@ -212,6 +213,10 @@ def test_finished_jobs_expire_and_unrun_jobs_do_not(
     assert job_key(finished) in logged
     assert [key for key in logged if key.startswith(EXPIRE_PREFIX)]
     assert not [key for key in logged if key.startswith(tuple(local))]
+    assert metric([worker], "bulkstream_jobs_purged_total") == 1
+    # Counted: each of the job's keys, but its record (deleted on its own, first).
+    tombstoned = metric([worker], "bulkstream_purged_state_keys_total")
+    assert tombstoned == len([key for key in logged if key.startswith(job_prefix(finished))]) - 1
     kept = client.result(client.ingest(waiting, [{"to": {"user_id": "b"}}]).command_id)
     assert (kept.ok, kept.total) == (True, 1)
     job = client.job(waiting)
