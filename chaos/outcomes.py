@@ -33,6 +33,8 @@ FAIL_EVERY = 20  # about one message in 20 is always refused by the provider
 # time-out (5 s, `streams.views.store.patient_redis`), so a write in flight times out
 # and is retried, at least once.
 REDIS_PAUSE_SECONDS = 10.0
+# What a worker logs for a packed write to Redis it sends again (`send_packed`).
+RESENT = b"commands again"
 DELIVER = ["--concurrency", "64", "--attempts", "2", "--backoff", "0.05"]
 
 
@@ -82,21 +84,33 @@ def outcomes(base: Settings, logs: Path, users: int, rounds: int) -> Tally:
 def _pause_redis(run: Run, tally: Tally, http: Any, job_id: str, reported: int) -> None:
     """Redis stopped once `reported` messages are, while the delivery worker reports on:
     the fold's views wait for it. Judged by every worker alive (the same processes) and
-    reports folded after it."""
+    reports folded after it; noted, how many packed writes of the fold's views timed
+    out and went again (`streams.views.connection.send_packed` logs each)."""
     before = {worker_id: worker.pid for worker_id, worker in run.workers.items()}
+    resent = sum(worker.log().count(RESENT) for worker in run.workers.values())
     at_pause = _count(_wait_reported(http, job_id, reported))
     services.pause("redis")
     try:
         time.sleep(REDIS_PAUSE_SECONDS)
     finally:
         services.resume("redis")
+    answered = time.monotonic()
     tally.faults.append(f"reports flowing: SIGSTOP Redis {REDIS_PAUSE_SECONDS:.0f} s")
     alive = {worker_id: worker.alive() for worker_id, worker in run.workers.items()}
     same = {worker_id: worker.pid for worker_id, worker in run.workers.items()} == before
     tally.checks["every worker waited Redis out (none exited)"] = all(alive.values()) and same
-    after = _count(_wait_reported(http, job_id, at_pause + 1, timeout=120))
+    more = max(1, tally.users // 20)
+    try:
+        _wait_reported(http, job_id, at_pause + more, timeout=120)
+        folded = True
+    except AssertionError:
+        folded = False
+    tally.checks[f"{more:,} more messages reported within 120 s of Redis answering"] = folded
+    resent = sum(worker.log().count(RESENT) for worker in run.workers.values()) - resent
     tally.notes.append(
-        f"Redis paused at {at_pause:,} messages reported; {after:,} reported once it answered"
+        f"Redis paused at {at_pause:,} messages reported; {more:,} more "
+        + (f"{time.monotonic() - answered:.1f} s after it answered" if folded else "never")
+        + f"; packed view writes timed out and sent again: {resent}"
         + ("" if all(alive.values()) else f"; workers alive after it: {alive}")
     )
 
