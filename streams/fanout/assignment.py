@@ -26,6 +26,11 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# An assignment waits for the committed offsets of its partitions this many transaction
+# timeouts: they are answered once no transaction of a previous owner is pending, and
+# its coordinator aborts such a transaction at the latest one timeout after it began.
+COMMITTED_TIMEOUTS = 4
+
 
 class Assignment:
     """The partitions a member holds; `on_ready` is told each change of readiness,
@@ -40,6 +45,9 @@ class Assignment:
         on_assigned: Callable[[], None] | None = None,
     ) -> None:
         self.s = settings
+        self.committed_seconds = COMMITTED_TIMEOUTS * settings.transaction_timeout_ms / 1000
+        # What `on_assign` met, raised by `check` once librdkafka's call has returned.
+        self.failed: Exception | None = None
         self.on_ready = on_ready
         self.on_assigned = on_assigned
         self.cooperative = settings.fanout_assignment == "cooperative-sticky"
@@ -68,10 +76,19 @@ class Assignment:
         if not self.ready and not self.held:
             self.set_ready(self._more_members_than_partitions(consumer))
 
+    def check(self) -> None:
+        """Raise what the last assignment met (its partitions' offsets or markers not
+        read): the loop calls it after each `consume` and `poll`, before it takes a page,
+        and the session ends on it."""
+        failed, self.failed = self.failed, None
+        if failed is not None:
+            raise failed
+
     def end(self) -> None:
         """The session's consumer closed: nothing held, the markers' reader closed."""
         self.restore.close()
         self.held = frozenset()
+        self.failed = None
 
     # -- librdkafka's callbacks -------------------------------------------------------
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -89,9 +106,18 @@ class Assignment:
         # Committed offsets of a read_committed group are only answered once no
         # transaction of a previous owner is pending, so the markers read after
         # this are complete.
-        if partitions:
-            consumer.committed(partitions, timeout=120)
-            self.restore.restore(numbers(partitions))
+        try:
+            if partitions:
+                consumer.committed(partitions, timeout=self.committed_seconds)
+                self.restore.restore(numbers(partitions))
+        except Exception as exc:
+            # Kept for `check`, not raised here: a consumer call that fails inside a
+            # rebalance callback makes `consume` raise the bare KafkaError object
+            # (confluent-kafka 2.16.2), which no `except` clause naming a class
+            # catches, and the fan-out thread died of it after a broker restart.
+            log.warning("fan-out %s: assignment not taken up: %s", self.s.worker_id, exc)
+            self.failed = exc
+            return
         # Under an eager strategy the assignment is replaced by `partitions`.
         held = self.held if self.cooperative else frozenset()
         self._hold("assigned", partitions, held | set(numbers(partitions)))
@@ -107,7 +133,7 @@ class Assignment:
         try:
             metadata = consumer.list_topics(topic, timeout=5).topics[topic]
             group = self._admin.describe_consumer_groups([self.group])[self.group].result(5)
-        except KafkaException as exc:
+        except (KafkaException, TimeoutError) as exc:  # the broker away, or the group loading
             log.debug("fan-out group %s not described: %s", self.group, exc)
             return False
         return len(group.members) > len(metadata.partitions)

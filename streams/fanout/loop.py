@@ -222,9 +222,11 @@ class FanoutLoop:
         first: with fewer pages coming (a small job, a rate-limited one, the last
         pages of a window), every transaction waited the timeout out."""
         messages: list[Message] = consumer.consume(self.s.fanout_pages_per_transaction, 0)
+        self.assignment.check()
         if not messages:
             started = time.perf_counter()
             message = consumer.poll(0.5)
+            self.assignment.check()
             messages = [message] if message is not None else []
             WAITING.inc(time.perf_counter() - started)
         return messages

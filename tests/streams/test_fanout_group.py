@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.fanout.loop import FanoutLoop
 from streams.settings import Settings
@@ -107,3 +108,39 @@ def test_ready_only_while_holding_a_restored_assignment(
     members.remove(second)
     wait(lambda: len(first.loop.held) == settings.partitions, 60, "w1 to take every partition")
     assert first.ready
+
+
+def test_an_assignment_held_up_by_a_pending_transaction_ends_the_session_not_the_loop(
+    topology: Settings, members: list[Member]
+) -> None:
+    """A transaction of a previous owner, holding offsets of the fan-out group, still
+    open (a broker restarted under it): a new member's committed offsets go
+    unanswered, its assignment is not taken up and its session ends; the loop starts
+    another, and is ready once the transaction is over. The failure surfaced from
+    librdkafka's callback as the bare KafkaError object, which ended the thread."""
+    settings = topology.model_copy(update={"transaction_timeout_ms": 1000})
+    group = f"{settings.app_id}-fanout"
+    stale = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "transactional.id": f"{settings.app_id}-stale-owner",
+            "transaction.timeout.ms": 60_000,
+        }
+    )
+    stale.init_transactions(30)
+    stale.begin_transaction()
+    metadata = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group}
+    ).consumer_group_metadata()
+    pages = settings.topic_fanout_pages
+    offsets = [TopicPartition(pages, p, 0) for p in range(settings.partitions)]
+    stale.send_offsets_to_transaction(offsets, metadata, 30)
+    try:
+        member = join(settings, "w1", members)
+        time.sleep(10)  # the member's assignments wait 4 s a time for the offsets
+        assert member.thread.is_alive()
+        assert not member.ready
+    finally:
+        stale.abort_transaction(30)
+    wait(lambda: member.ready, 60, "the loop to be ready once the transaction is over")
+    assert member.loop.held == frozenset(range(settings.partitions))
