@@ -29,5 +29,10 @@ class Stopped(BulkstreamError):
     call is given up, and the session with it."""
 
 
+class ThreadEnded(BulkstreamError):
+    """A worker's own thread (the fan-out loop, the webhook dispatcher) ended before the
+    worker told it to stop; the worker crashes and exits with an error."""
+
+
 class JobFailed(BulkstreamError):
     """A job cannot be fanned out at all; it ends in status ERROR with this reason."""
