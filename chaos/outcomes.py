@@ -30,7 +30,7 @@ from streams.testing.topics import read_topic
 
 FAIL_EVERY = 20  # about one message in 20 is always refused by the provider
 # Redis paused this long while reports are folded: twice a worker's Redis socket
-# time-out (5 s, `streams.views.store.patient_redis`), so a write in flight times out
+# time-out (5 s, `streams.views.connection.patient_redis`), so a write in flight times out
 # and is retried, at least once.
 REDIS_PAUSE_SECONDS = 10.0
 # What a worker logs for a packed write to Redis it sends again (`send_packed`).

@@ -81,6 +81,13 @@ JOB_DURATION = Histogram(
 JOB_TRANSITIONS = Counter(
     "bulkstream_job_transitions", "Job status changes, by the new status.", ["status"]
 )
+REDIS_WAITS = Counter(
+    "bulkstream_redis_waits",
+    "Calls to Redis a worker retried, by what stopped them: away or slow (ConnectionError, "
+    "TimeoutError), loading its data (BusyLoadingError), full (OutOfMemoryError: over "
+    "maxmemory under noeviction).",
+    ["error"],
+)
 JOBS_PURGED = Counter(
     "bulkstream_jobs_purged", "Finished jobs deleted at the end of their retention."
 )

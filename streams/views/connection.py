@@ -10,14 +10,18 @@ to redis-py what hiredis does not take (a command name with a space in it, an
 argument of a type it refuses: redis-py then packs it, or raises its own
 error). Both give the same bytes for what both take
 (`tests/streams/views/test_connection.py`).
+
+The worker's client (`patient_redis`) waits out what a Redis outage raises,
+retrying for ever, and counts and logs each wait (`PatientRetry`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import hiredis
 import redis.asyncio as aioredis
@@ -29,8 +33,16 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
     parse_url,
 )
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, OutOfMemoryError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streams import metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Keys an EXPIRE round trip of `expire_each` (about 1 MB of commands).
 EXPIRE_CHUNK = 10_000
@@ -75,6 +87,66 @@ def redis_from_url(url: str, **options: Any) -> aioredis.Redis:
     return aioredis.Redis.from_pool(ConnectionPool(**settings))
 
 
+def patient_redis(url: str) -> aioredis.Redis:
+    """The worker's Redis: an outage (down, restarting, paused, full) is waited out,
+    never raised.
+
+    Views are derived, so an agent may as well wait for Redis: its event stays
+    unacked and nothing is lost. A client that raised instead would take the
+    worker down, and a full Redis (`maxmemory` under `noeviction`) did: every
+    restart crashed again on its first write. Time-outs turn a paused server into
+    retries too."""
+    return redis_from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0, retry=PatientRetry())
+
+
+# What a worker waits out: Redis away, slow, loading its data, or full (over `maxmemory`
+# under `noeviction`: until keys expire, or the operator makes room).
+PATIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    OutOfMemoryError,
+)
+WAIT_LOG_SECONDS = 30.0  # a wait for Redis is logged at most this often
+_logged_at = -WAIT_LOG_SECONDS
+
+
+class PatientRetry(Retry):
+    """redis-py's retry, for ever (0.1 s, then doubling up to 2 s), on `PATIENT_ERRORS`;
+    each failure waited out is counted (`bulkstream_redis_waits_total`, by error) and
+    said in the log, at most every `WAIT_LOG_SECONDS`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ExponentialBackoff(cap=2.0, base=0.1), retries=-1, supported_errors=PATIENT_ERRORS
+        )
+
+    async def call_with_retry(
+        self,
+        do: Callable[[], Awaitable[T]],
+        fail: Callable[[Exception], Any] | Callable[[Exception, int], Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        async def attempt() -> T:
+            try:
+                return await do()
+            except PATIENT_ERRORS as error:
+                _waiting(error)
+                raise
+
+        return await super().call_with_retry(attempt, fail, is_retryable, with_failure_count)
+
+
+def _waiting(error: Exception) -> None:
+    global _logged_at
+    metrics.REDIS_WAITS.labels(type(error).__name__).inc()
+    now = time.monotonic()
+    if now - _logged_at >= WAIT_LOG_SECONDS:
+        _logged_at = now
+        log.warning("Redis: %s (%s); waiting for it, retrying", error, type(error).__name__)
+
+
 async def send_packed(redis: aioredis.Redis, commands: bytes, replies: int) -> None:
     """Send commands already in the Redis protocol, on one connection of `redis`'s
     pool, and read their `replies`: an error reply raises (as redis-py's `ResponseError`),
@@ -83,7 +155,7 @@ async def send_packed(redis: aioredis.Redis, commands: bytes, replies: int) -> N
     pipeline would take back apart into an object an argument.
 
     A connection error or time-out is retried as `redis`'s own commands are (its
-    `retry`: the worker's waits out an outage, `streams.views.store.patient_redis`), all
+    `retry`: the worker's waits out an outage, `streams.views.connection.patient_redis`), all
     the commands again, on a new connection: they must be safe to repeat."""
 
     async def attempt() -> None:

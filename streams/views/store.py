@@ -18,17 +18,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.commands import CommandResult, echo, identity_of
 from schemas.views import DryRun, JobStatus, JobView, UserStatus
 from streams.ids import IDENTITY_IDS, shown_message_id
 from streams.views import keys, notices
-from streams.views.connection import redis_from_url
 from streams.views.delivery import DeliveryViews, user_delivery
 from streams.views.writes import ERROR_PREFIX, JobRecord, ViewWrites, job_keys
 
@@ -39,24 +33,6 @@ VIEW_FIELDS = frozenset({"status", "messageId", "error", "delivery"})
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def patient_redis(url: str) -> aioredis.Redis:
-    """The worker's Redis: an outage (down, restarting, paused) is waited out, never raised.
-
-    Views are derived, so an agent may as well wait for Redis: its event stays
-    unacked and nothing is lost. A client that raised instead would take the
-    worker down. Time-outs turn a paused server into retries too."""
-    return redis_from_url(
-        url,
-        socket_timeout=5.0,
-        socket_connect_timeout=5.0,
-        retry=Retry(
-            ExponentialBackoff(cap=2.0, base=0.1),
-            retries=-1,  # for ever
-            supported_errors=(RedisConnectionError, RedisTimeoutError, BusyLoadingError),
-        ),
-    )
 
 
 class InvalidCursor(ValueError):

@@ -246,6 +246,36 @@ def test_the_fold_waits_out_redis_paused_beyond_the_worker_s_time_out(
     assert worker.alive()
 
 
+def test_a_worker_waits_out_a_full_redis(
+    topology: Settings,
+    client: Client,
+    redis_client: redis.Redis,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Redis over its `maxmemory` under `noeviction` refuses every write: the worker
+    waits (each wait counted by error) and goes on once there is room, where it
+    crashed on its first refused write, and again on each restart."""
+    worker = start_worker()
+    job_id = client.create({"template": "T"})
+    client.result(client.ingest(job_id, [{"to": {"user_id": "a"}}]).command_id)
+    before: dict[str, str] = {
+        name: str(redis_client.config_get(name)[name]) for name in ("maxmemory", "maxmemory-policy")
+    }
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", 1)  # bytes: every write refused (0 is no limit)
+    try:
+        client.run(job_id)
+        waits = partial(metric, [worker], "bulkstream_redis_waits_total", error="OutOfMemoryError")
+        wait_for(lambda: waits() > 0, 30, "the worker to wait for room in Redis")
+        time.sleep(2)
+        assert worker.alive()
+    finally:
+        for name, value in before.items():
+            redis_client.config_set(name, value)
+    client.wait_status(job_id, "COMPLETED", 60)
+    assert worker.alive()
+
+
 def test_a_purge_while_a_fold_ends_leaves_nothing_of_the_job_behind(
     topology: Settings,
     client: Client,
