@@ -99,7 +99,8 @@ def _pause_redis(run: Run, tally: Tally, http: Any, job_id: str, reported: int) 
     alive = {worker_id: worker.alive() for worker_id, worker in run.workers.items()}
     same = {worker_id: worker.pid for worker_id, worker in run.workers.items()} == before
     tally.checks["every worker waited Redis out (none exited)"] = all(alive.values()) and same
-    more = max(1, tally.users // 20)
+    # As many as are left, if fewer: a small job's reports may all be in by the pause.
+    more = min(max(1, tally.users // 20), tally.users - at_pause)
     try:
         _wait_reported(http, job_id, at_pause + more, timeout=120)
         folded = True
