@@ -1,7 +1,8 @@
 """The short version of `make chaos`, in every `make test`: the same scenarios on
 smaller jobs, each of which must hold its target exactly (0 lost, 0 duplicates,
-exact counters, 0 5xx). The broker restart and the pauses run only in `make chaos`:
-they stop services every other test shares."""
+exact counters, 0 5xx). The broker restart and the *paused* scenario run only in
+`make chaos`: they stop services every other test shares. The outcomes scenario's
+10 s Redis pause runs here too (tests run one at a time)."""
 
 from __future__ import annotations
 
