@@ -241,6 +241,7 @@ class CommandFeed:
         settle: Callable[[], Awaitable[None]] | None = None,
         topic: str | None = None,
         cursor: Callable[[int], bytes] = cursor_key,
+        origin: Callable[[frozenset[int]], dict[int, int]] | None = None,
         name: str = "commands",
         batch: int = BATCH,
     ) -> None:
@@ -251,6 +252,8 @@ class CommandFeed:
         self.state = pipeline.state
         self.topic = topic or pipeline.settings.topic_commands
         self.cursor = cursor
+        # Where a partition with no cursor in the state starts (else at its beginning).
+        self.origin = origin
         self.batch = batch
         self.checkpoint_seconds = pipeline.settings.command_checkpoint_seconds
         self.config = consumer_config(pipeline, name, batch) | {"stats_cb": self.on_stats}
@@ -350,14 +353,25 @@ class CommandFeed:
         await self.release()
         assert self.consumer is not None
         starts = []
+        cursors = {}
         for partition in sorted(wanted):
             raw = partition_db(self.state, partition, PARTITION_KEYS).get(self.cursor(partition))
-            if raw is None:
-                starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
-            else:
-                cursor = int(raw)
+            if raw is not None:
+                cursors[partition] = int(raw)
+        origins: dict[int, int] = {}
+        if self.origin is not None and wanted - set(cursors):
+            loop = asyncio.get_running_loop()
+            origins = await loop.run_in_executor(self.executor, self.origin, wanted - set(cursors))
+        for partition in sorted(wanted):
+            if partition in cursors:
+                cursor = cursors[partition]
                 self.applied[partition] = self.checkpointed[partition] = cursor
                 starts.append(TopicPartition(self.topic, partition, cursor + 1))
+            elif partition in origins:
+                self.applied[partition] = origins[partition] - 1
+                starts.append(TopicPartition(self.topic, partition, origins[partition]))
+            else:
+                starts.append(TopicPartition(self.topic, partition, OFFSET_BEGINNING))
         self.consumer.assign(starts)
         self.watch.clear()
         self.assigned = wanted

@@ -97,6 +97,9 @@ class Effects:
     held: float | None = None  # ... after the job was held this long (seconds)
     dry_run: bool = False  # run the job dry: resolve its sends, write none
     release: bool = False  # a report made room: ask for the job's next pages
+    # several page reports folded at once (`pages_done`): page -> who failed in it
+    pages: dict[int, dict[int, str]] = field(default_factory=dict)
+    counted_page: bool = False  # a page report counted now (not seen before)
     retry: bool = False  # make the retry job of the failed users
 
     @property
@@ -412,6 +415,7 @@ def page_done(job: JobState | None, report: PageProgress, now: float, window: in
     effects = Effects(job=job, page=report.page, page_failures=failures)
     if job.page_done(report.page):
         return effects
+    effects.counted_page = True
     job.mark_page_done(report.page)
     job.enqueued += report.enqueued
     job.failures += len(failures)
@@ -427,6 +431,30 @@ def page_done(job: JobState | None, report: PageProgress, now: float, window: in
         effects.answers, effects.held = control.answers(job, report.job_id, now)
     effects.release = control.wants_release(job, now, window)
     return effects
+
+
+def pages_done(
+    job: JobState | None, reports: Sequence[PageProgress], now: float, window: int
+) -> Effects:
+    """A job's reports of one fetch, in order, each folded as `page_done` folds it, as
+    one `Effects`: the record written once, each page's failures (`pages`), the first
+    status change (a report after it changes no status: the job holds no page out),
+    every answer, and a release if the last report counted wants one."""
+    merged = Effects(job=job)
+    for report in reports:
+        effects = page_done(job, report, now, window)
+        if effects.job is None:
+            return Effects()
+        merged.pages[report.page] = effects.page_failures
+        if effects.lifecycle and not merged.lifecycle:
+            merged.lifecycle, merged.previous = True, effects.previous
+        merged.finished = merged.finished or effects.finished
+        merged.answers.extend(effects.answers)
+        if merged.held is None:
+            merged.held = effects.held
+        if effects.counted_page:
+            merged.release = effects.release
+    return merged
 
 
 def job_failed(job: JobState | None, job_id: str, reason: str, now: float) -> Effects:

@@ -150,6 +150,7 @@ JOBS_PREFIX = f"{SEP}jobs{SEP}".encode()
 EXPIRE_PREFIX = f"{SEP}expire{SEP}".encode()
 CURSOR_PREFIX = f"{SEP}cursor{SEP}".encode()
 REPORT_CURSOR_PREFIX = f"{SEP}rcursor{SEP}".encode()
+PROGRESS_CURSOR_PREFIX = f"{SEP}pcursor{SEP}".encode()
 ACTIVE_PREFIX = f"{SEP}active{SEP}".encode()
 DUE_PREFIX = f"{SEP}due{SEP}".encode()
 
@@ -175,6 +176,11 @@ def cursor_key(partition: int) -> bytes:
 def report_cursor_key(partition: int) -> bytes:
     """The offset of the last delivery report of partition p folded (the feed's)."""
     return REPORT_CURSOR_PREFIX + str(partition).encode()
+
+
+def progress_cursor_key(partition: int) -> bytes:
+    """The offset of the last page report of partition p counted (the progress feed's)."""
+    return PROGRESS_CURSOR_PREFIX + str(partition).encode()
 
 
 def jobs_index_key(job_id: str) -> bytes:

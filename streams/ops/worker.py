@@ -105,10 +105,7 @@ def trim_malloc() -> None:
 def _aggregate_lags(pipeline: Pipeline) -> list[tuple[str, int, int]]:
     """Records not yet read, per partition of the agents' topics this worker
     holds, and commands not yet applied (the command feed's own count)."""
-    topics = {
-        pipeline.topics.progress.get_topic_name(),
-        pipeline.topics.control.get_topic_name(),
-    }
+    topics = {pipeline.topics.control.get_topic_name()}
     lags = read_lags(pipeline.app, topics)
     feed = pipeline.app.feed
     return lags + (feed.lags() if feed is not None else [])

@@ -22,7 +22,8 @@ def partition_db(state: Any, partition: int, family: str | None = None) -> Any:
 
 def held_partitions(app: Any, state: Any) -> frozenset[int]:
     """The partitions of the state this worker holds (faust assigns them, with
-    the same partitions of `bulk.progress` and `bulk.control`)."""
+    the same partitions of `bulk.control`; the feeds read the same partitions of
+    `bulk.commands`, `bulk.progress` and `bulk.delivery-status`)."""
     changelog = state.changelog_topic.get_topic_name()
     return frozenset(
         tp.partition for tp in app.assignor.assigned_actives() if tp.topic == changelog

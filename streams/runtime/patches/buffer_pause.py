@@ -8,7 +8,7 @@ faults of that pause. In 0.15.3 (and on master) the record of such pauses
 (`_buffered_partitions`) and the active partitions are rebuilt on every
 rebalance by other code than the one that took the pause.
 
-Failure it prevents: a partition of `bulk.progress` or `bulk.control` left
+Failure it prevents: a partition of `bulk.control` left
 unfetched after a rebalance (a pause taken just before it, outliving it):
 a stalled job. Without the pause, a full buffer simply blocks delivery until
 the agent takes the next event: the same bound on memory, nothing to forget.

@@ -4,12 +4,15 @@ Upstream: faust-streaming builds its aiokafka consumer with
 `isolation_level="read_committed"` only when `processing_guarantee` is
 `exactly_once` (`AIOKafkaConsumerThread._create_worker_consumer`; unchanged in
 0.15.3 and on master), and offers no setting for it. We run at least once
-(faust's exactly-once mode has open faults, e.g. faust-streaming#517), yet
-`bulk.progress` is written in the fan-out's Kafka transactions: a page report
-counts only if its sends were committed.
+(faust's exactly-once mode has open faults, e.g. faust-streaming#517).
 
-Failure it prevents: a page report of an aborted fan-out transaction counted
-by the progress agent (a job's `enqueued` counting sends that never happened).
+Failure it prevents: a record of an aborted transaction seen by an agent.
+The page reports on `bulk.progress`, written in the fan-out's transactions,
+were read by a faust agent until they moved to the progress feed
+(librdkafka, read_committed itself); the one agent left reads `bulk.control`,
+which no transaction writes. The patch stays so that whatever faust reads is
+read as every other reader here reads: a report of an aborted fan-out
+transaction counted would count sends that never happened.
 
 Regression test: tests/streams/runtime/test_read_committed.py.
 """

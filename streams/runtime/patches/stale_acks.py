@@ -12,7 +12,7 @@ processed. No upstream issue names this. Its C iterator
 does not ack a skipped message, and acks processed ones inline, without
 calling `Consumer.ack`: there, this patch changes nothing.
 
-Failure it prevents: a progress report or control message lost: the offset
+Failure it prevents: a control message (a release, a purge) lost: the offset
 committed past it, so it is never fetched again. Refused, the message stays
 unacked; it is fetched again after the rebalance (faust seeks every
 partition to its committed offset). On the pure-Python path a message an

@@ -68,6 +68,29 @@ def test_a_jobs_last_quarter_window_goes_with_the_release_before_it() -> None:
     assert control.out(memory.state()) == WINDOW + 1
 
 
+def test_reports_folded_together_ask_for_a_release_if_the_last_counted_one_would() -> None:
+    memory = running(12)  # 6 pages, 4 out
+    assert memory.pages((0, 2, []), (0, 2, [])).release is True  # room, then a replay
+    assert memory.release(now=201.0).emit == (4, 6)
+    # Room made, then the job completed: nothing left to ask for.
+    done = memory.pages((1, 2, []), (2, 2, []), (3, 2, []), (4, 2, []), (5, 2, []))
+    assert (done.release, done.finished) == (False, True)
+
+
+def test_a_cancel_settled_by_reports_folded_together_is_answered_once() -> None:
+    memory = running(8)  # 4 pages, all out
+    memory.steer("cancel", 3)
+    settled = memory.pages((0, 2, []), (1, 2, []), (2, 2, []), (3, 2, []), (3, 2, []))
+    # The last page out settles it: every user was enqueued, so the job completed.
+    assert (settled.lifecycle, settled.previous, memory.state().status) == (
+        True,
+        JobStatus.PROCESSING,
+        JobStatus.COMPLETED,
+    )
+    assert answered(settled) == [("c-cancel-3", "cancel", True)]
+    assert settled.held == 50.0
+
+
 def test_a_new_owner_hands_every_page_out_over_again() -> None:
     memory = running(20)
     report(memory, 0, 2)

@@ -146,6 +146,16 @@ class Memory:
         )
         return self.carry_out(JOB, rules.page_done(self.job(JOB), report, now, WINDOW), 0)
 
+    def pages(
+        self, *reports: tuple[int, int, list[tuple[int, str]]], now: float = 200.0
+    ) -> Effects:
+        """Reports of one fetch folded together: (page, enqueued, failures) each."""
+        fetched = [
+            PageProgress(job_id=JOB, tenant="acme", page=page, enqueued=enqueued, failures=failed)
+            for page, enqueued, failed in reports
+        ]
+        return self.carry_out(JOB, rules.pages_done(self.job(JOB), fetched, now, WINDOW), 0)
+
     def state(self) -> JobState:
         job = self.job(JOB)
         assert job is not None
@@ -437,6 +447,38 @@ def test_reports_of_unknown_or_unrun_jobs_change_nothing(ran: bool) -> None:
         memory.create(0)
     effects = memory.page(0, 1, [])
     assert effects == Effects()
+    assert memory.pages((0, 1, []), (1, 1, [])) == Effects()
+
+
+def test_reports_folded_together_leave_the_record_each_alone_would() -> None:
+    """The progress feed folds a fetch's reports of a job at once: the same record,
+    every page's failures (a replay's again), the one status change, one write."""
+    reports = [
+        (0, 1, [(1, "No routable address")]),
+        (2, 2, []),
+        (0, 1, [(1, "No routable address")]),
+        (1, 2, []),
+        (3, 1, []),
+    ]
+    alone, together = Memory(), Memory()
+    for memory in (alone, together):
+        memory.create(0)
+        memory.ingest(1, users(*"abcdefg"))
+        memory.run(2)
+    for page, enqueued, failures in reports:
+        alone.page(page, enqueued, failures)
+    folded = together.pages(*reports)
+    assert folded.pages == {0: {1: "No routable address"}, 2: {}, 1: {}, 3: {}}
+    assert (folded.lifecycle, folded.previous, folded.finished) == (
+        True,
+        JobStatus.PROCESSING,
+        True,
+    )
+    mine, theirs = alone.state(), together.state()
+    assert theirs.version == 4  # created, ingested, run, and one write for the fetch
+    theirs.version = mine.version
+    assert theirs.to_bytes() == mine.to_bytes()
+    assert together.events == alone.events
 
 
 # -- failure ----------------------------------------------------------------------

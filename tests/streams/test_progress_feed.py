@@ -1,0 +1,45 @@
+"""The progress feed reads `bulk.progress` from its cursor in the state; a worker that
+has none yet (upgraded from the faust agent that read the reports before) starts
+where faust's consumer group stopped, not at the topic's beginning.
+
+Reports of jobs the worker does not know are logged and count nowhere, so the
+log shows which reports the feed read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas.fanout import PageProgress
+from streams.settings import Settings
+from streams.testing.processes import WorkerProcess, wait_for
+
+
+def _report(job_id: str) -> bytes:
+    report = PageProgress(job_id=job_id, tenant="acme", page=0, enqueued=1, failures=[])
+    return orjson.dumps(report.to_wire())
+
+
+def test_an_upgraded_worker_counts_reports_from_where_faust_s_group_stopped(
+    topology: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    producer = Producer({"bootstrap.servers": topology.kafka_bootstrap_servers})
+    for job_id in ("read-by-faust-0", "read-by-faust-1", "read-by-faust-2"):
+        producer.produce(topology.topic_progress, _report(job_id), job_id.encode(), partition=0)
+    producer.flush(30)
+    # Where faust's agent (group = the app id) committed: past the three reports.
+    group = Consumer(
+        {"bootstrap.servers": topology.kafka_bootstrap_servers, "group.id": topology.app_id}
+    )
+    try:
+        group.commit(offsets=[TopicPartition(topology.topic_progress, 0, 3)], asynchronous=False)
+    finally:
+        group.close()
+    producer.produce(topology.topic_progress, _report("not-read-yet"), b"not-read-yet", partition=0)
+    producer.flush(30)
+
+    worker = start_worker("w1")
+    wait_for(lambda: b"not-read-yet" in worker.log(), 60, "the report after the group's offset")
+    assert b"read-by-faust" not in worker.log()
