@@ -7,8 +7,9 @@ cursor) counts once; each page's bit is set in Redis as it is counted, the
 job's view (absolute counters) at most every `BULKSTREAM_JOB_VIEW_INTERVAL_MS`
 while only its counters move (`streams.aggregate.view_pace`), and the job
 completes when `enqueued + failures == received`. A report that leaves no
-page out settles a pause or cancel; one that makes room asks for the next
-pages (`streams.aggregate.release`).
+page out settles a pause or cancel; one that makes room releases the next
+pages (`streams.aggregate.release`) at once: the feed reads the job's partition,
+so this worker holds the job.
 
 The reports come through a feed of their own (`streams.aggregate.command_feed`,
 librdkafka, the position in the state under `progress_cursor_key`), a fetch's
@@ -17,7 +18,9 @@ page's views go to Redis in one round trip, and the job's lifecycle, answers
 and release follow. Read one at a time by a faust agent, each report cost the
 event loop several awaits, each a wait for the GIL behind the fan-out thread
 of the same worker: about 5 ms a report, most of a 100,000-user job's time
-(docs/benchmarks.md).
+(docs/benchmarks.md). A release asked for on `bulk.control` (as the pacer
+asks, after a rebalance or for a rate) goes through the broker and faust's
+consumer to this same worker.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import ValidationError
 
+from schemas.control import ReleasePages
 from schemas.fanout import PageProgress
 from streams.aggregate import rules
 from streams.aggregate.command_feed import CommandFeed, CommandMessage, Feeds, RecordBatch
@@ -82,7 +86,7 @@ class Progress:
                 entry[1].append(report)
         now = time.time()
         writes = self.views.writes()
-        folded: list[tuple[str, JobState, Effects, int]] = []
+        folded: list[tuple[str, JobState, Effects, CommandMessage]] = []
         for job_id, (message, reports) in by_job.items():
             with in_event(message):
                 effects = rules.pages_done(self.jobs.load(job_id), reports, now, self.window)
@@ -101,14 +105,16 @@ class Progress:
                 self.job_views.now(job_id, job, writes)
             else:
                 self.job_views.later(job_id, job, writes)
-            folded.append((job_id, job, effects, message.partition))
+            folded.append((job_id, job, effects, message))
         await writes.send()
-        for job_id, job, effects, partition in folded:
+        for job_id, job, effects, message in folded:
             if effects.lifecycle:
                 await self.jobs.lifecycle(job_id, job, effects.previous)
             await self.jobs.settled(job, effects, writes)
             if effects.release:
-                await self.releases.ask(job_id, partition)
+                # Here, not asked for on `bulk.control`: this worker holds the job.
+                with in_event(message):
+                    await self.releases.apply(ReleasePages(job_id=job_id), message.partition)
 
 
 def _seen_at_once(effects: Effects) -> bool:

@@ -14,7 +14,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas.fanout import PageProgress
 from streams.settings import Settings
+from streams.testing.client import Client, ingest_generated
 from streams.testing.processes import WorkerProcess, wait_for
+from streams.testing.topics import read_topic
 
 
 def _report(job_id: str) -> bytes:
@@ -43,3 +45,22 @@ def test_an_upgraded_worker_counts_reports_from_where_faust_s_group_stopped(
     worker = start_worker("w1")
     wait_for(lambda: b"not-read-yet" in worker.log(), 60, "the report after the group's offset")
     assert b"read-by-faust" not in worker.log()
+
+
+def test_a_report_that_makes_room_releases_the_next_pages_without_bulk_control(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The feed reads the job's partition, so its worker holds the job: the release
+    is applied where the report is counted, not asked for on `bulk.control` and
+    read back through faust's consumer (a hop through the broker per release)."""
+    start_worker("w1", fanout_window_pages=4, fanout_page_size=10)
+    job_id = client.create({"template": "T"})
+    assert ingest_generated(client, job_id, 200) == 200  # 20 pages
+    client.run(job_id)
+    view = client.wait_status(job_id, "COMPLETED", 60)
+    assert (view.enqueued, view.failures) == (200, 0)
+    pages = read_topic(topology, topology.topic_fanout_pages, expected=20, idle=2)
+    assert len({key for key, _, _ in pages}) == 20
+    releases = read_topic(topology, topology.topic_control, idle=2)
+    asked = [value for _, value, _ in releases if value.get("kind") == "release"]
+    assert not [value for value in asked if not value.get("again")], asked
