@@ -286,16 +286,16 @@ def _why(results: list[ScenarioResult], facts: dict[str, str]) -> list[str]:
                 else ""
             )
             + "What would move it: "
-            "a shorter round trip from a page's report to the release of the next pages "
-            "(the report's transaction, the progress agent, a release on bulk.control and "
-            "the job record's changelog write: 50 to 150 ms a release here; a job's last "
-            "quarter window goes with the release before it), the same round trip from a "
-            "job's last report to COMPLETED (faust's fetch of the reports, held by the "
-            "broker up to 100 ms while it names other partitions: 69 to 101 ms from a "
-            "100,000-user job's last report to its COMPLETED event in one standalone run, "
-            "33 to 51 ms with a 20 ms hold, which costs an idle worker more CPU), less CPU "
-            "per page on the owner, or pages cut over several partitions (the sharded "
-            "ingest of the scale section)."
+            "a shorter round trip from the report that makes room in a job's window to the "
+            "pages that fill it (the report's transaction, up to 16 pages of sends before "
+            "its commit makes it visible; the progress feed, which releases once a quarter "
+            "of the window is free; the job record's changelog write; then the pages): "
+            "a median of 70 to 139 ms a page in 100,000-user jobs (`python -m "
+            "bench.timeline`, 2026-12-07; 134 to 194 ms when the release went round "
+            "bulk.control), and the same from a job's last report to COMPLETED (44 to 143 "
+            "ms there, median 58, most of it its transaction's commit); less CPU per page "
+            "on the owner; or pages cut over several partitions (the sharded ingest of the "
+            "scale section)."
         )
     out = by_name.get("outcomes")
     if out is not None and "outcomes" in failed:
