@@ -30,7 +30,10 @@ make bench BENCH_ARGS="--only fanout --profile"   # one scenario, with py-spy
 `python -m bench --help` lists the options (`--users`, `--workers`, `--only`, `--profile`,
 `--out`, `--keep`). Process logs, py-spy's raw stacks and the run's `results.json` stay in
 `.local/bench/<run id>/`; `python -m bench --render .local/bench/<run id>/results.json`
-rewrites this file from them without measuring again.
+rewrites this file from them without measuring again. `python -m bench.timeline [USERS]
+[JOBS]` (untimed by `make bench`) prints where each of a few jobs' time went, from record
+timestamps: its pages as they were handed over, the report that made room for each page to
+the page, its last report to `COMPLETED`, its head and tail rates.
 """
 
 _SCENARIOS = {
