@@ -42,11 +42,13 @@ def small_jobs(results: list[ScenarioResult]) -> list[str]:
         "uses the watermarks of the last fetch. Asked on the loop's thread every 5 s, one "
         "watermark request took up to 1.5 s and held a small job's page that long (the p99 "
         "of 10-user jobs was 1.6 s; that one job of 40).",
-        "- The aggregate folds the report from faust's consumer, whose fetch the broker holds "
-        "at most 100 ms (`streams/runtime/patches/fetch_wait.py`): a report that arrives "
-        "while the fetch in flight does not name its partition waits for that fetch to end. "
-        "20 ms did not move the medians measurably here and took an idle worker from 5.5 % "
-        "to 9 % of a core, so it stays at 100 ms.",
+        "- The aggregate reads the report through its progress feed (librdkafka, whose fetch "
+        "in flight names every partition it reads, so the broker answers it as soon as a "
+        "report comes) and folds a fetch's reports at once. Until 2026-12-07 faust's "
+        "consumer read them: its fetch in flight left out a partition whose records were "
+        "not all consumed yet, so a report arriving meanwhile waited for that fetch to end "
+        "(the broker held it up to 100 ms, `streams/runtime/patches/fetch_wait.py`), and "
+        "its agent took the reports one at a time, several awaits each.",
         "",
     ]
     return lines
