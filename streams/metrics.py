@@ -118,7 +118,7 @@ DELIVERY_REPORTS = Counter(
 )
 FEED_SECONDS = Counter(
     "bulkstream_feed_seconds",
-    "Wall time of the aggregate's feeds (`commands`, `reports`), by what each did: "
+    "Wall time of the aggregate's feeds (`commands`, `progress`, `reports`), by what each did: "
     "`fetching` (taking what librdkafka fetched, or waiting for the next record), "
     "`applying` (handling a batch, its awaits included), `checkpointing` (the feed's "
     "own time at its periodic checkpoint: the wait for what was sent before the "
