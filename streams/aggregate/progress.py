@@ -108,12 +108,13 @@ class Progress:
             folded.append((job_id, job, effects, message))
         await writes.send()
         for job_id, job, effects, message in folded:
-            if effects.lifecycle:
-                await self.jobs.lifecycle(job_id, job, effects.previous)
-            await self.jobs.settled(job, effects, writes)
-            if effects.release:
-                # Here, not asked for on `bulk.control`: this worker holds the job.
-                with in_event(message):
+            # The answers kept and a release's record are written to the job's partition.
+            with in_event(message):
+                if effects.lifecycle:
+                    await self.jobs.lifecycle(job_id, job, effects.previous)
+                await self.jobs.settled(job, effects, writes)
+                if effects.release:
+                    # Here, not asked for on `bulk.control`: this worker holds the job.
                     await self.releases.apply(ReleasePages(job_id=job_id), message.partition)
 
 

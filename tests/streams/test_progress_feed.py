@@ -7,6 +7,7 @@ log shows which reports the feed read."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import orjson
@@ -64,3 +65,25 @@ def test_a_report_that_makes_room_releases_the_next_pages_without_bulk_control(
     releases = read_topic(topology, topology.topic_control, idle=2)
     asked = [value for _, value, _ in releases if value.get("kind") == "release"]
     assert not [value for value in asked if not value.get("again")], asked
+
+
+def test_a_pause_settled_by_the_reports_is_answered(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """With no fan-out running, the run's pages stay out and a pause waits for them;
+    a fan-out worker started then reports them, and the progress feed settles the
+    pause and answers it (keeping the answer in the job's partition of the state)."""
+    aggregate = start_worker("aggregate", stage="aggregate", fanout_window_pages=4)
+    job_id = client.create({"template": "T"})
+    assert ingest_generated(client, job_id, 10 * 500) == 5000  # 10 pages, 4 handed over
+    client.run(job_id)
+    client.wait_status(job_id, "PROCESSING", 60)
+    pause = client.send({"kind": "pause", "jobId": job_id})
+    time.sleep(3)
+    assert client.reader.result(job_id, pause.command_id) is None  # waiting for the pages out
+    assert client.job(job_id).status == "PROCESSING"  # type: ignore[union-attr]
+    start_worker("fanout", stage="fanout")
+    assert client.result(pause.command_id, timeout=60).ok
+    view = client.wait_status(job_id, "PAUSED", 30)
+    assert (view.enqueued, view.failures) == (4 * 500, 0)
+    assert aggregate.alive()
