@@ -24,7 +24,9 @@ from streams.testing.reader import ViewReader
 from streams.testing.topics import read_stamped
 
 from .env import TENANT, Run
+from .fanout import TAIL, tail_rates
 from .jobs import create_job, ingest, ingest_commands, run_command
+from .kafka import TopicStats
 from .procs import settle
 
 BURST_GAP_S = 0.005  # pages further apart than this start a new burst
@@ -77,9 +79,8 @@ def describe(job_id: str, started: float, seen: float, records: dict[str, Any], 
         if delays
         else "-"
     )
-    cut = sends[int(len(sends) * 0.9) - 1]
-    head = 0.9 * len(sends) / max(cut - sends[0], 1e-3)
-    tail = 0.1 * len(sends) / max(sends[-1] - cut, 1e-3)
+    cut = sends[int(len(sends) * (1 - TAIL)) - 1]
+    head, tail = tail_rates(TopicStats(timestamps_ms=[round(stamp * 1000) for stamp in sends]))
     lines = [
         f"job {job_id}: run -> COMPLETED seen {ms(seen)} ms",
         "  pages handed over (ms, pages): "

@@ -99,7 +99,6 @@ class Effects:
     release: bool = False  # a report made room: ask for the job's next pages
     # several page reports folded at once (`pages_done`): page -> who failed in it
     pages: dict[int, dict[int, str]] = field(default_factory=dict)
-    counted_page: bool = False  # a page report counted now (not seen before)
     retry: bool = False  # make the retry job of the failed users
 
     @property
@@ -415,7 +414,6 @@ def page_done(job: JobState | None, report: PageProgress, now: float, window: in
     effects = Effects(job=job, page=report.page, page_failures=failures)
     if job.page_done(report.page):
         return effects
-    effects.counted_page = True
     job.mark_page_done(report.page)
     job.enqueued += report.enqueued
     job.failures += len(failures)
@@ -442,6 +440,7 @@ def pages_done(
     every answer, and a release if the last report counted wants one."""
     merged = Effects(job=job)
     for report in reports:
+        counted = job is not None and not job.page_done(report.page)
         effects = page_done(job, report, now, window)
         if effects.job is None:
             return Effects()
@@ -452,7 +451,7 @@ def pages_done(
         merged.answers.extend(effects.answers)
         if merged.held is None:
             merged.held = effects.held
-        if effects.counted_page:
+        if counted:
             merged.release = effects.release
     return merged
 
