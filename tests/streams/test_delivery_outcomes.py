@@ -16,9 +16,10 @@ import redis
 from confluent_kafka import Producer
 
 from streams.aggregate.delivery import ENDING, STEPS
-from streams.ids import message_digest, position_digest
+from streams.ids import message_digest, position_digest, positional_message_id
 from streams.kafka.config import producer_config
 from streams.settings import Settings
+from streams.testing.client import Client, ingest_generated
 from streams.testing.processes import WorkerProcess, wait_for
 from streams.testing.stack import create, job_of, metric, sends_of, stack, wait_job
 from streams.testing.topics import read_dlq, read_topic
@@ -36,6 +37,11 @@ PLAN: list[tuple[range, list[str], str]] = [
 ]
 REPORTED = 250
 USERS = 300
+MOVING_JOBS = 8  # over most of the 8 partitions
+MOVING_USERS = 500
+SENT_ONLY = dict.fromkeys(("DELIVERED", "OPENED", "CLICKED", "FAILED", "UNDELIVERABLE"), 0) | {
+    "SENT": MOVING_USERS
+}
 
 
 def report(message_id: str, job_id: str, status: str, at: int, **more: Any) -> dict[str, Any]:
@@ -315,3 +321,52 @@ def test_workers_set_to_identity_ids_make_them_and_fold_their_reports(
         produce(topology, records)
         wait_job(http, job_id, lambda job: (job.get("delivery") or {}).get("SENT") == 5, 60)
         assert http.get(f"/messages/{sends[3]}").json()["recipient"] == "u3"
+
+
+def test_reports_are_folded_once_while_partitions_move(
+    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A worker that joins, and one that stops, move the reports' partitions while
+    reports flow: each worker gives a partition up at its cursor, and the next
+    holder reads on from there. Every report is counted, in every job: none
+    skipped."""
+    overrides = {"reports_batch": 25}  # many batches: a hand-over comes between two
+    first = start_worker("w1", **overrides)
+    jobs = [client.create({"template": "T"}) for _ in range(MOVING_JOBS)]
+    for job_id in jobs:
+        assert ingest_generated(client, job_id, MOVING_USERS) == MOVING_USERS
+        client.run(job_id)
+    for job_id in jobs:
+        client.wait_status(job_id, "COMPLETED", 60)
+    records: list[tuple[bytes | None, bytes]] = [
+        (
+            job_id.encode(),
+            orjson.dumps(
+                report(
+                    positional_message_id(client.created_at(job_id), job_id, position),
+                    job_id,
+                    "SENT",
+                    AT + position,
+                )
+            ),
+        )
+        for position in range(MOVING_USERS)
+        for job_id in jobs
+    ]
+    chunks = [records[n : n + 100] for n in range(0, len(records), 100)]
+    third = len(chunks) // 3
+    for chunk in chunks[:third]:
+        produce(topology, chunk)
+    start_worker("w2", **overrides)  # the group gives it half the partitions
+    for chunk in chunks[third : 2 * third]:
+        produce(topology, chunk)
+        time.sleep(0.05)
+    assert first.stop() == 0  # it hands the rest over
+    for chunk in chunks[2 * third :]:
+        produce(topology, chunk)
+
+    def folded() -> bool:
+        views = [client.job(job_id) for job_id in jobs]
+        return all(view is not None and view.delivery == SENT_ONLY for view in views)
+
+    wait_for(folded, 90, "every report of every job folded")
