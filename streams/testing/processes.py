@@ -382,6 +382,24 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: fl
         time.sleep(every)
 
 
+def wait_growing(
+    count: Callable[[], int], wanted: int, stall: float, what: str, every: float = 0.2
+) -> int:
+    """Poll `count` until it reaches `wanted`; fail only once it stayed put for `stall`
+    seconds, however long the whole takes (a slow machine is not a stuck one)."""
+    last, since = -1, time.monotonic()
+    while True:
+        value = count()
+        if value >= wanted:
+            return value
+        now = time.monotonic()
+        if value != last:
+            last, since = value, now
+        elif now - since > stall:
+            raise AssertionError(f"{what}: {value:,} of {wanted:,}, none more for {stall:g} s")
+        time.sleep(every)
+
+
 def start_workers(
     settings: Settings, count: int, log_dir: Path, name: str, *, ready: bool = True
 ) -> list[WorkerProcess]:

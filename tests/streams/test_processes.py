@@ -1,16 +1,19 @@
 """The harness's processes: one that does not exit in time after SIGTERM leaves its
 threads' stacks at the end of its log before it is killed, so a hang seen once in a
 test, the bench or chaos says where it was; an API whose port another process took
-before it could bind it is started on another, never taken for the other process; and
-`bulkstream api` on a port in use exits."""
+before it could bind it is started on another, never taken for the other process;
+`bulkstream api` on a port in use exits; and a wait on a growing count fails only
+once the count stays put."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from streams.metrics import Health, serve
 from streams.settings import Settings
@@ -23,6 +26,7 @@ from streams.testing.processes import (
     py_spy,
     run_state,
     wait_for,
+    wait_growing,
 )
 
 
@@ -74,3 +78,12 @@ def test_an_api_whose_port_is_taken_exits(settings: Settings, tmp_path: Path) ->
     finally:
         api.kill()
         stop()
+
+
+def test_a_wait_on_a_growing_count_lasts_while_it_grows_and_fails_once_it_stays_put() -> None:
+    # 40 polls of 10 ms (0.4 s) while the count grows by one, longer than the stall.
+    growing = itertools.count()
+    assert wait_growing(lambda: next(growing), 40, stall=0.05, what="g", every=0.01) == 40
+    stuck = iter([1, 2, 3])
+    with pytest.raises(AssertionError, match=r"^the count: 3 of 10, none more for 0\.1 s$"):
+        wait_growing(lambda: next(stuck, 3), 10, stall=0.1, what="the count", every=0.01)
