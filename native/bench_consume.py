@@ -22,7 +22,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.aggregate.command_feed import record_columns
+from streams.aggregate.command_feed import consumer_config, record_columns
 from streams.settings import Settings
 
 JOB = "1-69248100-735a1efde685854f21970d8e"
@@ -50,22 +50,10 @@ def produce(bootstrap: str, topic: str, n: int) -> None:
         raise SystemExit("the broker did not take every report in 60 s")
 
 
-def measure(bootstrap: str, topic: str, n: int) -> tuple[float, float]:
+def measure(settings: Settings, topic: str, n: int) -> tuple[float, float]:
     """CPU µs a record of `consume` and of `record_columns`."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            # The feed's fetch settings (`streams.aggregate.command_feed.consumer_config`).
-            "fetch.max.bytes": 4 * 1024 * 1024,
-            "max.partition.fetch.bytes": 2 * 1024 * 1024,
-            "queued.max.messages.kbytes": 32 * 1024,
-            "queued.min.messages": BATCH,
-            "fetch.queue.backoff.ms": 5,
-        }
-    )
+    # The feed's own consumer (`streams.aggregate.command_feed.consumer_config`).
+    consumer = Consumer(consumer_config(settings, f"{topic}-reader", BATCH))
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         got = len(consumer.consume(1, 10))
@@ -88,13 +76,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=300_000)
     args = parser.parse_args()
-    bootstrap = Settings().kafka_bootstrap_servers
+    settings = Settings()
+    bootstrap = settings.kafka_bootstrap_servers
     topic = f"bench-consume-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
     try:
         produce(bootstrap, topic, args.reports)
-        consuming, columns = measure(bootstrap, topic, args.reports)
+        consuming, columns = measure(settings, topic, args.reports)
     finally:
         admin.delete_topics([topic])[topic].result()
     print(f"| per report ({args.reports:,}, batches of {BATCH:,}) | CPU |")

@@ -53,6 +53,7 @@ from streams.errors import BulkstreamError
 from streams.runtime.access import held_partitions, partition_db
 from streams.runtime.app import deliveries_of
 from streams.runtime.patches.current_event import CommandEvent, in_event
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,9 @@ def record_columns(
 
 
 def consumer_config(
-    pipeline: Pipeline, name: str = "commands", batch: int = BATCH
+    settings: Settings, name: str = "commands", batch: int = BATCH
 ) -> dict[str, Any]:
-    settings = pipeline.settings
+    """A feed's librdkafka consumer, taking up to `batch` records at a time."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         # Never joined nor committed to (partitions are assigned, positions kept
@@ -256,7 +257,7 @@ class CommandFeed:
         self.origin = origin
         self.batch = batch
         self.checkpoint_seconds = pipeline.settings.command_checkpoint_seconds
-        self.config = consumer_config(pipeline, name, batch) | {"stats_cb": self.on_stats}
+        self.config = consumer_config(pipeline.settings, name, batch) | {"stats_cb": self.on_stats}
         self.handle = handle
         self.handle_batch = handle_batch
         self.settle = settle
