@@ -1,6 +1,7 @@
 """Delivery outcomes against the real stack: reports on `bulk.delivery-status` folded
-exactly into the job view, the users page and `GET /messages/{id}`; bad reports to
-the DLQ; one message event per state reached."""
+exactly into the job view, the users page and `GET /messages/{id}`, also while their
+partitions move between workers; bad reports to the DLQ; one message event per state
+reached."""
 
 from __future__ import annotations
 
