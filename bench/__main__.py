@@ -30,12 +30,14 @@ from .env import (
     REPO,
     Options,
     Run,
+    cpu_ticks,
     machine_facts,
     plant_sentinel,
     restarted,
     say,
     sentinel_intact,
     stack_identity,
+    stolen_share,
 )
 from .procs import settle
 from .report import render, write
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     facts = machine_facts()
+    ticks = cpu_ticks()
     say(f"run {bench.run_id}: {', '.join(chosen)}; N={opts.users:,}, W={opts.workers}")
     results: list[ScenarioResult] = []
     failures: dict[str, str] = {}
@@ -170,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{name}: done in {time.monotonic() - began:.0f} s")
     finally:
         bench.close()
-    facts["load (1, 5, 15 min) at start / end"] = f"{facts.pop('load')} / {machine_facts()['load']}"
+    ended = machine_facts()
+    facts["load (1, 5, 15 min) at start / end"] = f"{facts.pop('load')} / {ended['load']}"
+    facts["Python speed at start / end (M loop steps per CPU-second, `bench.env.python_speed`)"] = (
+        f"{facts.pop('speed')} / {ended['speed']}"
+    )
+    facts["CPU time stolen by the hypervisor during the run"] = stolen_share(ticks, cpu_ticks())
     record = {
         "command": command,
         "started": started,

@@ -211,8 +211,48 @@ def _kafka_version() -> str:
     return found.group(1) if found else "unknown"
 
 
+# Steps of the speed probe's loop (`python_speed`), about 0.1-0.3 s of CPU a round.
+PROBE_STEPS = 2_000_000
+
+
+def python_speed() -> float:
+    """Millions of steps per CPU-second of a fixed pure-Python loop (best of 3 rounds):
+    how fast this host ran the interpreter at the time. Two runs' figures tell a slower
+    machine from slower code; the same host has run the whole bench at a third of its
+    usual speed on some days."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        total = 0
+        for step in range(PROBE_STEPS):
+            total += step
+        best = min(best, time.process_time() - started)
+    return PROBE_STEPS / max(best, 1e-9) / 1e6
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, all) clock ticks of every core since boot (/proc/stat's first line:
+    user, nice, system, idle, iowait, irq, softirq, steal), None where there is none."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if first[:1] != ["cpu"] or len(first) < 9:
+        return None
+    ticks = [int(field) for field in first[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    """The share of the cores' time the hypervisor took between two `cpu_ticks`."""
+    if before is None or after is None or after[1] <= before[1]:
+        return "unknown"
+    return f"{(after[0] - before[0]) / (after[1] - before[1]):.1%}"
+
+
 def machine_facts() -> dict[str, str]:
-    """Cores, RAM, CPU model, Python and the client and broker versions."""
+    """Cores, RAM, CPU model, Python and the client and broker versions; the load and
+    the interpreter's speed now (`python_speed`)."""
     from importlib.metadata import version
 
     return {
@@ -226,6 +266,7 @@ def machine_facts() -> dict[str, str]:
         "faust-streaming": version("faust-streaming"),
         "kernel": platform.release(),
         "load": "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
+        "speed": f"{python_speed():.1f}",
     }
 
 
