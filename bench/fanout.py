@@ -24,6 +24,7 @@ out (untimed) under py-spy.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from statistics import median
 from typing import Any
 
@@ -64,11 +65,17 @@ SMALL_JOBS = 3  # jobs of N/10 users timed, one after the other
 CEILING_PUSHES = 3
 
 
+def tail_cut(stamps: Sequence[float]) -> float:
+    """Where the tail begins: the time of the last of the first 90 % of the sends
+    (`stamps` in time order)."""
+    return stamps[int(len(stamps) * (1 - TAIL)) - 1]
+
+
 def tail_rates(stats: TopicStats) -> tuple[float, float]:
     """(sends/s of the first 90 % of the job's sends, sends/s of the last 10 %), from
     their record timestamps."""
     stamps = sorted(stats.timestamps_ms)
-    cut = stamps[int(len(stamps) * (1 - TAIL)) - 1]
+    cut = tail_cut(stamps)
     head_s = max(cut - stamps[0], 1) / 1000
     tail_s = max(stamps[-1] - cut, 1) / 1000
     return len(stamps) * (1 - TAIL) / head_s, len(stamps) * TAIL / tail_s

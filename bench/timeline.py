@@ -24,7 +24,7 @@ from streams.testing.reader import ViewReader
 from streams.testing.topics import read_stamped
 
 from .env import TENANT, Run
-from .fanout import TAIL, tail_rates
+from .fanout import tail_cut, tail_rates
 from .jobs import create_job, ingest, ingest_commands, run_command
 from .kafka import TopicStats
 from .procs import settle
@@ -79,7 +79,7 @@ def describe(job_id: str, started: float, seen: float, records: dict[str, Any], 
         if delays
         else "-"
     )
-    cut = sends[int(len(sends) * (1 - TAIL)) - 1]
+    cut = tail_cut(sends)
     head, tail = tail_rates(TopicStats(timestamps_ms=[round(stamp * 1000) for stamp in sends]))
     lines = [
         f"job {job_id}: run -> COMPLETED seen {ms(seen)} ms",
