@@ -34,11 +34,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The fan-out's page expansion in Rust (native/, PyO3): without it the fan-out
-# expands pages in Python, the same bytes about 3x slower. Needs cargo (rustup).
+# The native module in Rust (native/, PyO3): the fan-out's page expansion, the
+# ingest's reads, the delivery fold and the feeds' Kafka reader; without it each
+# runs in Python, the same results slower. Needs cargo (rustup), a C compiler and
+# make: librdkafka is built from the sources the rdkafka crate bundles.
 NATIVE_WHEELS := native/target/wheels
 
-native: $(VENV)/.native ## build the fan-out's native page expansion (Rust, maturin) into the virtualenv
+native: $(VENV)/.native ## build the native module (Rust, maturin; librdkafka from source) into the virtualenv
 
 $(VENV)/.native: $(VENV)/.installed native/Cargo.toml native/pyproject.toml \
 		native/bulkstream_native.pyi $(wildcard native/src/*.rs)

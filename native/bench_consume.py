@@ -1,8 +1,9 @@
-"""CPU µs per delivery report of the reports feed's read from librdkafka, in Python:
-confluent-kafka's `consume` (a `Message` object a record) and `record_columns`
-(the batch by column, as `ReportBatch` takes it). This is what the feed pays
-before `native/bench_fold.py`'s steps begin, and what a native Kafka reader
-handing `ReportBatch` the fetched values would save.
+"""CPU µs per delivery report of the reports feed's read from librdkafka: through
+confluent-kafka, its `consume` (a `Message` object a record) and `record_columns`
+(the batch by column, as `ReportBatch` takes it); through the native reader
+(`streams.kafka.native_reader`, the feed's way when the module is built), its
+`take`, by column already. This is what the feed pays before
+`native/bench_fold.py`'s steps begin.
 
     .venv/bin/python native/bench_consume.py [--reports 300000]
 
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.aggregate.command_feed import consumer_config, record_columns
+from streams.kafka.native_reader import NativeReader
 from streams.settings import Settings
 
 JOB = "1-69248100-735a1efde685854f21970d8e"
@@ -72,6 +74,24 @@ def measure(settings: Settings, topic: str, n: int) -> tuple[float, float]:
         consumer.close()
 
 
+def measure_native(settings: Settings, topic: str, n: int) -> float:
+    """CPU µs a record of the native reader's `take`."""
+    reader = NativeReader(consumer_config(settings, f"{topic}-native", BATCH), topic)
+    try:
+        reader.assign([TopicPartition(topic, 0, 0)])
+        got = len(reader.take(1, 10).offsets)
+        taking = 0.0
+        while got < n:
+            time.sleep(0.05)  # librdkafka fetches ahead meanwhile
+            started = time.thread_time()
+            fetched = reader.take(BATCH, 0)
+            taking += time.thread_time() - started
+            got += len(fetched.offsets)
+        return taking / got * 1e6
+    finally:
+        reader.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=300_000)
@@ -84,6 +104,7 @@ def main() -> None:
     try:
         produce(bootstrap, topic, args.reports)
         consuming, columns = measure(settings, topic, args.reports)
+        taking = measure_native(settings, topic, args.reports)
     finally:
         admin.delete_topics([topic])[topic].result()
     print(f"| per report ({args.reports:,}, batches of {BATCH:,}) | CPU |")
@@ -91,6 +112,7 @@ def main() -> None:
     print(f"| `Consumer.consume` | {consuming:.2f} µs |")
     print(f"| `record_columns` | {columns:.2f} µs |")
     print(f"| both | {consuming + columns:.2f} µs |")
+    print(f"| the native reader's `take` | {taking:.2f} µs |")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The fan-out's page expansion in Rust (native/src/lib.rs; streams/fanout/expand.py uses
 it), the ingest's filter of message digests (native/src/digest_filter.rs;
 streams/aggregate/dedupe.py uses it), the delivery fold of one job's batch of
-reports (native/src/delivery_fold.rs; streams/aggregate/fold_codec.py uses it) and
+reports (native/src/delivery_fold.rs; streams/aggregate/fold_codec.py uses it),
 a feed's batch of reports read, located and folded (native/src/report_batch.rs;
-streams/aggregate/delivery.py uses it)."""
+streams/aggregate/delivery.py uses it) and a feed's Kafka reader
+(native/src/feed_reader.rs; streams/kafka/native_reader.py uses it)."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -75,6 +76,35 @@ def fold_reports(
     reported position): (summary, blocks changed, message events, views entries,
     messages per state reached), as `streams.aggregate.fold_codec.fold_encoded`
     gives them. None: a stored record is not what `fold_encoded` writes."""
+
+class FeedReader:
+    """A consumer of one topic's assigned partitions through the module's own
+    librdkafka, handing each take over by column (native/src/feed_reader.rs)."""
+
+    def __init__(self, config: Sequence[tuple[str, str]], topic: str) -> None:
+        """librdkafka's properties as text; it reads nothing until `assign`."""
+    def assign(self, starts: Sequence[tuple[int, int]]) -> None:
+        """Read these (partition, offset) of the topic and no other partition; a
+        negative offset is librdkafka's logical one (-2 the beginning, -1 the end)."""
+    def unassign(self) -> None:
+        """Read no partition."""
+    def seek(self, partition: int, offset: int) -> None:
+        """Read a partition again from this offset."""
+    def take(
+        self, limit: int, timeout: float
+    ) -> tuple[
+        list[int], list[int], list[bytes | None], list[bytes | None], list[tuple[str, bool]]
+    ]:
+        """Up to `limit` records (and errors) fetched; when none is, those that come
+        within `timeout` seconds: (partitions, offsets, keys, values, errors as
+        (text, fatal))."""
+    def stats(self) -> str | None:
+        """librdkafka's last statistics JSON since last asked for, if any."""
+    def log_lines(self) -> tuple[list[tuple[int, str]], int]:
+        """librdkafka's log lines of level warning or worse since last asked for, as
+        (syslog level, line), and how many more were dropped."""
+    def close(self) -> None:
+        """Leave the partitions and free the consumer; harmless twice."""
 
 class ReportBatch:
     """A feed's batch of delivery reports read (as `fast_report` reads each), grouped by

@@ -155,10 +155,12 @@ class Settings(BaseSettings):
         description=(
             "Use the native module `bulkstream_native` (native/, Rust) when it is "
             "installed: to expand fan-out pages (decode, routing check, the sends' JSON), "
-            "and to keep each ingesting job's users in a Bloom filter that spares the "
-            "dedupe check a RocksDB read for a new user. False: always in Python, reading "
-            "RocksDB for every user. Both give the same results (streams/fanout/expand.py, "
-            "streams/aggregate/dedupe.py)."
+            "to keep each ingesting job's users in a Bloom filter that spares the "
+            "dedupe check a RocksDB read for a new user, to fold delivery reports, and to "
+            "read the reports' and progress reports' feeds from Kafka by column. False: "
+            "always in Python (the feeds through confluent-kafka), reading RocksDB for "
+            "every user. Both give the same results (streams/fanout/expand.py, "
+            "streams/aggregate/dedupe.py, streams/kafka/native_reader.py)."
         ),
     )
     worker_niceness: int = Field(

@@ -27,11 +27,13 @@
 //! digests (`DigestFilter`), which spares the dedupe check a RocksDB read for
 //! a user the job has not seen; `ingest_keys`, the identities and digests of an
 //! ingest's users; `stored_batch`, the batch of users an ingest stores;
-//! `delivery_fold`, the fold of delivery reports; and `message_ids`, the
-//! positions reports' message ids carry.
+//! `delivery_fold`, the fold of delivery reports; `message_ids`, the
+//! positions reports' message ids carry; and `feed_reader`, a feed's Kafka
+//! reader handing records over by column.
 
 mod delivery_fold;
 mod digest_filter;
+mod feed_reader;
 mod ingest_keys;
 mod ingest_read;
 mod message_ids;
@@ -896,6 +898,7 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
+    feed_reader::register(module)?;
     ingest_keys::register(module)?;
     ingest_read::register(module)?;
     message_ids::register(module)?;

@@ -31,7 +31,9 @@ The feed keeps the guarantees of a faust agent on its own:
 A feed of delivery reports is the same with its own cursor (`report_cursor_key`),
 taking up to 10,000 records at a time and handing them over together: a
 report costs a few microseconds of Python, where a faust event costs tens.
-`Feeds` pauses and stops every feed of the app together.
+Such a feed reads through the native module's librdkafka when it is built
+(`streams.kafka.native_reader`: a batch by column, with no `Message` object a
+record). `Feeds` pauses and stops every feed of the app together.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from streams import metrics
 from streams.aggregate.pipeline import Pipeline
 from streams.aggregate.state import PARTITION_KEYS, cursor_key
 from streams.errors import BulkstreamError
+from streams.kafka.native_reader import NativeReader, reader_maker
 from streams.runtime.access import held_partitions, partition_db
 from streams.runtime.app import deliveries_of
 from streams.runtime.patches.current_event import CommandEvent, in_event
@@ -108,6 +111,25 @@ class RecordBatch:
         order within a partition)."""
         return dict(zip(self.partitions, self.offsets, strict=True))
 
+    def fits(self, assigned: frozenset[int], applied: dict[int, int]) -> bool:
+        """Every record is of partitions `assigned` and past its partition's offset
+        `applied`."""
+        # Offsets rise within a partition: its first here is its lowest.
+        firsts = dict(zip(reversed(self.partitions), reversed(self.offsets), strict=True))
+        return all(p in assigned and o > applied.get(p, -1) for p, o in firsts.items())
+
+    def newer(self, assigned: frozenset[int], applied: dict[int, int]) -> RecordBatch:
+        """The records that are of partitions `assigned` and past their partition's
+        offset `applied`."""
+        kept = RecordBatch(self.topic)
+        for n, (partition, offset) in enumerate(zip(self.partitions, self.offsets, strict=True)):
+            if partition in assigned and offset > applied.get(partition, -1):
+                kept.partitions.append(partition)
+                kept.offsets.append(offset)
+                kept.keys.append(self.keys[n])
+                kept.values.append(self.values[n])
+        return kept
+
 
 def record_columns(
     topic: str, records: list[Any], assigned: frozenset[int], applied: dict[int, int]
@@ -123,9 +145,7 @@ def record_columns(
         return None
     taken.partitions = [record.partition() for record in records]
     taken.offsets = [record.offset() for record in records]
-    # Offsets rise within a partition: its first here is its lowest.
-    firsts = dict(zip(reversed(taken.partitions), reversed(taken.offsets), strict=True))
-    if any(p not in assigned or o <= applied.get(p, -1) for p, o in firsts.items()):
+    if not taken.fits(assigned, applied):
         return None
     taken.keys = [record.key() for record in records]
     taken.values = [record.value() for record in records]
@@ -257,11 +277,13 @@ class CommandFeed:
         self.origin = origin
         self.batch = batch
         self.checkpoint_seconds = pipeline.settings.command_checkpoint_seconds
-        self.config = consumer_config(pipeline.settings, name, batch) | {"stats_cb": self.on_stats}
+        self.config = consumer_config(pipeline.settings, name, batch)
         self.handle = handle
         self.handle_batch = handle_batch
         self.settle = settle
-        self.consumer: Consumer | None = None
+        # A feed of batches reads natively when it can (`streams.kafka.native_reader`).
+        self.native = reader_maker(pipeline.settings.native) if handle is None else None
+        self.consumer: Consumer | NativeReader | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-fetch")
         # Held by the loop while it reads and applies a batch, and by `pause`.
         self.lock = asyncio.Lock()
@@ -284,7 +306,10 @@ class CommandFeed:
     # -- what faust calls ------------------------------------------------------
     async def run(self) -> None:
         """Read and apply commands until the worker stops (a faust task)."""
-        self.consumer = Consumer(self.config)
+        if self.native is not None:
+            self.consumer = self.native(self.config, self.topic)
+        else:
+            self.consumer = Consumer(self.config | {"stats_cb": self.on_stats})
         last_checkpoint = time.monotonic()
         while not self.stopped:
             if not self.ready():
@@ -431,15 +456,20 @@ class CommandFeed:
         finally:
             self.spent["applying"].inc(time.monotonic() - fetched)
 
-    async def apply(self, records: list[Any]) -> None:
-        """Apply these records: each alone (`handle`), or all at once (`handle_batch`)."""
+    async def apply(self, records: list[Any] | RecordBatch) -> None:
+        """Apply these records (confluent-kafka's, or the native reader's batch): each
+        alone (`handle`), or all at once (`handle_batch`)."""
         taken = None
         if self.handle_batch is not None:
             if self.pausing or self.stopped:
                 taken = RecordBatch(self.topic)  # read again from the cursor
+            elif isinstance(records, RecordBatch):
+                fits = records.fits(self.assigned, self.applied)
+                taken = records if fits else records.newer(self.assigned, self.applied)
             else:
                 taken = record_columns(self.topic, records, self.assigned, self.applied)
         if taken is None:
+            assert not isinstance(records, RecordBatch)  # a native reader's feed has batches
             taken = await self.apply_each(records)
         self.quiet = not taken
         if taken and self.handle_batch is not None:
@@ -487,17 +517,36 @@ class CommandFeed:
         self.watch.observe(fetch_states(stats, self.topic), time.monotonic())
         self.ends = fetch_ends(stats, self.topic)
 
-    def take(self) -> list[Any]:
+    def take(self) -> list[Any] | RecordBatch:
         """What librdkafka has fetched, up to `BATCH`; else the next record to come.
 
         `consume(n, timeout)` waits for n records or the timeout, whichever
         comes first: with fewer queued, every batch would wait the timeout out."""
         assert self.consumer is not None
+        if isinstance(self.consumer, NativeReader):
+            return self.take_natively(self.consumer)
         records: list[Any] = self.consumer.consume(self.batch, 0)
         if not records:
             record = self.consumer.poll(POLL_SECONDS)
             records = [record] if record is not None else []
         return records
+
+    def take_natively(self, reader: NativeReader) -> RecordBatch:
+        """`take`, by the native reader: what it has fetched, up to `BATCH`, else what
+        comes within `POLL_SECONDS`; an error met instead of a record is logged, or
+        raised if librdkafka says it is fatal (as `apply_each` does)."""
+        fetched = reader.take(self.batch, POLL_SECONDS)
+        stats = reader.stats()
+        if stats is not None:
+            self.on_stats(stats)
+        for text, fatal in fetched.errors:
+            if fatal:
+                raise KafkaException(KafkaError(KafkaError._FATAL, text, fatal=True))
+            log.warning("reading %s: %s", self.topic, text)
+        taken = RecordBatch(self.topic)
+        taken.partitions, taken.offsets = fetched.partitions, fetched.offsets
+        taken.keys, taken.values = fetched.keys, fetched.values
+        return taken
 
     async def checkpoint(self, everything: bool, *, wait: bool) -> None:
         """Write the cursor of each partition that moved, once everything the

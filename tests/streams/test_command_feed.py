@@ -17,7 +17,13 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.aggregate.command_feed import FetchWatch, fetch_ends, fetch_states, record_columns
+from streams.aggregate.command_feed import (
+    FetchWatch,
+    RecordBatch,
+    fetch_ends,
+    fetch_states,
+    record_columns,
+)
 from streams.settings import Settings
 from streams.testing.client import Client, await_accepted, send_generated
 from streams.testing.processes import WorkerProcess, wait_for
@@ -222,3 +228,19 @@ def test_record_columns_are_the_records_to_apply_or_none_when_some_are_not(
     empty = record_columns(topology.topic_commands, [], frozenset(), {})
     assert empty is not None
     assert len(empty) == 0
+
+
+def test_a_batch_keeps_only_the_records_of_partitions_held_past_their_offset() -> None:
+    batch = RecordBatch("t")
+    batch.partitions = [1, 1, 1, 4, 4]
+    batch.offsets = [5, 6, 7, 0, 1]
+    batch.keys = [b"a", None, b"c", b"d", b"e"]
+    batch.values = [b"1", b"2", None, b"4", b"5"]
+    assert batch.fits(frozenset({1, 4}), {1: 4})
+    assert not batch.fits(frozenset({1}), {})
+    assert not batch.fits(frozenset({1, 4}), {1: 5})
+    kept = batch.newer(frozenset({1, 4}), {1: 5, 4: 0})
+    assert (kept.partitions, kept.offsets) == ([1, 1, 4], [6, 7, 1])
+    assert (kept.keys, kept.values) == ([None, b"c", b"e"], [b"2", None, b"5"])
+    assert kept.fits(frozenset({1, 4}), {1: 5, 4: 0})
+    assert len(batch.newer(frozenset({2}), {})) == 0

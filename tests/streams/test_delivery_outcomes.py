@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import redis
 from confluent_kafka import Producer
 
@@ -324,14 +325,20 @@ def test_workers_set_to_identity_ids_make_them_and_fold_their_reports(
         assert http.get(f"/messages/{sends[3]}").json()["recipient"] == "u3"
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native-reader", "confluent-kafka"])
 def test_reports_are_folded_once_while_partitions_move(
-    topology: Settings, client: Client, start_worker: Callable[..., WorkerProcess]
+    topology: Settings,
+    client: Client,
+    start_worker: Callable[..., WorkerProcess],
+    native: bool,
 ) -> None:
     """A worker that joins, and one that stops, move the reports' partitions while
     reports flow: each worker gives a partition up at its cursor, and the next
     holder reads on from there. Every report is counted, in every job: none
-    skipped."""
-    overrides = {"reports_batch": 25}  # many batches: a hand-over comes between two
+    skipped. The feed reads through the native module's librdkafka when it is built,
+    else (and with `native` off) through confluent-kafka's."""
+    # Many batches: a hand-over comes between two.
+    overrides = {"reports_batch": 25, "native": native}
     first = start_worker("w1", **overrides)
     jobs = [client.create({"template": "T"}) for _ in range(MOVING_JOBS)]
     for job_id in jobs:
