@@ -47,6 +47,7 @@ one at a time, as without it; one job's reports are folded one way.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import time
 from collections import defaultdict
@@ -141,6 +142,9 @@ class DeliveryFold:
         self._unrecorded: dict[bytes, bytes] = {}
         # (partition, job id) -> (its failures when read, the positions of those users)
         self._failed: dict[tuple[int, str], tuple[int, list[int]]] = {}
+        # The native fold runs here, mostly without the GIL: the event loop meanwhile
+        # ends the batch before (its views, acknowledgements and state writes).
+        self._folder = ThreadPoolExecutor(1, thread_name_prefix="delivery-fold")
 
     def open(self) -> AsyncProducer:
         """The producer of dead letters, made once (at start)."""
@@ -157,6 +161,7 @@ class DeliveryFold:
     def close(self) -> None:
         close_producer(self._producer, "dead letters")
         close_producer(self._events, "message events")
+        self._folder.shutdown(wait=False)
 
     async def handle(self, messages: RecordBatch) -> None:
         started = time.perf_counter()
@@ -363,7 +368,10 @@ class DeliveryFold:
         job = batch.job
         assert job is not None
         summary, blocks = self.stored(batch, read.block_numbers(group))
-        encoded = fold_group(read, group, summary, blocks, job.tenant)
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(
+            self._folder, fold_group, read, group, summary, blocks, job.tenant
+        )
         batch.carried = True
         return await self.emit(batch, encoded, read.count(group))
 
