@@ -15,7 +15,7 @@
 //! tests/streams/test_feed_reader_native.py keeps it equal to confluent-kafka's
 //! reading of the same records.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -103,8 +103,9 @@ type Columns<'py> = (
 #[pyclass(module = "bulkstream_native")]
 pub struct FeedReader {
     topic: String,
-    /// None once closed.
-    consumer: Mutex<Option<BaseConsumer<Reports>>>,
+    /// None once closed. Shared by every call but `close`: librdkafka takes calls
+    /// from any thread, so a seek need not wait for a take's poll to end.
+    consumer: RwLock<Option<BaseConsumer<Reports>>>,
 }
 
 fn kafka_error(error: KafkaError) -> PyErr {
@@ -117,7 +118,7 @@ fn closed() -> PyErr {
 
 impl FeedReader {
     fn with<T>(&self, call: impl FnOnce(&BaseConsumer<Reports>) -> PyResult<T>) -> PyResult<T> {
-        let consumer = self.consumer.lock().expect("consumer lock");
+        let consumer = self.consumer.read().expect("consumer lock");
         call(consumer.as_ref().ok_or_else(closed)?)
     }
 }
@@ -143,12 +144,14 @@ impl FeedReader {
         for (name, value) in config {
             client.set(name, value);
         }
+        // The crate asks librdkafka for errors only, unless Rust's `log` wants more.
+        client.set_log_level(RDKafkaLogLevel::Warning);
         let consumer: BaseConsumer<Reports> = client
             .create_with_context(Reports::default())
             .map_err(kafka_error)?;
         Ok(FeedReader {
             topic,
-            consumer: Mutex::new(Some(consumer)),
+            consumer: RwLock::new(Some(consumer)),
         })
     }
 
@@ -246,7 +249,7 @@ impl FeedReader {
 
     /// librdkafka's last statistics JSON since the last asked for, if any.
     fn stats(&self) -> Option<String> {
-        let consumer = self.consumer.lock().expect("consumer lock");
+        let consumer = self.consumer.read().expect("consumer lock");
         consumer
             .as_ref()
             .and_then(|c| c.context().stats.lock().expect("stats lock").take())
@@ -255,7 +258,7 @@ impl FeedReader {
     /// librdkafka's log lines of level warning or worse since the last asked for, as
     /// (syslog level, line), and how many more were dropped.
     fn log_lines(&self) -> (Vec<(i32, String)>, usize) {
-        let consumer = self.consumer.lock().expect("consumer lock");
+        let consumer = self.consumer.read().expect("consumer lock");
         consumer.as_ref().map_or((Vec::new(), 0), |c| {
             std::mem::take(&mut *c.context().lines.lock().expect("log lock"))
         })
@@ -263,8 +266,7 @@ impl FeedReader {
 
     /// Leave the partitions and free the consumer; harmless twice.
     fn close(&self, py: Python<'_>) {
-        let consumer = self.consumer.lock().expect("consumer lock").take();
-        py.detach(move || drop(consumer));
+        py.detach(|| drop(self.consumer.write().expect("consumer lock").take()));
     }
 }
 
