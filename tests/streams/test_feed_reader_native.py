@@ -216,3 +216,19 @@ def test_a_broker_out_of_reach_is_told_by_errors_and_librdkafka_s_log(
         assert any("127.0.0.1:1" in record.getMessage() for record in caplog.records)
     finally:
         reader.close()
+
+
+def test_librdkafka_s_warnings_reach_the_log(
+    topology: Settings, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A producer's property on a consumer: librdkafka warns (level 4) and goes on.
+    config = consumer_config(topology, f"{topic}-warned", 50) | {"linger.ms": 5}
+    reader = NativeReader(config, topic)
+    try:
+        with caplog.at_level(logging.WARNING, logger="streams.kafka.native_reader"):
+            reader.take(1, 0)
+        warned = [r for r in caplog.records if "is a producer property" in r.getMessage()]
+        assert warned
+        assert warned[0].levelno == logging.WARNING
+    finally:
+        reader.close()
