@@ -11,9 +11,11 @@
 # (`make image` fills build/image/wheels from the tested virtualenv): then
 # nothing is fetched from a package index, and the versions are the tested
 # ones. Empty (the default): pip installs from the index as usual.
-# NATIVE: the wheel of the fan-out's native page expansion in the build context
-# (`make image` puts the one `make native` built in build/image/native); empty:
-# the fan-out expands pages in Python (the same bytes, slower).
+# NATIVE: the wheel of the native module (native/: the fan-out's page expansion,
+# the ingest's reads, the delivery fold, the feeds' Kafka reader with its own
+# librdkafka linked in) in the build context (`make image` puts the one `make
+# native` built in build/image/native); empty: all of it in Python (the same
+# results, slower).
 ARG BASE_IMAGE=python:3.11-slim
 
 # -- build: a virtualenv with bulkstream and its dependencies ------------------

@@ -12,9 +12,9 @@
 #   IMAGE_PIP_CA  a CA bundle for pip inside the build (the build secret
 #                 `pip-ca`), where a proxy intercepts TLS and IMAGE_WHEELS=no.
 #   PYTHON        the virtualenv's python, for the wheels (Python 3.11).
-#   NATIVE_WHEELS where `make native` put the wheel of the fan-out's native page
-#                 expansion (native/target/wheels): the image installs it; without
-#                 one, the image's fan-out expands pages in Python.
+#   NATIVE_WHEELS where `make native` put the wheel of the native module
+#                 (native/target/wheels): the image installs it; without one, the
+#                 image runs its native parts in Python.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -72,7 +72,7 @@ if [[ "$IMAGE_WHEELS" == yes ]]; then
   wheels_arg=(--build-arg "WHEELS=$WHEELS" --build-arg "WHEELS_DIGEST=$digest")
 fi
 
-# The native expansion: its wheel, built here against the tested sources (abi3,
+# The native module: its wheel, built here against the tested sources (abi3,
 # manylinux), in both modes: it is not on any package index.
 native_arg=()
 rm -rf "$NATIVE_DIR" && mkdir -p "$NATIVE_DIR"
