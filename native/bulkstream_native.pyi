@@ -106,6 +106,29 @@ class FeedReader:
     def close(self) -> None:
         """Leave the partitions and free the consumer; harmless twice."""
 
+class EventProducer:
+    """A producer through the module's own librdkafka that reports failed records only
+    (native/src/event_producer.rs)."""
+
+    def __init__(self, config: Sequence[tuple[str, str]]) -> None:
+        """librdkafka's properties as text."""
+    def send(self, topic: str, key: bytes | None, values: Sequence[bytes], start: int) -> int:
+        """Queue a record of each of `values[start:]` under `key` while the queue has
+        room; the index reached (`len(values)`: all queued). Never waits."""
+    def flush(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the queue to empty, serving the failures'
+        reports; the records still queued."""
+    def __len__(self) -> int:
+        """Records queued and not yet taken or failed; once closed, those it left."""
+    def failures(self, start: int) -> list[str]:
+        """The failures reported after the first `start`, as `<topic>/<partition>: <error>`."""
+    def log_lines(self) -> tuple[list[tuple[int, str]], int]:
+        """librdkafka's log lines of level warning or worse since last asked for, as
+        (syslog level, line), and how many more were dropped."""
+    def close(self, timeout: float) -> int:
+        """Flush for up to `timeout` seconds, then free the producer; the records it
+        still held. Harmless twice."""
+
 class ReportBatch:
     """A feed's batch of delivery reports read (as `fast_report` reads each), grouped by
     (partition, job id), located and folded without a Python object per report
@@ -150,6 +173,7 @@ class ReportBatch:
         blocks: dict[int, bytes | None],
         tenant: str,
         bucket: int,
+        events_to: tuple[EventProducer, str] | None = None,
     ) -> (
         tuple[
             bytes,
@@ -164,7 +188,9 @@ class ReportBatch:
         its entries grouped by bucket of `bucket` positions, as
         `streams.views.delivery.bucket_fields` groups them (the fields of
         `BucketFields`: bucket numbers, each one's count of fields and end in the body,
-        the body, one message's id)."""
+        the body, one message's id). With `events_to` (a producer, a topic), the
+        message events are queued there under the job's id, waiting for room if need
+        be, and the list of events answered is empty."""
 
 def carried_positions(job_ids: Sequence[str], message_ids: Sequence[str]) -> list[int]:
     """For each (job id, message id), the position the id carries as one of that job's

@@ -374,7 +374,7 @@ struct Raised {
 pub(crate) struct Folded {
     summary: Vec<u8>,
     blocks: Vec<(i64, Vec<u8>)>,
-    events: Vec<Vec<u8>>,
+    pub(crate) events: Vec<Vec<u8>>,
     entries: Vec<(i64, usize, String)>, // (position, the item naming its message id, entry)
     reached: Vec<(u8, i64)>,
 }

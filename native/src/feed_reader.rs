@@ -30,13 +30,36 @@ use rdkafka::{Offset, TopicPartitionList};
 /// librdkafka's log lines kept for Python between two takes (the rest are counted).
 const KEPT_LINES: usize = 100;
 
+/// librdkafka's log lines of level warning or worse, not yet taken by Python, and how
+/// many were dropped (beyond `KEPT_LINES`).
+#[derive(Default)]
+pub(crate) struct LogLines(Mutex<(Vec<(i32, String)>, usize)>);
+
+impl LogLines {
+    pub(crate) fn keep(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        let level = level as i32;
+        if level > RDKafkaLogLevel::Warning as i32 {
+            return;
+        }
+        let mut lines = self.0.lock().expect("log lock");
+        if lines.0.len() < KEPT_LINES {
+            lines.0.push((level, format!("{fac}: {log_message}")));
+        } else {
+            lines.1 += 1;
+        }
+    }
+
+    pub(crate) fn take(&self) -> (Vec<(i32, String)>, usize) {
+        std::mem::take(&mut *self.0.lock().expect("log lock"))
+    }
+}
+
 /// What librdkafka reports outside the records: its statistics and its log.
 #[derive(Default)]
 struct Reports {
     /// The last statistics JSON not yet taken.
     stats: Mutex<Option<String>>,
-    /// Log lines of level warning or worse, not yet taken, and how many were dropped.
-    lines: Mutex<(Vec<(i32, String)>, usize)>,
+    lines: LogLines,
 }
 
 impl ClientContext for Reports {
@@ -46,16 +69,7 @@ impl ClientContext for Reports {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        let level = level as i32;
-        if level > RDKafkaLogLevel::Warning as i32 {
-            return;
-        }
-        let mut lines = self.lines.lock().expect("log lock");
-        if lines.0.len() < KEPT_LINES {
-            lines.0.push((level, format!("{fac}: {log_message}")));
-        } else {
-            lines.1 += 1;
-        }
+        self.lines.keep(level, fac, log_message);
     }
 
     // Global errors come back from `poll` too (as records' errors): `take` gives them.
@@ -259,9 +273,9 @@ impl FeedReader {
     /// (syslog level, line), and how many more were dropped.
     fn log_lines(&self) -> (Vec<(i32, String)>, usize) {
         let consumer = self.consumer.read().expect("consumer lock");
-        consumer.as_ref().map_or((Vec::new(), 0), |c| {
-            std::mem::take(&mut *c.context().lines.lock().expect("log lock"))
-        })
+        consumer
+            .as_ref()
+            .map_or((Vec::new(), 0), |c| c.context().lines.take())
     }
 
     /// Leave the partitions and free the consumer; harmless twice.

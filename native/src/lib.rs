@@ -28,11 +28,13 @@
 //! a user the job has not seen; `ingest_keys`, the identities and digests of an
 //! ingest's users; `stored_batch`, the batch of users an ingest stores;
 //! `delivery_fold`, the fold of delivery reports; `message_ids`, the
-//! positions reports' message ids carry; and `feed_reader`, a feed's Kafka
-//! reader handing records over by column.
+//! positions reports' message ids carry; `feed_reader`, a feed's Kafka
+//! reader handing records over by column; and `event_producer`, the producer
+//! the fold queues its message events on.
 
 mod delivery_fold;
 mod digest_filter;
+mod event_producer;
 mod feed_reader;
 mod ingest_keys;
 mod ingest_read;
@@ -898,6 +900,7 @@ fn bulkstream_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(expand_page, module)?)?;
     module.add_class::<digest_filter::DigestFilter>()?;
     delivery_fold::register(module)?;
+    event_producer::register(module)?;
     feed_reader::register(module)?;
     ingest_keys::register(module)?;
     ingest_read::register(module)?;

@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::delivery_fold::{self, block_of, read_report, EncodedTuple, First, Item, WireReport};
+use crate::event_producer::EventProducer;
 use crate::message_ids::carried;
 
 /// What Python knows of a group's job, when its reports may be located here:
@@ -292,7 +293,11 @@ impl ReportBatch {
     /// `bulkstream_native.fold_reports` folds the same `Reported` tuples (None: a
     /// stored record is not what `fold_encoded` writes; fold it in Python); the
     /// entries grouped by bucket of the views, `bucket` positions each
-    /// (`streams.views.delivery.bucket_fields`).
+    /// (`streams.views.delivery.bucket_fields`). With `events_to` (a producer and a
+    /// topic), the message events are queued there under the job's id, waiting for
+    /// room if need be, and the events answered are none.
+    #[pyo3(signature = (group, summary, blocks, tenant, bucket, events_to=None))]
+    #[allow(clippy::too_many_arguments)]
     fn fold<'py>(
         &self,
         py: Python<'py>,
@@ -301,6 +306,7 @@ impl ReportBatch {
         blocks: HashMap<i64, Option<Bound<'py, PyBytes>>>,
         tenant: &str,
         bucket: i64,
+        events_to: Option<(Bound<'py, EventProducer>, String)>,
     ) -> PyResult<Option<EncodedTuple<'py>>> {
         if bucket <= 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
@@ -313,9 +319,27 @@ impl ReportBatch {
             .iter()
             .map(|(n, block)| (*n, block.as_ref().map(|b| b.as_bytes())))
             .collect();
-        let Some(folded) =
-            py.detach(|| delivery_fold::fold(summary, &items, &raw_blocks, job_id, tenant))
-        else {
+        let events_to = events_to
+            .as_ref()
+            .map(|(producer, topic)| (producer.get(), topic));
+        let folded = py.detach(|| -> PyResult<_> {
+            let Some(mut folded) =
+                delivery_fold::fold(summary, &items, &raw_blocks, job_id, tenant)
+            else {
+                return Ok(None);
+            };
+            if let Some((producer, topic)) = events_to {
+                let events = std::mem::take(&mut folded.events);
+                producer.queue(
+                    topic,
+                    Some(job_id.as_bytes()),
+                    events.iter().map(Vec::as_slice),
+                    true,
+                )?;
+            }
+            Ok(Some(folded))
+        })?;
+        let Some(folded) = folded else {
             return Ok(None);
         };
         delivery_fold::encoded(py, &folded, &items, Some(bucket)).map(Some)

@@ -78,6 +78,7 @@ from streams.aggregate.state import (
 )
 from streams.ids import POSITION_IDS, message_id_prefix, position_reader, shown_message_id
 from streams.kafka.config import producer_config
+from streams.kafka.native_producer import NativeBatchProducer, batch_producer
 from streams.kafka.producer import AsyncProducer, BatchProducer, close_producer
 from streams.runtime.access import partition_db
 from streams.runtime.patches.current_event import in_event
@@ -153,9 +154,11 @@ class DeliveryFold:
         return self._producer
 
     def open_events(self) -> BatchProducer:
-        """The producer of message events, a batch's acknowledged at once (made at start)."""
+        """The producer of message events, a batch's acknowledged at once (made at start):
+        the native module's, which the native fold queues events on itself, when
+        `Settings.native` and it is installed."""
         if self._events is None:
-            self._events = BatchProducer(producer_config(self.settings))
+            self._events = batch_producer(self.settings.native)(producer_config(self.settings))
         return self._events
 
     def close(self) -> None:
@@ -368,12 +371,22 @@ class DeliveryFold:
         job = batch.job
         assert job is not None
         summary, blocks = self.stored(batch, read.block_numbers(group))
+        events = self.open_events()
+        # The fold queues the events itself on a native producer: a failure of one is
+        # any reported after this count.
+        failed = events.failed()
+        events_to = None
+        if isinstance(events, NativeBatchProducer):
+            events_to = events.events_to(self.settings.topic_message_events)
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(
-            self._folder, fold_group, read, group, summary, blocks, job.tenant
+            self._folder, fold_group, read, group, summary, blocks, job.tenant, events_to
         )
         batch.carried = True
-        return await self.emit(batch, encoded, read.count(group))
+        sending = await self.emit(batch, encoded, read.count(group))
+        if encoded.queued:
+            sending.append(events.acknowledgement(failed))
+        return sending
 
     def stored(
         self, batch: JobBatch, numbers: list[int]
@@ -394,9 +407,10 @@ class DeliveryFold:
     async def emit(
         self, batch: JobBatch, encoded: Encoded, reports: int
     ) -> list[asyncio.Future[None]]:
-        """Keep what folding `reports` of the job gave; send its message events."""
+        """Keep what folding `reports` of the job gave; send its message events (unless
+        the native fold queued them itself)."""
         batch.encoded = encoded
-        raised = len(encoded.events)
+        raised = len(encoded.events) + encoded.queued
         metrics.DELIVERY_REPORTS.labels("folded").inc(raised)
         metrics.DELIVERY_REPORTS.labels("unchanged").inc(reports - raised)
         for status, count in encoded.reached.items():

@@ -37,7 +37,7 @@ from streams.views.delivery import BucketFields, MessageOutcome, bucket_fields
 from streams.views.keys import USERS_PER_BUCKET
 
 if TYPE_CHECKING:
-    from bulkstream_native import ReportBatch
+    from bulkstream_native import EventProducer, ReportBatch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class Encoded(NamedTuple):
     # from `fold_group`, grouped by bucket of the views already.
     entries: list[tuple[int, str, str]] | BucketFields
     reached: dict[str, int]  # state -> messages that reached it in this batch
+    # Message events the native fold queued on a producer itself (`fold_group`'s
+    # `events_to`): `events` is then empty.
+    queued: int = 0
 
 
 # (stored summary, the batch in offset order, block number -> stored block of every
@@ -195,15 +198,18 @@ def fold_group(
     summary_raw: bytes | None,
     blocks_raw: dict[int, bytes | None],
     tenant: str,
+    events_to: tuple[EventProducer, str] | None = None,
 ) -> Encoded:
     """A located group of `read` folded natively, its entries grouped by bucket of the
     views (`bucket_fields`: every message id of a located group carries its
-    position); what the native code cannot read exactly (a stored record it does
-    not recognise) is folded by `fold_encoded`."""
-    folded = read.fold(group, summary_raw, blocks_raw, tenant, USERS_PER_BUCKET)
+    position), its message events queued on `events_to` (a native producer, a topic)
+    if given; what the native code cannot read exactly (a stored record it does not
+    recognise) is folded by `fold_encoded`, its events answered."""
+    folded = read.fold(group, summary_raw, blocks_raw, tenant, USERS_PER_BUCKET, events_to)
     if folded is not None:
         summary, blocks, events, fields, reached = folded
-        return Encoded(summary, blocks, events, BucketFields(*fields), reached)
+        queued = sum(reached.values()) if events_to is not None else 0
+        return Encoded(summary, blocks, events, BucketFields(*fields), reached, queued)
     reports = read.reports(read.members(group), Report, DELIVERY_ORDER)
     reported = []
     for (offset, position), report in zip(read.located(group), reports, strict=True):

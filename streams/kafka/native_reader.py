@@ -30,6 +30,15 @@ AVAILABLE = _FEED_READER is not None
 _LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR}
 
 
+def forward_lines(source: str, lines: list[tuple[int, str]], dropped: int) -> None:
+    """Hand a native client's librdkafka log lines (syslog level, line) to this module's
+    logger, and how many more it dropped."""
+    for level, line in lines:
+        log.log(_LEVELS.get(level, logging.WARNING), "librdkafka (%s): %s", source, line)
+    if dropped:
+        log.warning("librdkafka (%s): %d more log lines", source, dropped)
+
+
 class Fetched(NamedTuple):
     """One take: its records by column, and the errors met instead of records as
     (text, fatal)."""
@@ -79,11 +88,7 @@ class NativeReader:
         """Up to `limit` records librdkafka has fetched; when it has none, those that
         come within `timeout` seconds."""
         fetched = Fetched(*self.reader.take(limit, timeout))
-        lines, dropped = self.reader.log_lines()
-        for level, line in lines:
-            log.log(_LEVELS.get(level, logging.WARNING), "librdkafka (%s): %s", self.topic, line)
-        if dropped:
-            log.warning("librdkafka (%s): %d more log lines", self.topic, dropped)
+        forward_lines(self.topic, *self.reader.log_lines())
         return fetched
 
     def stats(self) -> str | None:

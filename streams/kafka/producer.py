@@ -170,14 +170,17 @@ class BatchProducer:
     fold's message events, whose next batch is queued while the last one's
     acknowledgement is awaited). A batch's future then waits for the records
     queued meanwhile too, and a failure fails every batch still awaited.
+    `streams.kafka.native_producer.NativeBatchProducer` is the same on the native
+    module's librdkafka.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._failures: list[str] = []
         self._closing = threading.Event()
-        self.producer = Producer(
-            {**config, "delivery.report.only.error": True, "on_delivery": self._failed}
-        )
+        self.producer = self._open({**config, "delivery.report.only.error": True})
+
+    def _open(self, config: dict[str, Any]) -> Any:
+        return Producer({**config, "on_delivery": self._failed})
 
     def _failed(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -193,7 +196,11 @@ class BatchProducer:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
-        failed = len(self._failures)
+        failed = self.failed()
+        await self._queue(topic, key, values)
+        return self.acknowledgement(failed)
+
+    async def _queue(self, topic: str, key: bytes | None, values: Sequence[bytes]) -> None:
         produce = self.producer.produce
         for value in values:
             while True:
@@ -205,12 +212,26 @@ class BatchProducer:
                 except BufferError:  # room comes as the broker takes them; serve failures
                     self.producer.poll(0)
                     await asyncio.sleep(0.005)
+
+    def failed(self) -> int:
+        """How many records have failed so far: an `acknowledgement` fails only with a
+        failure beyond it."""
+        return len(self._failures)
+
+    def failures(self, start: int) -> list[str]:
+        """The failures reported after the first `start`."""
+        return self._failures[start:]
+
+    def acknowledgement(self, failed: int) -> asyncio.Future[None]:
+        """A future settled once librdkafka's queue is empty (what was queued before it
+        too), or failed with the first failure after the first `failed`."""
         return asyncio.ensure_future(self._acknowledged(failed))
 
     async def _acknowledged(self, failed: int) -> None:
         await asyncio.to_thread(self._drain)
-        if len(self._failures) > failed:
-            raise DeliveryFailed(self._failures[failed])
+        failures = self.failures(failed)
+        if failures:
+            raise DeliveryFailed(failures[0])
         if self._closing.is_set() and len(self.producer):
             raise DeliveryFailed("the producer closed before the broker took every record")
 

@@ -1,6 +1,8 @@
 """Producers against a real broker: `produce_waiting`, whose full local queue waits for
 room instead of raising, and `BatchProducer`, whose batches are acknowledged whole;
-every record lands once, and a failure reaches its caller."""
+every record lands once, and a failure reaches its caller. The batch producer's tests
+run on confluent-kafka's and on the native module's (`NativeBatchProducer`), whose
+records the native fold also queues itself (`events_to`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import DeliveryFailed
 from streams.kafka.config import producer_config
+from streams.kafka.native_producer import AVAILABLE, NativeBatchProducer
 from streams.kafka.producer import BatchProducer, produce_waiting
 from streams.settings import Settings
 from streams.testing.topics import read_topic
 
 RECORDS = 2_000
 QUEUE = 10  # records librdkafka's local queue holds
+
+needs_native = pytest.mark.skipif(not AVAILABLE, reason="bulkstream_native is not built")
+MAKERS = [
+    pytest.param(BatchProducer, id="confluent-kafka"),
+    pytest.param(NativeBatchProducer, id="native", marks=needs_native),
+]
 
 
 def test_a_full_local_queue_waits_for_room_and_every_record_lands(
@@ -44,10 +53,11 @@ def test_a_full_local_queue_waits_for_room_and_every_record_lands(
     assert waited == list(range(RECORDS))  # one key, one partition: in order
 
 
+@pytest.mark.parametrize("make", MAKERS)
 def test_a_batch_is_acknowledged_whole_and_every_record_lands(
-    settings: Settings, fresh_topic: str
+    settings: Settings, fresh_topic: str, make: type[BatchProducer]
 ) -> None:
-    producer = BatchProducer(producer_config(settings))
+    producer = make(producer_config(settings))
     values = [str(n).encode() for n in range(RECORDS)]
 
     async def send() -> None:
@@ -62,13 +72,14 @@ def test_a_batch_is_acknowledged_whole_and_every_record_lands(
     assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
 
 
+@pytest.mark.parametrize("make", MAKERS)
 def test_a_batch_queued_while_the_last_is_awaited_is_acknowledged_too(
-    settings: Settings, fresh_topic: str
+    settings: Settings, fresh_topic: str, make: type[BatchProducer]
 ) -> None:
     """The delivery fold queues a batch while the last one's future is awaited: here,
     the next batch is queued once the last one's flush has ended, before its future
     is settled (the moment a check of librdkafka's queue would find the next one's)."""
-    producer = BatchProducer(producer_config(settings))
+    producer = make(producer_config(settings))
     values = [str(n).encode() for n in range(RECORDS)]
     half = RECORDS // 2
 
@@ -94,14 +105,15 @@ def flushed_meanwhile(producer: BatchProducer) -> None:
     time.sleep(0.2)
 
 
+@pytest.mark.parametrize("make", MAKERS)
 def test_a_record_the_broker_refuses_fails_its_batch(
-    settings: Settings, kafka_admin: AdminClient, unique: str
+    settings: Settings, kafka_admin: AdminClient, unique: str, make: type[BatchProducer]
 ) -> None:
     """No Python call per record that lands, but a failure still reaches the caller."""
     topic = f"t{unique}.small"
     config = {"max.message.bytes": "1000"}  # the broker refuses larger records
     kafka_admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
-    producer = BatchProducer(producer_config(settings))
+    producer = make(producer_config(settings))
     try:
 
         async def send(value: bytes) -> None:
@@ -112,3 +124,18 @@ def test_a_record_the_broker_refuses_fails_its_batch(
         asyncio.run(send(b"fits"))  # a failure is its batch's, not the next one's
     finally:
         kafka_admin.delete_topics([topic])[topic].result(30)
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_a_batch_larger_than_the_local_queue_waits_for_room(
+    settings: Settings, fresh_topic: str, make: type[BatchProducer]
+) -> None:
+    producer = make({**producer_config(settings), "queue.buffering.max.messages": QUEUE})
+    values = [str(n).encode() for n in range(RECORDS)]
+
+    async def send() -> None:
+        await (await producer.send_all(fresh_topic, b"k", values))
+
+    asyncio.run(send())
+    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
+    assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
