@@ -15,10 +15,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use rdkafka::bindings;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -29,6 +30,8 @@ use crate::feed_reader::LogLines;
 
 /// How long a producer whose queue is full waits for room before trying again.
 const ROOM_WAIT: Duration = Duration::from_millis(5);
+/// The longest wait of `drain` between two servings of the failures' reports.
+const FLUSH_SLICE: Duration = Duration::from_millis(10);
 
 /// What librdkafka reports outside the queue: failed records and its log.
 #[derive(Default)]
@@ -60,6 +63,29 @@ impl ProducerContext for Sent {
             let failure = format!("{}/{}: {error}", record.topic(), record.partition());
             self.failures.lock().expect("failures lock").push(failure);
         }
+    }
+}
+
+/// Wait up to `wait` for every record queued to be taken or to fail, serving the
+/// failures' reports; the number of records still queued.
+///
+/// Not the crate's `flush`: between two looks at librdkafka's count it polls the
+/// producer's queue for the whole of 100 ms, where no event comes (the records that
+/// land have none), so an acknowledgement came up to 100 ms late. librdkafka's own
+/// flush wakes as the count reaches zero; a failed record holds the count until its
+/// report is served, so the wait goes by slices, serving the reports between them.
+fn drain(producer: &BaseProducer<Sent>, wait: Duration) -> usize {
+    let until = Instant::now() + wait;
+    loop {
+        producer.poll(Duration::ZERO); // one event: the reports of some failed records
+        let left = usize::try_from(producer.in_flight_count()).unwrap_or(0);
+        let remaining = until.saturating_duration_since(Instant::now());
+        if left == 0 || remaining.is_zero() {
+            return left;
+        }
+        let slice = i32::try_from(remaining.min(FLUSH_SLICE).as_millis()).unwrap_or(1);
+        // SAFETY: the producer's handle is valid while `producer` is borrowed.
+        unsafe { bindings::rd_kafka_flush(producer.client().native_ptr(), slice.max(1)) };
     }
 }
 
@@ -169,15 +195,7 @@ impl EventProducer {
     /// serving the failures' reports; the number of records still queued.
     fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
         let wait = Duration::try_from_secs_f64(timeout).unwrap_or(Duration::ZERO);
-        py.detach(|| {
-            self.with(|producer| {
-                match producer.flush(wait) {
-                    Ok(()) | Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
-                    Err(error) => return Err(kafka_error(error)),
-                }
-                Ok(usize::try_from(producer.in_flight_count()).unwrap_or(0))
-            })
-        })
+        py.detach(|| self.with(|producer| Ok(drain(producer, wait))))
     }
 
     /// Records queued and not yet taken or failed; once closed, those it left.
@@ -218,8 +236,7 @@ impl EventProducer {
             let Some(producer) = self.producer.write().expect("producer lock").take() else {
                 return 0;
             };
-            let _ = producer.flush(wait); // what is left is counted below
-            let left = usize::try_from(producer.in_flight_count()).unwrap_or(0);
+            let left = drain(&producer, wait);
             self.left.store(left, Ordering::Relaxed);
             left
         })
