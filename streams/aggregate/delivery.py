@@ -39,9 +39,11 @@ report for the usual batch (`bulkstream_native.ReportBatch`): the batch is
 read natively, grouped by job, and a job whose every report carries its
 message's position, of a user the fan-out sent to (a job that failed up to
 `NATIVE_FAILURES` users gives their positions), is located and folded
-there. Every record of any other job (and any record the native reader
-leaves: not read the fast way, keyed otherwise) is read and checked here,
-one at a time, as without it; one job's reports are folded one way.
+there, on a thread of its own, which queues the group's message events on
+the native producer itself (`streams.kafka.native_producer`). Every record of
+any other job (and any record the native reader leaves: not read the fast
+way, keyed otherwise) is read and checked here, one at a time, as without
+it; one job's reports are folded one way.
 """
 
 from __future__ import annotations
