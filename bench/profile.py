@@ -96,6 +96,7 @@ STAGES = (
     ("DeliveryFold.locate", "delivery fold: finding the messages (ids, else the index)"),
     ("DeliveryFold.check", "delivery fold: finding the messages (ids, else the index)"),
     ("DeliveryFold.fold", "delivery fold: folding, message events"),
+    ("fold_group (streams/aggregate/fold_codec.py", "delivery fold: folding, message events"),
     ("DeliveryFold.record", "delivery fold: state and Redis views"),
     ("streams/webhooks/", "webhooks: reading events"),
     ("streams/views/", "Redis views"),
