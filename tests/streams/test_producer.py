@@ -68,8 +68,7 @@ def test_a_batch_is_acknowledged_whole_and_every_record_lands(
 
     asyncio.run(send())
     assert len(producer.producer) == 0  # nothing left in librdkafka's queue
-    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
-    assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
+    assert_landed_in_order(settings, fresh_topic)
 
 
 @pytest.mark.parametrize("make", MAKERS)
@@ -93,7 +92,12 @@ def test_a_batch_queued_while_the_last_is_awaited_is_acknowledged_too(
 
     asyncio.run(send())
     assert len(producer.producer) == 0
-    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
+    assert_landed_in_order(settings, fresh_topic)
+
+
+def assert_landed_in_order(settings: Settings, topic: str) -> None:
+    """Every record of the batches (`RECORDS` numbers under one key) landed once, in order."""
+    landed = read_topic(settings, topic, expected=RECORDS, idle=1)
     assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
 
 
@@ -137,8 +141,7 @@ def test_a_batch_larger_than_the_local_queue_waits_for_room(
         await (await producer.send_all(fresh_topic, b"k", values))
 
     asyncio.run(send())
-    landed = read_topic(settings, fresh_topic, expected=RECORDS, idle=1)
-    assert [(key, value) for key, value, _ in landed] == [(b"k", n) for n in range(RECORDS)]
+    assert_landed_in_order(settings, fresh_topic)
 
 
 @pytest.mark.parametrize("make", MAKERS)
