@@ -137,6 +137,12 @@ class Settings(BaseSettings):
             "holds them until the session times out (docs/benchmarks.md)."
         ),
     )
+    message_events_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="lz4",
+        description="The codec message events are compressed with on bulk.message-events "
+        "(one a delivery report that raised a message's state: a million for a "
+        "million-user job's round of reports). Kafka clients read every codec.",
+    )
     message_ids: Literal["position", "identity"] = Field(
         default="position",
         description=(

@@ -160,7 +160,9 @@ class DeliveryFold:
         the native module's, which the native fold queues events on itself, when
         `Settings.native` and it is installed."""
         if self._events is None:
-            self._events = batch_producer(self.settings.native)(producer_config(self.settings))
+            config = producer_config(self.settings)
+            config["compression.type"] = self.settings.message_events_compression
+            self._events = batch_producer(self.settings.native)(config)
         return self._events
 
     def close(self) -> None:
