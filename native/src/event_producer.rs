@@ -14,7 +14,7 @@
 //! checks it against a real broker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -33,11 +33,13 @@ const ROOM_WAIT: Duration = Duration::from_millis(5);
 /// The longest wait of `drain` between two servings of the failures' reports.
 const FLUSH_SLICE: Duration = Duration::from_millis(10);
 
+/// `<topic>/<partition>: <error>` of each record that failed, in order: kept by the
+/// producer's context and by the `EventProducer`, which still answers once closed.
+type Failures = Arc<Mutex<Vec<String>>>;
+
 /// What librdkafka reports outside the queue: failed records and its log.
-#[derive(Default)]
 struct Sent {
-    /// `<topic>/<partition>: <error>` of each record that failed, in order.
-    failures: Mutex<Vec<String>>,
+    failures: Failures,
     lines: LogLines,
 }
 
@@ -106,6 +108,8 @@ pub struct EventProducer {
     closing: AtomicBool,
     /// The records `close` left undelivered (`__len__` once closed).
     left: AtomicUsize,
+    /// The producer's failed records, the same list its context fills.
+    failures: Failures,
 }
 
 impl EventProducer {
@@ -166,13 +170,18 @@ impl EventProducer {
             client.set(name, value);
         }
         client.set_log_level(RDKafkaLogLevel::Warning);
-        let producer: BaseProducer<Sent> = client
-            .create_with_context(Sent::default())
-            .map_err(kafka_error)?;
+        let failures = Failures::default();
+        let context = Sent {
+            failures: Arc::clone(&failures),
+            lines: LogLines::default(),
+        };
+        let producer: BaseProducer<Sent> =
+            client.create_with_context(context).map_err(kafka_error)?;
         Ok(EventProducer {
             producer: RwLock::new(Some(producer)),
             closing: AtomicBool::new(false),
             left: AtomicUsize::new(0),
+            failures,
         })
     }
 
@@ -192,10 +201,17 @@ impl EventProducer {
     }
 
     /// Wait up to `timeout` seconds for every record queued to be taken or to fail,
-    /// serving the failures' reports; the number of records still queued.
-    fn flush(&self, py: Python<'_>, timeout: f64) -> PyResult<usize> {
+    /// serving the failures' reports; the number of records still queued (once closed,
+    /// those `close` left, at once: an acknowledgement awaited meanwhile then fails).
+    fn flush(&self, py: Python<'_>, timeout: f64) -> usize {
         let wait = Duration::try_from_secs_f64(timeout).unwrap_or(Duration::ZERO);
-        py.detach(|| self.with(|producer| Ok(drain(producer, wait))))
+        py.detach(|| {
+            let producer = self.producer.read().expect("producer lock");
+            match producer.as_ref() {
+                Some(producer) => drain(producer, wait),
+                None => self.left.load(Ordering::Relaxed),
+            }
+        })
     }
 
     /// Records queued and not yet taken or failed; once closed, those it left.
@@ -207,15 +223,18 @@ impl EventProducer {
         }
     }
 
+    /// How many records have failed so far (closed or not).
+    fn failed(&self) -> usize {
+        self.failures.lock().expect("failures lock").len()
+    }
+
     /// The failures reported since the first `start` (`<topic>/<partition>: <error>`).
-    fn failures(&self, start: usize) -> PyResult<Vec<String>> {
-        self.with(|producer| {
-            let failures = producer.context().failures.lock().expect("failures lock");
-            Ok(failures
-                .get(start..)
-                .map(<[String]>::to_vec)
-                .unwrap_or_default())
-        })
+    fn failures(&self, start: usize) -> Vec<String> {
+        let failures = self.failures.lock().expect("failures lock");
+        failures
+            .get(start..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// librdkafka's log lines of level warning or worse since the last asked for, as

@@ -43,23 +43,18 @@ class NativeBatchProducer(BatchProducer):
             await asyncio.sleep(0.005)  # room comes as the broker takes them
 
     def failed(self) -> int:
-        return len(self.producer.failures(0))
+        return int(self.producer.failed())
 
     def failures(self, start: int) -> list[str]:
         failures: list[str] = self.producer.failures(start)
         return failures
 
-    def _drain(self) -> None:
-        while self.producer.flush(1.0) and not self._closing.is_set():
-            self._forward_log()
-        self._forward_log()
-
-    def _forward_log(self) -> None:
+    def _between_flushes(self) -> None:
         forward_lines("message events", *self.producer.log_lines())
 
     def close(self, timeout: float = 5.0) -> int:
         self._closing.set()
-        self._forward_log()
+        self._between_flushes()
         return int(self.producer.close(timeout))
 
 

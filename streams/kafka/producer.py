@@ -175,11 +175,12 @@ class BatchProducer:
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._failures: list[str] = []
         self._closing = threading.Event()
         self.producer = self._open({**config, "delivery.report.only.error": True})
 
     def _open(self, config: dict[str, Any]) -> Any:
+        """The client, asked for failures only (overridden by the native producer)."""
+        self._failures: list[str] = []
         return Producer({**config, "on_delivery": self._failed})
 
     def _failed(self, err: Any, msg: Any) -> None:
@@ -236,8 +237,14 @@ class BatchProducer:
             raise DeliveryFailed("the producer closed before the broker took every record")
 
     def _drain(self) -> None:
+        # Records left: librdkafka retries them until they land or time out.
         while self.producer.flush(1.0) and not self._closing.is_set():
-            pass  # records left: librdkafka retries them until they land or time out
+            self._between_flushes()
+        self._between_flushes()
+
+    def _between_flushes(self) -> None:
+        """What `_drain` does between two flushes and after the last (on the flush's
+        thread): nothing here; the native producer forwards librdkafka's log."""
 
     def close(self, timeout: float = 5.0) -> int:
         """Flush; the number of records still undelivered."""

@@ -164,3 +164,20 @@ def test_a_batch_is_acknowledged_as_soon_as_the_broker_took_it(
     asyncio.run(send())
     # A local broker takes a record in a few ms (linger.ms is 5): the median, with room.
     assert sorted(waits)[len(waits) // 2] < 0.05
+
+
+@pytest.mark.parametrize("make", MAKERS)
+def test_a_batch_awaited_while_the_producer_closes_fails(make: type[BatchProducer]) -> None:
+    """Closing with records still queued fails their acknowledgement, as a delivery
+    failure (the native producer's flush once raised "closed" on the way). The native
+    producer's librdkafka is freed at close, which reports its records purged."""
+    producer = make({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 60_000})
+
+    async def send() -> None:
+        acknowledged = await producer.send_all("nowhere", b"k", [b"never taken"])
+        await asyncio.sleep(0.05)  # the acknowledgement is being awaited
+        assert producer.close(0) == 1
+        await acknowledged
+
+    with pytest.raises(DeliveryFailed, match=r"closed before the broker took|[Pp]urged"):
+        asyncio.run(send())
