@@ -2,8 +2,9 @@
 confluent-kafka, its `consume` (a `Message` object a record) and `record_columns`
 (the batch by column, as `ReportBatch` takes it); through the native reader
 (`streams.kafka.native_reader`, the feed's way when the module is built), its
-`take`, by column already. This is what the feed pays before
-`native/bench_fold.py`'s steps begin.
+`take`, by column already, and the `ReportBatch` that then reads the take (what
+the delivery fold's `read_natively` does). This is what the feed pays before
+`native/bench_fold.py`'s fold begins.
 
     .venv/bin/python native/bench_consume.py [--reports 300000]
 
@@ -25,8 +26,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.aggregate.command_feed import consumer_config, record_columns
 from streams.kafka.native_reader import NativeReader
+from streams.native import member
 from streams.settings import Settings
 
+ReportBatch = member("ReportBatch")
 JOB = "1-69248100-735a1efde685854f21970d8e"
 BATCH = 10_000
 
@@ -74,20 +77,24 @@ def measure(settings: Settings, topic: str, n: int) -> tuple[float, float]:
         consumer.close()
 
 
-def measure_native(settings: Settings, topic: str, n: int) -> float:
-    """CPU µs a record of the native reader's `take`."""
+def measure_native(settings: Settings, topic: str, n: int) -> tuple[float, float]:
+    """CPU µs a record of the native reader's `take`, and of the `ReportBatch` that
+    then reads the take's values (as the delivery fold does)."""
     reader = NativeReader(consumer_config(settings, f"{topic}-native", BATCH), topic)
     try:
         reader.assign([TopicPartition(topic, 0, 0)])
         got = len(reader.take(1, 10).offsets)
-        taking = 0.0
+        taking = reading = 0.0
         while got < n:
             time.sleep(0.05)  # librdkafka fetches ahead meanwhile
             started = time.thread_time()
             fetched = reader.take(BATCH, 0)
-            taking += time.thread_time() - started
+            taken = time.thread_time()
+            ReportBatch(fetched.values, fetched.keys, fetched.partitions, fetched.offsets)
+            reading += time.thread_time() - taken
+            taking += taken - started
             got += len(fetched.offsets)
-        return taking / got * 1e6
+        return taking / got * 1e6, reading / got * 1e6
     finally:
         reader.close()
 
@@ -104,7 +111,7 @@ def main() -> None:
     try:
         produce(bootstrap, topic, args.reports)
         consuming, columns = measure(settings, topic, args.reports)
-        taking = measure_native(settings, topic, args.reports)
+        taking, reading = measure_native(settings, topic, args.reports)
     finally:
         admin.delete_topics([topic])[topic].result()
     print(f"| per report ({args.reports:,}, batches of {BATCH:,}) | CPU |")
@@ -113,6 +120,8 @@ def main() -> None:
     print(f"| `record_columns` | {columns:.2f} µs |")
     print(f"| both | {consuming + columns:.2f} µs |")
     print(f"| the native reader's `take` | {taking:.2f} µs |")
+    print(f"| `ReportBatch` of the take | {reading:.2f} µs |")
+    print(f"| both | {taking + reading:.2f} µs |")
 
 
 if __name__ == "__main__":
