@@ -51,6 +51,7 @@ from .results import Figure, ScenarioResult, check
 AT = 1_760_000_000_000
 TIMED = ("SENT", "DELIVERED")  # the states of the timed rounds, in order
 FEED_SECONDS = "bulkstream_feed_seconds_total"  # by feed and phase
+TAKE_CPU = "bulkstream_feed_take_cpu_seconds_total"  # by feed
 FOLD_SECONDS = "bulkstream_delivery_fold_seconds_total"  # by step
 
 
@@ -253,10 +254,14 @@ def redis_cpu_seconds(views: ViewReader) -> float:
 
 
 def fold_time(worker: WorkerProcess) -> dict[str, float]:
-    """The worker's reports feed's seconds by phase, and its fold's by step, so far."""
+    """The worker's reports feed's seconds by phase (and its takes' CPU, `taking`), and
+    its fold's by step, so far."""
     text = metrics_text(worker)
-    return counters_by_label_in(text, FEED_SECONDS, feed="reports") | counters_by_label_in(
-        text, FOLD_SECONDS
+    taking = counters_by_label_in(text, TAKE_CPU).get("reports", 0.0)
+    return (
+        counters_by_label_in(text, FEED_SECONDS, feed="reports")
+        | {"taking": taking}
+        | counters_by_label_in(text, FOLD_SECONDS)
     )
 
 
@@ -271,7 +276,8 @@ def describe_fold_time(done: Round) -> str:
         f"The folding worker's reports feed, of the fold's {wall:.1f} s and the "
         f"{stopped:.1f} s the workers were stopped before it (the step the idle feed was "
         f"in at the stop, fetching or checkpointing, counts them): fetching "
-        f"{spent.get('fetching', 0.0):.1f} s, applying {spent.get('applying', 0.0):.1f} s "
+        f"{spent.get('fetching', 0.0):.1f} s (the takes' own CPU on their thread "
+        f"{spent.get('taking', 0.0):.1f} s), applying {spent.get('applying', 0.0):.1f} s "
         f"({steps}), checkpointing {spent.get('checkpointing', 0.0):.1f} s; the rest "
         f"({max(wall + stopped - feed, 0.0):.1f} s) went to the event loop's other work "
         f"between the feed's batches. The batches' ends, each while the next batch was "

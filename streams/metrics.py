@@ -126,6 +126,13 @@ FEED_SECONDS = Counter(
     "loop spent on other work.",
     ["feed", "phase"],
 )
+FEED_TAKE_CPU_SECONDS = Counter(
+    "bulkstream_feed_take_cpu_seconds",
+    "CPU time of the aggregate's feeds' takes, on their fetch thread (librdkafka's poll "
+    "and the records handed over), by feed: the part of `bulkstream_feed_seconds` "
+    "`fetching` spent taking, not waiting for records or for the event loop.",
+    ["feed"],
+)
 DELIVERY_FOLD_SECONDS = Counter(
     "bulkstream_delivery_fold_seconds",
     "Wall time of the delivery fold's batches, by step: `reading` (decoding and "

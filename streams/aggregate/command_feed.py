@@ -302,6 +302,7 @@ class CommandFeed:
         # partition -> where it ends, from librdkafka's last statistics (`on_stats`)
         self.ends: dict[int, int] = {}
         self.spent = {phase: metrics.FEED_SECONDS.labels(name, phase) for phase in PHASES}
+        self.take_cpu = metrics.FEED_TAKE_CPU_SECONDS.labels(name)
 
     # -- what faust calls ------------------------------------------------------
     async def run(self) -> None:
@@ -523,13 +524,17 @@ class CommandFeed:
         `consume(n, timeout)` waits for n records or the timeout, whichever
         comes first: with fewer queued, every batch would wait the timeout out."""
         assert self.consumer is not None
-        if isinstance(self.consumer, NativeReader):
-            return self.take_natively(self.consumer)
-        records: list[Any] = self.consumer.consume(self.batch, 0)
-        if not records:
-            record = self.consumer.poll(POLL_SECONDS)
-            records = [record] if record is not None else []
-        return records
+        started = time.thread_time()
+        try:
+            if isinstance(self.consumer, NativeReader):
+                return self.take_natively(self.consumer)
+            records: list[Any] = self.consumer.consume(self.batch, 0)
+            if not records:
+                record = self.consumer.poll(POLL_SECONDS)
+                records = [record] if record is not None else []
+            return records
+        finally:
+            self.take_cpu.inc(time.thread_time() - started)
 
     def take_natively(self, reader: NativeReader) -> RecordBatch:
         """`take`, by the native reader: what it has fetched, up to `BATCH`, else what
