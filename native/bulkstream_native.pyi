@@ -117,11 +117,14 @@ class EventProducer:
         room; the index reached (`len(values)`: all queued). Never waits."""
     def flush(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for the queue to empty, serving the failures'
-        reports; the records still queued."""
+        reports; the records still queued (once closed, those `close` left)."""
     def __len__(self) -> int:
         """Records queued and not yet taken or failed; once closed, those it left."""
+    def failed(self) -> int:
+        """How many records have failed so far (closed or not)."""
     def failures(self, start: int) -> list[str]:
-        """The failures reported after the first `start`, as `<topic>/<partition>: <error>`."""
+        """The failures reported after the first `start`, as `<topic>/<partition>: <error>`
+        (closed or not)."""
     def log_lines(self) -> tuple[list[tuple[int, str]], int]:
         """librdkafka's log lines of level warning or worse since last asked for, as
         (syslog level, line), and how many more were dropped."""
