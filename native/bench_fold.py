@@ -9,6 +9,16 @@ by bucket).
 
 The reports are the benchmark's (bench/outcomes.py): one per message, in position
 order, keyed by one job. Best of `--rounds`.
+
+On a host whose speed wanders (CPU time moved by half between runs on one), count
+instructions instead: `--once` reads, locates and folds a SENT then a DELIVERED batch
+natively, once, and callgrind counts the native calls' instructions alone, the same
+from run to run to a thousandth:
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/tmp/fold.cg \
+        --toggle-collect='*__pymethod___new____*' --toggle-collect='*__pymethod_locate__*' \
+        --toggle-collect='*__pymethod_fold__*' \
+        .venv/bin/python native/bench_fold.py --once    # then: callgrind_annotate /tmp/fold.cg
 """
 
 from __future__ import annotations
@@ -47,6 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--once", action="store_true", help="the native batches once, untimed (for callgrind)"
+    )
     args = parser.parse_args()
     report_batch = batch_reader()
     if not NATIVE_AVAILABLE or report_batch is None:
@@ -103,6 +116,10 @@ def main() -> None:
         read.locate(facts)
         return fold_group(read, 0, first.summary, stored, TENANT)
 
+    if args.once:
+        whole_native_sent()
+        whole_native()
+        return
     rows = [
         ("read and locate the report values", read_python, read_native),
         (

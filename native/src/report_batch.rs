@@ -153,19 +153,24 @@ impl ReportBatch {
         let mut groups: Vec<(i64, String)> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
         let mut index: HashMap<(i64, &str), usize> = HashMap::new();
+        let mut last: Option<((i64, &str), usize)> = None;
         let mut unread = Vec::new();
         for (n, read) in reports.iter().enumerate() {
             let Some((_, report)) = read else {
                 unread.push(n);
                 continue;
             };
-            let group = *index
-                .entry((partitions[n], report.job_id.as_str()))
-                .or_insert_with(|| {
+            let at = (partitions[n], report.job_id.as_str());
+            // A batch's reports mostly come in runs of one job's: hash on a change only.
+            let group = match last {
+                Some((key, group)) if key == at => group,
+                _ => *index.entry(at).or_insert_with(|| {
                     groups.push((partitions[n], report.job_id.clone()));
                     members.push(Vec::new());
                     groups.len() - 1
-                });
+                }),
+            };
+            last = Some((at, group));
             members[group].push(n);
         }
         drop(index);

@@ -152,3 +152,30 @@ def test_groups_are_by_partition_and_job_and_python_may_keep_any() -> None:
     # Positions 0 and 2 share bucket 0: its 2 fields end where the body does.
     buckets, fields, ends, body, first_id = folded[3]
     assert (buckets, fields, ends, first_id) == ([0], [2], [len(body)], ids[0])
+
+
+def test_a_value_that_is_not_utf8_is_left_to_python_and_escapes_are_read() -> None:
+    """The reader checks a value's UTF-8 once, whole: bytes that are not UTF-8, in a
+    string or out of one, leave the record to Python (which calls it poison), and a
+    string's escapes read as Python's reader reads them."""
+    assert ReportBatch is not None
+    message_id = positional_message_id(CREATED, JOB, 0)
+    good = orjson.dumps({"messageId": message_id, "jobId": JOB, "status": "FAILED", "at": 1})
+    escaped = (
+        b'{"messageId":"%s","jobId":"%s","status":"FAILED","at":2,'
+        b'"reason":"caf\\u00e9 \\"no\\" \\ud83d\\ude00","provider":"\xc3\xa9"}'
+        % (message_id.encode(), JOB.encode())
+    )
+    in_string = good.replace(b'"FAILED"', b'"FAILED\xff"')
+    out_of_string = good.replace(b'"at":1', b'"at":1\xff')
+    truncated = good.replace(b'"FAILED"', b'"FAILED\xc3"')
+    values = [good, in_string, escaped, out_of_string, truncated]
+    read = ReportBatch(values, [JOB.encode()] * 5, [3] * 5, list(range(5)))
+    assert read.unread == [1, 3, 4]
+    assert [fast_report(values[n]) for n in (1, 3, 4)] == [None, None, None]
+    assert read.members(0) == [0, 2]
+    reports = read.reports([0, 2], Report, DELIVERY_ORDER)
+    assert reports == [fast_report(good), fast_report(escaped)]
+    assert reports[1] is not None
+    assert reports[1].reason == 'café "no" 😀'
+    assert reports[1].provider == "é"
