@@ -173,7 +173,10 @@ async def send_packed(redis: aioredis.Redis, commands: bytes, replies: int) -> N
             await pool.release(connection)
 
     async def failed(error: Exception) -> None:
-        log.warning("Redis: %s; sending %d commands again", error, replies)
+        # The connection is dropped already (`attempt`); the wait is the retry's to say
+        # (the worker's logs it at most every `WAIT_LOG_SECONDS`), as for redis-py's own
+        # commands: a line here too said each failure twice, every retry.
+        del error
 
     retry = redis.get_retry()
     if retry is None:

@@ -20,6 +20,7 @@ from streams.views.connection import (
     PackedConnection,
     PackedSSLConnection,
     PackedUnixConnection,
+    PatientRetry,
     expire_each,
     redis_from_url,
     send_packed,
@@ -173,3 +174,28 @@ def test_packed_commands_wait_out_a_redis_paused_beyond_the_time_out(
             await paused.aclose()
 
     assert asyncio.run(scenario()) == {b"a": b"1"}
+
+
+def test_packed_commands_waiting_for_redis_say_so_once(
+    redis_url: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the worker's retry, a wait for Redis is logged by the retry, at most every
+    `WAIT_LOG_SECONDS`, not again by `send_packed` on every attempt."""
+    key = f"{unique}:h"
+    command = hiredis_packed("HSET", key, "a", "1")
+
+    async def scenario() -> Any:
+        client = redis_from_url(redis_url, socket_timeout=0.2, retry=PatientRetry())
+        paused = redis_from_url(redis_url)
+        try:
+            await paused.client_pause(1500, all=False)
+            await asyncio.wait_for(send_packed(client, command, 1), 30)
+            return await client.hgetall(key)
+        finally:
+            await client.aclose()
+            await paused.aclose()
+
+    with caplog.at_level("WARNING", logger="streams.views.connection"):
+        assert asyncio.run(scenario()) == {b"a": b"1"}
+    said = [r.getMessage() for r in caplog.records if r.name == "streams.views.connection"]
+    assert len(said) <= 1, said
