@@ -172,11 +172,10 @@ async def send_packed(redis: aioredis.Redis, commands: bytes, replies: int) -> N
         finally:
             await pool.release(connection)
 
-    async def failed(error: Exception) -> None:
-        # The connection is dropped already (`attempt`); the wait is the retry's to say
-        # (the worker's logs it at most every `WAIT_LOG_SECONDS`), as for redis-py's own
-        # commands: a line here too said each failure twice, every retry.
-        del error
+    async def failed(_error: Exception) -> None:
+        """Nothing more: `attempt` dropped the connection, and the wait is the retry's to
+        say (the worker's, at most every `WAIT_LOG_SECONDS`), as for redis-py's own
+        commands; a line here said each failure again, on every attempt."""
 
     retry = redis.get_retry()
     if retry is None:
