@@ -32,6 +32,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::from_json;
+
 /// A map keyed by integers (positions, block numbers) of one batch, hashed with one
 /// multiply (FxHash's): SipHash, the default, took about 6 % of the fold's time. The
 /// keys are positions checked against the job's size, nothing a sender picks freely.
@@ -880,13 +882,6 @@ pub(crate) struct WireReport {
     pub(crate) provider: Option<String>,
     #[serde(default)]
     pub(crate) tenant: Option<String>,
-}
-
-/// JSON read from bytes, validated as UTF-8 once and whole: serde_json's reader of
-/// bytes checks each string on its own, at several times the cost (a report's eight).
-/// Bytes that are not UTF-8 are no JSON either way.
-fn from_json<'a, T: Deserialize<'a>>(raw: &'a [u8]) -> Option<T> {
-    serde_json::from_str(std::str::from_utf8(raw).ok()?).ok()
 }
 
 /// Whether JSON text is an object (serde would read a struct's fields from an array too).

@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use serde_json::value::RawValue;
 
-use crate::{Fallback, Members, Step};
+use crate::{from_json, Fallback, Members, Step};
 
 /// An ingest command as read: its envelope (the command's JSON without `users`), each
 /// user's JSON in orjson's form (`users`, each ending at its `ends`), and each user's
@@ -37,8 +37,7 @@ struct Read {
 
 /// The command in `value`, or Fallback: the Python way reads it.
 fn read(value: &[u8]) -> Step<Read> {
-    let text = std::str::from_utf8(value).map_err(|_| Fallback)?;
-    let command: Members<'_> = serde_json::from_str(text).map_err(|_| Fallback)?;
+    let command: Members<'_> = from_json(value).ok_or(Fallback)?;
     command.check_unique()?;
     if command.get("kind").map(RawValue::get) != Some("\"ingest\"") {
         return Err(Fallback);
