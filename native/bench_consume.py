@@ -25,11 +25,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.aggregate.command_feed import consumer_config, record_columns
+from streams.aggregate.fold_codec import batch_reader
 from streams.kafka.native_reader import NativeReader
-from streams.native import member
 from streams.settings import Settings
 
-ReportBatch = member("ReportBatch")
 JOB = "1-69248100-735a1efde685854f21970d8e"
 BATCH = 10_000
 
@@ -80,6 +79,9 @@ def measure(settings: Settings, topic: str, n: int) -> tuple[float, float]:
 def measure_native(settings: Settings, topic: str, n: int) -> tuple[float, float]:
     """CPU µs a record of the native reader's `take`, and of the `ReportBatch` that
     then reads the take's values (as the delivery fold does)."""
+    report_batch = batch_reader()
+    if report_batch is None:
+        raise SystemExit("bulkstream_native is not installed: make native")
     reader = NativeReader(consumer_config(settings, f"{topic}-native", BATCH), topic)
     try:
         reader.assign([TopicPartition(topic, 0, 0)])
@@ -90,7 +92,7 @@ def measure_native(settings: Settings, topic: str, n: int) -> tuple[float, float
             started = time.thread_time()
             fetched = reader.take(BATCH, 0)
             taken = time.thread_time()
-            ReportBatch(fetched.values, fetched.keys, fetched.partitions, fetched.offsets)
+            report_batch(fetched.values, fetched.keys, fetched.partitions, fetched.offsets)
             reading += time.thread_time() - taken
             taking += taken - started
             got += len(fetched.offsets)
