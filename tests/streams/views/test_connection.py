@@ -151,29 +151,39 @@ def test_every_key_is_expired_chunk_after_chunk(redis_url: str, unique: str) -> 
         assert alone == -1
 
 
-def test_packed_commands_wait_out_a_redis_paused_beyond_the_time_out(
-    redis_url: str, unique: str
-) -> None:
-    """With a client that retries time-outs (as the worker's does), `send_packed` sends
-    its commands again once Redis answers, instead of raising its read time-out."""
-    key = f"{unique}:h"
+def write_through_a_pause(
+    redis_url: str, key: str, retry: Retry, socket_timeout: float
+) -> tuple[dict[Any, Any], float]:
+    """`send_packed` of one HSET on `key` by a client with this retry and time-out, while
+    another client pauses Redis for 1.5 s: what `key` then holds, and the seconds the
+    write took."""
     command = hiredis_packed("HSET", key, "a", "1")
 
-    async def scenario() -> Any:
-        retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), -1, (RedisTimeoutError,))
-        client = redis_from_url(redis_url, socket_timeout=0.3, retry=retry)
+    async def scenario() -> tuple[dict[Any, Any], float]:
+        client = redis_from_url(redis_url, socket_timeout=socket_timeout, retry=retry)
         paused = redis_from_url(redis_url)
         try:
             await paused.client_pause(1500, all=False)
             started = time.monotonic()
             await asyncio.wait_for(send_packed(client, command, 1), 30)
-            assert time.monotonic() - started > 1.0
-            return await client.hgetall(key)
+            took = time.monotonic() - started
+            return await client.hgetall(key), took
         finally:
             await client.aclose()
             await paused.aclose()
 
-    assert asyncio.run(scenario()) == {b"a": b"1"}
+    return asyncio.run(scenario())
+
+
+def test_packed_commands_wait_out_a_redis_paused_beyond_the_time_out(
+    redis_url: str, unique: str
+) -> None:
+    """With a client that retries time-outs (as the worker's does), `send_packed` sends
+    its commands again once Redis answers, instead of raising its read time-out."""
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.05), -1, (RedisTimeoutError,))
+    held, took = write_through_a_pause(redis_url, f"{unique}:h", retry, socket_timeout=0.3)
+    assert took > 1.0
+    assert held == {b"a": b"1"}
 
 
 def test_packed_commands_waiting_for_redis_say_so_once(
@@ -181,21 +191,10 @@ def test_packed_commands_waiting_for_redis_say_so_once(
 ) -> None:
     """With the worker's retry, a wait for Redis is logged by the retry, at most every
     `WAIT_LOG_SECONDS`, not again by `send_packed` on every attempt."""
-    key = f"{unique}:h"
-    command = hiredis_packed("HSET", key, "a", "1")
-
-    async def scenario() -> Any:
-        client = redis_from_url(redis_url, socket_timeout=0.2, retry=PatientRetry())
-        paused = redis_from_url(redis_url)
-        try:
-            await paused.client_pause(1500, all=False)
-            await asyncio.wait_for(send_packed(client, command, 1), 30)
-            return await client.hgetall(key)
-        finally:
-            await client.aclose()
-            await paused.aclose()
-
     with caplog.at_level("WARNING", logger="streams.views.connection"):
-        assert asyncio.run(scenario()) == {b"a": b"1"}
+        held, _ = write_through_a_pause(
+            redis_url, f"{unique}:h", PatientRetry(), socket_timeout=0.2
+        )
+    assert held == {b"a": b"1"}
     said = [r.getMessage() for r in caplog.records if r.name == "streams.views.connection"]
     assert len(said) <= 1, said
