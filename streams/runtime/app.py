@@ -160,6 +160,9 @@ def create_runtime(settings: Settings, key_families: KeyFamilies | None = None) 
         # to the broker, and the fold's changelog fell behind it.
         producer_max_batch_size=1024 * 1024,
         producer_max_request_size=MAX_MESSAGE_BYTES,
+        producer_compression_type=(
+            None if settings.state_compression == "none" else settings.state_compression
+        ),
         consumer_max_fetch_size=2 * 1024 * 1024,
         table_standby_replicas=0,
         web_enabled=False,
