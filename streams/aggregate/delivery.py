@@ -20,8 +20,9 @@ cursor in the state, up to `Settings.reports_batch` (10,000) at a time. For each
 4. the views are written (absolute values): every reported message's entry
    and the job's counts, whether the fold changed them or not; then
 5. the state records the fold: the blocks of message states it changed, then
-   the job's summary (counts and the last offset folded); nothing of a job a
-   purge removed meanwhile. A report at or below that offset is skipped when
+   the job's summary (counts and the last offset folded), with one RocksDB
+   write batch and one changelog batch (`DurableTable.set_many`); nothing of
+   a job a purge removed meanwhile. A report at or below that offset is skipped when
    read again.
 
 Steps 3 to 5 (`finish`) run while the next batch is read, checked and folded:
@@ -443,8 +444,8 @@ class DeliveryFold:
                 # gone, and none is written back, where nothing would ever purge it.
                 if written and self.state.get(job_key(batch.job_id)) is None:
                     continue
-                for key, value in written:
-                    self.state[key] = value
+            # One RocksDB write batch and one changelog batch, after faust's records.
+            self.state.set_many(batch.message.partition, written)
         lap("recording", started)
 
     async def acknowledge(self, sending: list[asyncio.Future[None]]) -> None:

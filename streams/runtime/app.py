@@ -23,6 +23,7 @@ from mode.utils.queues import FlowControlEvent
 from streams.kafka.topics import MAX_MESSAGE_BYTES
 from streams.runtime.patches import stale_stores
 from streams.runtime.patches.buffer_pause import NoBufferPause
+from streams.runtime.patches.changelog_batch import BatchedChangelog
 from streams.runtime.patches.durable_commit import (
     CommitAfterDeliveries,
     Deliveries,
@@ -104,9 +105,10 @@ class StateStore(FamilyStore, BoundedReadersStore):
     holding no memory that grows with the data."""
 
 
-class DurableTable(BoundedReaders, RestoreHooks, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
+class DurableTable(BoundedReaders, RestoreHooks, BatchedChangelog, TrackedChangelog, faust.Table):  # type: ignore[type-arg]
     """The state table: changelog records acknowledged before any commit, restore
-    hooks to rebuild what is kept locally only, and a `StateStore`."""
+    hooks to rebuild what is kept locally only, many keys written at once
+    (`set_many`), and a `StateStore`."""
 
     store_class = StateStore
 

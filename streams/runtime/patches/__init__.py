@@ -17,6 +17,8 @@ faust-streaming's master: each is still needed, none dropped.
 * feed_handover: the command feed pauses before faust revokes, stops before faust stops
 * current_event: table writes outside streams, in a stand-in event (faust-streaming#497)
 * restore_hooks: a table tells what it restored from its changelog
+* changelog_batch: a table writes many keys at once (one RocksDB write batch, one changelog
+  record batch, in order with faust's own records)
 * stale_stores: a store ahead of its changelog is rebuilt, not fatal (faust-streaming#158)
 * table_readers: a store's index and filter blocks live in its block cache, partitioned
 * key_families: a store's keys live in column families by kind (a compaction of a job's keys

@@ -128,6 +128,20 @@ class FamilyStore(rocksdb_store.Store):
         self._key_index[key] = partition
         self._holding(partition, key).put(key, value)
 
+    def put_many(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Write these keys in the partition, each in its family, with one RocksDB write
+        batch (`changelog_batch.BatchedChangelog.set_many` sends their records)."""
+        write = rocksdict.WriteBatch(raw_mode=True)
+        db = self._db_for_partition(partition)
+        handles: dict[str | None, Any] = {}
+        for key, value in items:
+            family = self._family_of(key)
+            if family not in handles:
+                handles[family] = None if family is None else db.get_column_family_handle(family)
+            write.put(key, value, handles[family])
+            self._key_index[key] = partition
+        db.write(write)
+
     def _get(self, key: bytes) -> bytes | None:
         for partition in self._partitions_for(key):
             value = self._holding(partition, key).get(key)
