@@ -131,6 +131,14 @@ class FamilyStore(rocksdb_store.Store):
     def put_many(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Write these keys in the partition, each in its family, with one RocksDB write
         batch (`changelog_batch.BatchedChangelog.set_many` sends their records)."""
+        items = list(items)
+        self._write(partition, items)
+        for key, _ in items:
+            self._key_index[key] = partition
+
+    def _write(self, partition: int, items: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Write (or, for None, delete) these keys in the partition, each in its family,
+        with one RocksDB write batch."""
         write = rocksdict.WriteBatch(raw_mode=True)
         db = self._db_for_partition(partition)
         handles: dict[str | None, Any] = {}
@@ -138,8 +146,10 @@ class FamilyStore(rocksdb_store.Store):
             family = self._family_of(key)
             if family not in handles:
                 handles[family] = None if family is None else db.get_column_family_handle(family)
-            write.put(key, value, handles[family])
-            self._key_index[key] = partition
+            if value is None:
+                write.delete(key, handles[family])
+            else:
+                write.put(key, value, handles[family])
         db.write(write)
 
     def _get(self, key: bytes) -> bytes | None:
@@ -174,23 +184,14 @@ class FamilyStore(rocksdb_store.Store):
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
-        writes: defaultdict[int, Any] = defaultdict(lambda: rocksdict.WriteBatch(raw_mode=True))
-        handles: dict[tuple[int, str | None], Any] = {}
+        writes: defaultdict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         offsets: dict[TP, int] = {}
         for event in batch:
             message = event.message
             offsets[message.tp] = max(message.offset, offsets.get(message.tp, -1))
-            where = (message.partition, self._family_of(cast(bytes, message.key)))
-            if where not in handles:
-                db = self._db_for_partition(message.partition)
-                handles[where] = None if where[1] is None else db.get_column_family_handle(where[1])
-            handle = handles[where]
-            if message.value is None:
-                writes[message.partition].delete(message.key, handle)
-            else:
-                writes[message.partition].put(message.key, message.value, handle)
-        for partition, write in writes.items():
-            self._db_for_partition(partition).write(write)
+            writes[message.partition].append((cast(bytes, message.key), message.value))
+        for partition, items in writes.items():
+            self._write(partition, items)
         for tp, offset in offsets.items():
             self.set_persisted_offset(tp, offset)
 
