@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -82,38 +83,37 @@ class _ChangelogBatch:
     ) -> None:
         self.table, self.partition, self.items, self.done = table, partition, items, done
         self.message = SimpleNamespace(channel=self)
-        self.last_count = 0  # records in the last record batch
 
     async def publish_message(self, item: Any, wait: bool = False) -> None:
         # Never raises: the buffer's task would end, and faust's writes with it.
         try:
-            sent = await self.append()
+            sent, last_count = await self.append()
         except Exception as exc:  # the commit awaiting `done` fails with it
             log.warning("changelog batch of %d records not sent: %r", len(self.items), exc)
             self.done.set_exception(exc)
             return
-        asyncio.gather(*sent).add_done_callback(self.acknowledged)
+        asyncio.gather(*sent).add_done_callback(partial(self.acknowledged, last_count))
 
-    async def append(self) -> list[asyncio.Future[Any]]:
+    async def append(self) -> tuple[list[asyncio.Future[Any]], int]:
         """Append the records to aiokafka as record batches (each as large as the
-        producer's batches); answer each batch's future."""
+        producer's batches); answer each batch's future and the last one's records."""
         # aiokafka's producer, which faust's driver keeps private.
         producer = cast(aiokafka_driver.Producer, self.table.app.producer)._producer
         assert producer is not None  # faust's producer runs while its buffer does
         topic = self.table.changelog_topic.get_topic_name()
         sent: list[asyncio.Future[Any]] = []
-        batch, self.last_count = producer.create_batch(), 0
+        batch = producer.create_batch()
         for key, value in self.items:
             if batch.append(key=key, value=value, timestamp=None) is None:
                 sent.append(await producer.send_batch(batch, topic, partition=self.partition))
                 # An empty batch takes any record (one larger than a batch goes alone).
-                batch, self.last_count = producer.create_batch(), 0
+                batch = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
-            self.last_count += 1
         sent.append(await producer.send_batch(batch, topic, partition=self.partition))
-        return sent
+        # Counted before faust's next records can join the batch (acknowledged with it).
+        return sent, batch.record_count()
 
-    def acknowledged(self, sent: asyncio.Future[list[Any]]) -> None:
+    def acknowledged(self, last_count: int, sent: asyncio.Future[list[Any]]) -> None:
         if sent.cancelled():
             self.done.cancel()
             return
@@ -127,5 +127,5 @@ class _ChangelogBatch:
         # (faust's records after the batch, acknowledged first), a restore only reads
         # those records again.
         self.table.data.set_persisted_offset(
-            TP(last.topic, last.partition), last.offset + self.last_count - 1
+            TP(last.topic, last.partition), last.offset + last_count - 1
         )
