@@ -22,8 +22,8 @@ cursor in the state, up to `Settings.reports_batch` (10,000) at a time. For each
 5. the state records the fold: the blocks of message states it changed, then
    the job's summary (counts and the last offset folded), with one RocksDB
    write batch and one changelog batch (`DurableTable.set_many`); nothing of
-   a job a purge removed meanwhile. A report at or below that offset is skipped when
-   read again.
+   a job a purge removed meanwhile. A report at or below that offset is
+   skipped when read again.
 
 Steps 3 to 5 (`finish`) run while the next batch is read, checked and folded:
 that fold reads what this one wrote from memory until it is recorded, and
