@@ -31,6 +31,8 @@ The feed keeps the guarantees of a faust agent on its own:
 A feed of delivery reports is the same with its own cursor (`report_cursor_key`),
 taking up to 10,000 records at a time and handing them over together: a
 report costs a few microseconds of Python, where a faust event costs tens.
+Such a feed takes its next batch while the handler applies one; a pause drops
+that batch (its records are past the cursor, read again).
 Such a feed reads through the native module's librdkafka when it is built
 (`streams.kafka.native_reader`: a batch by column, with no `Message` object a
 record). `Feeds` pauses and stops every feed of the app together.
@@ -298,6 +300,9 @@ class CommandFeed:
         # With `settle`: the offsets applied before the last batch, whose work has ended.
         self.settled: dict[int, int] = {}
         self.quiet = True  # the last fetch handed no batch over
+        # A feed of batches takes the next batch while one is applied (`apply_batch`);
+        # `release` drops it, so it is always of the current assignment.
+        self.ahead: asyncio.Future[list[Any] | RecordBatch] | None = None
         self.watch = FetchWatch()
         # partition -> where it ends, from librdkafka's last statistics (`on_stats`)
         self.ends: dict[int, int] = {}
@@ -427,8 +432,19 @@ class CommandFeed:
             )
             self.consumer.seek(TopicPartition(self.topic, partition, offset))
 
+    async def drop(self, ahead: asyncio.Future[list[Any] | RecordBatch]) -> None:
+        """Let a take made ahead end, and leave its records: they are read again from
+        the cursors (an error it met is met again, or not, by the next take)."""
+        try:
+            await ahead
+        except Exception as exc:
+            log.warning("reading %s ahead: %s", self.topic, exc)
+
     async def release(self) -> None:
         """Record the position of every partition read, then read none."""
+        if self.ahead is not None:
+            ahead, self.ahead = self.ahead, None
+            await self.drop(ahead)
         if not self.assigned:
             return
         await self.checkpoint(everything=True, wait=True)
@@ -445,11 +461,16 @@ class CommandFeed:
         self.ends = {}
 
     async def apply_batch(self) -> None:
-        """Apply what librdkafka has fetched."""
+        """Apply what librdkafka has fetched. A feed of batches takes the next batch
+        meanwhile: the take (a poll a record, the values made Python bytes) then
+        overlaps the handler's work instead of following it."""
         assert self.consumer is not None
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        records = await loop.run_in_executor(self.executor, self.take)
+        ahead, self.ahead = self.ahead, None
+        records = await (ahead or loop.run_in_executor(self.executor, self.take))
+        if self.handle_batch is not None:
+            self.ahead = loop.run_in_executor(self.executor, self.take)
         fetched = time.monotonic()
         self.spent["fetching"].inc(fetched - started)
         try:
