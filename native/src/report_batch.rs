@@ -6,7 +6,7 @@
 //! keeps those keyed by their job id, and groups them by (partition, job id).
 //! Python loads each group's job once and tells `locate` what it knows of it;
 //! a group whose every report carries its message's position as one of that
-//! job's (`message_ids::carried`), and needs nothing else looked up, is then
+//! job's (`message_ids::JobDigests::carried`), and needs nothing else looked up, is then
 //! folded here from its records (`fold`), byte for byte as
 //! `fold_codec.fold_encoded` folds the same `Reported` tuples.
 //!
@@ -25,7 +25,7 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::delivery_fold::{self, block_of, read_report, EncodedTuple, First, Item, WireReport};
 use crate::event_producer::EventProducer;
-use crate::message_ids::carried;
+use crate::message_ids::JobDigests;
 
 /// What Python knows of a group's job, when its reports may be located here:
 /// (the prefix of its message ids, users received, tenant, the positions of the users
@@ -96,6 +96,7 @@ fn no_record() -> PyErr {
 fn located(reports: &[&WireReport], facts: &JobFacts) -> Option<Vec<i64>> {
     let (prefix, received, tenant, failed) = facts;
     let failed: HashSet<i64> = failed.iter().copied().collect();
+    let mut digests = None; // a group's reports are one job's: made once
     reports
         .iter()
         .map(|report| {
@@ -105,7 +106,7 @@ fn located(reports: &[&WireReport], facts: &JobFacts) -> Option<Vec<i64>> {
                 && id.len() == prefix.len() + 24
                 && id.starts_with(prefix.as_str());
             let position = if fits {
-                carried(&report.job_id, id)
+                JobDigests::for_job(&mut digests, &report.job_id).carried(id)
             } else {
                 -1
             };

@@ -31,6 +31,7 @@ def test_its_own_ids_give_their_positions_and_any_other_minus_one() -> None:
         positional_message_id(1.0, "another job", 7),
         OWN[:-24] + "f" * 14 + OWN[-10:],  # a made-up digest
         OWN[:-24] + OWN[-24:].upper(),  # not as it was written
+        OWN[:-24] + OWN[-24:-10].upper() + OWN[-10:],  # its digest alone not as written
         OWN[:-2] + "_4",
         OWN[-23:],
         OWN[:-1] + "\u0664",  # a digit Python's int() reads
