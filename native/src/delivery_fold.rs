@@ -874,7 +874,7 @@ const MAX_AT: i64 = 253_402_300_799_999;
 pub(crate) struct WireReport {
     pub(crate) message_id: String,
     pub(crate) job_id: String,
-    pub(crate) status: String,
+    pub(crate) status: StatusName,
     pub(crate) at: i64,
     #[serde(default)]
     pub(crate) reason: Option<String>,
@@ -882,6 +882,17 @@ pub(crate) struct WireReport {
     pub(crate) provider: Option<String>,
     #[serde(default)]
     pub(crate) tenant: Option<String>,
+}
+
+/// A report's `status`: its rank, None for a name that is not a delivery state. Read
+/// from the JSON text as is (borrowed unless it has escapes), not kept as a string.
+pub(crate) struct StatusName(Option<u8>);
+
+impl<'de> Deserialize<'de> for StatusName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let KeyText(text) = KeyText::deserialize(deserializer)?;
+        Ok(StatusName(rank_of(&text)))
+    }
 }
 
 /// Whether JSON text is an object (serde would read a struct's fields from an array too).
@@ -904,7 +915,7 @@ pub(crate) fn read_report(value: &[u8]) -> Option<(u8, WireReport)> {
         return None;
     }
     let report: WireReport = from_json(value)?;
-    let rank = rank_of(&report.status)?;
+    let rank = report.status.0?;
     let valid = within(&report.message_id, 1, MAX_ID)
         && within(&report.job_id, 1, MAX_ID)
         && (0..=MAX_AT).contains(&report.at)
