@@ -6,8 +6,8 @@
 //! keeps those keyed by their job id, and groups them by (partition, job id).
 //! Python loads each group's job once and tells `locate` what it knows of it;
 //! a group whose every report carries its message's position as one of that
-//! job's (`message_ids::JobDigests::carried`), and needs nothing else looked up, is then
-//! folded here from its records (`fold`), byte for byte as
+//! job's (`message_ids::JobDigests::carried`), and needs nothing else looked
+//! up, is then folded here from its records (`fold`), byte for byte as
 //! `fold_codec.fold_encoded` folds the same `Reported` tuples.
 //!
 //! Anything else stays Python's, whole: a record this code did not read

@@ -31,9 +31,9 @@ The feed keeps the guarantees of a faust agent on its own:
 A feed of delivery reports is the same with its own cursor (`report_cursor_key`),
 taking up to 10,000 records at a time and handing them over together: a
 report costs a few microseconds of Python, where a faust event costs tens.
-Such a feed takes its next batch while the handler applies one; a pause drops
-that batch (its records are past the cursor, read again).
-Such a feed reads through the native module's librdkafka when it is built
+It takes its next batch while the handler applies one; a pause drops that
+batch (its records are past the cursor, read again). Such a feed reads
+through the native module's librdkafka when it is built
 (`streams.kafka.native_reader`: a batch by column, with no `Message` object a
 record). `Feeds` pauses and stops every feed of the app together.
 """
