@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -219,28 +220,36 @@ class FetchWatch:
     def __init__(self, patience: float = STALL_SECONDS) -> None:
         self.patience = patience
         self.since: dict[int, tuple[str, float]] = {}
+        # librdkafka's statistics come on the fetch thread (`take`), which may be
+        # taking a batch ahead while the loop asks what stalled.
+        self.lock = threading.Lock()
 
     def observe(self, states: dict[int, str], now: float) -> None:
-        for partition, state in states.items():
-            if state == "active":
-                self.since.pop(partition, None)
-            elif partition not in self.since:
-                self.since[partition] = (state, now)
-        for partition in set(self.since) - set(states):
-            del self.since[partition]
+        with self.lock:
+            for partition, state in states.items():
+                if state == "active":
+                    self.since.pop(partition, None)
+                elif partition not in self.since:
+                    self.since[partition] = (state, now)
+            for partition in set(self.since) - set(states):
+                del self.since[partition]
 
     def stalled(self, now: float) -> list[tuple[int, str]]:
         """Partitions out of the active state for `patience`; each given once,
         then watched anew (a seek takes it through the states again)."""
-        due = [
-            (p, state) for p, (state, since) in self.since.items() if now - since >= self.patience
-        ]
-        for partition, state in due:
-            self.since[partition] = (state, now)
-        return due
+        with self.lock:
+            due = [
+                (p, state)
+                for p, (state, since) in self.since.items()
+                if now - since >= self.patience
+            ]
+            for partition, state in due:
+                self.since[partition] = (state, now)
+            return due
 
     def clear(self) -> None:
-        self.since.clear()
+        with self.lock:
+            self.since.clear()
 
 
 class CommandFeed:

@@ -8,6 +8,7 @@ replay; test_exactly_once and `make chaos` count what that may cost: nothing).""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -179,6 +180,33 @@ def test_a_partition_that_becomes_active_or_is_dropped_is_not_due() -> None:
     watch.observe({0: "offset-query"}, now=4)  # 1 unassigned; 0 left "active" at 4
     assert watch.stalled(now=12) == []
     assert watch.stalled(now=14) == [(0, "offset-query")]
+
+
+def test_the_watch_is_asked_on_the_loop_while_the_fetch_thread_tells_it() -> None:
+    """librdkafka's statistics reach the watch on the fetch thread, which may be taking
+    a batch ahead while the loop asks what stalled: neither meets the other's dict
+    half changed (without the watch's lock, `stalled` raised "dictionary changed size
+    during iteration")."""
+    watch = FetchWatch(patience=0)
+    done = threading.Event()
+
+    def tell() -> None:
+        n = 0
+        while not done.is_set():
+            n += 1
+            watch.observe({p: "offset-query" for p in range(n % 64)}, now=0)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    teller = threading.Thread(target=tell)
+    teller.start()
+    try:
+        for _ in range(20_000):
+            watch.stalled(now=1)
+    finally:
+        done.set()
+        teller.join()
+        sys.setswitchinterval(switching)
 
 
 def _fetched(settings: Settings, per_partition: dict[int, int]) -> list[Any]:
