@@ -22,6 +22,7 @@ from schemas.views import JobStatus
 from streams.settings import Settings
 from streams.testing.processes import ApiProcess, WorkerProcess, cli, wait_for
 from streams.testing.topics import read_topic
+from streams.webhooks.skip import SKIP_SECONDS
 from tests.streams.webhooks.conftest import Events, Hit, Receiver, Stack
 
 
@@ -143,17 +144,25 @@ def test_message_events_no_endpoint_takes_are_passed_over_unread(
     def skipped() -> float:
         return _metric(worker, "bulkstream_webhook_events_skipped_total")
 
-    def until_passed_over() -> None:
-        """Events until some are passed over: the partition is paused from then on."""
+    def until_passed_over() -> float:
+        """Events until some are passed over: the partition is paused from then on. The
+        count once it settles: a move on whose end was asked before the last events
+        were written counts them at the next one (a second later)."""
         before = skipped()
         deadline = time.monotonic() + 30
         while skipped() == before:
             assert time.monotonic() < deadline, "no message event passed over"
             events.messages("acme", "job-1", DeliveryStatus.SENT, 20)
             time.sleep(0.5)
+        counted, still_since = skipped(), time.monotonic()
+        while time.monotonic() - still_since < 3 * SKIP_SECONDS:
+            assert time.monotonic() < deadline + 30, "the count of events passed over settles"
+            time.sleep(0.2)
+            if (now := skipped()) != counted:
+                counted, still_since = now, time.monotonic()
+        return counted
 
-    until_passed_over()
-    before = skipped()
+    before = until_passed_over()
     events.messages("acme", "job-1", DeliveryStatus.FAILED, 300)
     # Every one of them passed over: none was read (a record read is not counted).
     wait_for(lambda: skipped() == before + 300, 30, "300 message events passed over")
@@ -172,8 +181,7 @@ def test_message_events_no_endpoint_takes_are_passed_over_unread(
 
     with api.client("acme") as client:
         assert client.delete(f"/webhooks/{hook['id']}").status_code == 204
-    until_passed_over()
-    before = skipped()
+    before = until_passed_over()
     events.messages("acme", "job-3", DeliveryStatus.FAILED, 100)
     wait_for(lambda: skipped() == before + 100, 30, "100 message events passed over")
     assert len(receiver.to("/failed")) == 1
