@@ -9,6 +9,10 @@ It answers only what the routed endpoint would answer, byte for byte: a GET of
 else (no copy, no or an unknown key, an odd id, a root path, HEAD) goes on to the app,
 which answers as it always does. Its answers are counted under the route it stands
 for (`/bulk/{job_id}`), like the app's.
+
+Served by uvicorn, the API answers the same requests one step earlier still, in the
+HTTP protocol (`streams.api.server`); this ASGI form serves the rest (a request the
+protocol left to the app, another ASGI server, the tests' in-process clients).
 """
 
 from __future__ import annotations
@@ -32,29 +36,37 @@ class JobViewShortcut:
     def __init__(self, read_copy: CopyReader, template: str) -> None:
         self.read_copy, self.template = read_copy, template
 
-    async def answered(self, scope: Scope, send: Send) -> bool:
-        """Whether it answered this request (if not, the app must)."""
-        started = time.perf_counter()
-        answer = self._copy(scope)
-        if answer is None:
-            return False
-        headers = [
-            (b"content-length", str(len(answer)).encode()),
-            (b"content-type", b"application/json"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
-        observe(self.template, "GET", "200", time.perf_counter() - started)
-        return True
-
-    def _copy(self, scope: Scope) -> bytes | None:
-        path: str = scope["path"]
-        if scope["method"] != "GET" or scope.get("root_path") or not path.startswith(PREFIX):
+    def answer(self, method: str, path: str, authorization: str | None) -> bytes | None:
+        """The kept answer to this request, if the shortcut may give it (else the app
+        answers): `path` as the app would route it, without a root path or query."""
+        if method != "GET" or not path.startswith(PREFIX):
             return None
         job_id = path[len(PREFIX) :]
         if "/" in job_id:
             return None
-        return self.read_copy(_authorization(scope), job_id)
+        return self.read_copy(authorization, job_id)
+
+    def counted(self, started: float) -> None:
+        """Count an answer given since `perf_counter` read `started`, as the app would."""
+        observe(self.template, "GET", "200", time.perf_counter() - started)
+
+    async def answered(self, scope: Scope, send: Send) -> bool:
+        """Whether it answered this request (if not, the app must)."""
+        started = time.perf_counter()
+        if scope.get("root_path"):
+            return False
+        answer = self.answer(scope["method"], scope["path"], _authorization(scope))
+        if answer is None:
+            return False
+        await send({"type": "http.response.start", "status": 200, "headers": headers(answer)})
+        await send({"type": "http.response.body", "body": answer})
+        self.counted(started)
+        return True
+
+
+def headers(answer: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer, as Starlette's `Response(answer, media_type=JSON)` has them."""
+    return [(b"content-length", b"%d" % len(answer)), (b"content-type", b"application/json")]
 
 
 def _authorization(scope: Scope) -> str | None:

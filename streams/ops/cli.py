@@ -198,12 +198,15 @@ def _cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from streams.api.app import create_api
+    from streams.api.protocol import protocol_for
     from streams.ops.logs import logging_config
 
+    api = create_api(settings)
     uvicorn.run(
-        create_api(settings),
+        api,
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
+        http=protocol_for(api.shortcut),
         log_level=settings.log_level,
         log_config=logging_config(settings),
         access_log=settings.api_access_log,
