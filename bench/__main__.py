@@ -55,6 +55,9 @@ SCENARIOS: dict[str, Callable[[Run, Options], ScenarioResult]] = {
     "rebalance": group_changes.run,
 }
 
+# Where the whole suite's report goes.
+DOCS = REPO / "docs" / "benchmarks.md"
+
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -74,7 +77,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="the memory scenario compares N with M users instead of N/10 with N "
         "(10000000: the 10M job; it takes about ten times the 1M job's time)",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the report (default: docs/benchmarks.md for the whole suite and --render; "
+        "the run's own .local/bench/<run id>/benchmarks.md with --only, so one scenario "
+        "never replaces the whole report)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep topics, keys and state")
     parser.add_argument(
         "--render",
@@ -91,6 +101,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.memory_users is not None and (args.memory_users < 10_000 or args.memory_users % 1000):
         parser.error("--memory-users must be a multiple of 1000, at least 10000")
     return args
+
+
+def report_path(args: argparse.Namespace, log_dir: Path | None) -> Path:
+    """Where the report goes: `--out`; else, for some scenarios (`--only`), the run's own
+    directory `log_dir`; else (the whole suite, or a render) docs/benchmarks.md."""
+    if args.out is not None:
+        return Path(args.out)
+    if args.only and log_dir is not None:
+        return log_dir / "benchmarks.md"
+    return DOCS
 
 
 def derived(results: list[ScenarioResult]) -> list[ScenarioResult]:
@@ -130,8 +150,9 @@ def report(record: dict[str, Any], out: Path) -> list[ScenarioResult]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.render is not None:
-        report(json.loads(args.render.read_text()), args.out)
-        say(f"wrote {args.out} from {args.render}")
+        out = report_path(args, None)
+        report(json.loads(args.render.read_text()), out)
+        say(f"wrote {out} from {args.render}")
         return 0
     chosen = [name for name in SCENARIOS if not args.only or name in args.only.split(",")]
     opts = Options(
@@ -188,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": [r.to_json() for r in results],
     }
     (bench.log_dir / "results.json").write_text(json.dumps(record, indent=2, default=str))
-    results = report(record, args.out)
-    say(f"wrote {args.out} (raw results and logs in {bench.log_dir})")
+    out = report_path(args, bench.log_dir)
+    results = report(record, out)
+    say(f"wrote {out} (raw results and logs in {bench.log_dir})")
     for result in results:
         for figure in result.figures:
             ratio = f", ratio {figure.ratio:.2f}" if figure.ratio is not None else ""

@@ -24,8 +24,11 @@ _REPRODUCE = """\
 ```sh
 make bench                                   # N = 1,000,000 users, 2 workers (several minutes)
 make bench BENCH_ARGS="--users 200000"       # the same, smaller and faster
-make bench BENCH_ARGS="--only fanout --profile"   # one scenario, with py-spy
+make bench BENCH_ARGS="--only fanout --profile"   # one scenario, with py-spy (*)
 ```
+
+(*) A run of some scenarios (`--only`) writes its report beside its logs, in
+`.local/bench/<run id>/benchmarks.md`, not over this file; `--out` says where else.
 
 `python -m bench --help` lists the options (`--users`, `--workers`, `--only`, `--profile`,
 `--out`, `--keep`). Process logs, py-spy's raw stacks and the run's `results.json` stay in
