@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -75,7 +76,9 @@ def read_bytes(settings: Settings, topic: str) -> tuple[int, int]:
             values += len(message.value() or b"")
             offset = message.offset() or 0
         stats.clear()
+        deadline = time.monotonic() + 10  # statistics come every 100 ms
         while not stats:  # the first statistics after the last record
+            assert time.monotonic() < deadline, "no statistics from librdkafka in 10 s"
             consumer.poll(0.2)
         return int(stats[-1]["rx_bytes"]), values
     finally:
