@@ -16,9 +16,10 @@ root path and no access log (whose line the app's cycle writes). Everything
 else, and any view not kept, goes through uvicorn's cycle to the app, whose
 ASGI shortcut answers there.
 
-Written against uvicorn's `HttpToolsProtocol` (0.30 to 0.55): the parser
-callbacks and the attributes it keeps per connection. tests/streams/api/
-test_protocol.py serves with it and with uvicorn's own protocol and compares.
+Written against uvicorn 0.55's `HttpToolsProtocol` (pyproject.toml allows
+that minor version only): the parser callbacks and the attributes it keeps
+per connection. tests/streams/api/test_protocol.py serves with it and with
+uvicorn's own protocol and compares.
 """
 
 from __future__ import annotations
