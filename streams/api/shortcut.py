@@ -11,7 +11,7 @@ which answers as it always does. Its answers are counted under the route it stan
 for (`/bulk/{job_id}`), like the app's.
 
 Served by uvicorn, the API answers the same requests one step earlier still, in the
-HTTP protocol (`streams.api.server`); this ASGI form serves the rest (a request the
+HTTP protocol (`streams.api.protocol`); this ASGI form serves the rest (a request the
 protocol left to the app, another ASGI server, the tests' in-process clients).
 """
 
@@ -53,7 +53,7 @@ class JobViewShortcut:
     async def answered(self, scope: Scope, send: Send) -> bool:
         """Whether it answered this request (if not, the app must)."""
         started = time.perf_counter()
-        if scope.get("root_path"):
+        if scope.get("root_path") or scope["method"] != "GET":
             return False
         answer = self.answer(scope["method"], scope["path"], _authorization(scope))
         if answer is None:
