@@ -30,7 +30,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from streams.api.shortcut import JobViewShortcut, headers
+from streams.api.shortcut import JobViewShortcut, authorization, headers
 
 PREFIX = b"/bulk/"
 STATUS_LINE = b"HTTP/1.1 200 OK\r\n"
@@ -97,10 +97,6 @@ class KeptViewProtocol(HttpToolsProtocol):
         path = self.url.partition(b"?")[0]
         if b"%" in path or not path.isascii():
             return None
-        authorization = None
-        for name, value in self.headers:
-            if name in BODY_HEADERS:
-                return None
-            if name == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
-        return self.shortcut.answer("GET", path.decode("ascii"), authorization)
+        if any(name in BODY_HEADERS for name, _ in self.headers):
+            return None
+        return self.shortcut.answer(path.decode("ascii"), authorization(self.headers))

@@ -18,7 +18,7 @@ protocol left to the app, another ASGI server, the tests' in-process clients).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.types import Scope, Send
 
@@ -36,10 +36,10 @@ class JobViewShortcut:
     def __init__(self, read_copy: CopyReader, template: str) -> None:
         self.read_copy, self.template = read_copy, template
 
-    def answer(self, method: str, path: str, authorization: str | None) -> bytes | None:
-        """The kept answer to this request, if the shortcut may give it (else the app
-        answers): `path` as the app would route it, without a root path or query."""
-        if method != "GET" or not path.startswith(PREFIX):
+    def answer(self, path: str, authorization: str | None) -> bytes | None:
+        """The kept answer to a GET of `path` (as the app would route it, without a root
+        path or query), if the shortcut may give it (else the app answers)."""
+        if not path.startswith(PREFIX):
             return None
         job_id = path[len(PREFIX) :]
         if "/" in job_id:
@@ -55,7 +55,7 @@ class JobViewShortcut:
         started = time.perf_counter()
         if scope.get("root_path") or scope["method"] != "GET":
             return False
-        answer = self.answer(scope["method"], scope["path"], _authorization(scope))
+        answer = self.answer(scope["path"], authorization(scope["headers"]))
         if answer is None:
             return False
         await send({"type": "http.response.start", "status": 200, "headers": headers(answer)})
@@ -69,9 +69,10 @@ def headers(answer: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"content-length", b"%d" % len(answer)), (b"content-type", b"application/json")]
 
 
-def _authorization(scope: Scope) -> str | None:
-    """The first Authorization header, as Starlette's `request.headers` reads it."""
-    for name, value in scope["headers"]:
+def authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The first Authorization header of a request's (lowercased names, as ASGI and
+    uvicorn keep them), as Starlette's `request.headers` reads it."""
+    for name, value in headers:
         if name == b"authorization":
             text: str = value.decode("latin-1")
             return text
